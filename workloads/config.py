@@ -1,0 +1,105 @@
+"""Typed configuration of one grid cell: model, data, training.
+
+Frozen dataclasses that round-trip through plain dicts (Ray passes the cell config to every
+worker as a dict; MLflow logs it flat). No torch at import time: the orchestrator builds these
+while validating a spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+Strategy = Literal["ddp", "deepspeed"]
+Precision = Literal["fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    llm: str = "tiny-s"  # a preset of workloads.presets or a Hugging Face name / local path
+    vision: str = "vit-tiny"  # likewise (CLIP or SigLIP vision towers)
+    compressor: str = "avgpool"
+    visual_tokens: int = 16
+    # hidden_states index the projector reads (LLaVA uses the penultimate layer of a deep CLIP)
+    vision_feature_layer: int = -1
+    # hidden_states indices QueCC builds its keys/values from (the study: 12, 16, 22, 23 of 24)
+    kv_layers: tuple[int, ...] = (-2, -1)
+    compressor_heads: int = 4
+    freeze_vision: bool = False
+    freeze_llm: bool = False
+
+    def build(self, tokenizer):
+        from .model import build_vlm
+
+        return build_vlm(self, tokenizer)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["synthetic", "llava"] = "synthetic"
+    tasks: tuple[str, ...] = ("shapes",)  # synthetic tasks; ignored for llava
+    seed: int = 0
+    train_size: int = 50_000
+    eval_size: int = 512
+    cells: int = 4  # synthetic scenes are cells×cells
+    llava_train: str | None = None  # LLaVA-format JSON; image paths relative to image_root
+    llava_eval: str | None = None
+    image_root: str | None = None
+    user_prefix: str = "USER:"
+    assistant_prefix: str = "ASSISTANT:"
+    tokenizer: str | None = None  # defaults to the LLM's own tokenizer, or the synthetic word-level one
+
+    def __post_init__(self):
+        if self.source == "llava" and not self.llava_train:
+            raise ValueError("data.llava_train is required when data.source is 'llava'")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 32  # global, across workers and accumulation steps
+    grad_accum: int = 1
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    checkpoint_every: int = 100
+    eval_every: int = 0  # 0: evaluate only at the end
+    log_every: int = 10
+    strategy: Strategy = "ddp"
+    zero_stage: int = 2
+    precision: Precision = "fp32"
+    seed: int = 0
+    threads_per_worker: int = 1
+    # fault injection for tests and drills: raise at this step unless the run resumed from a checkpoint
+    fail_once_at_step: int | None = None
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CellConfig":
+        return cls(
+            model=_build(ModelConfig, d.get("model", {})),
+            data=_build(DataConfig, d.get("data", {})),
+            train=_build(TrainConfig, d.get("train", {})),
+        )
+
+
+def _build(kind, values: dict[str, Any]):
+    names = {f.name: f for f in fields(kind)}
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} field(s): {', '.join(sorted(unknown))}")
+    # tuples arrive as lists after a JSON/YAML round trip
+    coerced = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return kind(**coerced)

@@ -1,0 +1,98 @@
+"""Tiny model presets: functions returning transformers config objects (random init, CPU-trainable).
+
+The LLM family is Qwen2 (the study's family) from ``hidden 32 × 2 layers`` to ``hidden 192 × 4
+layers``: non-embedding parameters span ~74×, like 0.5B→7B spans 14×. Anything that is not a
+preset name is treated as a Hugging Face model name or local path (see :mod:`workloads.model`).
+
+Import-light: transformers is imported inside the functions so the experiment spec can ask
+``is_llm_preset`` without pulling torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LLMShape:
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    ffn: int
+
+
+@dataclass(frozen=True)
+class VisionShape:
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    image_size: int
+    patch_size: int
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+
+LLM_PRESETS: dict[str, LLMShape] = {
+    "tiny-xs": LLMShape(hidden=32, layers=2, heads=4, kv_heads=2, ffn=64),
+    "tiny-s": LLMShape(hidden=64, layers=2, heads=4, kv_heads=2, ffn=128),
+    "tiny-m": LLMShape(hidden=96, layers=3, heads=4, kv_heads=2, ffn=192),
+    "tiny-l": LLMShape(hidden=128, layers=4, heads=4, kv_heads=2, ffn=256),
+    "tiny-xl": LLMShape(hidden=192, layers=4, heads=6, kv_heads=2, ffn=384),
+}
+
+VISION_PRESETS: dict[str, VisionShape] = {
+    # 64 px images of a 4×4 scene, 8 px patches: an 8×8 patch grid, each scene cell 2×2 patches
+    "vit-tiny": VisionShape(hidden=64, layers=2, heads=4, ffn=128, image_size=64, patch_size=8),
+    # one patch per scene cell: the cheapest encoder, for smoke tests and the fastest demos
+    "vit-micro": VisionShape(hidden=32, layers=1, heads=2, ffn=64, image_size=64, patch_size=16),
+    # a 24×24 patch grid like CLIP ViT-L/14-336, so every V of the study is producible
+    "vit-tiny-24": VisionShape(hidden=32, layers=2, heads=4, ffn=64, image_size=96, patch_size=4),
+}
+
+
+def is_llm_preset(name: str) -> bool:
+    return name in LLM_PRESETS
+
+
+def is_vision_preset(name: str) -> bool:
+    return name in VISION_PRESETS
+
+
+def llm_config(name: str, vocab_size: int, max_positions: int = 512):
+    """A Qwen2 config for the preset ``name``; embeddings tied as in the small Qwen models."""
+    from transformers import Qwen2Config
+
+    s = LLM_PRESETS[name]
+    return Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=s.hidden,
+        intermediate_size=s.ffn,
+        num_hidden_layers=s.layers,
+        num_attention_heads=s.heads,
+        num_key_value_heads=s.kv_heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        attention_dropout=0.0,
+        use_cache=False,
+    )
+
+
+def vision_config(name: str):
+    """A CLIP vision config for the preset ``name``."""
+    from transformers import CLIPVisionConfig
+
+    s = VISION_PRESETS[name]
+    return CLIPVisionConfig(
+        hidden_size=s.hidden,
+        intermediate_size=s.ffn,
+        num_hidden_layers=s.layers,
+        num_attention_heads=s.heads,
+        image_size=s.image_size,
+        patch_size=s.patch_size,
+        num_channels=3,
+        attention_dropout=0.0,
+    )
