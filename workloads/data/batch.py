@@ -33,7 +33,7 @@ class ImageTransform:
             from PIL import Image
 
             image = np.asarray(Image.fromarray(image).convert("RGB").resize((self.size, self.size), Image.BICUBIC))
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        x = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float() / 255.0
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return (x - mean) / std

@@ -60,6 +60,8 @@ class Sample:
     answer: str
     task: str
     family: str
+    # what each scene cell holds, row-major ("" = empty): the vision-pretraining target
+    layout: tuple[str, ...] = ()
 
 
 def vocabulary() -> list[str]:
@@ -168,6 +170,13 @@ def _shapes_sample(rng: np.random.Generator, cells: int, px: int) -> Sample:
         tile = image[row * px:(row + 1) * px, col * px:(col + 1) * px]
         tile[mask] = COLOURS[colour]
 
+    layout = [""] * (cells * cells)
+    for row, col, shape, colour in objects:
+        layout[row * cells + col] = f"{colour} {shape}"
+
+    def sample(question: str, answer: str, family: str) -> Sample:
+        return Sample(image, question, answer, "shapes", family, tuple(layout))
+
     family = ("count", "colour", "position", "exist")[int(rng.integers(4))]
     if family == "count":
         if rng.random() < 0.5:
@@ -176,7 +185,7 @@ def _shapes_sample(rng: np.random.Generator, cells: int, px: int) -> Sample:
         else:
             shape = SHAPES[int(rng.integers(len(SHAPES)))]
             question, answer = f"how many {shape}s are there ?", sum(o[2] == shape for o in objects)
-        return Sample(image, question, str(answer), "shapes", family)
+        return sample(question, str(answer), family)
     if family == "exist":
         if rng.random() < 0.5:
             _, _, shape, colour = objects[int(rng.integers(n))]
@@ -185,20 +194,20 @@ def _shapes_sample(rng: np.random.Generator, cells: int, px: int) -> Sample:
             absent = [(s, c) for s in SHAPES for c in colour_names if (s, c) not in present]
             shape, colour = absent[int(rng.integers(len(absent)))]
         answer = "yes" if any(o[2] == shape and o[3] == colour for o in objects) else "no"
-        return Sample(image, f"is there a {colour} {shape} ?", answer, "shapes", family)
+        return sample(f"is there a {colour} {shape} ?", answer, family)
     # colour and position questions refer to one object by a description that is unique in the scene
     target = objects[int(rng.integers(n))]
     if family == "colour":
         same_shape = [o for o in objects if o[2] == target[2]]
         if len(same_shape) == 1:
-            return Sample(image, f"what color is the {target[2]} ?", target[3], "shapes", family)
-        return Sample(image, f"what color is the shape in row {target[0] + 1} column {target[1] + 1} ?",
-                      target[3], "shapes", family)
+            return sample(f"what color is the {target[2]} ?", target[3], family)
+        return sample(f"what color is the shape in row {target[0] + 1} column {target[1] + 1} ?",
+                      target[3], family)
     twins = sum(o[2] == target[2] and o[3] == target[3] for o in objects)
     if twins > 1:  # "the red circle" would be ambiguous: ask how many there are instead
-        return Sample(image, f"how many {target[3]} {target[2]}s are there ?", str(twins), "shapes", "count")
-    return Sample(image, f"where is the {target[3]} {target[2]} in the image ?",
-                  _region(target[0], target[1], cells), "shapes", family)
+        return sample(f"how many {target[3]} {target[2]}s are there ?", str(twins), "count")
+    return sample(f"where is the {target[3]} {target[2]} in the image ?",
+                  _region(target[0], target[1], cells), family)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,18 +236,23 @@ def _text_sample(rng: np.random.Generator, cells: int, px: int) -> Sample:
     for (row, col), letter in grid.items():
         image[row * px:(row + 1) * px, col * px:(col + 1) * px][_glyph(letter, px)] = ink
 
+    layout = tuple(grid.get((r, c), "") for r in range(cells) for c in range(cells))
+
+    def sample(question: str, answer: str, family: str) -> Sample:
+        return Sample(image, question, answer, "text", family, layout)
+
     family = ("read_cell", "read_row", "locate", "count")[int(rng.integers(4))]
     occupied = sorted(grid)
     if family == "read_cell":
         row, col = occupied[int(rng.integers(n))]
-        return Sample(image, f"what letter is at row {row + 1} column {col + 1} ?", grid[(row, col)], "text", family)
+        return sample(f"what letter is at row {row + 1} column {col + 1} ?", grid[(row, col)], family)
     if family == "read_row":
         row = occupied[int(rng.integers(n))][0]
         letters = [grid[(r, c)] for (r, c) in occupied if r == row]
-        return Sample(image, f"what is written in row {row + 1} ?", " ".join(letters), "text", family)
+        return sample(f"what is written in row {row + 1} ?", " ".join(letters), family)
     if family == "locate":
         row, col = occupied[int(rng.integers(n))]
         letter = grid[(row, col)]
         if sum(v == letter for v in grid.values()) == 1:
-            return Sample(image, f"where is the letter {letter} ?", f"row {row + 1} column {col + 1}", "text", family)
-    return Sample(image, "how many letters are there ?", str(n), "text", "count")
+            return sample(f"where is the letter {letter} ?", f"row {row + 1} column {col + 1}", family)
+    return sample("how many letters are there ?", str(n), "count")

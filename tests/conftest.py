@@ -1,0 +1,19 @@
+import os
+
+import pytest
+
+# Keep every test single-threaded and quiet: CI has 2 cores shared by Ray workers and servers.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads():
+    try:
+        import torch
+    except ImportError:  # the pure tests need no torch
+        return
+    torch.set_num_threads(1)

@@ -1,0 +1,124 @@
+import pytest
+import torch
+
+from workloads.config import ModelConfig
+from workloads.cost import inference_cost, llm_prefill_flops, model_inference_cost
+from workloads.data.batch import Collator, ImageTransform
+from workloads.data.synthetic import SyntheticVQA
+from workloads.evaluate import greedy_decode, score_batch
+from workloads.model import meta_parameter_counts, parameter_counts
+from workloads.presets import LLM_PRESETS, VISION_PRESETS
+from workloads.tokenizer import synthetic_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return synthetic_tokenizer()
+
+
+def _batch(tok, v, image_size=64, n=4, task="shapes"):
+    ds = SyntheticVQA(task, "train", 50, seed=0)
+    return Collator(tok, v, ImageTransform(image_size))([ds[i] for i in range(n)])
+
+
+@pytest.mark.parametrize("llm", sorted(LLM_PRESETS))
+def test_forward_backward_every_llm_preset(tok, llm):
+    torch.manual_seed(0)
+    model = ModelConfig(llm=llm, vision="vit-micro", compressor="quecc", visual_tokens=4).build(tok)
+    out = model(**_batch(tok, 4).model_inputs())
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads[:5]) and any(float(g.abs().sum()) > 0 for g in grads if g is not None)
+
+
+@pytest.mark.parametrize("vision", sorted(VISION_PRESETS))
+def test_forward_backward_every_vision_preset(tok, vision):
+    torch.manual_seed(0)
+    model = ModelConfig(llm="tiny-xs", vision=vision, compressor="avgpool", visual_tokens=4).build(tok)
+    size = model.vision.config.image_size
+    out = model(**_batch(tok, 4, image_size=size).model_inputs())
+    out.loss.backward()
+    assert model.vision.embeddings.patch_embedding.weight.grad is not None
+
+
+def test_llm_presets_span_30x_in_non_embedding_parameters(tok):
+    counts = {n: meta_parameter_counts(ModelConfig(llm=n), len(tok))["llm_params"] for n in LLM_PRESETS}
+    assert max(counts.values()) / min(counts.values()) >= 30
+    assert list(counts.values()) == sorted(counts.values())  # the presets are ordered by size
+
+
+def test_meta_counts_match_a_built_model(tok):
+    cfg = ModelConfig(llm="tiny-m", vision="vit-tiny")
+    built = parameter_counts(cfg.build(tok))
+    meta = meta_parameter_counts(cfg, len(tok))
+    assert meta["llm_params"] == built["llm_params"] and meta["vision_params"] == built["vision_params"]
+    # tied embeddings: total = non-embedding + vocab x hidden, counted once
+    assert built["llm_params_total"] - built["llm_params"] == len(tok) * LLM_PRESETS["tiny-m"].hidden
+
+
+def test_placeholder_count_mismatch_is_refused(tok):
+    model = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok)
+    batch = _batch(tok, 1)  # one placeholder per sample, four visual tokens
+    with pytest.raises(ValueError, match="do not match: 4 <image> tokens in the batch, 16 visual tokens"):
+        model(**batch.model_inputs())
+
+
+def test_teacher_forced_exact_match_equals_literal_greedy_decoding(tok):
+    torch.manual_seed(1)
+    model = ModelConfig(llm="tiny-s", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok).eval()
+    # a couple of SGD steps so predictions are not all one token
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(15):
+        loss = model(**_batch(tok, 4, n=16).model_inputs()).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    batch = _batch(tok, 4, n=24, task="text")
+    with torch.no_grad():
+        exact, _, _ = score_batch(model, batch)
+    for i in range(24):
+        gold = batch.labels[i][batch.labels[i] != -100].tolist()
+        decoded = greedy_decode(model, batch, i, eos_id=tok.eos_token_id, max_new_tokens=len(gold) + 2)
+        assert bool(exact[i]) == (decoded[: len(gold)] == gold)
+
+
+def test_flops_formula_matches_a_hand_computation():
+    # 2 * N * (Q + V): N = 1e6, Q = 50, V = 16
+    assert llm_prefill_flops(1_000_000, 16, 50) == 2 * 1_000_000 * 66 == 132_000_000
+    c = inference_cost(llm_params=1_000_000, visual_tokens=16, text_tokens=50, vision_params=80_000,
+                       vision_tokens=65, compressor_flops=1000, question_tokens=10)
+    assert c.vision_flops == 2 * 80_000 * 65
+    assert c.compressor_flops == 1000 + 2 * 1_000_000 * 10
+    assert c.total_flops == 132_000_000 + 10_400_000 + 20_001_000
+
+
+def test_model_cost_uses_non_embedding_params_and_grows_with_v(tok):
+    small = ModelConfig(llm="tiny-s", vision="vit-tiny", compressor="avgpool", visual_tokens=1).build(tok)
+    large = ModelConfig(llm="tiny-s", vision="vit-tiny", compressor="avgpool", visual_tokens=16).build(tok)
+    n = parameter_counts(small)["llm_params"]
+    a, b = model_inference_cost(small, 12, 8), model_inference_cost(large, 12, 8)
+    assert a.llm_flops == 2 * n * (12 + 1) and b.llm_flops == 2 * n * (12 + 16)
+    assert a.vision_flops == b.vision_flops == 2 * parameter_counts(small)["vision_params"] * 65
+
+
+def test_pretrained_code_path_loads_saved_models(tmp_path, tok):
+    """The real-scale path (names/paths) on models this test saves: AutoModel + AutoModelForCausalLM."""
+    from transformers import AutoModelForCausalLM, CLIPVisionModel
+
+    from workloads.presets import llm_config, vision_config
+
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(llm_config("tiny-xs", len(tok))).save_pretrained(tmp_path / "llm")
+    tok.save_pretrained(tmp_path / "llm")
+    CLIPVisionModel(vision_config("vit-micro")).save_pretrained(tmp_path / "vision")
+    from workloads.tokenizer import load_tokenizer
+
+    tok2 = load_tokenizer(str(tmp_path / "llm"), "llava")
+    cfg = ModelConfig(llm=str(tmp_path / "llm"), vision=str(tmp_path / "vision"), compressor="quecc",
+                      visual_tokens=4, freeze_vision=True)
+    model = cfg.build(tok2)
+    assert not any(p.requires_grad for p in model.vision.parameters())
+    out = model(**_batch(tok2, 4).model_inputs())
+    out.loss.backward()
+    assert meta_parameter_counts(cfg, len(tok2))["llm_params"] == parameter_counts(model)["llm_params"]

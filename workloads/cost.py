@@ -1,0 +1,88 @@
+"""Inference cost model: analytic FLOPs per sample and a measured prefill latency.
+
+Pure at import (no torch): the scaling-law frontier uses :func:`llm_prefill_flops`.
+
+    LLM prefill        2 · N · (Q + V)          N = LLM non-embedding parameters
+    vision encoder     2 · N_vision · T_vision  T_vision = patches (+ class token)
+    compressor         its own analytic count (QueCC adds a question pass 2 · N · Q_question)
+
+Multiply-accumulate = 2 FLOPs; attention's quadratic term is left out of the LLM part, as in the
+study (it is small for short prompts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def llm_prefill_flops(llm_params: float, visual_tokens: float, text_tokens: float):
+    """``2 · N · (Q + V)``; works elementwise on numpy arrays too."""
+    return 2 * llm_params * (text_tokens + visual_tokens)
+
+
+@dataclass(frozen=True)
+class InferenceCost:
+    llm_flops: float
+    vision_flops: float
+    compressor_flops: float
+    text_tokens: float
+    visual_tokens: int
+
+    @property
+    def total_flops(self) -> float:
+        return self.llm_flops + self.vision_flops + self.compressor_flops
+
+    def as_metrics(self) -> dict[str, float]:
+        return {
+            "inference_flops": self.total_flops,
+            "inference_flops_llm": self.llm_flops,
+            "inference_flops_vision": self.vision_flops,
+            "inference_flops_compressor": self.compressor_flops,
+            "text_tokens": self.text_tokens,
+        }
+
+
+def inference_cost(llm_params: int, visual_tokens: int, text_tokens: float, vision_params: int,
+                   vision_tokens: int, compressor_flops: float, question_tokens: float = 0.0) -> InferenceCost:
+    return InferenceCost(
+        llm_flops=llm_prefill_flops(llm_params, visual_tokens, text_tokens),
+        vision_flops=2.0 * vision_params * vision_tokens,
+        compressor_flops=compressor_flops + 2.0 * llm_params * question_tokens,
+        text_tokens=text_tokens,
+        visual_tokens=visual_tokens,
+    )
+
+
+def model_inference_cost(model, text_tokens: float, question_tokens: float) -> InferenceCost:
+    """The analytic cost of one sample for a built :class:`workloads.model.VisionLanguageModel`."""
+    from .model import count_parameters, llm_parameter_counts
+
+    vision_cfg = model.vision.config
+    patches = model.grid * model.grid
+    # CLIP runs a class token through every layer as well
+    vision_tokens = patches + (1 if getattr(vision_cfg, "model_type", "").startswith("clip") else 0)
+    dim = vision_cfg.hidden_size
+    llm_n = llm_parameter_counts(model.llm)["non_embedding"]
+    comp = model.compressor.flops_per_image(dim) + 2.0 * count_parameters(model.projector) * model.visual_tokens
+    return inference_cost(llm_n, model.visual_tokens, text_tokens, count_parameters(model.vision), vision_tokens,
+                          comp, question_tokens if model.compressor.needs_query else 0.0)
+
+
+def measure_prefill_latency(model, batch, repeats: int = 5) -> float:
+    """Median seconds of one prefill forward pass over the first sample of ``batch``."""
+    import time
+
+    import torch
+
+    one = {k: v[:1] for k, v in batch.model_inputs().items() if k != "labels"}
+    timings = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(**one)  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(**one)
+            timings.append(time.perf_counter() - t0)
+    model.train(was_training)
+    return sorted(timings)[len(timings) // 2]

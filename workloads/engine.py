@@ -1,0 +1,191 @@
+"""Parallelism strategies: the optimizer step, gradient accumulation and checkpoint format.
+
+``DDPEngine`` (torch DistributedDataParallel; gloo on CPU, NCCL on GPU, as the process group was
+set up by Ray Train or torchrun) and ``DeepSpeedEngine`` (ZeRO stage 1–3) share one interface so
+the training loop does not branch on the strategy.
+
+A checkpoint directory holds the full training state: weights, optimizer, LR scheduler, the step
+(which is also the data position: batches are a pure function of the step) and each rank's RNG
+states, so a resumed run continues bit-exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .config import TrainConfig
+
+STATE_FILE = "state.json"
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warmup to the peak LR over ``warmup_ratio·steps``, then cosine decay to ``min_lr_ratio``."""
+    warmup = max(1, int(round(cfg.warmup_ratio * cfg.steps)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, cfg.steps - warmup))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class DDPEngine:
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.module = model.to(device)
+        if _distributed():
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+        else:
+            self.model = self.module
+        self.optimizer = make_optimizer(self.module, cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        self.dtype = torch.bfloat16 if cfg.precision == "bf16" else None
+
+    def loss(self, inputs: dict[str, torch.Tensor], last_micro_step: bool) -> torch.Tensor:
+        sync = contextlib.nullcontext() if last_micro_step or self.model is self.module else self.model.no_sync()
+        autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+        with sync, autocast:
+            loss = self.model(**inputs).loss
+            (loss / self.cfg.grad_accum).backward()
+        return loss.detach()
+
+    def step(self) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def save(self, directory: Path, rank: int, step: int) -> None:
+        if rank == 0:
+            torch.save(self.module.state_dict(), directory / "model.pt")
+            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                       directory / "optimizer.pt")
+            (directory / STATE_FILE).write_text(json.dumps({"step": step, "strategy": "ddp"}))
+        torch.save(rng_state(), directory / f"rng_rank{rank}.pt")
+
+    def load(self, directory: Path, rank: int) -> int:
+        state = _read_state(directory, "ddp")
+        self.module.load_state_dict(torch.load(directory / "model.pt", map_location=self.device))
+        opt = torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=False)
+        self.optimizer.load_state_dict(opt["optimizer"])
+        self.scheduler.load_state_dict(opt["scheduler"])
+        _load_rng(directory, rank)
+        return int(state["step"])
+
+    def close(self) -> None:
+        pass
+
+
+class DeepSpeedEngine:
+    """ZeRO through ``deepspeed.initialize`` on the process group Ray Train (or torchrun) created."""
+
+    TAG = "state"
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, micro_batch: int):
+        import deepspeed
+
+        self.cfg, self.device = cfg, device
+        optimizer = make_optimizer(model, cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+        ds_config = {
+            "train_micro_batch_size_per_gpu": micro_batch,
+            "gradient_accumulation_steps": cfg.grad_accum,
+            "gradient_clipping": cfg.grad_clip,
+            "zero_optimization": {"stage": cfg.zero_stage},
+            "bf16": {"enabled": cfg.precision == "bf16"},
+            "fp16": {"enabled": False},
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler,
+            model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config,
+            dist_init_required=False,
+        )
+        self.module = self.engine.module
+
+    def loss(self, inputs: dict[str, torch.Tensor], last_micro_step: bool) -> torch.Tensor:
+        loss = self.engine(**inputs).loss
+        self.engine.backward(loss)
+        self.engine.step()  # DeepSpeed applies the update only at the accumulation boundary
+        return loss.detach()
+
+    def step(self) -> float:
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def save(self, directory: Path, rank: int, step: int) -> None:
+        self.engine.save_checkpoint(str(directory), tag=self.TAG, client_state={"step": step})
+        if rank == 0:
+            (directory / STATE_FILE).write_text(json.dumps({"step": step, "strategy": "deepspeed"}))
+        torch.save(rng_state(), directory / f"rng_rank{rank}.pt")
+
+    def load(self, directory: Path, rank: int) -> int:
+        state = _read_state(directory, "deepspeed")
+        self.engine.load_checkpoint(str(directory), tag=self.TAG)
+        _load_rng(directory, rank)
+        return int(state["step"])
+
+    def close(self) -> None:
+        # without this a rank sometimes aborts at exit when the process group is torn down
+        self.engine.destroy()
+
+
+def _read_state(directory: Path, strategy: str) -> dict:
+    path = directory / STATE_FILE
+    if not path.exists():
+        raise RuntimeError(f"checkpoint {directory} is incomplete: {STATE_FILE} is missing")
+    state = json.loads(path.read_text())
+    if state.get("strategy") != strategy:
+        raise RuntimeError(
+            f"checkpoint {directory} was written by strategy {state.get('strategy')!r}, not {strategy!r}; "
+            "resume with the strategy it was trained with"
+        )
+    return state
+
+
+def _load_rng(directory: Path, rank: int) -> None:
+    path = directory / f"rng_rank{rank}.pt"
+    if path.exists():  # a different world size: keep this rank's fresh RNG
+        set_rng_state(torch.load(path, weights_only=False))

@@ -1,0 +1,49 @@
+"""Build the Ray Train ``TorchTrainer`` that trains one cell (Train V2 APIs).
+
+Used by the orchestrator's per-cell Tune function and directly by tests. The process-group
+backend is NCCL when the workers have GPUs and gloo otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import CellConfig
+
+
+@dataclass(frozen=True)
+class WorkerResources:
+    num_workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.gpus_per_worker > 0
+
+
+def build_trainer(cell: CellConfig, resources: WorkerResources, storage_path: str, name: str,
+                  max_failures: int = 0, callbacks: list | None = None):
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from .train import train_loop_per_worker
+
+    per_worker = {"CPU": resources.cpus_per_worker}
+    if resources.use_gpu:
+        per_worker["GPU"] = resources.gpus_per_worker
+    return TorchTrainer(
+        train_loop_per_worker=train_loop_per_worker,
+        train_loop_config=cell.to_dict(),
+        torch_config=TorchConfig(backend="nccl" if resources.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=resources.num_workers, use_gpu=resources.use_gpu, resources_per_worker=per_worker
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks or [],
+        ),
+    )

@@ -1,0 +1,111 @@
+"""A pretrained vision tower for the embedded default, made here because none can be downloaded.
+
+The study's VLMs sit on a pretrained, frozen CLIP encoder; a randomly initialised tiny ViT
+trained only through the LLM's answer loss stays on the majority-answer plateau for thousands of
+steps (measured: ``shared/NOTES.md``). So, once per experiment, the tiny ViT is pretrained to
+recognise what each scene cell holds (a coloured shape, a letter, or nothing) from its patch
+tokens, then saved with ``save_pretrained`` — every grid cell then loads it through the same
+``from_pretrained`` path a real CLIP checkpoint takes, and freezes it like the study does.
+
+    loss = CE(W · pool_cell(h_L), class(cell))   summed over the cells×cells scene cells
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.batch import ImageTransform
+from .data.synthetic import COLOURS, LETTERS, SHAPES, TASKS, SyntheticVQA
+from .presets import vision_config
+
+META_FILE = "vlmscale_pretraining.json"
+
+
+def layout_classes() -> list[str]:
+    return [""] + [f"{c} {s}" for c in COLOURS for s in SHAPES] + list(LETTERS)
+
+
+@dataclass(frozen=True)
+class PretrainedVision:
+    path: Path
+    cell_accuracy: float
+    steps: int
+    seconds: float
+
+
+def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_size: int = 64, lr: float = 2e-3,
+                    seed: int = 0, cells: int = 4, threads: int = 1) -> PretrainedVision:
+    """Pretrain the tiny ViT ``preset`` on cell recognition and save it to ``out_dir`` (atomically).
+
+    Reuses ``out_dir`` if it already holds a finished pretraining with the same settings.
+    """
+    from transformers import CLIPVisionModel
+
+    out = Path(out_dir)
+    settings = {"preset": preset, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "cells": cells}
+    meta_path = out / META_FILE
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("settings") == settings:
+            return PretrainedVision(out, meta["cell_accuracy"], steps, 0.0)
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    vcfg = vision_config(preset)
+    vision = CLIPVisionModel(vcfg)
+    classes = {name: i for i, name in enumerate(layout_classes())}
+    head = nn.Linear(vcfg.hidden_size, len(classes))
+    params = list(vision.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    grid = vcfg.image_size // vcfg.patch_size
+    transform = ImageTransform(vcfg.image_size)
+    # a seed stream of its own, disjoint from every cell's training and eval data
+    train_sets = [SyntheticVQA(t, "train", 10**9, seed + 1_000_003, vcfg.image_size, cells) for t in TASKS]
+    eval_sets = [SyntheticVQA(t, "eval", 10**9, seed + 1_000_003, vcfg.image_size, cells) for t in TASKS]
+
+    def logits_and_targets(samples):
+        pixels = torch.stack([transform(s.image) for s in samples])
+        hidden = vision(pixel_values=pixels).last_hidden_state[:, -grid * grid:]
+        b, _, d = hidden.shape
+        pooled = F.adaptive_avg_pool2d(hidden.transpose(1, 2).reshape(b, d, grid, grid), cells)
+        logits = head(pooled.flatten(2).transpose(1, 2))  # [B, cells², classes]
+        targets = torch.tensor([[classes[c] for c in s.layout] for s in samples])
+        return logits, targets
+
+    for step in range(steps):
+        samples = [train_sets[(step * batch_size + j) % len(TASKS)][step * batch_size + j] for j in range(batch_size)]
+        logits, targets = logits_and_targets(samples)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+
+    with torch.no_grad():
+        samples = [eval_sets[j % len(TASKS)][j] for j in range(256)]
+        logits, targets = logits_and_targets(samples)
+        accuracy = float((logits.argmax(-1) == targets).float().mean())
+    seconds = time.perf_counter() - t0
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging_", dir=out.parent))
+    vision.save_pretrained(staging)
+    (staging / META_FILE).write_text(json.dumps({"settings": settings, "cell_accuracy": accuracy,
+                                                 "seconds": seconds}, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(staging, out)
+    return PretrainedVision(out, accuracy, steps, seconds)

@@ -1,0 +1,94 @@
+"""Where a training run reports to and restores from: a Ray Train worker, or a plain process.
+
+The training loop talks only to this small interface, so the exact same loop runs as a Ray Train
+``train_loop_per_worker`` and in-process (unit tests, benchmarks, debugging with pdb).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import torch
+
+
+class Session(Protocol):
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def restore_dir(self) -> contextlib.AbstractContextManager[Path | None]:
+        """The latest checkpoint as a local directory, or None for a fresh start."""
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:
+        """Publish metrics (all ranks call it together); attach a checkpoint directory if given."""
+
+
+class RaySession:
+    """Inside ``TorchTrainer(train_loop_per_worker=…)`` (Ray Train V2 APIs)."""
+
+    def __init__(self):
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    @contextlib.contextmanager
+    def restore_dir(self) -> Iterator[Path | None]:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as d:
+            yield Path(d)
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+class LocalSession:
+    """One process, no Ray: checkpoints are kept under ``root`` (atomic rename), metrics in memory."""
+
+    def __init__(self, root: str | Path, keep: int = 2, echo: bool = False):
+        self.rank, self.world_size, self.device = 0, 1, torch.device("cpu")
+        self.root = Path(root)
+        self.keep, self.echo = keep, echo
+        self.history: list[dict[str, float]] = []
+
+    def checkpoints(self) -> list[Path]:
+        if not self.root.exists():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
+
+    @contextlib.contextmanager
+    def restore_dir(self) -> Iterator[Path | None]:
+        found = self.checkpoints()
+        yield found[-1] if found else None
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:
+        self.history.append(dict(metrics))
+        if self.echo:
+            print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
+        if checkpoint_dir is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / f"checkpoint_{int(metrics['step']):08d}"
+        staging = Path(tempfile.mkdtemp(prefix=".staging_", dir=self.root))
+        shutil.copytree(checkpoint_dir, staging, dirs_exist_ok=True)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)  # a checkpoint directory is either complete or absent
+        for old in self.checkpoints()[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,205 @@
+"""Train and evaluate one grid cell. Read top to bottom: setup, resume, loop, evaluate, report.
+
+``train_loop_per_worker(config)`` is what Ray Train's ``TorchTrainer`` runs on every worker;
+``train(cell, session)`` is the same loop for any :class:`workloads.session.Session`.
+
+Determinism: every rank builds the model from the same seed; the samples of step ``t`` are a
+pure function of (data seed, t), so the step is the data position and a run resumed from a
+checkpoint sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .config import CellConfig, DataConfig
+from .cost import measure_prefill_latency, model_inference_cost
+from .data.batch import Collator, ImageTransform
+from .data.synthetic import SyntheticVQA
+from .engine import DDPEngine, DeepSpeedEngine
+from .evaluate import evaluate
+from .model import parameter_counts, vision_geometry
+from .session import LocalSession, RaySession, Session
+from .tokenizer import load_tokenizer
+
+
+class InjectedFault(RuntimeError):
+    """Raised by ``train.fail_once_at_step`` to drill crash recovery."""
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point: ``config`` is ``CellConfig.to_dict()``."""
+    train(CellConfig.from_dict(config), RaySession())
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def datasets(cfg: DataConfig, split: str, image_size: int) -> list:
+    """One data set per task (synthetic) or the LLaVA file of the split."""
+    if cfg.source == "llava":
+        from .data.llava import LlavaDataset
+
+        path = cfg.llava_train if split == "train" else (cfg.llava_eval or cfg.llava_train)
+        return [LlavaDataset(path, cfg.image_root)]
+    size = cfg.train_size if split == "train" else cfg.eval_size
+    return [SyntheticVQA(t, split, size, cfg.seed, image_size=image_size, cells=cfg.cells) for t in cfg.tasks]
+
+
+class StepSampler:
+    """Global sample positions of step ``t`` are ``t·B … t·B+B−1``; position p reads task ``p mod T``
+    at index ``perm_epoch[p // T mod size]`` (a fresh seeded permutation per epoch)."""
+
+    def __init__(self, sources: list, global_batch: int, seed: int):
+        self.sources, self.batch, self.seed = sources, global_batch, seed
+        self.size = min(len(s) for s in sources)
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {epoch: np.random.default_rng([self.seed, 7, epoch]).permutation(self.size)}
+        return self._perms[epoch]
+
+    def samples(self, step: int, start: int, count: int) -> list:
+        out = []
+        for p in range(step * self.batch + start, step * self.batch + start + count):
+            source = self.sources[p % len(self.sources)]
+            k = p // len(self.sources)
+            out.append(source[int(self._perm(k // self.size)[k % self.size])])
+        return out
+
+
+def eval_batches(sources: list, collate: Collator, rank: int, world: int, batch_size: int):
+    """This rank's share (every world-th sample) of every eval set, in batches."""
+    for source in sources:
+        mine = list(range(rank, len(source), world))
+        for i in range(0, len(mine), batch_size):
+            yield collate([source[j] for j in mine[i:i + batch_size]])
+
+
+def _all_reduce_mean(value: float) -> float:
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t) / dist.get_world_size()
+    return value
+
+
+def train(cell: CellConfig, session: Session) -> dict[str, float]:
+    tc, dc = cell.train, cell.data
+    torch.set_num_threads(tc.threads_per_worker)
+    world, rank = session.world_size, session.rank
+    micro = tc.batch_size // (world * tc.grad_accum)
+    if micro < 1 or micro * world * tc.grad_accum != tc.batch_size:
+        raise ValueError(
+            f"train.batch_size {tc.batch_size} must be a multiple of workers ({world}) x grad_accum ({tc.grad_accum})"
+        )
+
+    # ---- model and data (same seed on every rank, so the replicas start identical)
+    seed_everything(tc.seed)
+    tokenizer = load_tokenizer(cell.model.llm, dc.source, dc.tokenizer)
+    model = cell.model.build(tokenizer)
+    _, _, image_size = vision_geometry(model.vision)
+    collate = Collator(tokenizer, cell.model.visual_tokens, ImageTransform(image_size),
+                       dc.user_prefix, dc.assistant_prefix)
+    sampler = StepSampler(datasets(dc, "train", image_size), tc.batch_size, dc.seed)
+    eval_sources = datasets(dc, "eval", image_size)
+    if tc.strategy == "deepspeed":
+        engine = DeepSpeedEngine(model, tc, session.device, micro)
+    else:
+        engine = DDPEngine(model, tc, session.device)
+    counts = parameter_counts(engine.module)
+
+    # ---- resume
+    start = 0
+    with session.restore_dir() as restored:
+        if restored is not None:
+            start = engine.load(restored, rank)
+    resumed = start > 0
+
+    # ---- train
+    losses: list[float] = []
+    t0, samples_done = time.perf_counter(), 0
+    for step in range(start, tc.steps):
+        if tc.fail_once_at_step is not None and step == tc.fail_once_at_step and not resumed:
+            raise InjectedFault(f"injected fault at step {step} (train.fail_once_at_step)")
+        for m in range(tc.grad_accum):
+            first = rank * micro * tc.grad_accum + m * micro
+            batch = collate(sampler.samples(step, first, micro))
+            inputs = {k: v.to(session.device) for k, v in batch.model_inputs().items()}
+            losses.append(float(engine.loss(inputs, last_micro_step=m == tc.grad_accum - 1)))
+        grad_norm = engine.step()
+        samples_done += tc.batch_size
+        done = step + 1
+        checkpoint_now = done % tc.checkpoint_every == 0 or done == tc.steps
+        if done % tc.log_every == 0 or checkpoint_now or (tc.eval_every and done % tc.eval_every == 0):
+            metrics = {
+                "step": done,
+                "loss": _all_reduce_mean(sum(losses) / len(losses)),
+                "lr": engine.lr,
+                "grad_norm": grad_norm,
+                "samples_per_s": samples_done / (time.perf_counter() - t0),
+            }
+            losses.clear()
+            if tc.eval_every and done % tc.eval_every == 0 and done != tc.steps:
+                metrics.update(_evaluate(engine.module, eval_sources, collate, session, tc.batch_size))
+            if done == tc.steps:
+                break  # the final report carries the last checkpoint together with the final metrics
+            _report(session, engine, metrics, checkpoint_now, done)
+
+    # ---- final evaluation and cost
+    metrics = metrics if tc.steps > start else {"step": tc.steps}
+    metrics.update(_evaluate(engine.module, eval_sources, collate, session, tc.batch_size))
+    probe = collate([eval_sources[0][0]])
+    text_tokens = float(probe.text_tokens[0])
+    question_tokens = float(probe.query_mask[0].sum())
+    metrics.update(model_inference_cost(engine.module, text_tokens, question_tokens).as_metrics())
+    metrics["prefill_latency_s"] = measure_prefill_latency(engine.module, probe)
+    metrics.update({k: float(v) for k, v in counts.items()})
+    metrics["visual_tokens"] = float(cell.model.visual_tokens)
+    metrics["resumed_from_step"] = float(start)
+    metrics["done"] = 1.0
+    _report(session, engine, metrics, checkpoint=tc.steps > start, step=tc.steps)
+    engine.close()
+    return metrics
+
+
+def _evaluate(module, sources, collate, session: Session, batch_size: int) -> dict[str, float]:
+    totals = evaluate(module, eval_batches(sources, collate, session.rank, session.world_size, batch_size))
+    # every rank must reduce the same keys in the same order
+    keys = sorted({src.task for src in sources} | set(totals.keys()))
+    totals.all_reduce(_agree_on_keys(keys))
+    return totals.metrics()
+
+
+def _agree_on_keys(keys: list[str]) -> list[str]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return keys
+    gathered: list[list[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, keys)
+    return sorted({k for ks in gathered for k in ks or []})
+
+
+def _report(session: Session, engine, metrics: dict[str, float], checkpoint: bool, step: int) -> None:
+    if not checkpoint:
+        session.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="vlmscale-ckpt-") as d:
+        engine.save(Path(d), session.rank, step)
+        session.report(metrics, Path(d))
+
+
+def train_local(cell: CellConfig, root: str | Path, echo: bool = False) -> tuple[dict[str, float], LocalSession]:
+    """Train one cell in this process (no Ray); checkpoints under ``root``."""
+    session = LocalSession(root, echo=echo)
+    return train(cell, session), session
