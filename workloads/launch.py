@@ -47,3 +47,26 @@ def build_trainer(cell: CellConfig, resources: WorkerResources, storage_path: st
             callbacks=callbacks or [],
         ),
     )
+
+
+def metrics_log_callback(path: str):
+    """A Ray Train ``UserCallback`` appending every report (rank 0's metrics, one JSON per line) to ``path``.
+
+    It runs in the Train controller process; a local file works for single-node runs and a shared
+    filesystem path for clusters.
+    """
+    import json
+    import os
+
+    from ray.train import UserCallback
+
+    class MetricsLog(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            record = dict(metrics[0])
+            if checkpoint is not None:
+                record["checkpoint_path"] = checkpoint.path
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    return MetricsLog()

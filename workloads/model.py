@@ -123,6 +123,12 @@ def build_vlm(cfg: ModelConfig, tokenizer) -> VisionLanguageModel:
                                   cfg.compressor_heads, num_layers=len(cfg.kv_layers))
     model = VisionLanguageModel(vision, compressor, Projector(v_dim, llm_dim), llm,
                                 image_token_id(tokenizer), grid, cfg.vision_feature_layer, tuple(cfg.kv_layers))
+    # The VLM reads hidden states, never the tower's pooled output: freeze the pooling-only parts
+    # (CLIP's post_layernorm, SigLIP's attention-pooling head) so DDP sees no unused parameters.
+    tower = getattr(vision, "vision_model", vision)
+    for pooling_only in ("post_layernorm", "head"):
+        if isinstance(getattr(tower, pooling_only, None), nn.Module):
+            getattr(tower, pooling_only).requires_grad_(False)
     if cfg.freeze_vision:
         model.vision.requires_grad_(False)
     if cfg.freeze_llm:

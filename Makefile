@@ -1,0 +1,43 @@
+# `make demo` and `make test` each create or refresh .venv and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.vlmscale-installed
+
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM := false
+export DS_ACCELERATOR := cpu
+export HF_HUB_OFFLINE := 1
+export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S ?= 0.2
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
+
+.PHONY: venv demo test test-fast test-slow bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# the CPU wheel first, pinned, so nothing below can pull a CUDA build
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python bench/nv_table.py --preset quick
+
+# Fast unit tests, then the slow end-to-end ones (real Ray clusters, multi-process training).
+# pytest exits 5 when it collects no test, which fails the target.
+test: test-fast test-slow
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: venv
+	$(BIN)/python -m pytest -m slow -q
+
+bench: venv
+	$(BIN)/python bench/nv_table.py --preset full
+
+clean:
+	rm -rf $(VENV) .pytest_cache .torch_extensions

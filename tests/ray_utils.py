@@ -1,0 +1,37 @@
+"""Helpers for tests that start a real local Ray cluster."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+
+def ray_processes() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "raylet|gcs_server|ray::"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def start_ray(num_cpus: int = 2):
+    import ray
+
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu",
+                                       "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+                                       "TRANSFORMERS_VERBOSITY": "error"}})
+    return ray
+
+
+def stop_ray(timeout: float = 30.0) -> list[str]:
+    """Shut Ray down and wait until no Ray process is left; returns what is still running."""
+    import ray
+
+    ray.shutdown()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        left = ray_processes()
+        if not left:
+            return []
+        time.sleep(0.5)
+    return ray_processes()
