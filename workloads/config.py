@@ -43,6 +43,7 @@ class DataConfig:
     train_size: int = 50_000
     eval_size: int = 512
     cells: int = 4  # synthetic scenes are cells×cells
+    questions_per_image: int = 1  # training turns per image (dense supervision); eval always asks one
     llava_train: str | None = None  # LLaVA-format JSON; image paths relative to image_root
     llava_eval: str | None = None
     image_root: str | None = None
@@ -60,7 +61,7 @@ class TrainConfig:
     steps: int = 300
     batch_size: int = 32  # global, across workers and accumulation steps
     grad_accum: int = 1
-    lr: float = 3e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1

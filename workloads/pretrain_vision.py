@@ -7,7 +7,10 @@ recognise what each scene cell holds (a coloured shape, a letter, or nothing) fr
 tokens, then saved with ``save_pretrained`` — every grid cell then loads it through the same
 ``from_pretrained`` path a real CLIP checkpoint takes, and freezes it like the study does.
 
-    loss = CE(W · pool_cell(h_L), class(cell))   summed over the cells×cells scene cells
+    loss = CE(W · pool_c(h_L), class(c)) + CE(P · pool_c(h_L), c)   averaged over scene cells c
+
+The second term asks each cell's features to say where the cell is, as real CLIP features do;
+the LLM (rotary positions only) could not otherwise tell where a visual token came from.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_si
     vision = CLIPVisionModel(vcfg)
     classes = {name: i for i, name in enumerate(layout_classes())}
     head = nn.Linear(vcfg.hidden_size, len(classes))
-    params = list(vision.parameters()) + list(head.parameters())
+    where = nn.Linear(vcfg.hidden_size, cells * cells)
+    params = list(vision.parameters()) + list(head.parameters()) + list(where.parameters())
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     grid = vcfg.image_size // vcfg.patch_size
@@ -80,14 +84,15 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_si
         hidden = vision(pixel_values=pixels).last_hidden_state[:, -grid * grid:]
         b, _, d = hidden.shape
         pooled = F.adaptive_avg_pool2d(hidden.transpose(1, 2).reshape(b, d, grid, grid), cells)
-        logits = head(pooled.flatten(2).transpose(1, 2))  # [B, cells², classes]
+        cell_features = pooled.flatten(2).transpose(1, 2)  # [B, cells², D]
         targets = torch.tensor([[classes[c] for c in s.layout] for s in samples])
-        return logits, targets
+        return head(cell_features), targets, where(cell_features)
 
     for step in range(steps):
         samples = [train_sets[(step * batch_size + j) % len(TASKS)][step * batch_size + j] for j in range(batch_size)]
-        logits, targets = logits_and_targets(samples)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        logits, targets, position = logits_and_targets(samples)
+        cell_ids = torch.arange(cells * cells).repeat(len(samples))
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten()) + F.cross_entropy(position.flatten(0, 1), cell_ids)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -96,15 +101,17 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_si
 
     with torch.no_grad():
         samples = [eval_sets[j % len(TASKS)][j] for j in range(256)]
-        logits, targets = logits_and_targets(samples)
+        logits, targets, position = logits_and_targets(samples)
         accuracy = float((logits.argmax(-1) == targets).float().mean())
+        position_accuracy = float((position.argmax(-1) == torch.arange(cells * cells)).float().mean())
     seconds = time.perf_counter() - t0
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging_", dir=out.parent))
     vision.save_pretrained(staging)
     (staging / META_FILE).write_text(json.dumps({"settings": settings, "cell_accuracy": accuracy,
-                                                 "seconds": seconds}, indent=2))
+                                                 "position_accuracy": position_accuracy, "seconds": seconds},
+                                                indent=2))
     if out.exists():
         shutil.rmtree(out)
     os.replace(staging, out)

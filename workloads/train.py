@@ -52,8 +52,8 @@ def datasets(cfg: DataConfig, split: str, image_size: int) -> list:
 
         path = cfg.llava_train if split == "train" else (cfg.llava_eval or cfg.llava_train)
         return [LlavaDataset(path, cfg.image_root)]
-    size = cfg.train_size if split == "train" else cfg.eval_size
-    return [SyntheticVQA(t, split, size, cfg.seed, image_size=image_size, cells=cfg.cells) for t in cfg.tasks]
+    size, turns = (cfg.train_size, cfg.questions_per_image) if split == "train" else (cfg.eval_size, 1)
+    return [SyntheticVQA(t, split, size, cfg.seed, image_size, cfg.cells, turns) for t in cfg.tasks]
 
 
 class StepSampler:

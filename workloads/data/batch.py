@@ -1,11 +1,13 @@
 """Samples → model inputs.
 
-Sequence layout (right-padded), one question per image::
+Sequence layout (right-padded)::
 
-    [bos] USER: <image>×V question ASSISTANT: answer <eos> [pad…]
+    [bos] USER: <image>×V question₁ ASSISTANT: answer₁ <eos> [USER: question₂ ASSISTANT: answer₂ <eos> …] [pad…]
 
-Labels are −100 everywhere but the answer and its eos, so the loss and the exact-match metric
-both look only at the answer. ``query_ids`` is the bare question (QueCC's query).
+Labels are −100 everywhere but the answers and their eos, so the loss and the exact-match metric
+look only at answers. Several turns per image (training only) give dense supervision: every
+image trains several answers for little more compute. ``query_ids`` is the first question
+(QueCC's query); evaluation uses one question per image.
 """
 
 from __future__ import annotations
@@ -81,10 +83,14 @@ class Collator:
         return self.tok(text, add_special_tokens=False)["input_ids"] if text else []
 
     def encode(self, sample: Sample) -> tuple[list[int], list[int], list[int]]:
-        question = self._encode(sample.question)
-        answer = self._encode(sample.answer) + [self.eos_id]
-        prompt = self.bos + self.user + [self.image_id] * self.v + question + self.assistant
-        return prompt + answer, [IGNORE] * len(prompt) + answer, question
+        ids: list[int] = self.bos + self.user + [self.image_id] * self.v
+        labels: list[int] = [IGNORE] * len(ids)
+        for i, turn in enumerate(sample.turns):
+            prompt = (self.user if i else []) + self._encode(turn.question) + self.assistant
+            answer = self._encode(turn.answer) + [self.eos_id]
+            ids += prompt + answer
+            labels += [IGNORE] * len(prompt) + answer
+        return ids, labels, self._encode(sample.question)
 
     def __call__(self, samples: list[Sample]) -> Batch:
         encoded = [self.encode(s) for s in samples]

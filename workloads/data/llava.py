@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synthetic import Sample
+from .synthetic import Sample, Turn
 
 
 class LlavaFormatError(ValueError):
@@ -60,4 +60,4 @@ class LlavaDataset:
                 image = np.asarray(im.convert("RGB"))
         except FileNotFoundError:
             raise LlavaFormatError(f"image {image_path} (record item {index}) does not exist") from None
-        return Sample(image, question, answer, self.task, self.task)
+        return Sample(image, (Turn(question, answer, self.task),), self.task)

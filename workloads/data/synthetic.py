@@ -52,16 +52,33 @@ _FONT_5X7 = {
 
 
 @dataclass(frozen=True)
-class Sample:
-    """One visual question: an RGB image (H×W×3 uint8), a question, its short answer."""
-
-    image: np.ndarray
+class Turn:
     question: str
     answer: str
-    task: str
     family: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An RGB image (H×W×3 uint8) with one or more question turns about it."""
+
+    image: np.ndarray
+    turns: tuple[Turn, ...]
+    task: str
     # what each scene cell holds, row-major ("" = empty): the vision-pretraining target
     layout: tuple[str, ...] = ()
+
+    @property
+    def question(self) -> str:
+        return self.turns[0].question
+
+    @property
+    def answer(self) -> str:
+        return self.turns[0].answer
+
+    @property
+    def family(self) -> str:
+        return self.turns[0].family
 
 
 def vocabulary() -> list[str]:
@@ -94,7 +111,8 @@ class SyntheticVQA:
     ``eval`` split draws from a disjoint random stream, so it is held out by construction.
     """
 
-    def __init__(self, task: str, split: str, size: int, seed: int, image_size: int = 64, cells: int = 4):
+    def __init__(self, task: str, split: str, size: int, seed: int, image_size: int = 64, cells: int = 4,
+                 questions_per_image: int = 1):
         if task not in TASKS:
             raise ValueError(f"unknown synthetic task {task!r}; choose one of {', '.join(TASKS)}")
         if split not in SPLITS:
@@ -104,8 +122,11 @@ class SyntheticVQA:
         if cells < 2 or cells > len(NUMBERS) - 1:
             raise ValueError(f"cells must be between 2 and {len(NUMBERS) - 1}, got {cells}")
         self.task, self.split, self.size, self.seed = task, split, size, seed
+        if questions_per_image < 1:
+            raise ValueError(f"questions_per_image must be at least 1, got {questions_per_image}")
         self.image_size, self.cells = image_size, cells
         self.cell_px = image_size // cells
+        self.questions_per_image = questions_per_image
 
     def __len__(self) -> int:
         return self.size
@@ -114,8 +135,10 @@ class SyntheticVQA:
         if not 0 <= index < self.size:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, SPLITS[self.split], TASKS.index(self.task), index])
-        make = _shapes_sample if self.task == "shapes" else _text_sample
-        return make(rng, self.cells, self.cell_px)
+        scene, ask = (_shapes_scene, _shapes_question) if self.task == "shapes" else (_text_scene, _text_question)
+        image, content, layout = scene(rng, self.cells, self.cell_px)
+        turns = tuple(ask(rng, content, self.cells) for _ in range(self.questions_per_image))
+        return Sample(image, turns, self.task, layout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,7 +176,10 @@ def _region(row: int, col: int, cells: int) -> str:
     return f"{vertical} {horizontal}"
 
 
-def _shapes_sample(rng: np.random.Generator, cells: int, px: int) -> Sample:
+Obj = tuple[int, int, str, str]  # row, column, shape, colour
+
+
+def _shapes_scene(rng: np.random.Generator, cells: int, px: int) -> tuple[np.ndarray, list[Obj], tuple[str, ...]]:
     n = int(rng.integers(1, min(6, cells * cells) + 1))
     positions = rng.choice(cells * cells, size=n, replace=False)
     colour_names = list(COLOURS)
@@ -165,27 +191,22 @@ def _shapes_sample(rng: np.random.Generator, cells: int, px: int) -> Sample:
     image = np.zeros((cells * px, cells * px, 3), dtype=np.uint8)
     image[:] = (24, 24, 24)
     margin = max(1, px // 8)
-    for row, col, shape, colour in objects:
-        mask = _shape_mask(shape, px, margin)
-        tile = image[row * px:(row + 1) * px, col * px:(col + 1) * px]
-        tile[mask] = COLOURS[colour]
-
     layout = [""] * (cells * cells)
     for row, col, shape, colour in objects:
+        image[row * px:(row + 1) * px, col * px:(col + 1) * px][_shape_mask(shape, px, margin)] = COLOURS[colour]
         layout[row * cells + col] = f"{colour} {shape}"
+    return image, objects, tuple(layout)
 
-    def sample(question: str, answer: str, family: str) -> Sample:
-        return Sample(image, question, answer, "shapes", family, tuple(layout))
 
+def _shapes_question(rng: np.random.Generator, objects: list[Obj], cells: int) -> Turn:
+    n, colour_names = len(objects), list(COLOURS)
     family = ("count", "colour", "position", "exist")[int(rng.integers(4))]
     if family == "count":
         if rng.random() < 0.5:
             colour = colour_names[int(rng.integers(len(colour_names)))]
-            question, answer = f"how many {colour} shapes are there ?", sum(o[3] == colour for o in objects)
-        else:
-            shape = SHAPES[int(rng.integers(len(SHAPES)))]
-            question, answer = f"how many {shape}s are there ?", sum(o[2] == shape for o in objects)
-        return sample(question, str(answer), family)
+            return Turn(f"how many {colour} shapes are there ?", str(sum(o[3] == colour for o in objects)), family)
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        return Turn(f"how many {shape}s are there ?", str(sum(o[2] == shape for o in objects)), family)
     if family == "exist":
         if rng.random() < 0.5:
             _, _, shape, colour = objects[int(rng.integers(n))]
@@ -194,20 +215,17 @@ def _shapes_sample(rng: np.random.Generator, cells: int, px: int) -> Sample:
             absent = [(s, c) for s in SHAPES for c in colour_names if (s, c) not in present]
             shape, colour = absent[int(rng.integers(len(absent)))]
         answer = "yes" if any(o[2] == shape and o[3] == colour for o in objects) else "no"
-        return sample(f"is there a {colour} {shape} ?", answer, family)
+        return Turn(f"is there a {colour} {shape} ?", answer, family)
     # colour and position questions refer to one object by a description that is unique in the scene
-    target = objects[int(rng.integers(n))]
+    row, col, shape, colour = objects[int(rng.integers(n))]
     if family == "colour":
-        same_shape = [o for o in objects if o[2] == target[2]]
-        if len(same_shape) == 1:
-            return sample(f"what color is the {target[2]} ?", target[3], family)
-        return sample(f"what color is the shape in row {target[0] + 1} column {target[1] + 1} ?",
-                      target[3], family)
-    twins = sum(o[2] == target[2] and o[3] == target[3] for o in objects)
+        if sum(o[2] == shape for o in objects) == 1:
+            return Turn(f"what color is the {shape} ?", colour, family)
+        return Turn(f"what color is the shape in row {row + 1} column {col + 1} ?", colour, family)
+    twins = sum(o[2] == shape and o[3] == colour for o in objects)
     if twins > 1:  # "the red circle" would be ambiguous: ask how many there are instead
-        return sample(f"how many {target[3]} {target[2]}s are there ?", str(twins), "count")
-    return sample(f"where is the {target[3]} {target[2]} in the image ?",
-                  _region(target[0], target[1], cells), family)
+        return Turn(f"how many {colour} {shape}s are there ?", str(twins), "count")
+    return Turn(f"where is the {colour} {shape} in the image ?", _region(row, col, cells), family)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +243,7 @@ def _glyph(letter: str, px: int) -> np.ndarray:
     return out
 
 
-def _text_sample(rng: np.random.Generator, cells: int, px: int) -> Sample:
+def _text_scene(rng: np.random.Generator, cells: int, px: int):
     grid: dict[tuple[int, int], str] = {}
     n = int(rng.integers(1, min(6, cells * cells) + 1))
     for p in rng.choice(cells * cells, size=n, replace=False):
@@ -235,24 +253,24 @@ def _text_sample(rng: np.random.Generator, cells: int, px: int) -> Sample:
     ink = np.array((20, 20, 20), dtype=np.uint8)
     for (row, col), letter in grid.items():
         image[row * px:(row + 1) * px, col * px:(col + 1) * px][_glyph(letter, px)] = ink
-
     layout = tuple(grid.get((r, c), "") for r in range(cells) for c in range(cells))
+    return image, grid, layout
 
-    def sample(question: str, answer: str, family: str) -> Sample:
-        return Sample(image, question, answer, "text", family, layout)
 
+def _text_question(rng: np.random.Generator, grid: dict[tuple[int, int], str], cells: int) -> Turn:
     family = ("read_cell", "read_row", "locate", "count")[int(rng.integers(4))]
     occupied = sorted(grid)
+    n = len(occupied)
     if family == "read_cell":
         row, col = occupied[int(rng.integers(n))]
-        return sample(f"what letter is at row {row + 1} column {col + 1} ?", grid[(row, col)], family)
+        return Turn(f"what letter is at row {row + 1} column {col + 1} ?", grid[(row, col)], family)
     if family == "read_row":
         row = occupied[int(rng.integers(n))][0]
         letters = [grid[(r, c)] for (r, c) in occupied if r == row]
-        return sample(f"what is written in row {row + 1} ?", " ".join(letters), family)
+        return Turn(f"what is written in row {row + 1} ?", " ".join(letters), family)
     if family == "locate":
         row, col = occupied[int(rng.integers(n))]
         letter = grid[(row, col)]
         if sum(v == letter for v in grid.values()) == 1:
-            return sample(f"where is the letter {letter} ?", f"row {row + 1} column {col + 1}", family)
-    return sample("how many letters are there ?", str(n), "count")
+            return Turn(f"where is the letter {letter} ?", f"row {row + 1} column {col + 1}", family)
+    return Turn("how many letters are there ?", str(n), "count")

@@ -1,0 +1,398 @@
+"""The experiment spec: a Kubernetes-style ``ScalingExperiment`` document, validated with pydantic.
+
+Pure and fast: imports neither ray, torch, mlflow nor kubernetes. Unknown fields are refused
+everywhere, every grid point is checked against the compressor rules before anything runs, and
+each grid point gets a deterministic, human-readable cell key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
+from workloads.presets import VISION_PRESETS, is_vision_preset
+from workloads.token_rules import COMPRESSOR_NAMES, VisualTokenError, check_visual_tokens
+
+API_VERSION = "vlmscale.dev/v1alpha1"
+KIND = "ScalingExperiment"
+RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Hugging Face repo ids / local paths: no shell metacharacters, no whitespace
+MODEL_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$")
+SYNTHETIC_TASKS = ("shapes", "text")
+
+
+class SpecError(Exception):
+    """One clear line: the file, the field path, what is wrong and what to do."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _model_ref(value: str, what: str) -> str:
+    if not MODEL_REF.match(value) or ".." in value.split("/"):
+        raise ValueError(
+            f"{value!r} is not a safe {what} name: use a preset name, a Hugging Face id like 'Qwen/Qwen2-0.5B' "
+            "or a path made of letters, digits, '.', '_', '-' and '/'"
+        )
+    return value
+
+
+class Metadata(_Strict):
+    name: str = Field(description="Experiment name: an RFC 1123 label (lowercase letters, digits, '-'; max 63)")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if len(v) > 63 or not RFC1123_LABEL.match(v):
+            raise ValueError(
+                f"{v!r} is not an RFC 1123 label: use at most 63 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return v
+
+
+class Grid(_Strict):
+    llms: Annotated[list[str], Field(min_length=1)] = Field(description="LLM presets or Hugging Face names/paths")
+    visual_tokens: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+    compressors: Annotated[list[Literal["none", "avgpool", "resampler", "quecc"]], Field(min_length=1)] = ["quecc"]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    tasks: Annotated[list[str], Field(min_length=1)] = ["shapes"]
+
+    @field_validator("llms")
+    @classmethod
+    def _llms(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _model_ref(name, "LLM")
+        if len(set(v)) != len(v):
+            raise ValueError("lists an LLM twice")
+        return v
+
+    @field_validator("visual_tokens", "seeds", "compressors", "tasks")
+    @classmethod
+    def _unique(cls, v: list) -> list:
+        if len(set(v)) != len(v):
+            raise ValueError("lists a value twice")
+        return v
+
+
+class VisionPretraining(_Strict):
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+
+
+class Vision(_Strict):
+    model: str = Field("vit-tiny", description="A tiny preset or a Hugging Face CLIP/SigLIP name/path")
+    freeze: bool = True
+    # presets only: pretrain the tiny tower once per experiment (stand-in for a pretrained CLIP)
+    pretrain: VisionPretraining | None = VisionPretraining()
+    feature_layer: int = -1
+    kv_layers: list[int] = [-2, -1]
+    compressor_heads: int = Field(4, ge=1)
+    patch_grid: int | None = Field(None, ge=1, description="Patch grid side of a hub model (e.g. 24 for ViT-L/14-336)")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        return _model_ref(v, "vision model")
+
+    @model_validator(mode="after")
+    def _pretrain_only_presets(self) -> "Vision":
+        if self.pretrain is not None and not is_vision_preset(self.model):
+            raise ValueError(f"pretrain applies to tiny presets only ({', '.join(VISION_PRESETS)}); "
+                             f"set pretrain: null for the pretrained model {self.model!r}")
+        return self
+
+    def grid(self) -> int | None:
+        """The patch grid side when known without downloading anything: a preset, an explicit
+        ``patch_grid``, or a local checkpoint's ``config.json``; otherwise checked at build time."""
+        if is_vision_preset(self.model):
+            return VISION_PRESETS[self.model].grid
+        if self.patch_grid is not None:
+            return self.patch_grid
+        config = Path(self.model) / "config.json"
+        if config.is_file():
+            c = json.loads(config.read_text())
+            c = c.get("vision_config", c)
+            if "image_size" in c and "patch_size" in c:
+                return int(c["image_size"]) // int(c["patch_size"])
+        return None
+
+
+class Data(_Strict):
+    source: Literal["synthetic", "llava"] = "synthetic"
+    train_size: int = Field(50_000, ge=1)
+    eval_size: int = Field(512, ge=1)
+    cells: int = Field(4, ge=2, le=9)
+    questions_per_image: int = Field(1, ge=1)
+    llava_train: str | None = None
+    llava_eval: str | None = None
+    image_root: str | None = None
+    tokenizer: str | None = None
+
+    @model_validator(mode="after")
+    def _llava(self) -> "Data":
+        if self.source == "llava" and not self.llava_train:
+            raise ValueError("source 'llava' needs llava_train: the path of a LLaVA-format JSON file")
+        return self
+
+
+class Training(_Strict):
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    grad_clip: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(100, ge=1)
+    eval_every: int = Field(0, ge=0)
+    log_every: int = Field(20, ge=1)
+    strategy: Literal["ddp", "deepspeed"] = "ddp"
+    zero_stage: Literal[1, 2, 3] = 2
+    precision: Literal["fp32", "bf16"] = "fp32"
+    threads_per_worker: int = Field(1, ge=1)
+
+
+class FaultInjection(_Strict):
+    """Crash the named cells once at a step (a drill for crash recovery)."""
+
+    cells: list[str]
+    step: int = Field(ge=1)
+
+
+class Resources(_Strict):
+    workers_per_cell: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    max_concurrent_cells: int | None = Field(None, ge=1)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Tracking(_Strict):
+    mlflow_uri: str | None = Field(None, description="Default: a sqlite store inside the experiment directory")
+    experiment_name: str | None = None
+
+
+class Storage(_Strict):
+    path: str = Field("./vlmscale-runs", description="A local directory or s3://bucket/prefix")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if v.startswith("s3://"):
+            if not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9._\-/]*)?$", v):
+                raise ValueError(f"{v!r} is not a valid s3://bucket/prefix")
+        elif "://" in v:
+            raise ValueError(f"{v!r}: only local paths and s3:// are supported")
+        return v
+
+
+class Failure(_Strict):
+    retries_per_cell: int = Field(2, ge=0)
+
+
+class Fit(_Strict):
+    enabled: bool = True
+    form: Literal["multiplicative", "additive"] = "multiplicative"
+    loss: Literal["squared", "huber_log"] = "squared"
+    metric: str = "error"
+    text_tokens: float = Field(0.0, ge=0)
+    bootstrap: int = Field(200, ge=0)
+    propose: int = Field(4, ge=0)
+
+
+class Spec(_Strict):
+    grid: Grid
+    vision: Vision = Vision()
+    data: Data = Data()
+    training: Training = Training()
+    resources: Resources = Resources()
+    tracking: Tracking = Tracking()
+    storage: Storage = Storage()
+    failure: Failure = Failure()
+    fit: Fit = Fit()
+    fault_injection: FaultInjection | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Spec":
+        if self.data.source == "synthetic":
+            bad = [t for t in self.grid.tasks if t not in SYNTHETIC_TASKS]
+            if bad:
+                raise ValueError(f"grid.tasks: unknown synthetic task {bad[0]!r}; choose from {', '.join(SYNTHETIC_TASKS)}")
+        global_divisor = self.resources.workers_per_cell * self.training.grad_accum
+        if self.training.batch_size % global_divisor:
+            raise ValueError(
+                f"training.batch_size {self.training.batch_size} must be a multiple of "
+                f"resources.workers_per_cell x training.grad_accum = {global_divisor}"
+            )
+        grid = self.vision.grid()
+        if grid is not None:
+            for compressor in self.grid.compressors:
+                for v in self.grid.visual_tokens:
+                    try:
+                        check_visual_tokens(compressor, v, grid)
+                    except VisualTokenError as e:
+                        raise ValueError(f"grid.visual_tokens: {v} with compressor {compressor!r}: {e}") from None
+        return self
+
+
+class Experiment(_Strict):
+    apiVersion: Literal["vlmscale.dev/v1alpha1"]
+    kind: Literal["ScalingExperiment"]
+    metadata: Metadata
+    spec: Spec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def cells(self) -> list["Cell"]:
+        return expand(self)
+
+    def digest(self) -> str:
+        """A stable hash of the validated spec (same experiment ⇔ same digest)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------
+# grid expansion
+
+
+def slug(value: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")
+    return s or "x"
+
+
+@dataclass(frozen=True)
+class Cell:
+    key: str
+    llm: str
+    visual_tokens: int
+    compressor: str
+    task: str
+    seed: int
+    config: CellConfig
+
+    def params(self) -> dict[str, Any]:
+        return {"cell": self.key, "llm": self.llm, "visual_tokens": self.visual_tokens,
+                "compressor": self.compressor, "task": self.task, "seed": self.seed}
+
+
+def cell_key(llm: str, visual_tokens: int, compressor: str, task: str, seed: int) -> str:
+    """``<llm>-v<V>-<compressor>-<task>-s<seed>``, lowercase [a-z0-9-]; long model ids get a short hash."""
+    llm_part = slug(llm.rsplit("/", 1)[-1])
+    if llm_part != slug(llm) or len(llm_part) > 24:
+        llm_part = f"{llm_part[:16]}-{hashlib.sha1(llm.encode()).hexdigest()[:6]}"
+    return f"{llm_part}-v{visual_tokens}-{slug(compressor)}-{slug(task)}-s{seed}"
+
+
+def expand(exp: Experiment, vision_path: str | None = None) -> list[Cell]:
+    """Every grid point as a :class:`Cell` with its complete workload config.
+
+    ``vision_path`` replaces the vision preset by its pretrained copy once that exists.
+    """
+    s = exp.spec
+    cells = []
+    for llm in s.grid.llms:
+        for v in s.grid.visual_tokens:
+            for comp in s.grid.compressors:
+                for task in s.grid.tasks:
+                    for seed in s.grid.seeds:
+                        key = cell_key(llm, v, comp, task, seed)
+                        fault = s.fault_injection
+                        fail_at = fault.step if fault and key in fault.cells else None
+                        config = CellConfig(
+                            model=ModelConfig(
+                                llm=llm, vision=vision_path or s.vision.model, compressor=comp, visual_tokens=v,
+                                vision_feature_layer=s.vision.feature_layer, kv_layers=tuple(s.vision.kv_layers),
+                                compressor_heads=s.vision.compressor_heads, freeze_vision=s.vision.freeze,
+                            ),
+                            data=DataConfig(
+                                source=s.data.source, tasks=(task,), seed=seed, train_size=s.data.train_size,
+                                eval_size=s.data.eval_size, cells=s.data.cells,
+                                questions_per_image=s.data.questions_per_image, llava_train=s.data.llava_train,
+                                llava_eval=s.data.llava_eval, image_root=s.data.image_root,
+                                tokenizer=s.data.tokenizer,
+                            ),
+                            train=TrainConfig(**s.training.model_dump(), seed=seed, fail_once_at_step=fail_at),
+                        )
+                        cells.append(Cell(key, llm, v, comp, task, seed, config))
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        raise SpecError(f"{exp.name}: two grid points map to the same cell key; rename an LLM")
+    return cells
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _first_error(e: ValidationError, source: str) -> str:
+    err = e.errors()[0]
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
+    where = _loc(tuple(loc)) or "(document)"
+    msg = err["msg"].removeprefix("Value error, ")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        msg = "unknown field; remove it or check its spelling (see `vlmscale schema`)"
+    elif kind == "missing":
+        msg = "required field is missing"
+    elif kind == "literal_error":
+        msg = f"{msg}, got {err.get('input')!r}"
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        msg = f"{msg}, got {err.get('input')!r}"
+    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    return f"{source}: {where}: {msg}{more}"
+
+
+def parse(document: Any, source: str = "<spec>") -> Experiment:
+    if not isinstance(document, dict):
+        raise SpecError(f"{source}: expected a mapping with apiVersion, kind, metadata and spec")
+    try:
+        exp = Experiment.model_validate(document)
+    except ValidationError as e:
+        raise SpecError(_first_error(e, source)) from None
+    expand(exp)  # key collisions
+    return exp
+
+
+def load(path: str | Path) -> Experiment:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: no such file")
+    try:
+        document = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{p}: malformed YAML{where}: {problem}") from None
+    return parse(document, str(p))
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Experiment.model_json_schema()
+    schema["$id"] = f"https://{API_VERSION}/scalingexperiment.schema.json"
+    schema["title"] = KIND
+    return schema
