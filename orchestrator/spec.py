@@ -296,7 +296,7 @@ def cell_key(llm: str, visual_tokens: int, compressor: str, task: str, seed: int
     """``<llm>-v<V>-<compressor>-<task>-s<seed>``, lowercase [a-z0-9-]; long model ids get a short hash."""
     llm_part = slug(llm.rsplit("/", 1)[-1])
     if llm_part != slug(llm) or len(llm_part) > 24:
-        llm_part = f"{llm_part[:16]}-{hashlib.sha1(llm.encode()).hexdigest()[:6]}"
+        llm_part = f"{llm_part[:24].strip('-')}-{hashlib.sha1(llm.encode()).hexdigest()[:6]}"
     return f"{llm_part}-v{visual_tokens}-{slug(compressor)}-{slug(task)}-s{seed}"
 
 

@@ -1,0 +1,125 @@
+"""Where an experiment keeps its state, and the ledger of finished cells.
+
+    <storage>/<name>/
+        experiment.json      the validated spec and its digest (what a restarted driver resumes)
+        vision/              the pretrained tiny vision tower (embedded default)
+        cells/<key>/         Ray Train runs: checkpoints of each cell
+        tune/                Ray Tune experiment state
+        results/<key>.json   the ledger: final metrics of every finished cell (atomic writes)
+        progress/<key>.jsonl every report of each cell (live progress)
+        mlflow.db, mlartifacts/   the default local MLflow store
+        fit/                 the fitted law, plots, next.yaml
+
+Pure: no heavy imports. Every write is atomic (temp file + rename), so a killed driver leaves
+either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass(frozen=True)
+class ExperimentDir:
+    root: Path
+
+    @classmethod
+    def of(cls, storage: str, name: str) -> "ExperimentDir":
+        if storage.startswith("s3://"):
+            raise ValueError("a local view of s3:// storage is not available; run where the storage is mounted")
+        return cls(Path(storage).expanduser().resolve() / name)
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "experiment.json"
+
+    @property
+    def vision(self) -> Path:
+        return self.root / "vision"
+
+    @property
+    def cells(self) -> Path:
+        return self.root / "cells"
+
+    @property
+    def tune(self) -> Path:
+        return self.root / "tune"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def progress(self) -> Path:
+        return self.root / "progress"
+
+    @property
+    def fit(self) -> Path:
+        return self.root / "fit"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return (self.root / "mlartifacts").as_uri()
+
+    def result_path(self, key: str) -> Path:
+        return self.results / f"{key}.json"
+
+    def progress_path(self, key: str) -> Path:
+        return self.progress / f"{key}.jsonl"
+
+    def finished(self) -> dict[str, dict[str, Any]]:
+        """The ledger: cell key → its final record."""
+        if not self.results.is_dir():
+            return {}
+        out = {}
+        for p in sorted(self.results.glob("*.json")):
+            try:
+                out[p.stem] = json.loads(p.read_text())
+            except json.JSONDecodeError:  # cannot happen with atomic writes; tolerate hand edits
+                continue
+        return out
+
+    def record_finished(self, key: str, record: dict[str, Any]) -> None:
+        atomic_write_json(self.result_path(key), record)
+
+    def last_progress(self, key: str) -> dict[str, Any] | None:
+        path = self.progress_path(key)
+        if not path.exists():
+            return None
+        last = None
+        with path.open() as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        last = json.loads(line)
+                    except json.JSONDecodeError:  # a line cut by a kill
+                        pass
+        return last

@@ -1,0 +1,91 @@
+"""Per-cell results of an experiment, from its ledger and progress files (no MLflow, no Ray).
+
+``vlmscale results NAME`` prints one row per cell as a table, CSV or JSON; ``vlmscale status``
+summarises the same rows. Fitting reads the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from .layout import ExperimentDir
+from .spec import Experiment, SpecError, parse
+
+COLUMNS = ("cell", "llm", "llm_params", "visual_tokens", "compressor", "task", "seed", "error", "eval_loss",
+           "inference_flops", "status", "step")
+
+
+def locate(name_or_file: str, storage: str | None = None) -> tuple[Experiment, ExperimentDir]:
+    """An experiment from its spec file, or by name under ``storage`` (default ./vlmscale-runs)."""
+    p = Path(name_or_file)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        from .spec import load
+
+        exp = load(p)
+        return exp, ExperimentDir.of(storage or exp.spec.storage.path, exp.name)
+    exp_dir = ExperimentDir.of(storage or "./vlmscale-runs", name_or_file)
+    if not exp_dir.manifest.is_file():
+        raise SpecError(
+            f"no experiment {name_or_file!r} under {exp_dir.root.parent}: pass the spec file, or --storage "
+            "with the directory that holds it"
+        )
+    manifest = json.loads(exp_dir.manifest.read_text())
+    return parse(manifest["spec"], str(exp_dir.manifest)), exp_dir
+
+
+def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
+    finished = exp_dir.finished()
+    out = []
+    for cell in exp.cells():
+        record = finished.get(cell.key)
+        row: dict[str, Any] = {**cell.params(), "llm_params": None, "error": None, "eval_loss": None,
+                               "inference_flops": None, "step": 0}
+        if record is not None:
+            m = record["metrics"]
+            row.update(status="finished", llm_params=int(m["llm_params"]), error=m["error"],
+                       eval_loss=m.get("eval_loss"), inference_flops=m["inference_flops"], step=int(m["step"]))
+            row.update({k: v for k, v in m.items() if k.startswith("error/")})
+            row["checkpoint"] = record.get("checkpoint")
+        else:
+            last = exp_dir.last_progress(cell.key)
+            row["status"] = "started" if last else "pending"
+            if last:
+                row["step"] = int(last.get("step", 0))
+        out.append(row)
+    return out
+
+
+def render(table: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(table, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        extra = sorted({k for r in table for k in r} - set(COLUMNS))
+        w = csv.DictWriter(buf, fieldnames=list(COLUMNS) + extra, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(table)
+        return buf.getvalue()
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table()
+    for col in COLUMNS:
+        t.add_column(col, justify="right" if col not in ("cell", "llm", "compressor", "task", "status") else "left")
+    for r in table:
+        t.add_row(*[_cell(r.get(c)) for c in COLUMNS])
+    console = Console(record=True, width=200)
+    with console.capture() as cap:
+        console.print(t)
+    return cap.get()
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)

@@ -1,0 +1,281 @@
+"""Run an experiment: a Ray Tune grid whose trials each drive one cell's Ray Train ``TorchTrainer``.
+
+Resumption happens at three levels, each idempotent:
+* a worker crash: Ray Train's ``FailureConfig`` restarts the worker group, which resumes from the
+  cell's last checkpoint (the train loop restores it);
+* a trial (cell driver) crash: Tune's ``FailureConfig`` reruns the trial function, whose
+  re-created trainer finds the same run directory and its checkpoints;
+* a driver (``vlmscale run``) crash: running again starts a Tune run over the cells the ledger
+  does not list as finished; their trainers find their checkpoints and continue. (Restoring the
+  old Tune state instead would bring back its pickled callbacks — a stale MLflow client and
+  console — and adds nothing the ledger and the Train checkpoints do not already give.) Every
+  trial also consults the ledger first, so nothing finished is trained twice.
+
+Trial drivers hold no CPU: each holds one ``vlmscale_cell_slot``, a custom resource the driver
+gives the local node (and the KubeRay head advertises), and the slot count is the concurrency
+derived from the resources — so drivers can never starve their own workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workloads.config import CellConfig
+
+from .layout import ExperimentDir, atomic_write_json
+from .spec import Cell, Experiment, SpecError, expand
+
+SLOT = "vlmscale_cell_slot"
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"),
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"),
+}
+TUNE_BOOKKEEPING = {
+    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "date", "hostname",
+    "node_ip", "config", "trial_id", "experiment_tag", "done", "iterations_since_restore",
+    "checkpoint_dir_name", "should_checkpoint", "time_since_restore", "timesteps_total", "episodes_total",
+    "timesteps_since_restore", "episodes_this_iter", "timesteps_this_iter", "checkpoint_path", "skipped",
+}
+
+
+def config_digest(config: CellConfig) -> str:
+    blob = json.dumps(config.to_dict(), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Plan:
+    cells: list[Cell]
+    todo: list[Cell]
+    finished: dict[str, dict[str, Any]]
+    concurrency: int
+
+
+# ------------------------------------------------------------------------------------------------
+# the trial function (runs in a Tune trial actor)
+
+
+def cell_trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from workloads.launch import WorkerResources, build_trainer, metrics_log_callback
+
+    job = config["cell"]
+    exp_dir = ExperimentDir(Path(job["exp_dir"]))
+    done = exp_dir.finished().get(job["key"])
+    if done is not None and done.get("config_digest") == job["config_digest"]:
+        tune.report({**done["metrics"], "skipped": 1})  # finished before a driver restart
+        return
+    trainer = build_trainer(
+        CellConfig.from_dict(job["config"]),
+        WorkerResources(**job["resources"]),
+        storage_path=str(exp_dir.cells),
+        name=job["key"],
+        max_failures=job["retries"],
+        callbacks=[TuneReportCallback(), metrics_log_callback(str(exp_dir.progress_path(job["key"])))],
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    exp_dir.record_finished(job["key"], {
+        "key": job["key"],
+        "params": job["params"],
+        "config_digest": job["config_digest"],
+        "metrics": result.metrics,
+        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "finished_at": time.time(),
+    })
+
+
+# ------------------------------------------------------------------------------------------------
+# the driver
+
+
+def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print) -> list[Cell]:
+    """Write the manifest, pretrain the tiny vision tower if asked, and expand the grid."""
+    from workloads.presets import is_vision_preset
+
+    atomic_write_json(exp_dir.manifest, {"name": exp.name, "digest": exp.digest(), "spec": yaml.safe_load(spec_text)})
+    vision_path = None
+    v = exp.spec.vision
+    if v.pretrain is not None and is_vision_preset(v.model):
+        from workloads.pretrain_vision import pretrain_vision
+
+        done = pretrain_vision(v.model, exp_dir.vision, steps=v.pretrain.steps, batch_size=v.pretrain.batch_size,
+                               lr=v.pretrain.lr, cells=exp.spec.data.cells)
+        if done.seconds:
+            echo(f"pretrained vision tower {v.model}: cell accuracy {done.cell_accuracy:.3f} in {done.seconds:.0f} s")
+        vision_path = str(exp_dir.vision)
+    return expand(exp, vision_path)
+
+
+def plan(exp: Experiment, cells: list[Cell], exp_dir: ExperimentDir, cluster: dict[str, float]) -> Plan:
+    finished = exp_dir.finished()
+    for cell in cells:
+        record = finished.get(cell.key)
+        if record is not None and record.get("config_digest") != config_digest(cell.config):
+            raise SpecError(
+                f"{exp.name}: cell {cell.key} already finished with a different configuration; "
+                "revert the change or run it as a new experiment (metadata.name)"
+            )
+    todo = [c for c in cells if c.key not in finished]
+    return Plan(cells, todo, finished, derive_concurrency(exp, cluster, len(todo)))
+
+
+def derive_concurrency(exp: Experiment, cluster: dict[str, float], cells: int) -> int:
+    """How many cells fit at once: every cell's workers must get their CPUs and GPUs."""
+    r = exp.spec.resources
+    cpu, gpu = r.workers_per_cell * r.cpus_per_worker, r.workers_per_cell * r.gpus_per_worker
+    limits = [int(cluster.get("CPU", 0) // cpu)]
+    if gpu > 0:
+        limits.append(int(cluster.get("GPU", 0) // gpu))
+    fit = min(limits)
+    if fit < 1:
+        have = f"{cluster.get('CPU', 0):g} CPUs and {cluster.get('GPU', 0):g} GPUs"
+        raise SpecError(
+            f"{exp.name}: one cell needs {cpu:g} CPUs and {gpu:g} GPUs (resources.workers_per_cell x per-worker) "
+            f"but the Ray cluster has {have}; lower spec.resources or use a bigger cluster"
+        )
+    if r.max_concurrent_cells:
+        fit = min(fit, r.max_concurrent_cells)
+    return max(1, min(fit, max(cells, 1)))
+
+
+def start_ray(address: str | None, num_cpus: int | None = None) -> dict[str, float]:
+    import ray
+
+    if ray.is_initialized():
+        return dict(ray.cluster_resources())
+    env = {"env_vars": WORKER_ENV}
+    if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+    else:
+        cpus = num_cpus or os.cpu_count() or 1
+        # one slot per CPU is an upper bound; the Tuner's max_concurrent_trials is the real limit
+        ray.init(num_cpus=cpus, resources={SLOT: cpus}, include_dashboard=False, log_to_driver=False,
+                 runtime_env=env)
+    return dict(ray.cluster_resources())
+
+
+def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) -> dict[str, Any]:
+    """Run (or resume) the Tune experiment over the cells that are not finished."""
+    import ray
+    from ray import tune
+
+    r = exp.spec.resources
+    resources = {"num_workers": r.workers_per_cell, "cpus_per_worker": r.cpus_per_worker,
+                 "gpus_per_worker": r.gpus_per_worker}
+    jobs = [{
+        "key": c.key, "params": c.params(), "config": c.config.to_dict(), "config_digest": config_digest(c.config),
+        "exp_dir": str(exp_dir.root), "resources": resources, "retries": exp.spec.failure.retries_per_cell,
+    } for c in p.todo]
+    has_slots = ray.cluster_resources().get(SLOT, 0) >= 1
+    driver = {"CPU": 0, SLOT: 1} if has_slots else {"CPU": 0.01}
+    trainable = tune.with_resources(cell_trainable, driver)
+    exp_dir.tune.mkdir(parents=True, exist_ok=True)
+    attempt = 1 + sum(1 for d in exp_dir.tune.iterdir() if d.name.startswith("attempt-"))
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"cell": tune.grid_search(jobs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=p.concurrency, reuse_actors=False,
+                                    trial_dirname_creator=_trial_name, trial_name_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=f"attempt-{attempt}", storage_path=str(exp_dir.tune), verbose=0, callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+    )
+    grid = tuner.fit()
+    return {r.config["cell"]["key"]: r.error for r in grid if r.config}
+
+
+def _trial_name(trial) -> str:
+    return trial.config["cell"]["key"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    exp_dir: ExperimentDir
+    tracking_uri: str
+    parent_run_id: str
+    finished: list[str]
+    errored: dict[str, str]
+    skipped: list[str]
+    seconds: float
+
+
+def flat_params(cell: Cell) -> dict[str, Any]:
+    out = dict(cell.params())
+    for section, values in cell.config.to_dict().items():
+        for k, v in values.items():
+            out[f"{section}.{k}"] = v
+    return out
+
+
+def tracking_target(exp: Experiment, exp_dir: ExperimentDir) -> tuple[str, str, str | None]:
+    """(tracking URI, MLflow experiment name, artifact root) — the local store by default."""
+    t = exp.spec.tracking
+    uri = t.mlflow_uri or exp_dir.mlflow_uri
+    return uri, t.experiment_name or exp.name, None if t.mlflow_uri else exp_dir.artifact_root
+
+
+def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, live: bool | None = None,
+                   echo=print) -> RunOutcome:
+    import ray
+
+    from . import progress, track
+
+    t0 = time.time()
+    exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
+    exp_dir.root.mkdir(parents=True, exist_ok=True)
+    cells = prepare(exp, exp_dir, spec_text, echo)
+
+    target = tracking_target(exp, exp_dir)
+    tracker = track.Tracker(*target)
+    parent = tracker.parent_run(exp.name, exp.digest(), spec_text)
+    tracker.mark_running(parent)
+    run_ids = {}
+    for cell in cells:
+        run_id = tracker.child_run(parent, exp.name, cell.key, flat_params(cell))
+        run_ids[cell.key] = run_id
+
+    cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
+    try:
+        p = plan(exp, cells, exp_dir, cluster)
+        for cell in p.todo:
+            if tracker.client.get_run(run_ids[cell.key]).info.status != "RUNNING":
+                tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
+        board = progress.ProgressBoard()
+        tc = exp.spec.training
+        for cell in cells:
+            record = p.finished.get(cell.key)
+            board.add(cell.key, tc.steps, tc.batch_size, "finished" if record else "pending", record)
+        echo(f"{exp.name}: {len(cells)} cells, {len(p.finished)} already finished, {len(p.todo)} to run, "
+             f"{p.concurrency} at a time; MLflow: {target[0]}")
+        errors: dict[str, Any] = {}
+        if p.todo:
+            callbacks = [track.tune_callback(target, run_ids), progress.tune_callback(board, live)]
+            errors = run_grid(exp, exp_dir, p, callbacks)
+    finally:
+        ray.shutdown()
+
+    finished = exp_dir.finished()
+    errored = {k: str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+               for k, e in errors.items() if e is not None and k not in finished}
+    skipped = [k for k in p.finished]
+    tracker.log_metrics(parent, {"cells_total": len(cells), "cells_finished": len(finished),
+                                 "cells_errored": len(errored)}, step=int(time.time()), force=True)
+    tracker.finish(parent, "FINISHED" if not errored and len(finished) == len(cells) else "FAILED")
+    return RunOutcome(exp_dir, target[0], parent, sorted(finished), errored, skipped, time.time() - t0)

@@ -1,0 +1,177 @@
+"""MLflow tracking: one parent run per experiment, one child run per cell, found again by tags.
+
+Runs are looked up by tags before they are created, so a restarted driver, a retried cell or a
+resumed cell continues its own run — never a second one. Only the driver process writes (from a
+Tune callback), so a sqlite store sees a single writer. Metrics already logged for a step are
+not logged again when a cell replays steps after resuming from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import subprocess
+import time
+from importlib import metadata
+from typing import Any
+
+TAG_EXPERIMENT = "vlmscale.experiment"
+TAG_ROLE = "vlmscale.role"
+TAG_CELL = "vlmscale.cell"
+TAG_DIGEST = "vlmscale.digest"
+PARENT_TAG = "mlflow.parentRunId"
+PACKAGES = ("vlmscale", "torch", "transformers", "ray", "mlflow", "deepspeed", "numpy", "pydantic")
+
+
+def environment() -> dict[str, str]:
+    env = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in PACKAGES:
+        try:
+            env[f"pkg.{pkg}"] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            env[f"pkg.{pkg}"] = "not installed"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=__file__.rsplit("/", 2)[0])
+        env["git_sha"] = sha.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        env["git_sha"] = "unknown"
+    return env
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str, experiment_name: str, artifact_root: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment_name)
+        if found is None:
+            self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=artifact_root)
+        else:
+            self.experiment_id = found.experiment_id
+        self._last_step: dict[str, int] = {}
+
+    def _find(self, filter_string: str):
+        runs = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=2,
+                                       order_by=["attributes.start_time ASC"])
+        return runs[0] if runs else None
+
+    def parent_run(self, name: str, digest: str, spec_text: str) -> str:
+        """Get or create the experiment's parent run; the environment and spec are logged once."""
+        run = self._find(f"tags.`{TAG_ROLE}` = 'parent' and tags.`{TAG_EXPERIMENT}` = '{name}'")
+        if run is not None:
+            return run.info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={TAG_ROLE: "parent", TAG_EXPERIMENT: name, TAG_DIGEST: digest})
+        run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        env = environment()
+        self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in env.items()])
+        self.client.log_text(run_id, spec_text, "spec.yaml")
+        return run_id
+
+    def child_run(self, parent_id: str, name: str, key: str, params: dict[str, Any]) -> str:
+        run = self._find(f"tags.`{TAG_CELL}` = '{key}' and tags.`{TAG_EXPERIMENT}` = '{name}'")
+        if run is not None:
+            return run.info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=key, tags={
+            PARENT_TAG: parent_id, TAG_ROLE: "cell", TAG_CELL: key, TAG_EXPERIMENT: name})
+        from mlflow.entities import Param
+
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        return run.info.run_id
+
+    def last_logged_step(self, run_id: str, metric: str = "loss") -> int:
+        if run_id not in self._last_step:
+            history = self.client.get_metric_history(run_id, metric)
+            self._last_step[run_id] = max((m.step for m in history), default=0)
+        return self._last_step[run_id]
+
+    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int, force: bool = False) -> None:
+        """Log numeric metrics at ``step``; a step at or before the last logged one is skipped."""
+        if not force and step <= self.last_logged_step(run_id):
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(_metric_name(k), float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
+        for i in range(0, len(batch), 900):  # MLflow's per-request limit is 1000 metrics
+            self.client.log_batch(run_id, metrics=batch[i:i + 900])
+        self._last_step[run_id] = max(step, self._last_step.get(run_id, 0))
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def mark_running(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def runs(self, name: str) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{TAG_EXPERIMENT}` = '{name}'",
+                                       max_results=10_000)
+
+
+def _metric_name(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
+
+
+def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, str]):
+    """A Ray Tune ``Callback`` (runs in the driver) that logs every cell's reports to its child run.
+
+    Built lazily so that importing this module needs no ray; holds only plain data so that Tune
+    can pickle it with its run config.
+    """
+    from ray import tune
+
+    from .schedule import TUNE_BOOKKEEPING
+
+    class MlflowCells(tune.Callback):
+        def __init__(self):
+            self.tracker_args, self.run_ids = tracker_args, dict(run_ids)
+            self._tracker: Tracker | None = None
+
+        def __getstate__(self):
+            return {"tracker_args": self.tracker_args, "run_ids": self.run_ids, "_tracker": None}
+
+        @property
+        def tracker(self) -> Tracker:
+            if self._tracker is None:
+                self._tracker = Tracker(*self.tracker_args)
+            return self._tracker
+
+        def _run(self, trial) -> tuple[str, str]:
+            key = trial.config["cell"]["key"]
+            return key, self.run_ids[key]
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            _, run_id = self._run(trial)
+            self.tracker.mark_running(run_id)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get("skipped"):
+                return
+            _, run_id = self._run(trial)
+            metrics = {k: v for k, v in result.items() if k not in TUNE_BOOKKEEPING}
+            if "step" in metrics:
+                self.tracker.log_metrics(run_id, metrics, int(metrics["step"]))
+            if "checkpoint_path" in result:
+                self.tracker.set_tags(run_id, {"vlmscale.checkpoint": result["checkpoint_path"]})
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            _, run_id = self._run(trial)
+            self.tracker.set_tags(run_id, {"vlmscale.status": "finished"})
+            self.tracker.finish(run_id, "FINISHED")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            _, run_id = self._run(trial)
+            self.tracker.set_tags(run_id, {"vlmscale.status": "errored"})
+            self.tracker.finish(run_id, "FAILED")
+
+    return MlflowCells()

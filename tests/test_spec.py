@@ -1,0 +1,138 @@
+"""The experiment spec and the CLI's answers to bad input: one clear line, exit 2, no traceback."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.spec import SpecError, cell_key, load, parse
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = {
+    "apiVersion": "vlmscale.dev/v1alpha1",
+    "kind": "ScalingExperiment",
+    "metadata": {"name": "t1"},
+    "spec": {"grid": {"llms": ["tiny-xs", "tiny-s"], "visual_tokens": [1, 4], "compressors": ["avgpool", "quecc"],
+                      "seeds": [0, 1], "tasks": ["shapes"]},
+             "vision": {"model": "vit-tiny"}},
+}
+
+
+def _with(path: str, value, base=GOOD):
+    doc = json.loads(json.dumps(base))
+    node = doc
+    parts = path.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    if value is _DELETE:
+        del node[parts[-1]]
+    else:
+        node[parts[-1]] = value
+    return doc
+
+
+_DELETE = object()
+
+
+def test_grid_expands_to_every_combination_with_stable_keys():
+    exp = parse(GOOD)
+    cells = exp.cells()
+    assert len(cells) == 2 * 2 * 2 * 2
+    assert len({c.key for c in cells}) == 16
+    assert cells[0].key == "tiny-xs-v1-avgpool-shapes-s0"
+    assert parse(GOOD).digest() == exp.digest() and [c.key for c in parse(GOOD).cells()] == [c.key for c in cells]
+    c = next(c for c in cells if c.key == "tiny-s-v4-quecc-shapes-s1")
+    assert c.config.model.llm == "tiny-s" and c.config.model.visual_tokens == 4
+    assert c.config.train.seed == 1 and c.config.data.seed == 1 and c.config.data.tasks == ("shapes",)
+
+
+def test_cell_keys_of_hub_models_are_safe_labels():
+    key = cell_key("Qwen/Qwen1.5-0.5B-Chat", 36, "quecc", "llava", 0)
+    assert key.startswith("qwen1-5-0-5b-chat-") and key.endswith("-v36-quecc-llava-s0")
+    assert all(ch.isalnum() or ch == "-" for ch in key) and key == key.lower()
+
+
+def test_examples_validate():
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        assert load(path).cells(), path
+
+
+@pytest.mark.parametrize(
+    "doc,fragment",
+    [
+        (_with("spec.grid.compressors", ["pixelshuffle"]), "spec.grid.compressors[0]: Input should be 'none', 'avgpool', 'resampler' or 'quecc'"),
+        (_with("spec.grid.visual_tokens", [1, 5]), "grid.visual_tokens: 5 with compressor 'avgpool'"),
+        (_with("spec.grid.visual_tokens", [1, 9]), "must divide 8"),
+        (_with("metadata.name", "Bad_Name"), "metadata.name: 'Bad_Name' is not an RFC 1123 label"),
+        (_with("spec.grid.llms", ["tiny-s; rm -rf /"]), "is not a safe LLM name"),
+        (_with("spec.grid", _DELETE), "spec.grid: required field is missing"),
+        (_with("spec.training", {"steps": "many"}), "spec.training.steps: Input should be a valid integer"),
+        (_with("spec.grid.llms", []), "spec.grid.llms: List should have at least 1 item"),
+        (_with("spec.grid.visual_tokens", []), "spec.grid.visual_tokens: List should have at least 1 item"),
+        (_with("spec.grid.colour", "red"), "spec.grid.colour: unknown field"),
+        (_with("kind", "Pod"), "kind: Input should be 'ScalingExperiment'"),
+        (_with("spec.training", {"batch_size": 10, "grad_accum": 4}), "batch_size 10 must be a multiple"),
+        (_with("spec.storage", {"path": "http://x"}), "only local paths and s3://"),
+        (_with("spec.grid.tasks", ["ocr"]), "unknown synthetic task 'ocr'"),
+        (_with("spec.vision", {"model": "openai/clip-vit-large-patch14-336"}), "pretrain applies to tiny presets only"),
+    ],
+)
+def test_invalid_specs_name_the_field_and_the_fix(doc, fragment):
+    with pytest.raises(SpecError) as e:
+        parse(doc, "exp.yaml")
+    msg = str(e.value)
+    assert msg.startswith("exp.yaml: ") and fragment in msg and "\n" not in msg
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        (yaml.safe_dump(_with("spec.grid.compressors", ["pixelshuffle"])), "spec.grid.compressors[0]"),
+        (yaml.safe_dump(_with("spec.grid.visual_tokens", [3])), "visual_tokens: 3"),
+        (yaml.safe_dump(_with("metadata.name", "UPPER")), "metadata.name"),
+        (yaml.safe_dump(_with("spec.grid.llms", _DELETE)), "spec.grid.llms: required field is missing"),
+        (yaml.safe_dump(_with("spec.training", {"lr": "fast"})), "spec.training.lr"),
+        (yaml.safe_dump(_with("spec.grid.seeds", [])), "spec.grid.seeds"),
+        ("apiVersion: [unclosed\n", "malformed YAML at line"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
+def test_cli_rejects_bad_specs_with_one_line_and_exit_2(tmp_path, text, fragment):
+    f = tmp_path / "exp.yaml"
+    f.write_text(text)
+    r = _cli("validate", str(f))
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and str(f) in lines[0]
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_cli_missing_file_and_unknown_experiment(tmp_path):
+    r = _cli("validate", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "nope.yaml: no such file" in r.stderr
+    r = _cli("results", "ghost", "--storage", str(tmp_path))
+    assert r.returncode == 2 and "no experiment 'ghost'" in r.stderr
+
+
+def test_cli_validate_prints_the_grid_and_schema_is_json(tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text(yaml.safe_dump(GOOD))
+    r = _cli("validate", str(f))
+    assert r.returncode == 0 and "t1: 16 cells" in r.stdout and "tiny-s-v4-quecc-shapes-s1" in r.stdout
+    schema = json.loads(_cli("schema").stdout)
+    assert schema["title"] == "ScalingExperiment" and "spec" in schema["properties"]
+
+
+def test_spec_and_cli_import_no_heavy_libraries():
+    code = ("import sys, orchestrator.cli, orchestrator.spec, orchestrator.results, orchestrator.layout;"
+            "print([m for m in ('torch','ray','mlflow','kubernetes','transformers') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout.strip() == "[]", r.stdout + r.stderr
