@@ -53,7 +53,7 @@ def test_two_workers_train_and_loss_falls(ray_cluster, tmp_path):
     losses = _losses(result)
     assert len(losses) == 8 and [m["step"] for m in result.reports] == list(range(5, 41, 5))
     assert losses[-1] < 0.5 * losses[0], losses
-    assert result.metrics["done"] == 1.0 and 0 <= result.metrics["error"] <= 1
+    assert result.metrics["final"] == 1.0 and 0 <= result.metrics["error"] <= 1
     assert result.metrics["step"] == 40
 
 

@@ -168,7 +168,7 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     metrics.update({k: float(v) for k, v in counts.items()})
     metrics["visual_tokens"] = float(cell.model.visual_tokens)
     metrics["resumed_from_step"] = float(start)
-    metrics["done"] = 1.0
+    metrics["final"] = 1.0  # not "done": Ray Tune would take that as the end of the trial
     _report(session, engine, metrics, checkpoint=tc.steps > start, step=tc.steps)
     engine.close()
     return metrics

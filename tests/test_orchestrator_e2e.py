@@ -1,0 +1,178 @@
+"""`vlmscale run` end to end: real local Ray, a real MLflow server, crash recovery, driver SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .mlflow_server import MlflowServer
+from .ray_utils import ray_processes
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(tmp_path: Path, name: str, uri: str | None, steps=30, fault=None, llms=("tiny-xs", "tiny-s")) -> Path:
+    doc = {
+        "apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": name},
+        "spec": {
+            "grid": {"llms": list(llms), "visual_tokens": [1, 4], "compressors": ["avgpool"], "tasks": ["shapes"]},
+            "vision": {"model": "vit-micro", "pretrain": {"steps": 20}},
+            "data": {"eval_size": 32, "train_size": 2000},
+            "training": {"steps": steps, "batch_size": 16, "checkpoint_every": 10, "log_every": 5},
+            "storage": {"path": str(tmp_path / "runs")},
+            "failure": {"retries_per_cell": 1},
+            "fit": {"enabled": False},
+        },
+    }
+    if uri:
+        doc["spec"]["tracking"] = {"mlflow_uri": uri}
+    if fault:
+        doc["spec"]["fault_injection"] = fault
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _env():
+    return {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "OMP_NUM_THREADS": "1"}
+
+
+def _vlmscale(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout, env=_env())
+
+
+def _runs(uri: str, name: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("vlmscale.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("vlmscale.role") == "cell"]
+    return parents, children
+
+
+@pytest.fixture
+def no_ray_left():
+    yield
+    deadline = time.time() + 30
+    while ray_processes() and time.time() < deadline:
+        time.sleep(0.5)
+    assert ray_processes() == [], "Ray processes outlived the test"
+
+
+def test_grid_completes_with_one_parent_and_one_child_run_per_cell(tmp_path, no_ray_left):
+    with MlflowServer(tmp_path / "mlflow") as server:
+        spec = _spec(tmp_path, "grid", server.uri)
+        r = _vlmscale("run", str(spec), "--plain")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        parents, children = _runs(server.uri, "grid")
+        assert len(parents) == 1 and len(children) == 4
+        assert parents[0].info.status == "FINISHED"
+        assert {c.data.tags["vlmscale.cell"] for c in children} == {
+            "tiny-xs-v1-avgpool-shapes-s0", "tiny-xs-v4-avgpool-shapes-s0",
+            "tiny-s-v1-avgpool-shapes-s0", "tiny-s-v4-avgpool-shapes-s0"}
+        for c in children:
+            assert c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+            assert c.info.status == "FINISHED"
+            for key in ("error", "eval_loss", "inference_flops", "llm_params", "llm_params_total", "loss"):
+                assert key in c.data.metrics, key
+            assert c.data.params["visual_tokens"] in ("1", "4") and c.data.params["train.steps"] == "30"
+            assert "vlmscale.checkpoint" in c.data.tags
+        assert "pkg.torch" in parents[0].data.params and "git_sha" in parents[0].data.params
+
+        results = json.loads(_vlmscale("results", str(spec), "--format", "json").stdout)
+        assert len(results) == 4 and all(row["status"] == "finished" for row in results)
+        for row in results:
+            child = next(c for c in children if c.data.tags["vlmscale.cell"] == row["cell"])
+            assert row["error"] == pytest.approx(child.data.metrics["error"])
+            assert row["inference_flops"] == pytest.approx(child.data.metrics["inference_flops"])
+        csv = _vlmscale("results", str(spec), "--format", "csv").stdout.splitlines()
+        assert csv[0].startswith("cell,llm,llm_params,visual_tokens,compressor,task,seed,error")
+
+        # running it again trains nothing and creates no run
+        again = _vlmscale("run", str(spec), "--plain")
+        assert again.returncode == 0 and "4 already finished, 0 to run" in again.stdout
+        parents2, children2 = _runs(server.uri, "grid")
+        assert len(parents2) == 1 and len(children2) == 4
+
+
+def test_a_cell_that_crashes_once_resumes_to_the_uninterrupted_result(tmp_path, no_ray_left):
+    from workloads.config import CellConfig
+    from workloads.train import train_local
+
+    crashing = "tiny-s-v4-avgpool-shapes-s0"
+    spec = _spec(tmp_path, "crash", None, fault={"cells": [crashing], "step": 15}, llms=("tiny-s",))
+    r = _vlmscale("run", str(spec), "--plain")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    exp_dir = tmp_path / "runs" / "crash"
+    record = json.loads((exp_dir / "results" / f"{crashing}.json").read_text())
+    assert record["metrics"]["resumed_from_step"] == 10  # crashed at 15, resumed from the step-10 checkpoint
+    progress = [json.loads(line) for line in (exp_dir / "progress" / f"{crashing}.jsonl").read_text().splitlines()]
+    # reported 5, 10, 15, crashed starting step 16, resumed from 10 and reported 15 again
+    assert [p["step"] for p in progress] == [5, 10, 15, 15, 20, 25, 30]
+
+    # the same cell, uninterrupted, in-process
+    config = json.loads((exp_dir / "experiment.json").read_text())
+    from orchestrator.spec import expand, parse
+
+    cell = next(c for c in expand(parse(config["spec"]), str(exp_dir / "vision")) if c.key == crashing)
+    clean = CellConfig.from_dict({**cell.config.to_dict(), "train": {**cell.config.to_dict()["train"],
+                                                                    "fail_once_at_step": None}})
+    reference, _ = train_local(clean, tmp_path / "reference")
+    assert record["metrics"]["error"] == reference["error"]
+    assert record["metrics"]["eval_loss"] == reference["eval_loss"]
+
+    parents, children = _runs(f"sqlite:///{exp_dir / 'mlflow.db'}", "crash")
+    assert len(parents) == 1 and sorted(c.data.tags["vlmscale.cell"] for c in children) == [
+        "tiny-s-v1-avgpool-shapes-s0", crashing]
+
+
+def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp_path, no_ray_left):
+    spec = _spec(tmp_path, "killed", None, steps=60)
+    exp_dir = tmp_path / "runs" / "killed"
+    driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain"], cwd=ROOT,
+                              env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    results = exp_dir / "results"
+    while time.time() < deadline:
+        done = list(results.glob("*.json")) if results.is_dir() else []
+        if done and len(done) < 4:
+            break
+        assert driver.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    before = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in results.glob("*.json")}
+    assert 1 <= len(before) < 4
+    time.sleep(2)
+
+    r = _vlmscale("run", str(spec), "--plain")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    after = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in results.glob("*.json")}
+    assert len(after) == 4
+    for name, state in before.items():
+        assert after[name] == state, f"{name} was trained again"
+    assert f"{len(before)} already finished" in r.stdout
+
+    parents, children = _runs(f"sqlite:///{exp_dir / 'mlflow.db'}", "killed")
+    assert len(parents) == 1 and len(children) == 4
+    assert len({c.data.tags["vlmscale.cell"] for c in children}) == 4
+    assert all(c.info.status == "FINISHED" for c in children)
+    # every finished cell logged each step once: resuming after the kill replays no metric step
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{exp_dir / 'mlflow.db'}")
+    for c in children:
+        steps = [m.step for m in client.get_metric_history(c.info.run_id, "loss")]
+        assert len(steps) == len(set(steps)), (c.data.tags["vlmscale.cell"], steps)
