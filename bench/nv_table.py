@@ -37,7 +37,8 @@ def _run_cell(args: tuple) -> dict:
     cell = CellConfig(
         model=ModelConfig(llm=llm, vision=vision, compressor=compressor, visual_tokens=v, freeze_vision=True),
         data=DataConfig(tasks=(task,), eval_size=512, seed=seed),
-        train=TrainConfig(steps=steps, batch_size=32, checkpoint_every=10**9, log_every=100, seed=seed),
+        train=TrainConfig(steps=steps, batch_size=32, checkpoint_every=10**9, log_every=100, seed=seed,
+                          lr=2e-3, lr_reference_width=64),
     )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:

@@ -152,6 +152,7 @@ class Training(_Strict):
     batch_size: int = Field(32, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(2e-3, gt=0)
+    lr_reference_width: int | None = Field(None, ge=1, description="Scale lr by this / the LLM's hidden size")
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.05, ge=0, le=1)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)

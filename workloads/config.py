@@ -62,6 +62,9 @@ class TrainConfig:
     batch_size: int = 32  # global, across workers and accumulation steps
     grad_accum: int = 1
     lr: float = 2e-3
+    # if set, the LR is lr × lr_reference_width / LLM hidden size (μP-style width scaling), so one
+    # setting suits every LLM of a grid; None uses lr as is
+    lr_reference_width: int | None = None
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1

@@ -10,6 +10,7 @@ checkpoint sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 import time
@@ -113,6 +114,8 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     collate = Collator(tokenizer, cell.model.visual_tokens, ImageTransform(image_size),
                        dc.user_prefix, dc.assistant_prefix)
     sampler = StepSampler(datasets(dc, "train", image_size), tc.batch_size, dc.seed)
+    if tc.lr_reference_width:
+        tc = dataclasses.replace(tc, lr=tc.lr * tc.lr_reference_width / model.llm.config.hidden_size)
     eval_sources = datasets(dc, "eval", image_size)
     if tc.strategy == "deepspeed":
         engine = DeepSpeedEngine(model, tc, session.device, micro)

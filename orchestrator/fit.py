@@ -1,0 +1,351 @@
+"""Scaling-law fitting: pure functions over arrays, returning frozen results. No I/O.
+
+Law forms (registry ``FORMS``), with N the LLM's non-embedding parameters and V visual tokens:
+
+    multiplicative   error(N, V) = a · N^-α · V^-β + d            (Li et al. 2025, the default)
+    additive         error(N, V) = A · N^-α + B · V^-β + d
+
+Parameters are kept in the meaningful region — coefficients ≥ 0, 0 ≤ exponents ≤ 3,
+0 ≤ d < min(observed error) — because an unconstrained fit of such data collapses (a ≫ 1 with
+d ≈ −a). Fitting is bounded least squares from a deterministic grid of starting points, in normalised units N/N₀, V/V₀ (N₀, V₀ the geometric means) for conditioning;
+coefficients are optimised as logarithms and reported in the original units. Losses:
+
+    squared     Σ (ê − e)²
+    huber_log   Σ Huber_δ(log ê − log e),  δ = 10⁻³   (Chinchilla's approach 3)
+
+Uncertainty: a seeded case bootstrap (resample cells with replacement, refit) gives percentile
+intervals; leave-one-out and hold-out-the-largest-N give out-of-sample relative errors. Every
+solve is a projected Levenberg–Marquardt batched over problems (starts, bootstrap replicates,
+held-out points are weight vectors over the same data), so 1000 replicates take about a second.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HUBER_DELTA = 1e-3
+EXPONENT_MAX = 3.0
+LOG_COEF = (-30.0, 10.0)
+
+
+class FitError(ValueError):
+    """The data cannot identify the law; the message says why and what would."""
+
+
+# ------------------------------------------------------------------------------------------------
+# law forms. Internal parameter vector z; normalised inputs x = log(N/N0), y = log(V/V0).
+
+
+@dataclass(frozen=True)
+class LawForm:
+    name: str
+    params: tuple[str, ...]
+    equation: str
+
+    def _unpack(self, z: np.ndarray) -> tuple:
+        raise NotImplementedError
+
+    def predict_z(self, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def jac_z(self, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def bounds(self, d_max: float) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def starts(self, e: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def to_params(self, z: np.ndarray, n0: float, v0: float) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class Multiplicative(LawForm):
+    # z = (log a', α, β, d);  ê = exp(log a' − α x − β y) + d,  a = a' · N0^α · V0^β
+
+    def predict_z(self, z, x, y):
+        z = z[..., None]
+        return np.exp(z[..., 0, :] - z[..., 1, :] * x - z[..., 2, :] * y) + z[..., 3, :]
+
+    def jac_z(self, z, x, y):
+        z = z[..., None]
+        t = np.exp(z[..., 0, :] - z[..., 1, :] * x - z[..., 2, :] * y)
+        return np.stack([t, -t * x, -t * y, np.ones_like(t)], axis=-1)
+
+    def bounds(self, d_max):
+        return (np.array([LOG_COEF[0], 0.0, 0.0, 0.0]), np.array([LOG_COEF[1], EXPONENT_MAX, EXPONENT_MAX, d_max]))
+
+    def starts(self, e):
+        lo = float(e.min())
+        out = []
+        for alpha, beta, frac in itertools.product((0.05, 0.3, 1.0), (0.02, 0.2, 0.8), (0.0, 0.5, 0.9)):
+            d = frac * lo
+            out.append(np.array([np.log(max(float(np.mean(e)) - d, 1e-9)), alpha, beta, d]))
+        return out
+
+    def to_params(self, z, n0, v0):
+        return {"a": float(np.exp(z[0] + z[1] * np.log(n0) + z[2] * np.log(v0))), "alpha": float(z[1]),
+                "beta": float(z[2]), "d": float(z[3])}
+
+
+class Additive(LawForm):
+    # z = (log A', α, log B', β, d);  ê = exp(log A' − α x) + exp(log B' − β y) + d
+
+    def predict_z(self, z, x, y):
+        z = z[..., None]
+        return np.exp(z[..., 0, :] - z[..., 1, :] * x) + np.exp(z[..., 2, :] - z[..., 3, :] * y) + z[..., 4, :]
+
+    def jac_z(self, z, x, y):
+        z = z[..., None]
+        ta, tb = np.exp(z[..., 0, :] - z[..., 1, :] * x), np.exp(z[..., 2, :] - z[..., 3, :] * y)
+        return np.stack([ta, -ta * x, tb, -tb * y, np.ones_like(ta)], axis=-1)
+
+    def bounds(self, d_max):
+        lo, hi = LOG_COEF
+        return (np.array([lo, 0.0, lo, 0.0, 0.0]), np.array([hi, EXPONENT_MAX, hi, EXPONENT_MAX, d_max]))
+
+    def starts(self, e):
+        lo = float(e.min())
+        out = []
+        for alpha, beta, frac in itertools.product((0.05, 0.3, 1.0), (0.02, 0.2, 0.8), (0.0, 0.5, 0.9)):
+            d = frac * lo
+            half = np.log(max((float(np.mean(e)) - d) / 2, 1e-9))
+            out.append(np.array([half, alpha, half, beta, d]))
+        return out
+
+    def to_params(self, z, n0, v0):
+        return {"A": float(np.exp(z[0] + z[1] * np.log(n0))), "alpha": float(z[1]),
+                "B": float(np.exp(z[2] + z[3] * np.log(v0))), "beta": float(z[3]), "d": float(z[4])}
+
+
+FORMS: dict[str, LawForm] = {
+    "multiplicative": Multiplicative("multiplicative", ("a", "alpha", "beta", "d"), "error = a * N^-alpha * V^-beta + d"),
+    "additive": Additive("additive", ("A", "alpha", "B", "beta", "d"), "error = A * N^-alpha + B * V^-beta + d"),
+}
+LOSSES = ("squared", "huber_log")
+
+
+def predict(form: str, params: dict[str, float], n, v) -> np.ndarray:
+    """The law in original units, elementwise over arrays."""
+    n, v = np.asarray(n, dtype=float), np.asarray(v, dtype=float)
+    p = params
+    if form == "multiplicative":
+        return p["a"] * n ** -p["alpha"] * v ** -p["beta"] + p["d"]
+    if form == "additive":
+        return p["A"] * n ** -p["alpha"] + p["B"] * v ** -p["beta"] + p["d"]
+    raise FitError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}")
+
+
+# ------------------------------------------------------------------------------------------------
+# fitting
+
+
+@dataclass(frozen=True)
+class Fit:
+    form: str
+    loss: str
+    params: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    ci_level: float
+    sse: float
+    n_points: int
+    loo_rel_error: float | None
+    loo_max_rel_error: float | None
+    holdout_largest_rel_error: float | None
+    bootstrap: np.ndarray = field(repr=False)  # [B, k] parameter samples (original units, FORMS order)
+    bootstrap_failures: int = 0
+
+    def predict(self, n, v) -> np.ndarray:
+        return predict(self.form, self.params, n, v)
+
+    def bootstrap_params(self) -> list[dict[str, float]]:
+        names = FORMS[self.form].params
+        return [dict(zip(names, row)) for row in self.bootstrap]
+
+    @property
+    def residual_variance(self) -> float:
+        k = len(self.params)
+        return self.sse / max(self.n_points - k, 1)
+
+
+def check_data(n, v, e, form: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if form not in FORMS:
+        raise FitError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}")
+    n, v, e = (np.asarray(a, dtype=float).ravel() for a in (n, v, e))
+    if not (len(n) == len(v) == len(e)):
+        raise FitError("llm_params, visual_tokens and error must have the same length")
+    if not (np.all(np.isfinite(n)) and np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
+        raise FitError("the data holds NaN or infinite values; drop or fix those cells")
+    if np.any(n <= 0) or np.any(v <= 0):
+        raise FitError("llm_params and visual_tokens must be positive")
+    if np.any(e <= 0) or np.any(e >= 1):
+        bad = e[(e <= 0) | (e >= 1)][0]
+        raise FitError(f"error must lie strictly between 0 and 1 (found {bad:g}); a perfect or chance-free "
+                       "score cannot be fitted by this law")
+    k = len(FORMS[form].params)
+    if len(e) <= k:
+        raise FitError(f"{len(e)} points cannot identify the {form} law's {k} parameters; run at least {k + 1} cells")
+    if len(np.unique(n)) < 2:
+        raise FitError("all cells have the same LLM size: the N exponent is not identifiable; add another LLM")
+    if len(np.unique(v)) < 2:
+        raise FitError("all cells have the same number of visual tokens: the V exponent is not identifiable; "
+                       "add another visual_tokens value")
+    return n, v, e
+
+
+def _objective(law: LawForm, z, x, y, e, w, loss: str):
+    """Residuals [B, n], their Jacobian [B, n, k] and the IRLS weights for ``loss``."""
+    pred = law.predict_z(z, x, y)
+    jac = law.jac_z(z, x, y)
+    if loss == "squared":
+        return pred - e, jac, w
+    if loss == "huber_log":
+        pred = np.maximum(pred, 1e-300)
+        r = np.log(pred) - np.log(e)
+        huber = np.where(np.abs(r) <= HUBER_DELTA, 1.0, HUBER_DELTA / np.maximum(np.abs(r), 1e-300))
+        return r, jac / pred[..., None], w * huber
+    raise FitError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+
+
+def _cost(r, w, loss: str) -> np.ndarray:
+    if loss == "squared":
+        return 0.5 * np.sum(w * r * r, axis=-1)
+    a = np.abs(r)
+    rho = np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+    return np.sum(w * rho, axis=-1)
+
+
+def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Projected Levenberg–Marquardt on B weighted problems at once.
+
+    ``w`` [B, n]: per-problem point weights (bootstrap counts; 0 holds a point out);
+    ``z0`` [B, k]: starting points. Returns the solutions [B, k] and their costs [B].
+    Each problem's d stays below the smallest error among the points it sees.
+    """
+    k = z0.shape[1]
+    visible = np.where(w > 0, e, np.inf)
+    lo, hi = law.bounds(1.0)
+    lo = np.broadcast_to(lo, z0.shape).copy()
+    hi = np.broadcast_to(hi, z0.shape).copy()
+    hi[:, -1] = visible.min(axis=1) * (1 - 1e-9)
+    z = np.clip(z0, lo, hi)
+    r, _, wt = _objective(law, z, x, y, e, w, loss)
+    cost = _cost(r, w, loss)
+    damping = np.full(len(z), 1e-3)
+    eye = np.eye(k)
+    for _ in range(iters):
+        r, jac, wt = _objective(law, z, x, y, e, w, loss)
+        jw = jac * wt[..., None]
+        a = np.einsum("bnk,bnj->bkj", jw, jac)
+        g = np.einsum("bnk,bn->bk", jw, r)
+        diag = np.einsum("bkk->bk", a)
+        lhs = a + (damping[:, None] * np.maximum(diag, 1e-12))[:, :, None] * eye + 1e-12 * eye
+        step = -np.linalg.solve(lhs, g[..., None])[..., 0]
+        z_new = np.clip(z + step, lo, hi)
+        r_new, _, _ = _objective(law, z_new, x, y, e, w, loss)
+        cost_new = _cost(r_new, w, loss)
+        better = np.isfinite(cost_new) & (cost_new < cost)
+        gain = np.where(better, (cost - cost_new) / np.maximum(cost, 1e-300), 0.0)
+        z = np.where(better[:, None], z_new, z)
+        cost = np.where(better, cost_new, cost)
+        damping = np.where(better, np.maximum(damping / 3, 1e-9), np.minimum(damping * 4, 1e12))
+        if np.all((better & (gain < 1e-12)) | (damping >= 1e12)):
+            break
+    return z, cost
+
+
+def _best_of(law, x, y, e, w_one: np.ndarray, starts: np.ndarray, loss: str) -> np.ndarray:
+    """Solve one problem from many starts (batched) and keep the best."""
+    z, cost = _solve_batch(law, x, y, e, np.broadcast_to(w_one, (len(starts), len(e))), starts, loss)
+    cost = np.where(np.isfinite(cost), cost, np.inf)
+    if not np.isfinite(cost).any():
+        raise FitError("no starting point converged; check the data")
+    return z[int(np.argmin(cost))]
+
+
+def _fit_z(form: str, n, v, e, loss: str, n0: float, v0: float) -> np.ndarray:
+    law = FORMS[form]
+    if loss not in LOSSES:
+        raise FitError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    x, y = np.log(n / n0), np.log(v / v0)
+    return _best_of(law, x, y, e, np.ones(len(e)), np.array(law.starts(e)), loss)
+
+
+def fit_params(n, v, e, form: str = "multiplicative", loss: str = "squared") -> dict[str, float]:
+    """The best-fitting parameters only (no uncertainty)."""
+    n, v, e = check_data(n, v, e, form)
+    n0, v0 = float(np.exp(np.log(n).mean())), float(np.exp(np.log(v).mean()))
+    return FORMS[form].to_params(_fit_z(form, n, v, e, loss, n0, v0), n0, v0)
+
+
+def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
+            seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True) -> Fit:
+    """Fit the law with bootstrap intervals and out-of-sample errors (see module docstring)."""
+    n, v, e = check_data(n, v, e, form)
+    law = FORMS[form]
+    n0, v0 = float(np.exp(np.log(n).mean())), float(np.exp(np.log(v).mean()))
+    z = _fit_z(form, n, v, e, loss, n0, v0)
+    params = law.to_params(z, n0, v0)
+    sse = float(np.sum((predict(form, params, n, v) - e) ** 2))
+
+    # bootstrap: all replicates in one batch, each from the full fit and two grid starts
+    x, y = np.log(n / n0), np.log(v / v0)
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, len(e), len(e)), minlength=len(e)) for _ in range(bootstrap)]) \
+        if bootstrap else np.zeros((0, len(e)))
+    usable = np.array([len(np.unique(n[c > 0])) >= 2 and len(np.unique(v[c > 0])) >= 2 for c in counts], dtype=bool)
+    failures = int((~usable).sum())
+    counts = counts[usable]
+    grid_starts = np.array(law.starts(e))
+    starts = [z, grid_starts[len(grid_starts) // 2], grid_starts[-1]]
+    zs, costs = _solve_batch(law, x, y, e, np.repeat(counts, len(starts), axis=0).astype(float),
+                             np.tile(np.array(starts), (len(counts), 1)), loss)
+    zs = zs.reshape(len(counts), len(starts), -1)
+    costs = np.where(np.isfinite(costs), costs, np.inf).reshape(len(counts), len(starts))
+    best = zs[np.arange(len(counts)), np.argmin(costs, axis=1)] if len(counts) else np.zeros((0, len(z)))
+    boot = np.array([[law.to_params(zb, n0, v0)[p] for p in law.params] for zb in best], dtype=float)
+    boot = boot.reshape(-1, len(law.params))
+    tail = (1 - ci_level) / 2
+    ci = {p: ((float(np.quantile(boot[:, i], tail)), float(np.quantile(boot[:, i], 1 - tail)))
+              if len(boot) else (float("nan"), float("nan"))) for i, p in enumerate(law.params)}
+
+    loo = loo_max = holdout = None
+    if cross_validate:
+        loo, loo_max = _leave_one_out(form, n, v, e, loss, n0, v0, z)
+        holdout = _holdout_largest(form, n, v, e, loss)
+    return Fit(form, loss, params, ci, ci_level, sse, len(e), loo, loo_max, holdout, boot, failures)
+
+
+def _leave_one_out(form, n, v, e, loss, n0, v0, z_full) -> tuple[float | None, float | None]:
+    law = FORMS[form]
+    x, y = np.log(n / n0), np.log(v / v0)
+    held = [i for i in range(len(e)) if len(np.unique(np.delete(n, i))) >= 2 and len(np.unique(np.delete(v, i))) >= 2
+            and len(e) - 1 > len(law.params)]
+    if not held:
+        return None, None
+    grid_starts = np.array(law.starts(e))
+    starts = np.concatenate([z_full[None], grid_starts[::3]])
+    w = np.ones((len(held), len(e)))
+    w[np.arange(len(held)), held] = 0.0
+    zs, costs = _solve_batch(law, x, y, e, np.repeat(w, len(starts), axis=0), np.tile(starts, (len(held), 1)), loss)
+    zs = zs.reshape(len(held), len(starts), -1)
+    costs = np.where(np.isfinite(costs), costs, np.inf).reshape(len(held), len(starts))
+    best = zs[np.arange(len(held)), np.argmin(costs, axis=1)]
+    pred = law.predict_z(best, x, y)[np.arange(len(held)), held]
+    errs = np.abs(pred - e[held]) / e[held]
+    return float(np.mean(errs)), float(np.max(errs))
+
+
+def _holdout_largest(form, n, v, e, loss) -> float | None:
+    """Fit on every LLM size but the largest, predict the largest (the study's 14B check)."""
+    test = n == n.max()
+    train = ~test
+    try:
+        params = fit_params(n[train], v[train], e[train], form, loss)
+    except FitError:
+        return None
+    return float(np.mean(np.abs(predict(form, params, n[test], v[test]) - e[test]) / e[test]))
