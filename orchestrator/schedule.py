@@ -231,6 +231,22 @@ def tracking_target(exp: Experiment, exp_dir: ExperimentDir) -> tuple[str, str, 
     return uri, t.experiment_name or exp.name, None if t.mlflow_uri else exp_dir.artifact_root
 
 
+def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, Any]]) -> None:
+    """Bring MLflow up to date with the ledger: a driver killed between a cell's last report and
+    its completion callback left that cell's run unfinished, and a rerun will not train it again."""
+    for key, record in finished.items():
+        run_id = run_ids.get(key)
+        if run_id is None or tracker.client.get_run(run_id).info.status == "FINISHED":
+            continue
+        metrics = record["metrics"]
+        tracker.log_metrics(run_id, metrics, int(metrics.get("step", 0)))
+        tags = {"vlmscale.status": "finished"}
+        if record.get("checkpoint"):
+            tags["vlmscale.checkpoint"] = record["checkpoint"]
+        tracker.set_tags(run_id, tags)
+        tracker.finish(run_id, "FINISHED")
+
+
 def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, live: bool | None = None,
                    echo=print) -> RunOutcome:
     import ray
@@ -251,6 +267,7 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
         run_id = tracker.child_run(parent, exp.name, cell.key, flat_params(cell))
         run_ids[cell.key] = run_id
 
+    reconcile(tracker, run_ids, exp_dir.finished())
     cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
     try:
         p = plan(exp, cells, exp_dir, cluster)
