@@ -40,7 +40,7 @@ WORKER_ENV = {
     "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
     "TRANSFORMERS_VERBOSITY": "error",
     "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"),
-    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"),
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
 }
 TUNE_BOOKKEEPING = {
     "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "date", "hostname",

@@ -8,6 +8,7 @@ each grid point gets a deterministic, human-readable cell key.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -61,28 +62,66 @@ class Metadata(_Strict):
         return v
 
 
+class GridPoint(_Strict):
+    llm: str
+    visual_tokens: int = Field(ge=1)
+    compressor: Literal["none", "avgpool", "resampler", "quecc"] | None = None  # default: compressors[0]
+    task: str | None = None  # default: tasks[0]
+    seed: int | None = Field(None, ge=0)  # default: seeds[0]
+
+    @field_validator("llm")
+    @classmethod
+    def _llm(cls, v: str) -> str:
+        return _model_ref(v, "LLM")
+
+
 class Grid(_Strict):
-    llms: Annotated[list[str], Field(min_length=1)] = Field(description="LLM presets or Hugging Face names/paths")
-    visual_tokens: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+    """Either the axes ``llms`` × ``visual_tokens`` (× compressors × tasks × seeds), or explicit ``points``."""
+
+    llms: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="LLM presets or Hugging Face names/paths")
+    visual_tokens: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] | None = None
     compressors: Annotated[list[Literal["none", "avgpool", "resampler", "quecc"]], Field(min_length=1)] = ["quecc"]
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
     tasks: Annotated[list[str], Field(min_length=1)] = ["shapes"]
+    points: Annotated[list[GridPoint], Field(min_length=1)] | None = Field(
+        None, description="Explicit cells instead of the llms x visual_tokens product")
 
     @field_validator("llms")
     @classmethod
-    def _llms(cls, v: list[str]) -> list[str]:
-        for name in v:
+    def _llms(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
             _model_ref(name, "LLM")
-        if len(set(v)) != len(v):
+        if v and len(set(v)) != len(v):
             raise ValueError("lists an LLM twice")
         return v
 
     @field_validator("visual_tokens", "seeds", "compressors", "tasks")
     @classmethod
-    def _unique(cls, v: list) -> list:
-        if len(set(v)) != len(v):
+    def _unique(cls, v: list | None) -> list | None:
+        if v and len(set(v)) != len(v):
             raise ValueError("lists a value twice")
         return v
+
+    @model_validator(mode="after")
+    def _axes_or_points(self) -> "Grid":
+        if self.points is None:
+            missing = [f for f in ("llms", "visual_tokens") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{missing[0]} is required (or list explicit points)")
+        elif self.llms is not None or self.visual_tokens is not None:
+            raise ValueError("give either llms and visual_tokens, or points, not both")
+        return self
+
+    def combinations(self) -> list[tuple[str, int, str, str, int]]:
+        """(llm, V, compressor, task, seed) of every cell, in a stable order."""
+        if self.points is not None:
+            out = [(p.llm, p.visual_tokens, p.compressor or self.compressors[0], p.task or self.tasks[0],
+                    self.seeds[0] if p.seed is None else p.seed) for p in self.points]
+            if len(set(out)) != len(out):
+                raise ValueError("points lists a cell twice")
+            return out
+        return list(itertools.product(self.llms, self.visual_tokens, self.compressors, self.tasks, self.seeds))
 
 
 class VisionPretraining(_Strict):
@@ -229,8 +268,9 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Spec":
+        combos = self.grid.combinations()
         if self.data.source == "synthetic":
-            bad = [t for t in self.grid.tasks if t not in SYNTHETIC_TASKS]
+            bad = [t for t in {c[3] for c in combos} if t not in SYNTHETIC_TASKS]
             if bad:
                 raise ValueError(f"grid.tasks: unknown synthetic task {bad[0]!r}; choose from {', '.join(SYNTHETIC_TASKS)}")
         global_divisor = self.resources.workers_per_cell * self.training.grad_accum
@@ -241,12 +281,11 @@ class Spec(_Strict):
             )
         grid = self.vision.grid()
         if grid is not None:
-            for compressor in self.grid.compressors:
-                for v in self.grid.visual_tokens:
-                    try:
-                        check_visual_tokens(compressor, v, grid)
-                    except VisualTokenError as e:
-                        raise ValueError(f"grid.visual_tokens: {v} with compressor {compressor!r}: {e}") from None
+            for v, compressor in sorted({(c[1], c[2]) for c in combos}):
+                try:
+                    check_visual_tokens(compressor, v, grid)
+                except VisualTokenError as e:
+                    raise ValueError(f"grid.visual_tokens: {v} with compressor {compressor!r}: {e}") from None
         return self
 
 
@@ -308,30 +347,25 @@ def expand(exp: Experiment, vision_path: str | None = None) -> list[Cell]:
     """
     s = exp.spec
     cells = []
-    for llm in s.grid.llms:
-        for v in s.grid.visual_tokens:
-            for comp in s.grid.compressors:
-                for task in s.grid.tasks:
-                    for seed in s.grid.seeds:
-                        key = cell_key(llm, v, comp, task, seed)
-                        fault = s.fault_injection
-                        fail_at = fault.step if fault and key in fault.cells else None
-                        config = CellConfig(
-                            model=ModelConfig(
-                                llm=llm, vision=vision_path or s.vision.model, compressor=comp, visual_tokens=v,
-                                vision_feature_layer=s.vision.feature_layer, kv_layers=tuple(s.vision.kv_layers),
-                                compressor_heads=s.vision.compressor_heads, freeze_vision=s.vision.freeze,
-                            ),
-                            data=DataConfig(
-                                source=s.data.source, tasks=(task,), seed=seed, train_size=s.data.train_size,
-                                eval_size=s.data.eval_size, cells=s.data.cells,
-                                questions_per_image=s.data.questions_per_image, llava_train=s.data.llava_train,
-                                llava_eval=s.data.llava_eval, image_root=s.data.image_root,
-                                tokenizer=s.data.tokenizer,
-                            ),
-                            train=TrainConfig(**s.training.model_dump(), seed=seed, fail_once_at_step=fail_at),
-                        )
-                        cells.append(Cell(key, llm, v, comp, task, seed, config))
+    for llm, v, comp, task, seed in s.grid.combinations():
+        key = cell_key(llm, v, comp, task, seed)
+        fault = s.fault_injection
+        config = CellConfig(
+            model=ModelConfig(
+                llm=llm, vision=vision_path or s.vision.model, compressor=comp, visual_tokens=v,
+                vision_feature_layer=s.vision.feature_layer, kv_layers=tuple(s.vision.kv_layers),
+                compressor_heads=s.vision.compressor_heads, freeze_vision=s.vision.freeze,
+            ),
+            data=DataConfig(
+                source=s.data.source, tasks=(task,), seed=seed, train_size=s.data.train_size,
+                eval_size=s.data.eval_size, cells=s.data.cells, questions_per_image=s.data.questions_per_image,
+                llava_train=s.data.llava_train, llava_eval=s.data.llava_eval, image_root=s.data.image_root,
+                tokenizer=s.data.tokenizer,
+            ),
+            train=TrainConfig(**s.training.model_dump(), seed=seed,
+                              fail_once_at_step=fault.step if fault and key in fault.cells else None),
+        )
+        cells.append(Cell(key, llm, v, comp, task, seed, config))
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise SpecError(f"{exp.name}: two grid points map to the same cell key; rename an LLM")

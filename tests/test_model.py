@@ -48,6 +48,13 @@ def test_llm_presets_span_30x_in_non_embedding_parameters(tok):
     assert list(counts.values()) == sorted(counts.values())  # the presets are ordered by size
 
 
+def test_analytic_preset_counts_match_the_models(tok):
+    from workloads.presets import llm_non_embedding_params
+
+    for name in LLM_PRESETS:
+        assert llm_non_embedding_params(name) == meta_parameter_counts(ModelConfig(llm=name), len(tok))["llm_params"]
+
+
 def test_meta_counts_match_a_built_model(tok):
     cfg = ModelConfig(llm="tiny-m", vision="vit-tiny")
     built = parameter_counts(cfg.build(tok))

@@ -98,7 +98,7 @@ def _cli(*args, cwd=None):
         (yaml.safe_dump(_with("spec.grid.compressors", ["pixelshuffle"])), "spec.grid.compressors[0]"),
         (yaml.safe_dump(_with("spec.grid.visual_tokens", [3])), "visual_tokens: 3"),
         (yaml.safe_dump(_with("metadata.name", "UPPER")), "metadata.name"),
-        (yaml.safe_dump(_with("spec.grid.llms", _DELETE)), "spec.grid.llms: required field is missing"),
+        (yaml.safe_dump(_with("spec.grid.llms", _DELETE)), "spec.grid: llms is required (or list explicit points)"),
         (yaml.safe_dump(_with("spec.training", {"lr": "fast"})), "spec.training.lr"),
         (yaml.safe_dump(_with("spec.grid.seeds", [])), "spec.grid.seeds"),
         ("apiVersion: [unclosed\n", "malformed YAML at line"),
@@ -136,3 +136,17 @@ def test_spec_and_cli_import_no_heavy_libraries():
             "print([m for m in ('torch','ray','mlflow','kubernetes','transformers') if m in sys.modules])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_explicit_points_replace_the_product():
+    doc = _with("spec.grid", {"points": [{"llm": "tiny-xs", "visual_tokens": 4},
+                                         {"llm": "tiny-l", "visual_tokens": 16, "compressor": "quecc", "seed": 2}],
+                              "compressors": ["avgpool"], "tasks": ["text"]})
+    cells = parse(doc).cells()
+    assert [c.key for c in cells] == ["tiny-xs-v4-avgpool-text-s0", "tiny-l-v16-quecc-text-s2"]
+    with pytest.raises(SpecError, match="either llms and visual_tokens, or points"):
+        parse(_with("spec.grid.points", [{"llm": "tiny-xs", "visual_tokens": 4}]))
+    with pytest.raises(SpecError, match="visual_tokens: 5 with compressor 'avgpool'"):
+        parse(_with("spec.grid", {"points": [{"llm": "tiny-xs", "visual_tokens": 5}], "compressors": ["avgpool"]}))
+    with pytest.raises(SpecError, match="points lists a cell twice"):
+        parse(_with("spec.grid", {"points": [{"llm": "tiny-xs", "visual_tokens": 4}] * 2}))

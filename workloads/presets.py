@@ -54,6 +54,17 @@ VISION_PRESETS: dict[str, VisionShape] = {
 }
 
 
+def llm_non_embedding_params(name: str) -> int:
+    """Non-embedding parameters of an LLM preset, analytically (Qwen2: q/k/v biases, no o bias,
+    SwiGLU MLP, RMSNorm weights); tests check it against the built model."""
+    s = LLM_PRESETS[name]
+    head_dim = s.hidden // s.heads
+    kv = s.kv_heads * head_dim
+    attention = (s.hidden * s.hidden + s.hidden) + 2 * (s.hidden * kv + kv) + s.hidden * s.hidden
+    layer = attention + 3 * s.hidden * s.ffn + 2 * s.hidden
+    return s.layers * layer + s.hidden
+
+
 def is_llm_preset(name: str) -> bool:
     return name in LLM_PRESETS
 

@@ -1,0 +1,143 @@
+"""The compute-optimal frontier: for an inference budget C, the (N, V) with the lowest predicted error.
+
+Inference cost per sample is the LLM prefill of the workload's cost model plus a fixed part
+(the vision tower does not depend on N or V):
+
+    FLOPs(N, V) = 2 · N · (Q + V) + F₀        Q = text tokens (0 when the text is cached)
+
+For the multiplicative law at a binding budget, N = (C − F₀) / (2(Q + V)) and
+
+    log error(V) = const + α·log(Q + V) − β·log V   ⇒   V* = β·Q / (α − β)      (α > β)
+
+independent of C; with Q = 0 (or α ≤ β) the error is monotone in V and the optimum sits at the
+smallest (largest) V allowed. The numerical search below handles any law form and the bounds of
+what can be run (N and V ranges); the discrete optimum picks among the cells the user can train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workloads.cost import llm_prefill_flops
+
+from .fit import FORMS, Fit, predict
+
+GRID_POINTS = 2001
+
+
+def inference_flops(n, v, text_tokens: float, fixed_flops: float = 0.0):
+    return llm_prefill_flops(np.asarray(n, float), np.asarray(v, float), text_tokens) + fixed_flops
+
+
+def closed_form_visual_tokens(alpha: float, beta: float, text_tokens: float, v_min: float, v_max: float) -> float:
+    """V* of the multiplicative law at a binding budget (see module docstring), clipped to [v_min, v_max]."""
+    if alpha <= beta:
+        return v_max
+    if text_tokens <= 0:
+        return v_min
+    return float(np.clip(beta * text_tokens / (alpha - beta), v_min, v_max))
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    budget: float
+    n: float
+    v: float
+    error: float
+    n_ci: tuple[float, float]
+    v_ci: tuple[float, float]
+    error_ci: tuple[float, float]
+    discrete: tuple[float, float, float] | None  # (N, V, predicted error) of the best runnable cell
+
+
+@dataclass(frozen=True)
+class Frontier:
+    form: str
+    text_tokens: float
+    optimal_visual_tokens: float | None  # the unconstrained continuous optimum (multiplicative law)
+    optimal_visual_tokens_ci: tuple[float, float] | None
+    points: tuple[FrontierPoint, ...]
+
+    def as_dict(self) -> dict:
+        return {
+            "text_tokens": self.text_tokens,
+            "optimal_visual_tokens": self.optimal_visual_tokens,
+            "optimal_visual_tokens_ci": list(self.optimal_visual_tokens_ci) if self.optimal_visual_tokens_ci else None,
+            "points": [
+                {"budget_flops": p.budget, "llm_params": p.n, "visual_tokens": p.v, "error": p.error,
+                 "llm_params_ci": list(p.n_ci), "visual_tokens_ci": list(p.v_ci), "error_ci": list(p.error_ci),
+                 "runnable": None if p.discrete is None else
+                 {"llm_params": p.discrete[0], "visual_tokens": p.discrete[1], "error": p.discrete[2]}}
+                for p in self.points
+            ],
+        }
+
+
+def optimum(form: str, params_list: list[dict[str, float]], budget: float, text_tokens: float,
+            n_range: tuple[float, float], v_range: tuple[float, float], fixed_flops: float = 0.0):
+    """Continuous optimum under ``FLOPs ≤ budget`` for each parameter set: arrays (N*, V*, error*).
+
+    Searches V on a fine log grid; N takes the rest of the budget, capped at n_range[1]. Budgets
+    too small for (n_min, v_min) give NaN.
+    """
+    v = np.exp(np.linspace(np.log(v_range[0]), np.log(v_range[1]), GRID_POINTS))
+    n = np.minimum((budget - fixed_flops) / (2.0 * (text_tokens + v)), n_range[1])
+    feasible = n >= n_range[0]
+    out_n, out_v, out_e = [], [], []
+    for params in params_list:
+        err = np.where(feasible, predict(form, params, np.maximum(n, 1e-30), v), np.inf)
+        i = int(np.argmin(err))
+        if not np.isfinite(err[i]):
+            out_n.append(np.nan), out_v.append(np.nan), out_e.append(np.nan)
+        else:
+            out_n.append(n[i]), out_v.append(v[i]), out_e.append(err[i])
+    return np.array(out_n), np.array(out_v), np.array(out_e)
+
+
+def _ci(samples: np.ndarray, level: float) -> tuple[float, float]:
+    s = samples[np.isfinite(samples)]
+    if not len(s):
+        return (float("nan"), float("nan"))
+    tail = (1 - level) / 2
+    return float(np.quantile(s, tail)), float(np.quantile(s, 1 - tail))
+
+
+def frontier(fit: Fit, budgets, text_tokens: float, n_range: tuple[float, float], v_range: tuple[float, float],
+             runnable: list[tuple[float, float]] | None = None, fixed_flops: float = 0.0,
+             max_bootstrap: int = 200) -> Frontier:
+    """The frontier at each budget, with bootstrap intervals and the best runnable (N, V)."""
+    boot = fit.bootstrap_params()[:max_bootstrap]
+    points = []
+    for c in np.asarray(budgets, float):
+        n, v, e = optimum(fit.form, [fit.params], c, text_tokens, n_range, v_range, fixed_flops)
+        bn, bv, be = optimum(fit.form, boot, c, text_tokens, n_range, v_range, fixed_flops) if boot else (n, v, e)
+        best = None
+        if runnable:
+            cand = np.array(runnable, float)
+            ok = inference_flops(cand[:, 0], cand[:, 1], text_tokens, fixed_flops) <= c
+            if ok.any():
+                errs = np.where(ok, fit.predict(cand[:, 0], cand[:, 1]), np.inf)
+                i = int(np.argmin(errs))
+                best = (float(cand[i, 0]), float(cand[i, 1]), float(errs[i]))
+        points.append(FrontierPoint(float(c), float(n[0]), float(v[0]), float(e[0]), _ci(bn, fit.ci_level),
+                                    _ci(bv, fit.ci_level), _ci(be, fit.ci_level), best))
+    v_star = v_star_ci = None
+    if fit.form == "multiplicative":
+        v_star = closed_form_visual_tokens(fit.params["alpha"], fit.params["beta"], text_tokens, *v_range)
+        samples = np.array([closed_form_visual_tokens(p["alpha"], p["beta"], text_tokens, *v_range) for p in boot])
+        v_star_ci = _ci(samples, fit.ci_level) if len(samples) else None
+    return Frontier(fit.form, text_tokens, v_star, v_star_ci, tuple(points))
+
+
+def default_budgets(n_range: tuple[float, float], v_range: tuple[float, float], text_tokens: float,
+                    count: int = 8, fixed_flops: float = 0.0) -> np.ndarray:
+    """Log-spaced budgets from the cheapest to the most expensive runnable configuration."""
+    lo = float(inference_flops(n_range[0], v_range[0], text_tokens, fixed_flops))
+    hi = float(inference_flops(n_range[1], v_range[1], text_tokens, fixed_flops))
+    return np.exp(np.linspace(np.log(lo), np.log(hi), count))
+
+
+__all__ = ["FORMS", "Frontier", "FrontierPoint", "closed_form_visual_tokens", "default_budgets", "frontier",
+           "inference_flops", "optimum"]
