@@ -70,7 +70,7 @@ def cmd_resume(a) -> int:
 
     exp, exp_dir = locate(a.name, a.storage)
     manifest = json.loads(exp_dir.manifest.read_text())
-    return _run(exp, yaml.safe_dump(manifest["spec"], sort_keys=False), a)
+    return _run(exp, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False), a)
 
 
 def cmd_results(a) -> int:
@@ -112,6 +112,62 @@ def cmd_ui(a) -> int:
     return 0  # not reached
 
 
+def _analysis(a, k: int = 0):
+    from .analyze import analyze, candidates_for, load_source
+
+    exp, spec_doc, obs = load_source(a.source, a.metric, a.storage)
+    cands = candidates_for(exp, obs) if exp is not None and k else []
+    return exp, spec_doc, obs, analyze(obs, a.form, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
+                                       getattr(a, "budget", None))
+
+
+def cmd_fit(a) -> int:
+    from .analyze import format_analysis, nan_to_none
+
+    _, _, _, analysis = _analysis(a)
+    if a.format == "json":
+        print(json.dumps(nan_to_none(analysis.as_dict()), indent=2))
+    else:
+        print(format_analysis(analysis))
+    return 0
+
+
+def cmd_propose(a) -> int:
+    from .analyze import format_analysis, next_spec
+    from .layout import atomic_write_text
+
+    if a.source.endswith(".csv"):
+        raise UsageError("propose needs an experiment (name or spec file), not a CSV: next.yaml extends its spec")
+    exp, spec_doc, obs, analysis = _analysis(a, a.k)
+    if not analysis.picks:
+        print("nothing to propose: every candidate cell is done or over --budget")
+        return 0
+    atomic_write_text(Path(a.output), next_spec(exp, spec_doc, obs, list(analysis.picks)))
+    print(format_analysis(analysis))
+    print(f"wrote {a.output}: vlmscale run {a.output}")
+    return 0
+
+
+def cmd_report(a) -> int:
+    from .report import write_report
+
+    exp, _, _, analysis = _analysis(a, a.k)
+    written = write_report(analysis, a.output, title=f"{exp.name if exp else a.source}: scaling law")
+    print(f"wrote {len(written)} files to {a.output}: open {Path(a.output) / 'index.html'}")
+    return 0
+
+
+def _fit_args(s) -> None:
+    s.add_argument("source", help="experiment name, spec file, or a CSV with llm_params, visual_tokens, error")
+    s.add_argument("--storage")
+    s.add_argument("--form", choices=("multiplicative", "additive"), default="multiplicative")
+    s.add_argument("--loss", choices=("squared", "huber_log"), default="squared")
+    s.add_argument("--metric", default="error", help="the column to fit (default error; e.g. eval_loss)")
+    s.add_argument("--text-tokens", type=float, default=0.0, help="Q of the frontier (0: cached text)")
+    s.add_argument("--bootstrap", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlmscale", description="Scaling-law studies of vision-language models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -144,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage")
     s.set_defaults(fn=cmd_status)
 
+    s = sub.add_parser("fit", help="fit the scaling law with intervals and the compute-optimal frontier")
+    _fit_args(s)
+    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.set_defaults(fn=cmd_fit)
+
+    s = sub.add_parser("propose", help="the next most informative cells, as a ready-to-run experiment YAML")
+    _fit_args(s)
+    s.add_argument("-k", type=int, default=4, help="how many cells to propose")
+    s.add_argument("--budget", type=float, help="cap on the picks' total training FLOPs")
+    s.add_argument("-o", "--output", default="next.yaml")
+    s.set_defaults(fn=cmd_propose)
+
+    s = sub.add_parser("report", help="plots (PNG, SVG) and an HTML page of the fit")
+    _fit_args(s)
+    s.add_argument("-k", type=int, default=4)
+    s.add_argument("-o", "--output", default="report")
+    s.set_defaults(fn=cmd_report)
+
     s = sub.add_parser("ui", help="start the MLflow UI on the experiment's store (127.0.0.1)")
     s.add_argument("name", help="experiment name or spec file")
     s.add_argument("--storage")
@@ -158,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (SpecError, UsageError) as e:
+    except (SpecError, UsageError, ValueError) as e:  # FitError is a ValueError: bad data, one line
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -108,7 +108,8 @@ def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print)
     """Write the manifest, pretrain the tiny vision tower if asked, and expand the grid."""
     from workloads.presets import is_vision_preset
 
-    atomic_write_json(exp_dir.manifest, {"name": exp.name, "digest": exp.digest(), "spec": yaml.safe_load(spec_text)})
+    atomic_write_json(exp_dir.manifest, {"name": exp.name, "digest": exp.digest(), "spec": yaml.safe_load(spec_text),
+                                         "spec_yaml": spec_text})
     vision_path = None
     v = exp.spec.vision
     if v.pretrain is not None and is_vision_preset(v.model):
@@ -205,6 +206,51 @@ def _trial_name(trial) -> str:
     return trial.config["cell"]["key"]
 
 
+def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, parent: str, echo=print) -> None:
+    """The final job: fit the law, the frontier and the proposals; write the report and next.yaml
+    under <exp>/fit and log them as the experiment's "fit" MLflow run."""
+    from .analyze import analyze, candidates_for, format_analysis, next_spec, observations_from_rows
+    from .fit import FitError
+    from .report import write_report
+    from .results import rows
+
+    f = exp.spec.fit
+    obs = observations_from_rows(rows(exp, exp_dir), f.metric)
+    try:
+        analysis = analyze(obs, f.form, f.loss, f.text_tokens, f.bootstrap, candidates=candidates_for(exp, obs),
+                           k=f.propose)
+    except FitError as e:
+        echo(f"fit skipped: {e}")
+        return
+    written = write_report(analysis, exp_dir.fit, title=f"{exp.name}: scaling law")
+    next_yaml = exp_dir.fit / "next.yaml"
+    from .layout import atomic_write_text
+
+    atomic_write_text(next_yaml, next_spec(exp, yaml.safe_load(spec_text), obs, list(analysis.picks)))
+    echo("\n" + format_analysis(analysis))
+    echo(f"report: {exp_dir.fit / 'index.html'}\nnext:   vlmscale run {next_yaml}")
+
+    run = tracker._find(f"tags.`vlmscale.role` = 'fit' and tags.`vlmscale.experiment` = '{exp.name}'")
+    run_id = run.info.run_id if run else tracker.client.create_run(
+        tracker.experiment_id, run_name=f"{exp.name}-fit",
+        tags={"mlflow.parentRunId": parent, "vlmscale.role": "fit", "vlmscale.experiment": exp.name}).info.run_id
+    tracker.mark_running(run_id)
+    fit = analysis.fit
+    metrics = {**fit.params, "sse": fit.sse, "n_points": fit.n_points}
+    metrics.update({f"{k}_ci_low": v[0] for k, v in fit.ci.items()})
+    metrics.update({f"{k}_ci_high": v[1] for k, v in fit.ci.items()})
+    for name in ("loo_rel_error", "loo_max_rel_error", "holdout_largest_rel_error"):
+        if getattr(fit, name) is not None:
+            metrics[name] = getattr(fit, name)
+    if analysis.frontier.optimal_visual_tokens is not None:
+        metrics["optimal_visual_tokens"] = analysis.frontier.optimal_visual_tokens
+    tracker.log_metrics(run_id, metrics, step=fit.n_points, force=True)
+    tracker.set_tags(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric})
+    for path in written + [next_yaml]:
+        tracker.client.log_artifact(run_id, str(path), "report" if path.parent == exp_dir.fit else None)
+    tracker.finish(run_id)
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     exp_dir: ExperimentDir
@@ -294,5 +340,7 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
     skipped = [k for k in p.finished]
     tracker.log_metrics(parent, {"cells_total": len(cells), "cells_finished": len(finished),
                                  "cells_errored": len(errored)}, step=int(time.time()), force=True)
+    if exp.spec.fit.enabled:
+        finalize(exp, exp_dir, spec_text, tracker, parent, echo)
     tracker.finish(parent, "FINISHED" if not errored and len(finished) == len(cells) else "FAILED")
     return RunOutcome(exp_dir, target[0], parent, sorted(finished), errored, skipped, time.time() - t0)

@@ -1,0 +1,231 @@
+"""From results to decisions: observations → fitted law → frontier → proposals → next.yaml.
+
+The glue between the pure fitting core (fit, frontier, propose) and its sources (an experiment's
+ledger or a CSV) and sinks (JSON, text, an experiment YAML). No Ray, torch or MLflow here.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from workloads.presets import LLM_PRESETS, is_llm_preset, llm_non_embedding_params
+from workloads.token_rules import feasible_visual_tokens
+
+from .fit import Fit, FitError, fit_law
+from .frontier import Frontier, default_budgets, frontier
+from .propose import Candidate, Pick, propose_frontier, training_cost
+from .spec import Experiment, SpecError, cell_key
+
+TRAIN_TEXT_TOKENS = 12.0  # a synthetic prompt + answer, for the training-cost estimate
+
+
+@dataclass(frozen=True)
+class Observations:
+    keys: tuple[str, ...]
+    llms: tuple[str, ...]
+    compressors: tuple[str, ...]
+    n: np.ndarray
+    v: np.ndarray
+    e: np.ndarray
+    metric: str
+
+
+def observations_from_rows(rows: list[dict[str, Any]], metric: str = "error") -> Observations:
+    done = [r for r in rows if r.get("status") == "finished" and r.get(metric) is not None]
+    return Observations(tuple(r["cell"] for r in done), tuple(r["llm"] for r in done),
+                        tuple(r["compressor"] for r in done),
+                        np.array([float(r["llm_params"]) for r in done]), np.array([float(r["visual_tokens"]) for r in done]),
+                        np.array([float(r[metric]) for r in done]), metric)
+
+
+def observations_from_csv(path: str | Path, metric: str = "error") -> Observations:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: no such file")
+    with p.open(newline="") as f:
+        reader = csv.DictReader(f)
+        need = ["llm_params", "visual_tokens", metric]
+        missing = [c for c in need if c not in (reader.fieldnames or [])]
+        if missing:
+            raise SpecError(f"{p}: missing column(s) {', '.join(missing)}; need {', '.join(need)}")
+        n, v, e, llms, comps, keys = [], [], [], [], [], []
+        for line, row in enumerate(reader, start=2):
+            if row.get("status") not in (None, "", "finished"):
+                continue
+            try:
+                n.append(float(row["llm_params"]))
+                v.append(float(row["visual_tokens"]))
+                e.append(float(row[metric]))
+            except (TypeError, ValueError):
+                raise SpecError(f"{p}: line {line}: llm_params, visual_tokens and {metric} must be numbers") from None
+            llms.append(row.get("llm") or f"N={row['llm_params']}")
+            comps.append(row.get("compressor") or "unknown")
+            keys.append(row.get("cell") or f"row{line}")
+    return Observations(tuple(keys), tuple(llms), tuple(comps), np.array(n), np.array(v), np.array(e), metric)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    observations: Observations
+    fit: Fit
+    frontier: Frontier
+    picks: tuple[Pick, ...]
+    candidates: tuple[Candidate, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        f = self.fit
+        return {
+            "form": f.form, "loss": f.loss, "metric": self.observations.metric, "n_points": f.n_points,
+            "params": f.params, "ci": {k: list(v) for k, v in f.ci.items()}, "ci_level": f.ci_level,
+            "sse": f.sse, "loo_rel_error": f.loo_rel_error, "loo_max_rel_error": f.loo_max_rel_error,
+            "holdout_largest_rel_error": f.holdout_largest_rel_error, "bootstrap": len(f.bootstrap),
+            "frontier": self.frontier.as_dict(),
+            "proposals": [{"llm": p.candidate.llm, "llm_params": p.candidate.n, "visual_tokens": p.candidate.visual_tokens,
+                           "compressor": p.candidate.compressor, "training_cost": p.candidate.cost,
+                           "reason": p.reason} for p in self.picks],
+        }
+
+
+def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
+    """LLM sizes the user can run × feasible V × the grid's compressors, minus what is done.
+
+    Sizes: the grid's LLMs (sizes of hub models come from their results) and, when the grid uses
+    tiny presets, every preset of the family.
+    """
+    grid = exp.spec.grid
+    combos = grid.combinations()
+    llms = list(dict.fromkeys(c[0] for c in combos))
+    sizes: dict[str, float] = {llm: float(n) for llm, n in zip(obs.llms, obs.n)}
+    if any(is_llm_preset(m) for m in llms):
+        llms += [m for m in LLM_PRESETS if m not in llms]
+    for m in llms:
+        if m not in sizes and is_llm_preset(m):
+            sizes[m] = float(llm_non_embedding_params(m))
+    patch_grid = exp.spec.vision.grid()
+    vs = sorted({c[1] for c in combos})
+    done = {(llm, int(v), comp) for llm, v, comp in zip(obs.llms, obs.v, obs.compressors)}
+    samples = exp.spec.training.steps * exp.spec.training.batch_size
+    out = []
+    for comp in list(dict.fromkeys(c[2] for c in combos)):
+        feasible = feasible_visual_tokens(comp, patch_grid, limit=max(vs)) if patch_grid else vs
+        for m in llms:
+            if m not in sizes:
+                continue
+            for v in feasible:
+                if (m, v, comp) not in done:
+                    out.append(Candidate(m, sizes[m], v, comp, training_cost(sizes[m], v, TRAIN_TEXT_TOKENS, samples)))
+    return out
+
+
+def analyze(obs: Observations, form: str = "multiplicative", loss: str = "squared", text_tokens: float = 0.0,
+            bootstrap: int = 1000, seed: int = 0, candidates: list[Candidate] | None = None, k: int = 0,
+            budget: float | None = None) -> Analysis:
+    fit = fit_law(obs.n, obs.v, obs.e, form=form, loss=loss, bootstrap=bootstrap, seed=seed)
+    cands = candidates or []
+    ns = list(obs.n) + [c.n for c in cands]
+    vs = list(obs.v) + [c.visual_tokens for c in cands]
+    n_range, v_range = (min(ns), max(ns)), (min(vs), max(vs))
+    budgets = default_budgets(n_range, v_range, text_tokens)
+    runnable = sorted({(float(a), float(b)) for a, b in zip(ns, vs)})
+    front = frontier(fit, budgets, text_tokens, n_range, v_range, runnable=runnable)
+    picks: list[Pick] = []
+    if k and cands and len(fit.bootstrap) >= 10:
+        picks = propose_frontier(fit, cands, k, budgets, text_tokens, n_range, v_range, budget=budget)
+    return Analysis(obs, fit, front, tuple(picks), tuple(cands))
+
+
+def next_spec(exp: Experiment, spec_doc: dict[str, Any], obs: Observations, picks: list[Pick]) -> str:
+    """The experiment extended by the picks, as ready-to-run YAML: same name and storage, so the
+    finished cells are skipped and the new ones train; each new point carries its reason."""
+    grid = exp.spec.grid
+    doc = yaml.safe_load(yaml.safe_dump(spec_doc))
+    g = doc["spec"]["grid"]
+    for axis in ("llms", "visual_tokens", "points"):
+        g.pop(axis, None)
+    compressors = list(dict.fromkeys(list(grid.compressors) + [p.candidate.compressor for p in picks]))
+    g["compressors"] = compressors
+    head = yaml.safe_dump(doc, sort_keys=False).rstrip("\n").splitlines()
+    lines = []
+    for llm, v, comp, task, seed in grid.combinations():
+        lines.append(f"      - {{llm: {llm}, visual_tokens: {v}, compressor: {comp}, task: {task}, seed: {seed}}}")
+    task, seed = grid.tasks[0], grid.seeds[0]
+    for p in picks:
+        c = p.candidate
+        lines.append(f"      - {{llm: {c.llm}, visual_tokens: {c.visual_tokens}, compressor: {c.compressor}, "
+                     f"task: {task}, seed: {seed}}}  # proposed: {p.reason}")
+    out, inserted = [], False
+    for line in head:
+        out.append(line)
+        if line.strip() == "grid:" and not inserted:
+            out.append("    points:")
+            out.extend(lines)
+            inserted = True
+    text = "# Proposed by `vlmscale propose`: the finished cells plus the next most informative ones.\n" \
+           + "\n".join(out) + "\n"
+    from .spec import parse
+
+    parse(yaml.safe_load(text), "next.yaml")  # what we write must validate
+    return text
+
+
+def format_analysis(a: Analysis) -> str:
+    f, fr = a.fit, a.frontier
+    lines = [f"law ({f.form}, {f.loss} loss, {f.n_points} cells, metric {a.observations.metric}):"]
+    lines.append("  " + {"multiplicative": "error = a * N^-alpha * V^-beta + d",
+                         "additive": "error = A * N^-alpha + B * V^-beta + d"}[f.form])
+    level = int(round(100 * f.ci_level))
+    for name, value in f.params.items():
+        lo, hi = f.ci[name]
+        lines.append(f"  {name:>6} = {value:<10.4g} {level}% CI [{lo:.4g}, {hi:.4g}]")
+    loo = "n/a" if f.loo_rel_error is None else f"{100 * f.loo_rel_error:.1f}% (max {100 * f.loo_max_rel_error:.1f}%)"
+    hold = "n/a" if f.holdout_largest_rel_error is None else f"{100 * f.holdout_largest_rel_error:.1f}%"
+    lines.append(f"  leave-one-out relative error {loo}; largest LLM held out {hold}; SSE {f.sse:.3g}")
+    if fr.optimal_visual_tokens is not None:
+        ci = fr.optimal_visual_tokens_ci
+        ci_txt = f" ({level}% CI [{ci[0]:.3g}, {ci[1]:.3g}])" if ci else ""
+        lines.append(f"frontier (Q = {fr.text_tokens:g} text tokens): optimal visual tokens V* = "
+                     f"{fr.optimal_visual_tokens:.3g}{ci_txt}")
+    lines.append(f"  {'budget FLOPs':>13} {'N*':>10} {'V*':>7} {'error':>7} {'runnable (N, V)':>20}")
+    for p in fr.points:
+        run = "-" if p.discrete is None else f"({p.discrete[0]:.3g}, {p.discrete[1]:g})"
+        lines.append(f"  {p.budget:>13.3g} {p.n:>10.3g} {p.v:>7.3g} {p.error:>7.4f} {run:>20}")
+    if a.picks:
+        lines.append(f"next {len(a.picks)} runs (most frontier uncertainty removed per training FLOP):")
+        for p in a.picks:
+            c = p.candidate
+            lines.append(f"  {cell_key(c.llm, c.visual_tokens, c.compressor, 'x', 0).rsplit('-x-', 1)[0]:<28} {p.reason}")
+    return "\n".join(lines)
+
+
+def nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nan_to_none(v) for v in value]
+    return value
+
+
+def load_source(source: str, metric: str = "error", storage: str | None = None):
+    """(experiment or None, its spec document or None, observations) from a name, spec file or CSV."""
+    if source.endswith(".csv"):
+        return None, None, observations_from_csv(source, metric)
+    import json
+
+    from .results import locate, rows
+
+    exp, exp_dir = locate(source, storage)
+    if exp_dir.manifest.is_file():
+        manifest = json.loads(exp_dir.manifest.read_text())
+        spec_doc = yaml.safe_load(manifest["spec_yaml"]) if "spec_yaml" in manifest else manifest["spec"]
+    else:
+        spec_doc = yaml.safe_load(Path(source).read_text())
+    return exp, spec_doc, observations_from_rows(rows(exp, exp_dir), metric)

@@ -1,0 +1,160 @@
+"""The scaling-law engine: recovery, interval coverage, degenerate data, frontier, proposals."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator.fit import FitError, fit_law, fit_params, predict
+from orchestrator.frontier import closed_form_visual_tokens, frontier, optimum
+from orchestrator.propose import Candidate, propose_cheapest, propose_d_optimal, propose_frontier, propose_random
+
+ROOT = Path(__file__).resolve().parents[1]
+N = np.repeat([2e4, 8e4, 3e5, 1.2e6, 5e6], 6)
+V = np.tile([1, 4, 16, 36, 64, 144], 5).astype(float)
+TRUE = {
+    "multiplicative": {"a": 1.5, "alpha": 0.12, "beta": 0.06, "d": 0.15},
+    "additive": {"A": 3.0, "alpha": 0.3, "B": 0.3, "beta": 0.4, "d": 0.2},
+}
+TOL = {  # absolute tolerance per parameter at 0.3% multiplicative noise
+    "multiplicative": {"a": 0.35, "alpha": 0.02, "beta": 0.01, "d": 0.04},
+    "additive": {"A": 1.0, "alpha": 0.04, "B": 0.05, "beta": 0.05, "d": 0.02},
+}
+
+
+def _data(form, seed=0, noise=0.003):
+    rng = np.random.default_rng(seed)
+    return predict(form, TRUE[form], N, V) * (1 + noise * rng.standard_normal(len(N)))
+
+
+@pytest.mark.parametrize("form", ["multiplicative", "additive"])
+@pytest.mark.parametrize("loss", ["squared", "huber_log"])
+def test_recovers_known_parameters(form, loss):
+    fit = fit_law(N, V, _data(form), form=form, loss=loss, bootstrap=200, seed=1)
+    for name, value in TRUE[form].items():
+        assert abs(fit.params[name] - value) < TOL[form][name], (name, fit.params)
+        lo, hi = fit.ci[name]
+        assert lo <= fit.params[name] <= hi
+    assert fit.loo_rel_error < 0.01 and fit.holdout_largest_rel_error < 0.02
+    assert 0 <= fit.params["d"] < _data(form).min()
+
+
+def test_bootstrap_interval_covers_the_truth_near_its_nominal_rate():
+    hits = {"alpha": 0, "beta": 0}
+    trials = 40
+    for seed in range(trials):
+        fit = fit_law(N, V, _data("multiplicative", seed=100 + seed, noise=0.01), bootstrap=200, seed=seed,
+                      cross_validate=False)
+        for name in hits:
+            lo, hi = fit.ci[name]
+            hits[name] += lo <= TRUE["multiplicative"][name] <= hi
+    for name, h in hits.items():  # nominal 90%: a percentile bootstrap at n=30 lands near it
+        assert 0.7 <= h / trials <= 1.0, (name, h / trials)
+
+
+def test_fit_is_deterministic():
+    e = _data("multiplicative")
+    a, b = fit_law(N, V, e, bootstrap=100, seed=3), fit_law(N, V, e, bootstrap=100, seed=3)
+    assert a.params == b.params and a.ci == b.ci and np.array_equal(a.bootstrap, b.bootstrap)
+
+
+@pytest.mark.parametrize(
+    "n,v,e,fragment",
+    [
+        ([1e4, 2e4], [1, 4], [0.5, 0.4], "2 points cannot identify"),
+        ([1e4] * 6, [1, 4, 16, 1, 4, 16], [0.5, 0.4, 0.3, 0.5, 0.4, 0.3], "same LLM size"),
+        ([1e4, 2e4, 4e4, 1e4, 2e4, 4e4], [4] * 6, [0.5, 0.4, 0.3, 0.5, 0.4, 0.3], "same number of visual tokens"),
+        ([1e4, 2e4, 4e4, 1e4, 2e4, 4e4], [1, 1, 1, 4, 4, 4], [0.5, np.nan, 0.3, 0.5, 0.4, 0.3], "NaN"),
+        ([1e4, 2e4, 4e4, 1e4, 2e4, 4e4], [1, 1, 1, 4, 4, 4], [0.5, 1.2, 0.3, 0.5, 0.4, 0.3], "between 0 and 1"),
+        ([1e4, 2e4, 4e4, 1e4, 2e4, 4e4], [1, 1, 1, 4, 4, 4], [0.5, 0.0, 0.3, 0.5, 0.4, 0.3], "between 0 and 1"),
+    ],
+)
+def test_degenerate_data_raises_fit_error(n, v, e, fragment):
+    with pytest.raises(FitError, match=fragment):
+        fit_params(n, v, e)
+
+
+@pytest.mark.parametrize("q", [0.0, 50.0, 200.0])
+def test_frontier_matches_the_closed_form(q):
+    params = TRUE["multiplicative"]
+    v_star = closed_form_visual_tokens(params["alpha"], params["beta"], q, 1, 576)
+    assert v_star == (1 if q == 0 else pytest.approx(params["beta"] * q / (params["alpha"] - params["beta"])))
+    for budget in (1e9, 1e11):
+        n, v, e = optimum("multiplicative", [params], budget, q, (1e3, 1e12), (1, 576))
+        assert v[0] == pytest.approx(v_star, rel=0.01)
+        assert n[0] == pytest.approx(budget / (2 * (q + v[0])), rel=1e-9)
+    # the study's numbers: alpha 0.077, beta 0.015, Q = 50 -> about 12-14 tokens
+    assert 11 < closed_form_visual_tokens(0.077, 0.015, 50, 1, 576) < 15
+    # visual tokens matter more than parameters: use as many as allowed
+    assert closed_form_visual_tokens(0.05, 0.08, 50, 1, 576) == 576
+
+
+def test_frontier_intervals_and_runnable_cells():
+    fit = fit_law(N, V, _data("multiplicative"), bootstrap=200)
+    fr = frontier(fit, [1e6, 1e7, 1e9], 50.0, (2e4, 5e6), (1, 144), runnable=list(zip(N, V)))
+    too_small = fr.points[0]  # below the cheapest configuration, 2 * 2e4 * (50 + 1)
+    assert np.isnan(too_small.error) and too_small.discrete is None
+    for p in fr.points[1:]:
+        assert p.error_ci[0] <= p.error <= p.error_ci[1] + 1e-12
+        n, v, err = p.discrete
+        assert 2 * n * (50 + v) <= p.budget and err >= p.error - 1e-12
+    assert fr.optimal_visual_tokens == pytest.approx(closed_form_visual_tokens(
+        fit.params["alpha"], fit.params["beta"], 50, 1, 144))
+
+
+def _candidates(done):
+    sizes = [2e4, 8e4, 3e5, 1.2e6, 5e6, 2e7]
+    return [Candidate(f"m{i}", n, v, "quecc", n * 100) for i, n in enumerate(sizes) for v in (1, 4, 16, 36, 64, 144)
+            if (n, v) not in done]
+
+
+def test_proposals_are_deterministic_and_never_repeat_a_done_cell():
+    keep = (N <= 3e5) & (V <= 36)
+    fit = fit_law(N[keep], V[keep], _data("multiplicative")[keep], bootstrap=200, seed=0)
+    done = set(zip(N[keep], V[keep]))
+    cands = _candidates(done)
+    args = (fit, cands, 4, [1e6, 1e7, 1e8], 0.0, (2e4, 2e7), (1, 144))
+    picks = propose_frontier(*args)
+    assert [p.candidate for p in picks] == [p.candidate for p in propose_frontier(*args)]
+    assert len(picks) == 4 and len({p.candidate for p in picks}) == 4
+    assert not {(p.candidate.n, p.candidate.visual_tokens) for p in picks} & done
+    assert all(p.reason for p in picks)
+    # a cost budget is respected
+    capped = propose_frontier(*args, budget=cands[0].cost * 3)
+    assert sum(p.candidate.cost for p in capped) <= cands[0].cost * 3
+    # the baselines
+    assert propose_random(cands, 3, seed=1) == propose_random(cands, 3, seed=1)
+    assert propose_cheapest(cands, 2)[0].cost == min(c.cost for c in cands)
+    d_opt = propose_d_optimal(fit, np.array(sorted(done)), cands, 3)
+    assert len(set(d_opt)) == 3 and not {(c.n, c.visual_tokens) for c in d_opt} & done
+
+
+def test_fit_cli_on_a_csv_prints_the_documented_json(tmp_path):
+    csv = tmp_path / "cells.csv"
+    e = _data("multiplicative")
+    csv.write_text("llm_params,visual_tokens,error,extra\n" + "".join(
+        f"{n},{int(v)},{err},x\n" for n, v, err in zip(N, V, e)))
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(csv), "--format", "json",
+                        "--text-tokens", "50", "--bootstrap", "200"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["form"] == "multiplicative" and set(out["params"]) == {"a", "alpha", "beta", "d"}
+    assert set(out["ci"]) == {"a", "alpha", "beta", "d"} and out["sse"] > 0 and out["loo_rel_error"] < 0.01
+    assert out["frontier"]["text_tokens"] == 50
+    assert out["frontier"]["optimal_visual_tokens"] == pytest.approx(
+        out["params"]["beta"] * 50 / (out["params"]["alpha"] - out["params"]["beta"]), rel=1e-6)
+
+
+def test_fit_cli_refuses_bad_data_in_one_line(tmp_path):
+    csv = tmp_path / "bad.csv"
+    csv.write_text("llm_params,visual_tokens,error\n1e4,1,0.5\n1e4,4,0.4\n")
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(csv)], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "cannot identify" in r.stderr
+    csv.write_text("llm_params,error\n1e4,0.5\n")
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(csv)], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert r.returncode == 2 and "missing column(s) visual_tokens" in r.stderr
