@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# The embedded default end to end: pretrain the tiny vision tower, train the 3 x 3 grid on local
+# Ray with MLflow tracking, fit the law, write the report and the next proposals.
 demo: venv
-	$(BIN)/python bench/nv_table.py --preset quick
+	$(BIN)/vlmscale run examples/quickstart.yaml
 
 # Fast unit tests, then the slow end-to-end ones (real Ray clusters, multi-process training).
 # pytest exits 5 when it collects no test, which fails the target.
@@ -37,7 +39,9 @@ test-slow: venv
 	$(BIN)/python -m pytest -m slow -q
 
 bench: venv
-	$(BIN)/python bench/nv_table.py --preset full
+	$(BIN)/python bench/nv_table.py --preset quick
+	$(BIN)/python bench/fit_speed.py
+	$(BIN)/python bench/proposals.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .torch_extensions
