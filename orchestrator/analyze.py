@@ -137,7 +137,8 @@ def analyze(obs: Observations, form: str = "multiplicative", loss: str = "square
     front = frontier(fit, budgets, text_tokens, n_range, v_range, runnable=runnable)
     picks: list[Pick] = []
     if k and cands and len(fit.bootstrap) >= 10:
-        picks = propose_frontier(fit, cands, k, budgets, text_tokens, n_range, v_range, budget=budget)
+        picks = propose_frontier(fit, cands, k, budgets, text_tokens, n_range, v_range, budget=budget,
+                                 done_nv=np.stack([obs.n, obs.v], axis=1))
     return Analysis(obs, fit, front, tuple(picks), tuple(cands))
 
 

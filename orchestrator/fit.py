@@ -295,20 +295,21 @@ def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootst
     # bootstrap: all replicates in one batch, each from the full fit and two grid starts
     x, y = np.log(n / n0), np.log(v / v0)
     rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, len(e), len(e)), minlength=len(e)) for _ in range(bootstrap)]) \
-        if bootstrap else np.zeros((0, len(e)))
+    counts = np.array([np.bincount(rng.integers(0, len(e), len(e)), minlength=len(e)) for _ in range(bootstrap)],
+                      dtype=float).reshape(bootstrap, len(e))
     usable = np.array([len(np.unique(n[c > 0])) >= 2 and len(np.unique(v[c > 0])) >= 2 for c in counts], dtype=bool)
     failures = int((~usable).sum())
     counts = counts[usable]
-    grid_starts = np.array(law.starts(e))
-    starts = [z, grid_starts[len(grid_starts) // 2], grid_starts[-1]]
-    zs, costs = _solve_batch(law, x, y, e, np.repeat(counts, len(starts), axis=0).astype(float),
-                             np.tile(np.array(starts), (len(counts), 1)), loss)
-    zs = zs.reshape(len(counts), len(starts), -1)
-    costs = np.where(np.isfinite(costs), costs, np.inf).reshape(len(counts), len(starts))
-    best = zs[np.arange(len(counts)), np.argmin(costs, axis=1)] if len(counts) else np.zeros((0, len(z)))
-    boot = np.array([[law.to_params(zb, n0, v0)[p] for p in law.params] for zb in best], dtype=float)
-    boot = boot.reshape(-1, len(law.params))
+    boot = np.zeros((0, len(law.params)))
+    if len(counts):
+        grid_starts = np.array(law.starts(e))
+        starts = [z, grid_starts[len(grid_starts) // 2], grid_starts[-1]]
+        zs, costs = _solve_batch(law, x, y, e, np.repeat(counts, len(starts), axis=0).astype(float),
+                                 np.tile(np.array(starts), (len(counts), 1)), loss)
+        zs = zs.reshape(len(counts), len(starts), -1)
+        costs = np.where(np.isfinite(costs), costs, np.inf).reshape(len(counts), len(starts))
+        best = zs[np.arange(len(counts)), np.argmin(costs, axis=1)]
+        boot = np.array([[law.to_params(zb, n0, v0)[p] for p in law.params] for zb in best], dtype=float)
     tail = (1 - ci_level) / 2
     ci = {p: ((float(np.quantile(boot[:, i], tail)), float(np.quantile(boot[:, i], 1 - tail)))
               if len(boot) else (float("nan"), float("nan"))) for i, p in enumerate(law.params)}

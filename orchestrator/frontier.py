@@ -84,7 +84,7 @@ def optimum(form: str, params_list: list[dict[str, float]], budget: float, text_
     """
     v = np.exp(np.linspace(np.log(v_range[0]), np.log(v_range[1]), GRID_POINTS))
     n = np.minimum((budget - fixed_flops) / (2.0 * (text_tokens + v)), n_range[1])
-    feasible = n >= n_range[0]
+    feasible = n >= n_range[0] * (1 - 1e-9)  # the cheapest budget is exactly (n_min, v_min): allow rounding
     out_n, out_v, out_e = [], [], []
     for params in params_list:
         err = np.where(feasible, predict(form, params, np.maximum(n, 1e-30), v), np.inf)

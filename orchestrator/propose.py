@@ -1,9 +1,10 @@
 """What to run next: the cells that most reduce uncertainty about the compute-optimal frontier per
 unit of training cost. Pure functions over arrays; no I/O.
 
-The bootstrap ensemble of the fit stands in for the posterior over the law's parameters. Let T be
-the frontier's predicted error at a set of inference budgets and f_c the predicted error of
-candidate cell c; from the ensemble we estimate their joint covariance. Observing c with noise
+Let T be the frontier's predicted error at a set of inference budgets and f_c the predicted error
+of candidate cell c. Their joint covariance comes from the posterior over the law's parameters —
+either its Laplace approximation at the fit (linearise T and f, Cov(z) ≈ σ²(JᵀJ)⁻¹; the default,
+stable with few cells) or the fit's bootstrap ensemble. Observing c with noise
 σ² (the fit's residual variance) reduces the frontier's total variance by (Gaussian conditioning)
 
     Δ(c) = Σ_j Cov(T_j, f_c)² / (Var f_c + σ²)
@@ -68,12 +69,46 @@ def _ensemble(fit: Fit, candidates: list[Candidate], budgets, text_tokens, n_ran
     return t.T @ f / b, f.T @ f / b, (t * t).sum(0) / b  # Σ_TF [m, C], Σ_FF [C, C], Var T [m]
 
 
+def _laplace(fit: Fit, candidates: list[Candidate], budgets, text_tokens, n_range, v_range, done_nv: np.ndarray):
+    """The same covariances from the linearised (Laplace) posterior at the fit:
+    Cov(z) ≈ σ² (JᵀJ)⁻¹ over the done cells, T and f linearised in z (G by central differences)."""
+    law = FORMS[fit.form]
+    n0, v0 = float(np.exp(np.log(done_nv[:, 0]).mean())), float(np.exp(np.log(done_nv[:, 1]).mean()))
+    z = _internal(fit, n0, v0)
+
+    def targets(zz):
+        return frontier_targets(fit.form, [law.to_params(zz, n0, v0)], budgets, text_tokens, n_range, v_range)[0]
+
+    steps = 1e-4 * np.maximum(np.abs(z), 1e-2)
+    g = np.stack([(targets(z + h * e) - targets(z - h * e)) / (2 * h) for h, e in zip(steps, np.eye(len(z)))], axis=1)
+    g = np.nan_to_num(g)
+    j_done = law.jac_z(z, np.log(done_nv[:, 0] / n0), np.log(done_nv[:, 1] / v0))
+    sigma2 = max(fit.residual_variance, 1e-8)
+    cov = sigma2 * np.linalg.pinv(j_done.T @ j_done + 1e-9 * np.eye(len(z)))
+    cand = np.array([[c.n, c.visual_tokens] for c in candidates], float)
+    j_c = law.jac_z(z, np.log(cand[:, 0] / n0), np.log(cand[:, 1] / v0))
+    return g @ cov @ j_c.T, j_c @ cov @ j_c.T, np.einsum("mk,kj,mj->m", g, cov, g)
+
+
 def propose_frontier(fit: Fit, candidates: list[Candidate], k: int, budgets, text_tokens: float,
-                     n_range, v_range, budget: float | None = None) -> list[Pick]:
-    """Greedy batch selection by expected frontier-variance reduction per cost (module docstring)."""
+                     n_range, v_range, budget: float | None = None, method: str = "laplace",
+                     done_nv: np.ndarray | None = None) -> list[Pick]:
+    """Greedy batch selection by expected frontier-variance reduction per cost (module docstring).
+
+    ``method``: where the joint covariance of (frontier, candidates) comes from — ``laplace``
+    (linearised at the fit; needs ``done_nv``, the (N, V) already observed) or ``bootstrap``
+    (the fit's bootstrap ensemble). The benchmark compares them.
+    """
     if not candidates or k < 1:
         return []
-    s_tf, s_ff, var_t = _ensemble(fit, candidates, budgets, text_tokens, n_range, v_range)
+    if method == "laplace":
+        if done_nv is None:
+            raise ValueError("method 'laplace' needs done_nv, the (N, V) of the observed cells")
+        s_tf, s_ff, var_t = _laplace(fit, candidates, budgets, text_tokens, n_range, v_range, np.asarray(done_nv, float))
+    elif method == "bootstrap":
+        s_tf, s_ff, var_t = _ensemble(fit, candidates, budgets, text_tokens, n_range, v_range)
+    else:
+        raise ValueError(f"unknown method {method!r}; choose laplace or bootstrap")
     noise = max(fit.residual_variance, 1e-8)
     total = float(var_t.sum())
     remaining = total

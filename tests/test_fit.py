@@ -59,6 +59,8 @@ def test_fit_is_deterministic():
     e = _data("multiplicative")
     a, b = fit_law(N, V, e, bootstrap=100, seed=3), fit_law(N, V, e, bootstrap=100, seed=3)
     assert a.params == b.params and a.ci == b.ci and np.array_equal(a.bootstrap, b.bootstrap)
+    none = fit_law(N, V, e, bootstrap=0)
+    assert none.params == a.params and none.bootstrap.shape == (0, 4) and np.isnan(none.ci["alpha"][0])
 
 
 @pytest.mark.parametrize(
@@ -95,6 +97,8 @@ def test_frontier_matches_the_closed_form(q):
 def test_frontier_intervals_and_runnable_cells():
     fit = fit_law(N, V, _data("multiplicative"), bootstrap=200)
     fr = frontier(fit, [1e6, 1e7, 1e9], 50.0, (2e4, 5e6), (1, 144), runnable=list(zip(N, V)))
+    cheapest = frontier(fit, [2 * 2e4 * 51], 50.0, (2e4, 5e6), (1, 144)).points[0]
+    assert cheapest.n == pytest.approx(2e4) and cheapest.v == 1  # exactly the cheapest configuration is feasible
     too_small = fr.points[0]  # below the cheapest configuration, 2 * 2e4 * (50 + 1)
     assert np.isnan(too_small.error) and too_small.discrete is None
     for p in fr.points[1:]:
@@ -117,13 +121,17 @@ def test_proposals_are_deterministic_and_never_repeat_a_done_cell():
     done = set(zip(N[keep], V[keep]))
     cands = _candidates(done)
     args = (fit, cands, 4, [1e6, 1e7, 1e8], 0.0, (2e4, 2e7), (1, 144))
-    picks = propose_frontier(*args)
-    assert [p.candidate for p in picks] == [p.candidate for p in propose_frontier(*args)]
+    done_nv = np.array(sorted(done))
+    picks = propose_frontier(*args, done_nv=done_nv)
+    assert [p.candidate for p in picks] == [p.candidate for p in propose_frontier(*args, done_nv=done_nv)]
+    boot = propose_frontier(*args, method="bootstrap")
+    assert [p.candidate for p in boot] == [p.candidate for p in propose_frontier(*args, method="bootstrap")]
+    assert not {(p.candidate.n, p.candidate.visual_tokens) for p in boot} & done
     assert len(picks) == 4 and len({p.candidate for p in picks}) == 4
     assert not {(p.candidate.n, p.candidate.visual_tokens) for p in picks} & done
     assert all(p.reason for p in picks)
     # a cost budget is respected
-    capped = propose_frontier(*args, budget=cands[0].cost * 3)
+    capped = propose_frontier(*args, budget=cands[0].cost * 3, done_nv=done_nv)
     assert sum(p.candidate.cost for p in capped) <= cands[0].cost * 3
     # the baselines
     assert propose_random(cands, 3, seed=1) == propose_random(cands, 3, seed=1)
