@@ -233,28 +233,32 @@ def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300) -> t
     hi = np.broadcast_to(hi, z0.shape).copy()
     hi[:, -1] = visible.min(axis=1) * (1 - 1e-9)
     z = np.clip(z0, lo, hi)
-    r, _, wt = _objective(law, z, x, y, e, w, loss)
+    r, _, _ = _objective(law, z, x, y, e, w, loss)
     cost = _cost(r, w, loss)
     damping = np.full(len(z), 1e-3)
     eye = np.eye(k)
+    active = np.arange(len(z))  # problems still moving; converged ones drop out of the batch
     for _ in range(iters):
-        r, jac, wt = _objective(law, z, x, y, e, w, loss)
+        if not len(active):
+            break
+        za, wa, ca, da = z[active], w[active], cost[active], damping[active]
+        r, jac, wt = _objective(law, za, x, y, e, wa, loss)
         jw = jac * wt[..., None]
         a = np.einsum("bnk,bnj->bkj", jw, jac)
         g = np.einsum("bnk,bn->bk", jw, r)
         diag = np.einsum("bkk->bk", a)
-        lhs = a + (damping[:, None] * np.maximum(diag, 1e-12))[:, :, None] * eye + 1e-12 * eye
+        lhs = a + (da[:, None] * np.maximum(diag, 1e-12))[:, :, None] * eye + 1e-12 * eye
         step = -np.linalg.solve(lhs, g[..., None])[..., 0]
-        z_new = np.clip(z + step, lo, hi)
-        r_new, _, _ = _objective(law, z_new, x, y, e, w, loss)
-        cost_new = _cost(r_new, w, loss)
-        better = np.isfinite(cost_new) & (cost_new < cost)
-        gain = np.where(better, (cost - cost_new) / np.maximum(cost, 1e-300), 0.0)
-        z = np.where(better[:, None], z_new, z)
-        cost = np.where(better, cost_new, cost)
-        damping = np.where(better, np.maximum(damping / 3, 1e-9), np.minimum(damping * 4, 1e12))
-        if np.all((better & (gain < 1e-12)) | (damping >= 1e12)):
-            break
+        z_new = np.clip(za + step, lo[active], hi[active])
+        r_new, _, _ = _objective(law, z_new, x, y, e, wa, loss)
+        c_new = _cost(r_new, wa, loss)
+        better = np.isfinite(c_new) & (c_new < ca)
+        gain = np.where(better, (ca - c_new) / np.maximum(ca, 1e-300), 0.0)
+        z[active] = np.where(better[:, None], z_new, za)
+        cost[active] = np.where(better, c_new, ca)
+        damping[active] = np.where(better, np.maximum(da / 3, 1e-9), np.minimum(da * 4, 1e12))
+        done = (better & (gain < 1e-10)) | (damping[active] >= 1e12)
+        active = active[~done]
     return z, cost
 
 
