@@ -81,9 +81,71 @@ def cmd_results(a) -> int:
     return 0
 
 
+def _cluster_experiment(a):
+    """The experiment named on the command line, for cluster commands: a spec file, or a name whose
+    spec is in local storage."""
+    from .results import locate
+
+    exp, _ = locate(a.name, a.storage)
+    from .submit import api_client
+
+    return exp, api_client(a.kubeconfig, a.context)
+
+
+def cmd_render(a) -> int:
+    from .render import render, to_yaml
+    from .spec import load
+
+    sys.stdout.write(to_yaml(render(load(a.file), a.image, a.namespace)))
+    return 0
+
+
+def cmd_submit(a) -> int:
+    from .spec import load
+    from .submit import api_client, submit
+
+    exp = load(a.file)
+    result = submit(exp, api_client(a.kubeconfig, a.context), a.image, a.namespace)
+    verb = "submitted" if result.created else "already submitted (same spec), nothing to do"
+    print(f"{exp.name}: {verb} — rayjob/{result.name} in namespace {result.namespace}")
+    print(f"watch: vlmscale status {a.file} --cluster; vlmscale logs {a.file} --cluster")
+    return 0
+
+
+def cmd_logs(a) -> int:
+    from .submit import logs
+
+    if not a.cluster:
+        raise UsageError("logs are read from the cluster: add --cluster (local runs print to the terminal)")
+    exp, api = _cluster_experiment(a)
+    print(logs(exp, api, a.namespace, a.tail))
+    return 0
+
+
+def cmd_delete(a) -> int:
+    from .submit import delete
+
+    if not a.cluster:
+        raise UsageError("delete removes the experiment from a cluster: add --cluster "
+                         "(a local experiment is a directory under its storage path)")
+    exp, api = _cluster_experiment(a)
+    gone = delete(exp, api, a.namespace)
+    print(f"{exp.name}: deleted {', '.join(gone)}" if gone else f"{exp.name}: nothing to delete")
+    return 0
+
+
 def cmd_status(a) -> int:
     from .results import locate, render, rows
 
+    if a.cluster:
+        from .submit import status
+
+        exp, api = _cluster_experiment(a)
+        st = status(exp, api, a.namespace)
+        print(f"{exp.name}: job {st['jobStatus']}, deployment {st['deploymentStatus']}"
+              f"{', cluster ' + st['rayCluster'] if st['rayCluster'] else ''}; rayjob/{st['name']} in {st['namespace']}"
+              f"{(' — ' + st['message']) if st['message'] else ''}")
+        return 0
     exp, exp_dir = locate(a.name, a.storage)
     table = rows(exp, exp_dir)
     counts: dict[str, int] = {}
@@ -168,6 +230,14 @@ def _fit_args(s) -> None:
     s.add_argument("--seed", type=int, default=0)
 
 
+def _cluster_args(s, flag: bool = True) -> None:
+    if flag:
+        s.add_argument("--cluster", action="store_true", help="ask the Kubernetes cluster")
+    s.add_argument("--namespace", help="default: spec.kubernetes.namespace")
+    s.add_argument("--kubeconfig", help="default: in-cluster config, else $KUBECONFIG / ~/.kube/config")
+    s.add_argument("--context")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlmscale", description="Scaling-law studies of vision-language models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -195,10 +265,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "csv", "json"), default="table")
     s.set_defaults(fn=cmd_results)
 
-    s = sub.add_parser("status", help="how far an experiment has got")
+    s = sub.add_parser("status", help="how far an experiment has got (locally, or --cluster)")
     s.add_argument("name", help="experiment name or spec file")
     s.add_argument("--storage")
+    _cluster_args(s)
     s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser("render", help="print the Kubernetes objects of an experiment (YAML stream)")
+    s.add_argument("file")
+    s.add_argument("--image", help="runtime image (default: spec.kubernetes.image)")
+    s.add_argument("--namespace", help="default: spec.kubernetes.namespace")
+    s.set_defaults(fn=cmd_render)
+
+    s = sub.add_parser("submit", help="create the experiment on a cluster as a KubeRay RayJob")
+    s.add_argument("file")
+    s.add_argument("--image", help="runtime image (default: spec.kubernetes.image)")
+    _cluster_args(s, flag=False)
+    s.set_defaults(fn=cmd_submit)
+
+    s = sub.add_parser("logs", help="the driver's logs on the cluster (--cluster)")
+    s.add_argument("name", help="experiment name or spec file")
+    s.add_argument("--storage")
+    s.add_argument("--tail", type=int, default=200)
+    _cluster_args(s)
+    s.set_defaults(fn=cmd_logs)
+
+    s = sub.add_parser("delete", help="delete the experiment's RayJob and ConfigMap from the cluster (--cluster)")
+    s.add_argument("name", help="experiment name or spec file")
+    s.add_argument("--storage")
+    _cluster_args(s)
+    s.set_defaults(fn=cmd_delete)
 
     s = sub.add_parser("fit", help="fit the scaling law with intervals and the compute-optimal frontier")
     _fit_args(s)
@@ -232,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (SpecError, UsageError, ValueError) as e:  # FitError is a ValueError: bad data, one line
+    except (SpecError, UsageError, ValueError, _cluster_error()) as e:  # FitError is a ValueError: bad data, one line
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -241,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vlmscale results X | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _cluster_error():
+    from .submit import ClusterError
+
+    return ClusterError
 
 
 if __name__ == "__main__":

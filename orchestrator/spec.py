@@ -47,9 +47,26 @@ def _model_ref(value: str, what: str) -> str:
     return value
 
 
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
 class Metadata(_Strict):
     name: str = Field(description="Experiment name: an RFC 1123 label (lowercase letters, digits, '-'; max 63)")
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, description="Kubernetes labels added to every object")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not LABEL_KEY.match(key) or len(key.split("/")[-1]) > 63:
+                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
+            if not LABEL_VALUE.match(str(value)):
+                raise ValueError(f"label {key}: {value!r} is not a valid Kubernetes label value "
+                                 "(at most 63 letters, digits, '-', '_', '.')")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -217,8 +234,16 @@ class Resources(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)
     max_concurrent_cells: int | None = Field(None, ge=1)
+    memory_per_worker: str = Field("16Gi", description="Kubernetes memory quantity per worker pod")
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("memory_per_worker")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        if not QUANTITY.match(v):
+            raise ValueError(f"{v!r} is not a Kubernetes quantity such as 16Gi")
+        return v
 
 
 class Tracking(_Strict):
@@ -242,6 +267,49 @@ class Storage(_Strict):
 
 class Failure(_Strict):
     retries_per_cell: int = Field(2, ge=0)
+    job_retries: int = Field(2, ge=0, description="RayJob backoffLimit: reruns of the whole driver on a cluster")
+
+
+class Kubernetes(_Strict):
+    """How `vlmscale submit` runs this experiment on a cluster (the Helm chart's defaults)."""
+
+    namespace: str = "vlmscale"
+    image: str = "ghcr.io/vlmscale/vlmscale:0.1.0"
+    service_account: str = "vlmscale-runner"
+    storage_claim: str = Field("vlmscale-storage", description="ReadWriteMany PVC mounted at /mnt/vlmscale")
+    s3_secret: str = Field("vlmscale-s3", description="Secret with AWS_* credentials, for s3:// storage")
+    mlflow_uri: str = Field("http://vlmscale-mlflow:5000", description="used when spec.tracking.mlflow_uri is unset")
+    head_cpus: int = Field(4, ge=1)
+    head_memory: str = "16Gi"
+
+    @field_validator("namespace", "service_account", "storage_claim", "s3_secret")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if len(v) > 63 or not RFC1123_LABEL.match(v):
+            raise ValueError(f"{v!r} is not an RFC 1123 name (lowercase letters, digits and '-')")
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        return check_image(v)
+
+    @field_validator("head_memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        if not QUANTITY.match(v):
+            raise ValueError(f"{v!r} is not a Kubernetes quantity such as 16Gi")
+        return v
+
+
+IMAGE_REF = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+                       r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+
+
+def check_image(v: str) -> str:
+    if len(v) > 255 or not IMAGE_REF.match(v):
+        raise ValueError(f"{v!r} is not a valid container image reference (registry/name:tag)")
+    return v
 
 
 class Fit(_Strict):
@@ -264,6 +332,7 @@ class Spec(_Strict):
     storage: Storage = Storage()
     failure: Failure = Failure()
     fit: Fit = Fit()
+    kubernetes: Kubernetes = Kubernetes()
     fault_injection: FaultInjection | None = None
 
     @model_validator(mode="after")

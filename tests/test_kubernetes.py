@@ -1,0 +1,180 @@
+"""Rendering and submission: real schemas, real `kubernetes` client against an in-process API."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.render import render, to_yaml
+from orchestrator.spec import SpecError, load, parse
+from orchestrator.submit import delete, status, submit
+
+from .k8s_utils import KubeEmulator, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER, QUICK = ROOT / "examples" / "paper.yaml", ROOT / "examples" / "quickstart.yaml"
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+
+
+@pytest.mark.parametrize("example", [PAPER, QUICK])
+def test_rendered_objects_validate_against_kubernetes_and_kuberay_schemas(example):
+    objects = render(load(example), image="registry.example.com/vlmscale:1.2.3", namespace="team-a")
+    assert [o["kind"] for o in objects] == ["ConfigMap", "RayJob"]
+    for obj in objects:
+        validate(obj)
+
+
+def test_the_validators_can_fail():
+    config_map, rayjob = render(load(QUICK))
+    bad = copy.deepcopy(rayjob)
+    bad["spec"]["entrypointt"] = "typo"
+    with pytest.raises(AssertionError, match="entrypointt"):
+        validate(bad)
+    bad = copy.deepcopy(rayjob)
+    bad["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = 3
+    with pytest.raises(Exception):
+        validate(bad)
+    bad = copy.deepcopy(config_map)
+    bad["data"] = {"x": 1}
+    with pytest.raises(Exception):
+        validate(bad)
+
+
+def test_paper_rayjob_has_gpu_workers_storage_and_a_safe_entrypoint():
+    exp = load(PAPER)
+    config_map, job = render(exp)
+    spec = job["spec"]
+    assert spec["entrypoint"] == "vlmscale run /etc/vlmscale/experiment.yaml --plain"
+    assert spec["backoffLimit"] == exp.spec.failure.job_retries and spec["shutdownAfterJobFinishes"] is True
+    workers = spec["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert workers["replicas"] == 16  # max_concurrent_cells 2 x 8 workers
+    container = workers["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert workers["rayStartParams"]["num-gpus"] == "1"
+    assert workers["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert workers["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    head = spec["rayClusterSpec"]["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0" and "vlmscale_cell_slot" in head["rayStartParams"]["resources"]
+    for template in (head["template"], workers["template"]):
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+        c = pod["containers"][0]
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        claim = next(v for v in pod["volumes"] if v["name"] == "storage")["persistentVolumeClaim"]["claimName"]
+        assert claim == "vlmscale-storage"
+        assert {"name": "storage", "mountPath": "/mnt/vlmscale"} in c["volumeMounts"]
+        assert template["metadata"]["labels"]["vlmscale.dev/experiment"] == exp.name
+    for obj in (config_map, job):
+        assert obj["metadata"]["labels"]["vlmscale.dev/digest"] == exp.digest()
+        assert obj["metadata"]["labels"]["study"] == "inference-optimal-vlms"
+    # the mounted spec is the validated one, pointed at the shared volume and the in-cluster MLflow
+    mounted = parse(yaml.safe_load(config_map["data"]["experiment.yaml"]))
+    assert mounted.spec.storage.path == "/mnt/vlmscale"
+    assert mounted.spec.tracking.mlflow_uri == "http://vlmscale-mlflow:5000"
+    assert [c.key for c in mounted.cells()] == [c.key for c in exp.cells()]
+
+
+def test_s3_storage_takes_credentials_only_from_a_secret(tmp_path):
+    doc = yaml.safe_load(QUICK.read_text())
+    doc["spec"]["storage"] = {"path": "s3://my-bucket/experiments"}
+    _, job = render(parse(doc))
+    for group in [job["spec"]["rayClusterSpec"]["headGroupSpec"]] + job["spec"]["rayClusterSpec"]["workerGroupSpecs"]:
+        pod = group["template"]["spec"]
+        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "vlmscale-s3"}}]
+        assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
+        assert not any("AWS" in e["name"] for e in pod["containers"][0]["env"])
+    validate(job)
+
+
+@pytest.mark.parametrize(
+    "change,fragment",
+    [
+        ({"metadata": {"name": "a" * 40}}, "too long to submit"),
+        ({"metadata": {"name": "x; rm -rf /"}}, "is not an RFC 1123 label"),
+        ({"metadata": {"name": "ok", "labels": {"team": "a b"}}}, "not a valid Kubernetes label value"),
+        ({"spec": {"kubernetes": {"image": "img$(reboot)"}}}, "not a valid container image"),
+        ({"spec": {"kubernetes": {"namespace": "Team_A"}}}, "not an RFC 1123 name"),
+        ({"spec": {"resources": {"gpus_per_worker": 0.5}}}, "must be a whole number on Kubernetes"),
+    ],
+)
+def test_unsafe_names_are_refused_before_anything_is_rendered(tmp_path, change, fragment):
+    doc = yaml.safe_load(QUICK.read_text())
+    for section, values in change.items():
+        for k, v in values.items():
+            if isinstance(v, dict):
+                doc[section].setdefault(k, {}).update(v)
+            else:
+                doc[section][k] = v
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    r = _cli("render", str(path))
+    assert r.returncode == 2 and fragment in r.stderr and r.stdout == ""
+
+
+def test_render_cli_refuses_an_unsafe_image_flag():
+    r = _cli("render", str(QUICK), "--image", "a;b")
+    assert r.returncode == 2 and "not a valid container image" in r.stderr and r.stdout == ""
+    r = _cli("render", str(QUICK), "--image", "ghcr.io/me/vlmscale:2", "--namespace", "ml")
+    docs = list(yaml.safe_load_all(r.stdout))
+    assert r.returncode == 0 and all(d["metadata"]["namespace"] == "ml" for d in docs)
+
+
+@pytest.fixture
+def cluster():
+    with KubeEmulator() as emulator:
+        yield emulator
+
+
+def test_submit_is_idempotent_and_refuses_a_different_spec(cluster):
+    from kubernetes import client
+
+    api = cluster.client()
+    exp = load(QUICK)
+    first = submit(exp, api)
+    again = submit(exp, api)
+    assert first.created and not again.created
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    jobs = custom.list_namespaced_custom_object("ray.io", "v1", "vlmscale", "rayjobs",
+                                                label_selector="vlmscale.dev/experiment=quickstart")["items"]
+    assert len(jobs) == 1 and jobs[0]["spec"]["entrypoint"].startswith("vlmscale run ")
+    cm = core.read_namespaced_config_map("vlmscale-quickstart-spec", "vlmscale")
+    assert parse(yaml.safe_load(cm.data["experiment.yaml"])).name == "quickstart"
+
+    doc = yaml.safe_load(QUICK.read_text())
+    doc["spec"]["training"]["steps"] = 700
+    with pytest.raises(SpecError, match="already submitted to namespace vlmscale with a different spec"):
+        submit(parse(doc), api)
+
+    # what the KubeRay operator would report
+    custom.patch_namespaced_custom_object("ray.io", "v1", "vlmscale", "rayjobs", "vlmscale-quickstart", {"status": {
+        "jobStatus": "RUNNING", "jobDeploymentStatus": "Running", "rayClusterName": "vlmscale-quickstart-x"}})
+    st = status(exp, api)
+    assert st["jobStatus"] == "RUNNING" and st["rayCluster"] == "vlmscale-quickstart-x"
+
+    assert delete(exp, api) == ["rayjob/vlmscale-quickstart", "configmap/vlmscale-quickstart-spec"]
+    assert delete(exp, api) == []
+    with pytest.raises(SpecError, match="not submitted"):
+        status(exp, api)
+    assert submit(exp, api).created  # and it can be submitted again
+
+
+def test_cli_submit_status_delete_through_a_kubeconfig(cluster, tmp_path):
+    from orchestrator.cli import main
+
+    kubeconfig = str(cluster.kubeconfig(tmp_path / "kubeconfig"))
+    assert main(["submit", str(QUICK), "--kubeconfig", kubeconfig, "--image", "ghcr.io/me/vlmscale:9"]) == 0
+    assert main(["submit", str(QUICK), "--kubeconfig", kubeconfig, "--image", "ghcr.io/me/vlmscale:9"]) == 0
+    assert main(["status", str(QUICK), "--cluster", "--kubeconfig", kubeconfig]) == 0
+    assert main(["logs", str(QUICK), "--cluster", "--kubeconfig", kubeconfig]) == 2  # no driver pod yet
+    assert main(["delete", str(QUICK), "--cluster", "--kubeconfig", kubeconfig]) == 0
+    assert main(["status", str(QUICK), "--cluster", "--kubeconfig", kubeconfig]) == 2
+    assert main(["submit", str(QUICK), "--kubeconfig", str(tmp_path / "missing")]) == 2
