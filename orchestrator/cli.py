@@ -230,6 +230,11 @@ def _fit_args(s) -> None:
     s.add_argument("--seed", type=int, default=0)
 
 
+def _experiment_arg(s) -> None:
+    s.add_argument("name", help="experiment name or spec file")
+    s.add_argument("--storage", help="the directory holding the experiment (default ./vlmscale-runs)")
+
+
 def _cluster_args(s, flag: bool = True) -> None:
     if flag:
         s.add_argument("--cluster", action="store_true", help="ask the Kubernetes cluster")
@@ -260,14 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(fn=fn)
 
     s = sub.add_parser("results", help="one row per cell: parameters, error, FLOPs, status")
-    s.add_argument("name", help="experiment name or spec file")
-    s.add_argument("--storage")
+    _experiment_arg(s)
     s.add_argument("--format", choices=("table", "csv", "json"), default="table")
     s.set_defaults(fn=cmd_results)
 
     s = sub.add_parser("status", help="how far an experiment has got (locally, or --cluster)")
-    s.add_argument("name", help="experiment name or spec file")
-    s.add_argument("--storage")
+    _experiment_arg(s)
     _cluster_args(s)
     s.set_defaults(fn=cmd_status)
 
@@ -284,15 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_submit)
 
     s = sub.add_parser("logs", help="the driver's logs on the cluster (--cluster)")
-    s.add_argument("name", help="experiment name or spec file")
-    s.add_argument("--storage")
+    _experiment_arg(s)
     s.add_argument("--tail", type=int, default=200)
     _cluster_args(s)
     s.set_defaults(fn=cmd_logs)
 
     s = sub.add_parser("delete", help="delete the experiment's RayJob and ConfigMap from the cluster (--cluster)")
-    s.add_argument("name", help="experiment name or spec file")
-    s.add_argument("--storage")
+    _experiment_arg(s)
     _cluster_args(s)
     s.set_defaults(fn=cmd_delete)
 
@@ -315,8 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("ui", help="start the MLflow UI on the experiment's store (127.0.0.1)")
-    s.add_argument("name", help="experiment name or spec file")
-    s.add_argument("--storage")
+    _experiment_arg(s)
     s.add_argument("--port", type=int, default=5000)
     s.set_defaults(fn=cmd_ui)
     return p

@@ -241,9 +241,7 @@ class Resources(_Strict):
     @field_validator("memory_per_worker")
     @classmethod
     def _memory(cls, v: str) -> str:
-        if not QUANTITY.match(v):
-            raise ValueError(f"{v!r} is not a Kubernetes quantity such as 16Gi")
-        return v
+        return check_quantity(v)
 
 
 class Tracking(_Strict):
@@ -297,13 +295,17 @@ class Kubernetes(_Strict):
     @field_validator("head_memory")
     @classmethod
     def _memory(cls, v: str) -> str:
-        if not QUANTITY.match(v):
-            raise ValueError(f"{v!r} is not a Kubernetes quantity such as 16Gi")
-        return v
+        return check_quantity(v)
 
 
 IMAGE_REF = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
                        r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+
+
+def check_quantity(v: str) -> str:
+    if not QUANTITY.match(v):
+        raise ValueError(f"{v!r} is not a Kubernetes quantity such as 16Gi")
+    return v
 
 
 def check_image(v: str) -> str:

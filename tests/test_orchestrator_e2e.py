@@ -176,3 +176,43 @@ def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp
     for c in children:
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "loss")]
         assert len(steps) == len(set(steps)), (c.data.tags["vlmscale.cell"], steps)
+
+
+def test_ui_serves_the_experiments_store_on_loopback(tmp_path):
+    import urllib.request
+
+    from orchestrator.layout import ExperimentDir
+    from orchestrator.schedule import prepare, tracking_target
+    from orchestrator.spec import parse
+    from orchestrator.track import Tracker
+
+    from .mlflow_server import free_port
+
+    spec = _spec(tmp_path, "watched", None)
+    doc = yaml.safe_load(spec.read_text())
+    doc["spec"]["vision"]["pretrain"] = None
+    spec.write_text(yaml.safe_dump(doc))
+    exp = parse(doc)
+    exp_dir = ExperimentDir.of(str(tmp_path / "runs"), "watched")
+    prepare(exp, exp_dir, spec.read_text())
+    tracker = Tracker(*tracking_target(exp, exp_dir))
+    tracker.parent_run(exp.name, exp.digest(), spec.read_text())
+
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "ui", "watched", "--storage", str(tmp_path / "runs"),
+                           "--port", str(port)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, body = time.time() + 90, None
+        while time.time() < deadline and body is None:
+            assert ui.poll() is None, ui.stdout.read().decode()[-2000:]
+            try:
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=watched")
+                body = json.loads(urllib.request.urlopen(req, timeout=2).read())
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None and body["experiment"]["name"] == "watched"
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
