@@ -246,8 +246,9 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
         metrics["optimal_visual_tokens"] = analysis.frontier.optimal_visual_tokens
     tracker.log_metrics(run_id, metrics, step=fit.n_points, force=True)
     tracker.set_tags(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric})
-    for path in written + [next_yaml]:
-        tracker.client.log_artifact(run_id, str(path), "report" if path.parent == exp_dir.fit else None)
+    for path in written:
+        tracker.client.log_artifact(run_id, str(path), "report")
+    tracker.client.log_artifact(run_id, str(next_yaml))
     tracker.finish(run_id)
 
 

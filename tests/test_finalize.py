@@ -1,0 +1,67 @@
+"""The final job of `vlmscale run`: fit, frontier, proposals, report and next.yaml, logged as the
+experiment's own MLflow run. Driven on a ledger that holds the quickstart's measured results."""
+
+from pathlib import Path
+
+import yaml
+
+from orchestrator.layout import ExperimentDir
+from orchestrator.schedule import finalize, prepare, tracking_target
+from orchestrator.spec import load, parse
+from orchestrator.track import Tracker
+from workloads.presets import llm_non_embedding_params
+
+ROOT = Path(__file__).resolve().parents[1]
+# error of each quickstart cell as measured by `make demo` (bench/nv_table.py reproduces them)
+MEASURED = {("tiny-xs", 1): 0.5566, ("tiny-xs", 4): 0.5039, ("tiny-xs", 16): 0.4551,
+            ("tiny-s", 1): 0.5078, ("tiny-s", 4): 0.4727, ("tiny-s", 16): 0.4199,
+            ("tiny-m", 1): 0.4961, ("tiny-m", 4): 0.4375, ("tiny-m", 16): 0.4062}
+
+
+def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
+    doc = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
+    doc["spec"]["storage"]["path"] = str(tmp_path / "runs")
+    doc["spec"]["vision"]["pretrain"] = None
+    text = yaml.safe_dump(doc, sort_keys=False)
+    exp = parse(doc)
+    exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
+    prepare(exp, exp_dir, text)
+    from orchestrator.schedule import config_digest
+
+    for cell in exp.cells():
+        n = llm_non_embedding_params(cell.llm)
+        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": config_digest(cell.config),
+                                           "metrics": {"step": 600, "llm_params": n, "error": MEASURED[(cell.llm, cell.visual_tokens)],
+                                                       "eval_loss": 0.4, "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}})
+    tracker = Tracker(*tracking_target(exp, exp_dir))
+    parent = tracker.parent_run(exp.name, exp.digest(), text)
+    lines: list[str] = []
+    finalize(exp, exp_dir, text, tracker, parent, echo=lines.append)
+
+    out = "\n".join(lines)
+    assert "law (multiplicative" in out and "90% CI" in out and "optimal visual tokens V*" in out
+    assert "next 4 runs" in out
+    for name in ("index.html", "fit.json", "error_vs_tokens.png", "error_vs_tokens.svg", "error_vs_flops.png",
+                 "frontier.png", "next.yaml"):
+        assert (exp_dir.fit / name).is_file(), name
+
+    runs = tracker.client.search_runs([tracker.experiment_id], filter_string="tags.`vlmscale.role` = 'fit'")
+    assert len(runs) == 1
+    fit_run = runs[0]
+    assert fit_run.data.tags["mlflow.parentRunId"] == parent and fit_run.info.status == "FINISHED"
+    assert fit_run.data.metrics["loo_rel_error"] < 0.10  # the quickstart's documented bar
+    for key in ("a", "alpha", "beta", "d", "alpha_ci_low", "alpha_ci_high", "sse"):
+        assert key in fit_run.data.metrics
+    artifacts = {a.path for a in tracker.client.list_artifacts(fit_run.info.run_id)}
+    assert "next.yaml" in artifacts and "report" in artifacts
+    report = {a.path for a in tracker.client.list_artifacts(fit_run.info.run_id, "report")}
+    assert "report/index.html" in report and "report/frontier.svg" in report
+
+    # next.yaml is a ready-to-run extension of the same experiment
+    nxt = load(exp_dir.fit / "next.yaml")
+    keys = [c.key for c in nxt.cells()]
+    assert nxt.name == exp.name and keys[:9] == [c.key for c in exp.cells()] and len(keys) == 13
+
+    # running the final job again updates the same fit run
+    finalize(exp, exp_dir, text, tracker, parent, echo=lines.append)
+    assert len(tracker.client.search_runs([tracker.experiment_id], filter_string="tags.`vlmscale.role` = 'fit'")) == 1
