@@ -1,0 +1,56 @@
+"""Pins the public surface: CLI commands and flags, spec defaults, package facades.
+A change here is a change users see — update the docs with it."""
+
+import orchestrator
+import workloads
+from orchestrator.cli import build_parser
+from orchestrator.spec import Fit, Resources, Training, parse
+from workloads.config import TrainConfig
+
+
+def _subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return action.choices
+
+
+def test_cli_commands():
+    assert sorted(_subcommands()) == sorted([
+        "validate", "schema", "run", "resume", "results", "status", "ui", "fit", "propose", "report",
+        "render", "submit", "logs", "delete"])
+
+
+def test_cli_flags_of_the_main_commands():
+    def flags(cmd):
+        return sorted(o for a in _subcommands()[cmd]._actions for o in a.option_strings if o.startswith("--"))
+
+    assert flags("run") == ["--address", "--help", "--plain"]
+    assert flags("results") == ["--format", "--help", "--storage"]
+    assert flags("fit") == ["--bootstrap", "--form", "--format", "--help", "--loss", "--metric", "--seed",
+                            "--storage", "--text-tokens"]
+    assert flags("propose") == ["--bootstrap", "--budget", "--form", "--help", "--loss", "--metric", "--output",
+                                "--seed", "--storage", "--text-tokens"]
+    assert flags("render") == ["--help", "--image", "--namespace"]
+    assert flags("status") == ["--cluster", "--context", "--help", "--kubeconfig", "--namespace", "--storage"]
+
+
+def test_spec_defaults():
+    exp = parse({"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "d"},
+                 "spec": {"grid": {"llms": ["tiny-s"], "visual_tokens": [4]}}})
+    s = exp.spec
+    assert s.grid.compressors == ["quecc"] and s.grid.seeds == [0] and s.grid.tasks == ["shapes"]
+    assert s.vision.model == "vit-tiny" and s.vision.freeze and s.vision.pretrain.steps == 300
+    assert s.storage.path == "./vlmscale-runs" and s.tracking.mlflow_uri is None
+    assert s.failure.retries_per_cell == 2 and s.failure.job_retries == 2
+    assert Training().steps == 600 and Training().lr == 2e-3 and Training().strategy == "ddp"
+    assert Resources().workers_per_cell == 1 and Resources().gpus_per_worker == 0
+    assert Fit().form == "multiplicative" and Fit().loss == "squared" and Fit().propose == 4
+    # the spec's training section maps onto the workload's config one to one
+    assert set(Training.model_fields) <= {f for f in TrainConfig.__dataclass_fields__}
+
+
+def test_package_facades():
+    for name in orchestrator.__all__:
+        assert getattr(orchestrator, name) is not None, name
+    for name in workloads.__all__:
+        assert getattr(workloads, name) is not None, name
