@@ -1,0 +1,65 @@
+"""Scheduling decisions that need no Ray: concurrency from resources, the ledger's guard."""
+
+import pytest
+import yaml
+
+from orchestrator.layout import ExperimentDir, atomic_write_json
+from orchestrator.schedule import config_digest, derive_concurrency, plan
+from orchestrator.spec import SpecError, parse
+
+BASE = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "s"},
+        "spec": {"grid": {"llms": ["tiny-xs", "tiny-s"], "visual_tokens": [1, 4], "compressors": ["avgpool"]},
+                 "vision": {"model": "vit-micro"}}}
+
+
+def _exp(**resources):
+    doc = yaml.safe_load(yaml.safe_dump(BASE))
+    doc["spec"]["resources"] = resources
+    return parse(doc)
+
+
+@pytest.mark.parametrize("resources,cluster,cells,expected", [
+    ({}, {"CPU": 2}, 4, 2),
+    ({"workers_per_cell": 2}, {"CPU": 2}, 4, 1),
+    ({"cpus_per_worker": 0.5}, {"CPU": 2}, 4, 4),
+    ({"cpus_per_worker": 0.5}, {"CPU": 2}, 3, 3),  # never more than there are cells
+    ({"max_concurrent_cells": 1}, {"CPU": 8}, 4, 1),
+    ({"workers_per_cell": 8, "cpus_per_worker": 8, "gpus_per_worker": 1}, {"CPU": 128, "GPU": 16}, 28, 2),
+])
+def test_concurrency_leaves_every_cell_its_workers(resources, cluster, cells, expected):
+    assert derive_concurrency(_exp(**resources), cluster, cells) == expected
+
+
+def test_a_cell_that_cannot_fit_is_a_clear_error():
+    with pytest.raises(SpecError, match="one cell needs 4 CPUs and 0 GPUs .* the Ray cluster has 2 CPUs"):
+        derive_concurrency(_exp(workers_per_cell=4), {"CPU": 2}, 4)
+    with pytest.raises(SpecError, match="needs 1 CPUs and 1 GPUs"):
+        derive_concurrency(_exp(gpus_per_worker=1), {"CPU": 8}, 4)
+
+
+def test_plan_skips_finished_cells_and_refuses_a_changed_one(tmp_path):
+    exp = _exp()
+    exp_dir = ExperimentDir(tmp_path / "s")
+    cells = exp.cells()
+    done = cells[0]
+    atomic_write_json(exp_dir.result_path(done.key), {"key": done.key, "config_digest": config_digest(done.config),
+                                                      "metrics": {"error": 0.5}})
+    p = plan(exp, cells, exp_dir, {"CPU": 2})
+    assert [c.key for c in p.todo] == [c.key for c in cells[1:]] and p.concurrency == 2
+
+    changed = yaml.safe_load(yaml.safe_dump(BASE))
+    changed["spec"]["training"] = {"steps": 999}
+    exp2 = parse(changed)
+    with pytest.raises(SpecError, match=f"cell {done.key} already finished with a different configuration"):
+        plan(exp2, exp2.cells(), exp_dir, {"CPU": 2})
+
+
+def test_ledger_writes_are_atomic(tmp_path):
+    exp_dir = ExperimentDir(tmp_path / "x")
+    exp_dir.record_finished("a", {"metrics": {"error": 0.1}})
+    exp_dir.record_finished("a", {"metrics": {"error": 0.2}})
+    assert exp_dir.finished() == {"a": {"metrics": {"error": 0.2}}}
+    assert [p.name for p in exp_dir.results.iterdir()] == ["a.json"]  # no temp files left behind
+    exp_dir.progress.mkdir(parents=True)
+    exp_dir.progress_path("a").write_text('{"step": 5}\n{"step": 10}\n{"step": 1')  # a line cut by a kill
+    assert exp_dir.last_progress("a") == {"step": 10}
