@@ -167,6 +167,31 @@ def test_submit_is_idempotent_and_refuses_a_different_spec(cluster):
     assert submit(exp, api).created  # and it can be submitted again
 
 
+def test_logs_read_the_driver_pods_of_the_rayjob(cluster):
+    import kmock
+    from kubernetes import client
+
+    from orchestrator.submit import logs
+
+    api = cluster.client()
+    exp = load(QUICK)
+    submit(exp, api)
+    core = client.CoreV1Api(api)
+    # the submitter Job's pods, as KubeRay (K8sJobMode) and the Job controller would create them
+    for name in ("vlmscale-quickstart-aaaaa", "vlmscale-quickstart-bbbbb"):
+        core.create_namespaced_pod("vlmscale", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "vlmscale", "labels": {"job-name": "vlmscale-quickstart"}},
+            "spec": {"containers": [{"name": "ray-job-submitter", "image": "x"}]}})
+        cluster.emulator[f"/api/v1/namespaces/vlmscale/pods/{name}/log"] << kmock.text(f"{name}: 9 cells finished\n")
+    core.create_namespaced_pod("vlmscale", {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "someone-else", "namespace": "vlmscale", "labels": {"job-name": "other"}},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    text = logs(exp, api)
+    assert "==> vlmscale-quickstart-aaaaa <==" in text and "vlmscale-quickstart-bbbbb: 9 cells finished" in text
+    assert "someone-else" not in text
+
+
 def test_cli_submit_status_delete_through_a_kubeconfig(cluster, tmp_path):
     from orchestrator.cli import main
 
