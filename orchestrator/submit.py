@@ -109,7 +109,8 @@ def logs(exp: Experiment, api, namespace: str | None = None, tail: int = 200) ->
 
     ns, name = namespace or exp.spec.kubernetes.namespace, object_name(exp)
     core = client.CoreV1Api(api)
-    pods = core.list_namespaced_pod(ns, label_selector=f"job-name={name}").items
+    pods = [p for p in core.list_namespaced_pod(ns, label_selector=f"job-name={name}").items
+            if (p.metadata.labels or {}).get("job-name") == name]  # never another job's pods
     if not pods:
         raise SpecError(f"no driver pod for {exp.name!r} in namespace {ns} yet; check `vlmscale status {exp.name} --cluster`")
     pods.sort(key=lambda p: (p.metadata.creation_timestamp or "", p.metadata.name))
