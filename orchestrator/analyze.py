@@ -18,7 +18,7 @@ import yaml
 from workloads.presets import LLM_PRESETS, is_llm_preset, llm_non_embedding_params
 from workloads.token_rules import feasible_visual_tokens
 
-from .fit import Fit, FitError, fit_law
+from .fit import FORMS, Fit, FitError, fit_law
 from .frontier import Frontier, default_budgets, frontier
 from .propose import Candidate, Pick, propose_frontier, training_cost
 from .spec import Experiment, SpecError, cell_key
@@ -179,8 +179,7 @@ def next_spec(exp: Experiment, spec_doc: dict[str, Any], obs: Observations, pick
 def format_analysis(a: Analysis) -> str:
     f, fr = a.fit, a.frontier
     lines = [f"law ({f.form}, {f.loss} loss, {f.n_points} cells, metric {a.observations.metric}):"]
-    lines.append("  " + {"multiplicative": "error = a * N^-alpha * V^-beta + d",
-                         "additive": "error = A * N^-alpha + B * V^-beta + d"}[f.form])
+    lines.append("  " + FORMS[f.form].equation)
     level = int(round(100 * f.ci_level))
     for name, value in f.params.items():
         lo, hi = f.ci[name]

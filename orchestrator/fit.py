@@ -45,9 +45,6 @@ class LawForm:
     params: tuple[str, ...]
     equation: str
 
-    def _unpack(self, z: np.ndarray) -> tuple:
-        raise NotImplementedError
-
     def predict_z(self, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 

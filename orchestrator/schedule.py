@@ -230,10 +230,7 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     echo("\n" + format_analysis(analysis))
     echo(f"report: {exp_dir.fit / 'index.html'}\nnext:   vlmscale run {next_yaml}")
 
-    run = tracker._find(f"tags.`vlmscale.role` = 'fit' and tags.`vlmscale.experiment` = '{exp.name}'")
-    run_id = run.info.run_id if run else tracker.client.create_run(
-        tracker.experiment_id, run_name=f"{exp.name}-fit",
-        tags={"mlflow.parentRunId": parent, "vlmscale.role": "fit", "vlmscale.experiment": exp.name}).info.run_id
+    run_id = tracker.fit_run(parent, exp.name)
     tracker.mark_running(run_id)
     fit = analysis.fit
     metrics = {**fit.params, "sse": fit.sse, "n_points": fit.n_points}

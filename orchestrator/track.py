@@ -83,6 +83,14 @@ class Tracker:
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return run.info.run_id
 
+    def fit_run(self, parent_id: str, name: str) -> str:
+        """Get or create the experiment's fit run (the final job's; one per experiment)."""
+        run = self._find(f"tags.`{TAG_ROLE}` = 'fit' and tags.`{TAG_EXPERIMENT}` = '{name}'")
+        if run is not None:
+            return run.info.run_id
+        return self.client.create_run(self.experiment_id, run_name=f"{name}-fit", tags={
+            PARENT_TAG: parent_id, TAG_ROLE: "fit", TAG_EXPERIMENT: name}).info.run_id
+
     def last_logged_step(self, run_id: str, metric: str = "loss") -> int:
         if run_id not in self._last_step:
             history = self.client.get_metric_history(run_id, metric)
