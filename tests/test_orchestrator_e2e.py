@@ -157,7 +157,8 @@ def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp
     assert 1 <= len(before) < 4
     time.sleep(2)
 
-    r = _vlmscale("run", str(spec), "--plain")
+    # restart by name, from the experiment's own stored spec (what a restarted driver pod does)
+    r = _vlmscale("resume", "killed", "--storage", str(tmp_path / "runs"), "--plain")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     after = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in results.glob("*.json")}
     assert len(after) == 4
