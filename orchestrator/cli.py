@@ -324,11 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .spec import SpecError
+    from .submit import ClusterError  # light: the kubernetes client loads inside its functions
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (SpecError, UsageError, ValueError, _cluster_error()) as e:  # FitError is a ValueError: bad data, one line
+    except (SpecError, UsageError, ValueError, ClusterError) as e:  # FitError is a ValueError: bad data, one line
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -337,12 +338,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vlmscale results X | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-def _cluster_error():
-    from .submit import ClusterError
-
-    return ClusterError
 
 
 if __name__ == "__main__":

@@ -60,6 +60,15 @@ class LawForm:
     def to_params(self, z: np.ndarray, n0: float, v0: float) -> dict[str, float]:
         raise NotImplementedError
 
+    def from_params(self, params: dict[str, float], n0: float, v0: float) -> np.ndarray:
+        """The inverse of ``to_params``."""
+        raise NotImplementedError
+
+
+def reference_point(n, v) -> tuple[float, float]:
+    """(N0, V0): the geometric means the internal coordinates are normalised by."""
+    return float(np.exp(np.log(np.asarray(n, float)).mean())), float(np.exp(np.log(np.asarray(v, float)).mean()))
+
 
 class Multiplicative(LawForm):
     # z = (log a', α, β, d);  ê = exp(log a' − α x − β y) + d,  a = a' · N0^α · V0^β
@@ -87,6 +96,10 @@ class Multiplicative(LawForm):
     def to_params(self, z, n0, v0):
         return {"a": float(np.exp(z[0] + z[1] * np.log(n0) + z[2] * np.log(v0))), "alpha": float(z[1]),
                 "beta": float(z[2]), "d": float(z[3])}
+
+    def from_params(self, p, n0, v0):
+        return np.array([np.log(p["a"]) - p["alpha"] * np.log(n0) - p["beta"] * np.log(v0), p["alpha"], p["beta"],
+                         p["d"]])
 
 
 class Additive(LawForm):
@@ -117,6 +130,10 @@ class Additive(LawForm):
     def to_params(self, z, n0, v0):
         return {"A": float(np.exp(z[0] + z[1] * np.log(n0))), "alpha": float(z[1]),
                 "B": float(np.exp(z[2] + z[3] * np.log(v0))), "beta": float(z[3]), "d": float(z[4])}
+
+    def from_params(self, p, n0, v0):
+        return np.array([np.log(p["A"]) - p["alpha"] * np.log(n0), p["alpha"], np.log(p["B"]) - p["beta"] * np.log(v0),
+                         p["beta"], p["d"]])
 
 
 FORMS: dict[str, LawForm] = {
@@ -279,7 +296,7 @@ def _fit_z(form: str, n, v, e, loss: str, n0: float, v0: float) -> np.ndarray:
 def fit_params(n, v, e, form: str = "multiplicative", loss: str = "squared") -> dict[str, float]:
     """The best-fitting parameters only (no uncertainty)."""
     n, v, e = check_data(n, v, e, form)
-    n0, v0 = float(np.exp(np.log(n).mean())), float(np.exp(np.log(v).mean()))
+    n0, v0 = reference_point(n, v)
     return FORMS[form].to_params(_fit_z(form, n, v, e, loss, n0, v0), n0, v0)
 
 
@@ -288,7 +305,7 @@ def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootst
     """Fit the law with bootstrap intervals and out-of-sample errors (see module docstring)."""
     n, v, e = check_data(n, v, e, form)
     law = FORMS[form]
-    n0, v0 = float(np.exp(np.log(n).mean())), float(np.exp(np.log(v).mean()))
+    n0, v0 = reference_point(n, v)
     z = _fit_z(form, n, v, e, loss, n0, v0)
     params = law.to_params(z, n0, v0)
     sse = float(np.sum((predict(form, params, n, v) - e) ** 2))

@@ -22,7 +22,7 @@ import numpy as np
 
 from workloads.cost import llm_prefill_flops
 
-from .fit import FORMS, Fit, predict
+from .fit import Fit, predict
 
 GRID_POINTS = 2001
 
@@ -139,5 +139,5 @@ def default_budgets(n_range: tuple[float, float], v_range: tuple[float, float], 
     return np.exp(np.linspace(np.log(lo), np.log(hi), count))
 
 
-__all__ = ["FORMS", "Frontier", "FrontierPoint", "closed_form_visual_tokens", "default_budgets", "frontier",
+__all__ = ["Frontier", "FrontierPoint", "closed_form_visual_tokens", "default_budgets", "frontier",
            "inference_flops", "optimum"]

@@ -106,6 +106,11 @@ class ExperimentDir:
                 continue
         return out
 
+    def finished_record(self, key: str) -> dict[str, Any] | None:
+        """One cell's ledger entry, or None."""
+        path = self.result_path(key)
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def record_finished(self, key: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.result_path(key), record)
 

@@ -52,12 +52,6 @@ class ProgressBoard:
             c.error = result.get("error", c.error)
             c.samples_per_s = result.get("samples_per_s", c.samples_per_s)
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in self.cells.values():
-            out[c.status] = out.get(c.status, 0) + 1
-        return out
-
     def table(self):
         from rich.table import Table
 

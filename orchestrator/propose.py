@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fit import FORMS, Fit, predict
+from .fit import FORMS, Fit, predict, reference_point
 from .frontier import optimum
 
 
@@ -73,8 +73,8 @@ def _laplace(fit: Fit, candidates: list[Candidate], budgets, text_tokens, n_rang
     """The same covariances from the linearised (Laplace) posterior at the fit:
     Cov(z) ≈ σ² (JᵀJ)⁻¹ over the done cells, T and f linearised in z (G by central differences)."""
     law = FORMS[fit.form]
-    n0, v0 = float(np.exp(np.log(done_nv[:, 0]).mean())), float(np.exp(np.log(done_nv[:, 1]).mean()))
-    z = _internal(fit, n0, v0)
+    n0, v0 = reference_point(done_nv[:, 0], done_nv[:, 1])
+    z = law.from_params(fit.params, n0, v0)
 
     def targets(zz):
         return frontier_targets(fit.form, [law.to_params(zz, n0, v0)], budgets, text_tokens, n_range, v_range)[0]
@@ -142,10 +142,8 @@ def propose_frontier(fit: Fit, candidates: list[Candidate], k: int, budgets, tex
 def propose_d_optimal(fit: Fit, done_nv: np.ndarray, candidates: list[Candidate], k: int) -> list[Candidate]:
     """Greedy D-optimal design: maximise log det of the law's Fisher information per cost."""
     law = FORMS[fit.form]
-    n0 = float(np.exp(np.log(done_nv[:, 0]).mean()))
-    v0 = float(np.exp(np.log(done_nv[:, 1]).mean()))
-    # the fitted parameters in internal coordinates, through the law's own conversion
-    z = _internal(fit, n0, v0)
+    n0, v0 = reference_point(done_nv[:, 0], done_nv[:, 1])
+    z = law.from_params(fit.params, n0, v0)
 
     def jac(nv):
         return law.jac_z(z, np.log(nv[:, 0] / n0), np.log(nv[:, 1] / v0))
@@ -165,15 +163,6 @@ def propose_d_optimal(fit: Fit, done_nv: np.ndarray, candidates: list[Candidate]
         available[i] = False
         info = info + np.outer(jc[i], jc[i])
     return out
-
-
-def _internal(fit: Fit, n0: float, v0: float) -> np.ndarray:
-    p = fit.params
-    if fit.form == "multiplicative":
-        return np.array([np.log(p["a"]) - p["alpha"] * np.log(n0) - p["beta"] * np.log(v0), p["alpha"], p["beta"],
-                         p["d"]])
-    return np.array([np.log(p["A"]) - p["alpha"] * np.log(n0), p["alpha"], np.log(p["B"]) - p["beta"] * np.log(v0),
-                     p["beta"], p["d"]])
 
 
 def propose_random(candidates: list[Candidate], k: int, seed: int = 0) -> list[Candidate]:

@@ -75,7 +75,7 @@ def cell_trainable(config: dict[str, Any]) -> None:
 
     job = config["cell"]
     exp_dir = ExperimentDir(Path(job["exp_dir"]))
-    done = exp_dir.finished().get(job["key"])
+    done = exp_dir.finished_record(job["key"])
     if done is not None and done.get("config_digest") == job["config_digest"]:
         tune.report({**done["metrics"], "skipped": 1})  # finished before a driver restart
         return

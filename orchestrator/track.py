@@ -121,10 +121,6 @@ class Tracker:
     def mark_running(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
 
-    def runs(self, name: str) -> list:
-        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{TAG_EXPERIMENT}` = '{name}'",
-                                       max_results=10_000)
-
 
 def _metric_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
