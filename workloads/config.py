@@ -61,6 +61,10 @@ class TrainConfig:
     steps: int = 300
     batch_size: int = 32  # global, across workers and accumulation steps
     grad_accum: int = 1
+    # per-device micro-batch; when set, accumulation is derived so the global batch stays
+    # batch_size whatever the number of workers (grad_accum must then stay 1)
+    micro_batch_size: int | None = None
+    gradient_checkpointing: bool = False
     lr: float = 2e-3
     # if set, the LR is lr × lr_reference_width / LLM hidden size (μP-style width scaling), so one
     # setting suits every LLM of a grid; None uses lr as is
@@ -79,6 +83,22 @@ class TrainConfig:
     threads_per_worker: int = 1
     # fault injection for tests and drills: raise at this step unless the run resumed from a checkpoint
     fail_once_at_step: int | None = None
+
+    def micro_and_accum(self, world: int) -> tuple[int, int]:
+        """(per-device micro-batch, accumulation steps) that make up ``batch_size`` on ``world`` workers."""
+        if self.micro_batch_size is not None:
+            if self.grad_accum != 1:
+                raise ValueError("set train.micro_batch_size or train.grad_accum, not both")
+            accum, rest = divmod(self.batch_size, world * self.micro_batch_size)
+            if accum < 1 or rest:
+                raise ValueError(f"train.batch_size {self.batch_size} must be a multiple of workers ({world}) x "
+                                 f"micro_batch_size ({self.micro_batch_size})")
+            return self.micro_batch_size, accum
+        micro, rest = divmod(self.batch_size, world * self.grad_accum)
+        if micro < 1 or rest:
+            raise ValueError(f"train.batch_size {self.batch_size} must be a multiple of workers ({world}) x "
+                             f"grad_accum ({self.grad_accum})")
+        return micro, self.grad_accum
 
 
 @dataclass(frozen=True)

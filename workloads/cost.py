@@ -68,21 +68,25 @@ def model_inference_cost(model, text_tokens: float, question_tokens: float) -> I
                           comp, question_tokens if model.compressor.needs_query else 0.0)
 
 
-def measure_prefill_latency(model, batch, repeats: int = 5) -> float:
-    """Median seconds of one prefill forward pass over the first sample of ``batch``."""
-    import time
+def sample_cost(model, probe) -> InferenceCost:
+    """The analytic cost of the first sample of ``probe`` (a collated Batch): its prompt's text
+    tokens (placeholders excluded) and, for query-conditioned compressors, its question tokens."""
+    return model_inference_cost(model, float(probe.text_tokens[0]), float(probe.query_mask[0].sum()))
 
+
+def measure_prefill_latency(model, batch, repeats: int = 7) -> float:
+    """Median seconds of one prefill forward pass over the first sample of ``batch``, on the model's
+    device: inputs moved there, two warm-up passes, each repeat timed with CUDA events on a GPU (a
+    host clock between device synchronisations elsewhere). Run it under the training autocast."""
     import torch
 
-    one = {k: v[:1] for k, v in batch.model_inputs().items() if k != "labels"}
-    timings = []
+    from .device import median_seconds, module_device, to_device
+
+    device = module_device(model)
+    one = to_device({k: v[:1] for k, v in batch.model_inputs().items() if k != "labels"}, device)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(**one)  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(**one)
-            timings.append(time.perf_counter() - t0)
+        seconds = median_seconds(lambda: model(**one), device, repeats=repeats)
     model.train(was_training)
-    return sorted(timings)[len(timings) // 2]
+    return seconds

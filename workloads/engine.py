@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .config import TrainConfig
+from .device import rng_states, set_rng_states
 
 STATE_FILE = "state.json"
 
@@ -45,12 +46,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
 
 
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+def rng_state(device: torch.device) -> dict:
+    return {**rng_states(device), "numpy": np.random.get_state(), "python": random.getstate()}
 
 
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+def set_rng_state(state: dict, device: torch.device) -> None:
+    set_rng_states(state, device)
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
 
@@ -72,20 +73,24 @@ class DDPEngine:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.dtype = torch.bfloat16 if cfg.precision == "bf16" else None
 
+    def autocast(self):
+        """bf16 mixed precision (fp32 master weights) for training, evaluation and probes."""
+        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+
     def loss(self, inputs: dict[str, torch.Tensor], last_micro_step: bool) -> torch.Tensor:
         sync = contextlib.nullcontext() if last_micro_step or self.model is self.module else self.model.no_sync()
-        autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
-        with sync, autocast:
+        with sync, self.autocast():
             loss = self.model(**inputs).loss
             (loss / self.cfg.grad_accum).backward()
         return loss.detach()
 
-    def step(self) -> float:
+    def step(self) -> torch.Tensor:
+        """The optimizer step; returns the pre-clipping gradient norm (on the device: no host sync)."""
         norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm
 
     @property
     def lr(self) -> float:
@@ -97,7 +102,7 @@ class DDPEngine:
             torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                        directory / "optimizer.pt")
             (directory / STATE_FILE).write_text(json.dumps({"step": step, "strategy": "ddp"}))
-        torch.save(rng_state(), directory / f"rng_rank{rank}.pt")
+        torch.save(rng_state(self.device), directory / f"rng_rank{rank}.pt")
 
     def load(self, directory: Path, rank: int) -> int:
         state = _read_state(directory, "ddp")
@@ -105,7 +110,7 @@ class DDPEngine:
         opt = torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=False)
         self.optimizer.load_state_dict(opt["optimizer"])
         self.scheduler.load_state_dict(opt["scheduler"])
-        _load_rng(directory, rank)
+        _load_rng(directory, rank, self.device)
         return int(state["step"])
 
     def close(self) -> None:
@@ -141,6 +146,10 @@ class DeepSpeedEngine:
         )
         self.module = self.engine.module
 
+    def autocast(self):
+        # DeepSpeed holds the module itself in bf16 when precision is bf16
+        return contextlib.nullcontext()
+
     def loss(self, inputs: dict[str, torch.Tensor], last_micro_step: bool) -> torch.Tensor:
         loss = self.engine(**inputs).loss
         self.engine.backward(loss)
@@ -159,12 +168,12 @@ class DeepSpeedEngine:
         self.engine.save_checkpoint(str(directory), tag=self.TAG, client_state={"step": step})
         if rank == 0:
             (directory / STATE_FILE).write_text(json.dumps({"step": step, "strategy": "deepspeed"}))
-        torch.save(rng_state(), directory / f"rng_rank{rank}.pt")
+        torch.save(rng_state(self.device), directory / f"rng_rank{rank}.pt")
 
     def load(self, directory: Path, rank: int) -> int:
         state = _read_state(directory, "deepspeed")
         self.engine.load_checkpoint(str(directory), tag=self.TAG)
-        _load_rng(directory, rank)
+        _load_rng(directory, rank, self.device)
         return int(state["step"])
 
     def close(self) -> None:
@@ -185,7 +194,7 @@ def _read_state(directory: Path, strategy: str) -> dict:
     return state
 
 
-def _load_rng(directory: Path, rank: int) -> None:
+def _load_rng(directory: Path, rank: int, device: torch.device) -> None:
     path = directory / f"rng_rank{rank}.pt"
     if path.exists():  # a different world size: keep this rank's fresh RNG
-        set_rng_state(torch.load(path, weights_only=False))
+        set_rng_state(torch.load(path, weights_only=False), device)

@@ -81,6 +81,14 @@ class VisionLanguageModel(nn.Module):
         mask = mask.unsqueeze(-1).expand_as(embeds)
         return embeds.masked_scatter(mask, image_features.to(embeds.dtype))
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in the backward pass of every trainable transformer (LLM, and the
+        vision tower when it trains): memory for compute, at real sizes and long visual sequences."""
+        kwargs = {"use_reentrant": False}  # the reentrant variant breaks with DDP and frozen inputs
+        self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        if any(p.requires_grad for p in self.vision.parameters()):
+            self.vision.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
     def forward(self, input_ids, attention_mask, pixel_values, labels=None, query_ids=None, query_mask=None):
         features = self.encode_images(pixel_values, query_ids, query_mask)
         embeds = self.merge(input_ids, features)

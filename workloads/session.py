@@ -59,10 +59,19 @@ class RaySession:
 
 
 class LocalSession:
-    """One process, no Ray: checkpoints are kept under ``root`` (atomic rename), metrics in memory."""
+    """One process, no Ray: checkpoints are kept under ``root`` (atomic rename), metrics in memory.
 
-    def __init__(self, root: str | Path, keep: int = 2, echo: bool = False):
-        self.rank, self.world_size, self.device = 0, 1, torch.device("cpu")
+    ``device`` is where the model trains (CPU by default, e.g. ``cuda:0``); the process may hold a
+    one-rank process group of its own (``torch.distributed.init_process_group``), as GPU tests do
+    to run the NCCL code path without Ray.
+    """
+
+    def __init__(self, root: str | Path, keep: int = 2, echo: bool = False, device: str | torch.device = "cpu"):
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            raise RuntimeError("LocalSession runs one process; use Ray Train (RaySession) for several workers")
+        self.rank, self.world_size, self.device = 0, 1, torch.device(device)
         self.root = Path(root)
         self.keep, self.echo = keep, echo
         self.history: list[dict[str, float]] = []

@@ -21,9 +21,10 @@ import torch
 import torch.distributed as dist
 
 from .config import CellConfig, DataConfig
-from .cost import measure_prefill_latency, model_inference_cost
+from .cost import measure_prefill_latency, sample_cost
 from .data.batch import Collator, ImageTransform
 from .data.synthetic import SyntheticVQA
+from .device import all_reduce_sum, to_device
 from .engine import DDPEngine, DeepSpeedEngine
 from .evaluate import evaluate
 from .model import parameter_counts, vision_geometry
@@ -88,23 +89,14 @@ def eval_batches(sources: list, collate: Collator, rank: int, world: int, batch_
             yield collate([source[j] for j in mine[i:i + batch_size]])
 
 
-def _all_reduce_mean(value: float) -> float:
-    if dist.is_available() and dist.is_initialized():
-        t = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(t)
-        return float(t) / dist.get_world_size()
-    return value
-
-
 def train(cell: CellConfig, session: Session) -> dict[str, float]:
     tc, dc = cell.train, cell.data
     torch.set_num_threads(tc.threads_per_worker)
-    world, rank = session.world_size, session.rank
-    micro = tc.batch_size // (world * tc.grad_accum)
-    if micro < 1 or micro * world * tc.grad_accum != tc.batch_size:
-        raise ValueError(
-            f"train.batch_size {tc.batch_size} must be a multiple of workers ({world}) x grad_accum ({tc.grad_accum})"
-        )
+    world, rank, device = session.world_size, session.rank, session.device
+    micro, accum = tc.micro_and_accum(world)
+    tc = dataclasses.replace(tc, grad_accum=accum, micro_batch_size=None)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
 
     # ---- model and data (same seed on every rank, so the replicas start identical)
     seed_everything(tc.seed)
@@ -117,10 +109,12 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     if tc.lr_reference_width:
         tc = dataclasses.replace(tc, lr=tc.lr * tc.lr_reference_width / model.llm.config.hidden_size)
     eval_sources = datasets(dc, "eval", image_size)
+    if tc.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
     if tc.strategy == "deepspeed":
-        engine = DeepSpeedEngine(model, tc, session.device, micro)
+        engine = DeepSpeedEngine(model, tc, device, micro)
     else:
-        engine = DDPEngine(model, tc, session.device)
+        engine = DDPEngine(model, tc, device)
     counts = parameter_counts(engine.module)
 
     # ---- resume
@@ -131,7 +125,8 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     resumed = start > 0
 
     # ---- train
-    losses: list[float] = []
+    # losses stay on the device until a log step: one host sync per log, not per micro-step
+    losses: list[torch.Tensor] = []
     t0, samples_done = time.perf_counter(), 0
     for step in range(start, tc.steps):
         if tc.fail_once_at_step is not None and step == tc.fail_once_at_step and not resumed:
@@ -139,35 +134,35 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
         for m in range(tc.grad_accum):
             first = rank * micro * tc.grad_accum + m * micro
             batch = collate(sampler.samples(step, first, micro))
-            inputs = {k: v.to(session.device) for k, v in batch.model_inputs().items()}
-            losses.append(float(engine.loss(inputs, last_micro_step=m == tc.grad_accum - 1)))
+            inputs = to_device(batch.model_inputs(), device)
+            losses.append(engine.loss(inputs, last_micro_step=m == tc.grad_accum - 1))
         grad_norm = engine.step()
         samples_done += tc.batch_size
         done = step + 1
         checkpoint_now = done % tc.checkpoint_every == 0 or done == tc.steps
         if done % tc.log_every == 0 or checkpoint_now or (tc.eval_every and done % tc.eval_every == 0):
+            mean_loss = all_reduce_sum(torch.stack(losses).double().mean().reshape(1), device)
             metrics = {
                 "step": done,
-                "loss": _all_reduce_mean(sum(losses) / len(losses)),
+                "loss": float(mean_loss) / world,
                 "lr": engine.lr,
-                "grad_norm": grad_norm,
+                "grad_norm": float(grad_norm),
                 "samples_per_s": samples_done / (time.perf_counter() - t0),
             }
             losses.clear()
             if tc.eval_every and done % tc.eval_every == 0 and done != tc.steps:
-                metrics.update(_evaluate(engine.module, eval_sources, collate, session, tc.batch_size))
+                metrics.update(_evaluate(engine, eval_sources, collate, session, micro))
             if done == tc.steps:
                 break  # the final report carries the last checkpoint together with the final metrics
             _report(session, engine, metrics, checkpoint_now, done)
 
     # ---- final evaluation and cost
     metrics = metrics if tc.steps > start else {"step": tc.steps}
-    metrics.update(_evaluate(engine.module, eval_sources, collate, session, tc.batch_size))
+    metrics.update(_evaluate(engine, eval_sources, collate, session, micro))
     probe = collate([eval_sources[0][0]])
-    text_tokens = float(probe.text_tokens[0])
-    question_tokens = float(probe.query_mask[0].sum())
-    metrics.update(model_inference_cost(engine.module, text_tokens, question_tokens).as_metrics())
-    metrics["prefill_latency_s"] = measure_prefill_latency(engine.module, probe)
+    metrics.update(sample_cost(engine.module, probe).as_metrics())
+    with engine.autocast():
+        metrics["prefill_latency_s"] = measure_prefill_latency(engine.module, probe)
     metrics.update({k: float(v) for k, v in counts.items()})
     metrics["visual_tokens"] = float(cell.model.visual_tokens)
     metrics["resumed_from_step"] = float(start)
@@ -177,8 +172,9 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     return metrics
 
 
-def _evaluate(module, sources, collate, session: Session, batch_size: int) -> dict[str, float]:
-    totals = evaluate(module, eval_batches(sources, collate, session.rank, session.world_size, batch_size))
+def _evaluate(engine, sources, collate, session: Session, batch_size: int) -> dict[str, float]:
+    with engine.autocast():
+        totals = evaluate(engine.module, eval_batches(sources, collate, session.rank, session.world_size, batch_size))
     # every rank must reduce the same keys in the same order
     keys = sorted({src.task for src in sources} | set(totals.keys()))
     totals.all_reduce(_agree_on_keys(keys))
@@ -202,7 +198,8 @@ def _report(session: Session, engine, metrics: dict[str, float], checkpoint: boo
         session.report(metrics, Path(d))
 
 
-def train_local(cell: CellConfig, root: str | Path, echo: bool = False) -> tuple[dict[str, float], LocalSession]:
-    """Train one cell in this process (no Ray); checkpoints under ``root``."""
-    session = LocalSession(root, echo=echo)
+def train_local(cell: CellConfig, root: str | Path, echo: bool = False,
+                device: str | torch.device = "cpu") -> tuple[dict[str, float], LocalSession]:
+    """Train one cell in this process (no Ray) on ``device``; checkpoints under ``root``."""
+    session = LocalSession(root, echo=echo, device=device)
     return train(cell, session), session

@@ -51,6 +51,7 @@ class Batch:
     query_mask: torch.Tensor
     tasks: tuple[str, ...]
     families: tuple[str, ...]
+    image_token_id: int
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         return {
@@ -64,8 +65,10 @@ class Batch:
 
     @property
     def text_tokens(self) -> torch.Tensor:
-        """Per sample, the prompt's text tokens (Q of the cost model): non-pad, non-image, non-answer."""
-        return ((self.attention_mask == 1) & (self.labels == IGNORE)).sum(1)
+        """Per sample, the prompt's text tokens (Q of the cost model): non-pad, non-answer and not an
+        ``<image>`` placeholder — those carry the V visual tokens, which the cost model counts apart."""
+        prompt = (self.attention_mask == 1) & (self.labels == IGNORE)
+        return (prompt & (self.input_ids != self.image_token_id)).sum(1)
 
 
 class Collator:
@@ -111,4 +114,4 @@ class Collator:
             query_mask[i, : len(q)] = 1
         pixels = torch.stack([self.transform(s.image) for s in samples])
         return Batch(input_ids, mask, labels, pixels, query_ids, query_mask,
-                     tuple(s.task for s in samples), tuple(s.family for s in samples))
+                     tuple(s.task for s in samples), tuple(s.family for s in samples), self.image_id)

@@ -1,0 +1,83 @@
+"""Exact cost accounting: text tokens exclude the <image> placeholders; the analytic LLM prefill
+count agrees with torch's FLOP counter; the latency probe times the device, not the launch."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from workloads.config import ModelConfig
+from workloads.cost import sample_cost
+from workloads.data.batch import IGNORE, Collator, ImageTransform
+from workloads.data.synthetic import SyntheticVQA
+from workloads import device as devmod
+from workloads.model import parameter_counts
+from workloads.tokenizer import synthetic_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return synthetic_tokenizer()
+
+
+def _probe(tok, model, v):
+    size = model.vision.config.image_size
+    sample = SyntheticVQA("shapes", "eval", 8, seed=0, image_size=size)[0]
+    return Collator(tok, v, ImageTransform(size))([sample])
+
+
+def test_visual_tokens_are_counted_once(tok):
+    """inference_flops_llm(V=576) − inference_flops_llm(V=1) = 2·N·575 exactly (one LLM, same prompt)."""
+    costs, n = {}, set()
+    for v in (1, 576):
+        torch.manual_seed(0)
+        model = ModelConfig(llm="tiny-s", vision="vit-tiny-24", compressor="avgpool", visual_tokens=v).build(tok)
+        probe = _probe(tok, model, v)
+        costs[v] = sample_cost(model, probe).as_metrics()
+        n.add(parameter_counts(model)["llm_params"])
+        # Q is the prompt's text: the same for both V, and it holds no placeholder
+        assert int((probe.input_ids[0] == probe.image_token_id).sum()) == v
+    (n,) = n
+    assert costs[1]["text_tokens"] == costs[576]["text_tokens"]
+    assert costs[576]["inference_flops_llm"] - costs[1]["inference_flops_llm"] == 2 * n * 575
+    q = costs[1]["text_tokens"]
+    assert costs[1]["inference_flops_llm"] == 2 * n * (q + 1)
+
+
+def test_text_tokens_are_the_prompt_without_placeholders(tok):
+    model = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok)
+    probe = _probe(tok, model, 4)
+    ids = probe.input_ids[0][probe.attention_mask[0] == 1]
+    prompt = ids[probe.labels[0][probe.attention_mask[0] == 1] == IGNORE]
+    assert int(probe.text_tokens[0]) == len(prompt) - 4 > 0
+
+
+@pytest.mark.parametrize("v", [1, 16])
+def test_analytic_prefill_flops_match_the_flop_counter(tok, v):
+    """2·N·(Q+V) against FlopCounterMode on the LLM's decoder over the prompt (within 15 %).
+
+    The analytic count leaves out attention's quadratic term, so it is compared on a model whose
+    width makes that term small against the weights', as at real scale."""
+    torch.manual_seed(0)
+    model = ModelConfig(llm="tiny-l", vision="vit-tiny", compressor="avgpool", visual_tokens=v).build(tok).eval()
+    probe = _probe(tok, model, v)
+    analytic = sample_cost(model, probe).llm_flops
+    prompt = (probe.attention_mask[0] == 1) & (probe.labels[0] == IGNORE)
+    ids = probe.input_ids[:, prompt]
+    with torch.no_grad():
+        embeds = model.merge(ids, model.encode_images(probe.pixel_values, probe.query_ids, probe.query_mask))
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model.llm.get_decoder()(inputs_embeds=embeds)
+    measured = counter.get_total_flops()
+    assert analytic == pytest.approx(measured, rel=0.15), (analytic, measured)
+
+
+def test_latency_probe_synchronises_around_every_timed_call(monkeypatch):
+    events = []
+    monkeypatch.setattr(devmod, "synchronize", lambda d: events.append("sync"))
+    calls = iter(range(100))
+    seconds = devmod.median_seconds(lambda: events.append(f"call{next(calls)}"), torch.device("cpu"),
+                                    repeats=3, warmup=2)
+    assert seconds >= 0
+    # two warm-up calls, then every timed call between two synchronisations
+    assert events == ["call0", "call1", "sync", "call2", "sync", "sync", "call3", "sync", "sync", "call4", "sync"]
