@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S ?= 0.2
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
-.PHONY: venv demo test test-fast test-slow bench clean
+.PHONY: venv demo test test-fast test-slow test-gpu bench bench-gpu clean
 
 venv: $(STAMP)
 
@@ -40,10 +40,21 @@ test-fast: venv
 test-slow: venv
 	$(BIN)/python -m pytest -m slow -q
 
+# On a GPU machine: one cell under a 1-rank NCCL group (DDP), DeepSpeed ZeRO-2/3 in bf16, a crash
+# resumed bit-identically, the latency probe. Skips (exit 0) where CUDA is absent. The venv holds
+# the CPU wheel, so GPU_PYTHON names a Python with a CUDA torch and vlmscale's dependencies.
+GPU_PYTHON ?= python3
+test-gpu:
+	DS_ACCELERATOR=cuda $(GPU_PYTHON) -m pytest -m gpu -q -rs tests/test_gpu.py
+
+bench-gpu:
+	$(GPU_PYTHON) bench/gpu_cell.py
+
 bench: venv
 	$(BIN)/python bench/nv_table.py --preset quick
 	$(BIN)/python bench/fit_speed.py
 	$(BIN)/python bench/proposals.py
+	$(BIN)/python bench/gpu_cell.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .torch_extensions

@@ -103,7 +103,7 @@ def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
     combos = grid.combinations()
     llms = list(dict.fromkeys(c[0] for c in combos))
     sizes: dict[str, float] = {llm: float(n) for llm, n in zip(obs.llms, obs.n)}
-    if any(is_llm_preset(m) for m in llms):
+    if any(m in LLM_PRESETS for m in llms):  # the tiny family: offer every size of it
         llms += [m for m in LLM_PRESETS if m not in llms]
     for m in llms:
         if m not in sizes and is_llm_preset(m):

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
-from workloads.presets import VISION_PRESETS, is_vision_preset
+from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 from workloads.token_rules import COMPRESSOR_NAMES, VisualTokenError, check_visual_tokens
 
 API_VERSION = "vlmscale.dev/v1alpha1"
@@ -173,7 +173,7 @@ class Vision(_Strict):
         """The patch grid side when known without downloading anything: a preset, an explicit
         ``patch_grid``, or a local checkpoint's ``config.json``; otherwise checked at build time."""
         if is_vision_preset(self.model):
-            return VISION_PRESETS[self.model].grid
+            return vision_shape(self.model).grid
         if self.patch_grid is not None:
             return self.patch_grid
         config = Path(self.model) / "config.json"
@@ -205,8 +205,11 @@ class Data(_Strict):
 
 class Training(_Strict):
     steps: int = Field(600, ge=1)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="Global batch: the same for every cell, whatever the workers")
     grad_accum: int = Field(1, ge=1)
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="Per-device micro-batch; accumulation steps = batch_size / (workers x this)")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (saves memory)")
     lr: float = Field(2e-3, gt=0)
     lr_reference_width: int | None = Field(None, ge=1, description="Scale lr by this / the LLM's hidden size")
     weight_decay: float = Field(0.0, ge=0)
@@ -218,8 +221,15 @@ class Training(_Strict):
     log_every: int = Field(20, ge=1)
     strategy: Literal["ddp", "deepspeed"] = "ddp"
     zero_stage: Literal[1, 2, 3] = 2
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: mixed precision (DDP autocast, DeepSpeed bf16)")
     threads_per_worker: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_batch_split(self) -> "Training":
+        if self.micro_batch_size is not None and self.grad_accum != 1:
+            raise ValueError("set micro_batch_size or grad_accum, not both: with micro_batch_size the "
+                             "accumulation steps follow from batch_size and the number of workers")
+        return self
 
 
 class FaultInjection(_Strict):
@@ -344,12 +354,13 @@ class Spec(_Strict):
             bad = [t for t in {c[3] for c in combos} if t not in SYNTHETIC_TASKS]
             if bad:
                 raise ValueError(f"grid.tasks: unknown synthetic task {bad[0]!r}; choose from {', '.join(SYNTHETIC_TASKS)}")
-        global_divisor = self.resources.workers_per_cell * self.training.grad_accum
-        if self.training.batch_size % global_divisor:
-            raise ValueError(
-                f"training.batch_size {self.training.batch_size} must be a multiple of "
-                f"resources.workers_per_cell x training.grad_accum = {global_divisor}"
-            )
+        t = self.training
+        per_step = t.micro_batch_size or t.grad_accum
+        divisor = self.resources.workers_per_cell * per_step
+        if t.batch_size % divisor:
+            what = "micro_batch_size" if t.micro_batch_size else "grad_accum"
+            raise ValueError(f"training.batch_size {t.batch_size} must be a multiple of "
+                             f"resources.workers_per_cell x training.{what} = {divisor}")
         grid = self.vision.grid()
         if grid is not None:
             for v, compressor in sorted({(c[1], c[2]) for c in combos}):

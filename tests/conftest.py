@@ -5,6 +5,7 @@ import pytest
 # Keep every test single-threaded and quiet: CI has 2 cores shared by Ray workers and servers.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# DeepSpeed's CPU accelerator unless a GPU test session asked for CUDA (make test-gpu sets it)
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -81,3 +81,23 @@ def test_latency_probe_synchronises_around_every_timed_call(monkeypatch):
     assert seconds >= 0
     # two warm-up calls, then every timed call between two synchronisations
     assert events == ["call0", "call1", "sync", "call2", "sync", "sync", "call3", "sync", "sync", "call4", "sync"]
+
+
+def test_gpu_cell_bench_runs_its_tiny_shape_on_cpu(tmp_path):
+    """bench/gpu_cell.py's CPU path, so CI exercises the code the GPU numbers come from."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(root / "bench" / "gpu_cell.py"), "--shape", "tiny", "--visual-tokens",
+                           "1", "16", "--steps", "1", "--warmup", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["visual_tokens"] for r in rows] == [1, 16]
+    assert all(r["samples_per_s"] > 0 and r["flops_per_step"] > 0 for r in rows)
+    assert rows[1]["flops_per_step"] > rows[0]["flops_per_step"]
+    assert "V=16 vs V=1" in proc.stdout

@@ -129,3 +129,28 @@ def test_pretrained_code_path_loads_saved_models(tmp_path, tok):
     out = model(**_batch(tok2, 4).model_inputs())
     out.loss.backward()
     assert meta_parameter_counts(cfg, len(tok2))["llm_params"] == parameter_counts(model)["llm_params"]
+
+
+def test_gradient_checkpointing_covers_every_trainable_tower(tok):
+    frozen = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4,
+                         freeze_vision=True).build(tok)
+    frozen.enable_gradient_checkpointing()
+    assert frozen.llm.is_gradient_checkpointing and not frozen.vision.is_gradient_checkpointing
+    trainable = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok)
+    trainable.enable_gradient_checkpointing()
+    assert trainable.llm.is_gradient_checkpointing and trainable.vision.is_gradient_checkpointing
+    trainable.train()
+    trainable(**_batch(tok, 4).model_inputs()).loss.backward()
+
+
+def test_real_shapes_have_the_published_sizes(tok):
+    """Random-weight real architectures (meta device: nothing allocated): Qwen2-0.5B has ~358M
+    non-embedding parameters, CLIP ViT-L/14-336 ~303M, and the analytic count agrees."""
+    from workloads.presets import REAL_LLM_SHAPES, llm_non_embedding_params
+
+    cfg = ModelConfig(llm="qwen2-0.5b-shape", vision="clip-vit-l-336-shape")
+    counts = meta_parameter_counts(cfg, len(tok))
+    assert counts["llm_params"] == pytest.approx(3.58e8, rel=0.01)
+    assert counts["vision_params"] == pytest.approx(3.03e8, rel=0.01)
+    for name in REAL_LLM_SHAPES:
+        assert llm_non_embedding_params(name) == meta_parameter_counts(ModelConfig(llm=name), len(tok))["llm_params"]

@@ -54,3 +54,33 @@ def test_final_metrics_carry_cost_and_per_task_errors(tmp_path):
 def test_batch_size_must_divide_over_workers_and_accumulation(tmp_path):
     with pytest.raises(ValueError, match="batch_size 10 must be a multiple"):
         train_local(_cell(batch_size=10, grad_accum=4), tmp_path)
+
+
+def test_micro_batch_keeps_the_global_batch_whatever_the_workers():
+    cfg = TrainConfig(batch_size=32, micro_batch_size=4)
+    assert [cfg.micro_and_accum(w) for w in (1, 2, 4, 8)] == [(4, 8), (4, 4), (4, 2), (4, 1)]
+    with pytest.raises(ValueError, match="multiple of workers \\(3\\) x micro_batch_size"):
+        cfg.micro_and_accum(3)
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig(batch_size=32, micro_batch_size=4, grad_accum=2).micro_and_accum(1)
+
+
+def test_micro_batch_trains_exactly_like_the_same_accumulation(tmp_path):
+    """One worker, micro-batch 4 of a global 8 = two accumulation steps: the same run as grad_accum=2."""
+    a, _ = train_local(_cell(steps=4, micro_batch_size=4, grad_accum=1), tmp_path / "micro")
+    b, _ = train_local(_cell(steps=4), tmp_path / "accum")
+    assert a["loss"] == b["loss"] and a["eval_loss"] == b["eval_loss"]
+
+
+def test_memory_levers_train_on_cpu(tmp_path):
+    """bf16 mixed precision and gradient checkpointing (LLM and a trainable tower) run and learn."""
+    cell = CellConfig(
+        model=ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="quecc", visual_tokens=4, freeze_vision=False),
+        data=DataConfig(tasks=("shapes",), train_size=200, eval_size=16),
+        train=TrainConfig(steps=6, batch_size=8, micro_batch_size=4, checkpoint_every=6, log_every=1, lr=3e-3,
+                          precision="bf16", gradient_checkpointing=True),
+    )
+    metrics, session = train_local(cell, tmp_path)
+    losses = [h["loss"] for h in session.history if "loss" in h]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+    assert 0.0 <= metrics["error"] <= 1.0

@@ -84,15 +84,22 @@ class VisionLanguageModel(nn.Module):
     def enable_gradient_checkpointing(self) -> None:
         """Recompute activations in the backward pass of every trainable transformer (LLM, and the
         vision tower when it trains): memory for compute, at real sizes and long visual sequences."""
-        kwargs = {"use_reentrant": False}  # the reentrant variant breaks with DDP and frozen inputs
-        self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-        if any(p.requires_grad for p in self.vision.parameters()):
-            self.vision.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        towers = [self.llm] + ([self.vision] if any(p.requires_grad for p in self.vision.parameters()) else [])
+        for tower in towers:
+            _enable_checkpointing(tower)
 
     def forward(self, input_ids, attention_mask, pixel_values, labels=None, query_ids=None, query_mask=None):
         features = self.encode_images(pixel_values, query_ids, query_mask)
         embeds = self.merge(input_ids, features)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+
+
+def _enable_checkpointing(model: nn.Module) -> None:
+    kwargs = {"use_reentrant": False}  # the reentrant variant breaks with DDP and frozen inputs
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.2x; the old name is deprecated
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _build_llm(cfg: ModelConfig, vocab_size: int):
@@ -149,16 +156,21 @@ def build_vlm(cfg: ModelConfig, tokenizer) -> VisionLanguageModel:
 
 
 def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    return sum(_numel(p) for p in module.parameters())
+
+
+def _numel(p: torch.Tensor) -> int:
+    # ZeRO-3 leaves each rank an empty placeholder per parameter and keeps the true size in ds_numel
+    return getattr(p, "ds_numel", p.numel())
 
 
 def llm_parameter_counts(llm: nn.Module) -> dict[str, int]:
     """Total and non-embedding parameters of a causal LM (tied output head counted once)."""
     total = count_parameters(llm)
-    embedding = llm.get_input_embeddings().weight.numel()
+    embedding = _numel(llm.get_input_embeddings().weight)
     head = llm.get_output_embeddings()
     if head is not None and head.weight is not llm.get_input_embeddings().weight:
-        embedding += head.weight.numel()
+        embedding += _numel(head.weight)
     return {"total": total, "non_embedding": total - embedding}
 
 

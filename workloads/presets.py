@@ -54,10 +54,30 @@ VISION_PRESETS: dict[str, VisionShape] = {
 }
 
 
+# Real architectures with random weights: the study's shapes, for benchmarks and dry runs of memory
+# and throughput at real scale without downloading a checkpoint. Not part of the tiny family.
+REAL_LLM_SHAPES: dict[str, LLMShape] = {
+    "qwen2-0.5b-shape": LLMShape(hidden=896, layers=24, heads=14, kv_heads=2, ffn=4864),
+    "qwen2-7b-shape": LLMShape(hidden=3584, layers=28, heads=28, kv_heads=4, ffn=18944),
+}
+REAL_VISION_SHAPES: dict[str, VisionShape] = {
+    # CLIP ViT-L/14 at 336 px, LLaVA-1.5's tower: a 24×24 patch grid, 576 patches
+    "clip-vit-l-336-shape": VisionShape(hidden=1024, layers=24, heads=16, ffn=4096, image_size=336, patch_size=14),
+}
+
+
+def llm_shape(name: str) -> LLMShape:
+    return LLM_PRESETS[name] if name in LLM_PRESETS else REAL_LLM_SHAPES[name]
+
+
+def vision_shape(name: str) -> VisionShape:
+    return VISION_PRESETS[name] if name in VISION_PRESETS else REAL_VISION_SHAPES[name]
+
+
 def llm_non_embedding_params(name: str) -> int:
     """Non-embedding parameters of an LLM preset, analytically (Qwen2: q/k/v biases, no o bias,
     SwiGLU MLP, RMSNorm weights); tests check it against the built model."""
-    s = LLM_PRESETS[name]
+    s = llm_shape(name)
     head_dim = s.hidden // s.heads
     kv = s.kv_heads * head_dim
     attention = (s.hidden * s.hidden + s.hidden) + 2 * (s.hidden * kv + kv) + s.hidden * s.hidden
@@ -66,11 +86,11 @@ def llm_non_embedding_params(name: str) -> int:
 
 
 def is_llm_preset(name: str) -> bool:
-    return name in LLM_PRESETS
+    return name in LLM_PRESETS or name in REAL_LLM_SHAPES
 
 
 def is_vision_preset(name: str) -> bool:
-    return name in VISION_PRESETS
+    return name in VISION_PRESETS or name in REAL_VISION_SHAPES
 
 
 def llm_config(name: str, vocab_size: int, max_positions: int = 512):
@@ -82,7 +102,7 @@ def llm_config(name: str, vocab_size: int, max_positions: int = 512):
     """
     from transformers import Qwen2Config
 
-    s = LLM_PRESETS[name]
+    s = llm_shape(name)
     return Qwen2Config(
         vocab_size=vocab_size,
         hidden_size=s.hidden,
@@ -102,7 +122,7 @@ def vision_config(name: str):
     """A CLIP vision config for the preset ``name``."""
     from transformers import CLIPVisionConfig
 
-    s = VISION_PRESETS[name]
+    s = vision_shape(name)
     return CLIPVisionConfig(
         hidden_size=s.hidden,
         intermediate_size=s.ffn,
