@@ -18,7 +18,7 @@ import yaml
 from workloads.presets import LLM_PRESETS, is_llm_preset, llm_non_embedding_params
 from workloads.token_rules import feasible_visual_tokens
 
-from .fit import FORMS, Fit, FitError, fit_law
+from .fit import FORMS, METRIC_KINDS, Fit, FitError, fit_law, metric_kind
 from .frontier import Frontier, default_budgets, frontier
 from .propose import Candidate, Pick, propose_frontier, training_cost
 from .spec import Experiment, SpecError, cell_key
@@ -35,17 +35,25 @@ class Observations:
     v: np.ndarray
     e: np.ndarray
     metric: str
+    kind: str = "error"  # of the metric: an error rate in (0, 1) or a positive loss (fit.METRIC_KINDS)
 
 
-def observations_from_rows(rows: list[dict[str, Any]], metric: str = "error") -> Observations:
+def _kind(metric: str, kind: str | None) -> str:
+    kind = kind or metric_kind(metric)
+    if kind not in METRIC_KINDS:
+        raise SpecError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
+    return kind
+
+
+def observations_from_rows(rows: list[dict[str, Any]], metric: str = "error", kind: str | None = None) -> Observations:
     done = [r for r in rows if r.get("status") == "finished" and r.get(metric) is not None]
     return Observations(tuple(r["cell"] for r in done), tuple(r["llm"] for r in done),
                         tuple(r["compressor"] for r in done),
                         np.array([float(r["llm_params"]) for r in done]), np.array([float(r["visual_tokens"]) for r in done]),
-                        np.array([float(r[metric]) for r in done]), metric)
+                        np.array([float(r[metric]) for r in done]), metric, _kind(metric, kind))
 
 
-def observations_from_csv(path: str | Path, metric: str = "error") -> Observations:
+def observations_from_csv(path: str | Path, metric: str = "error", kind: str | None = None) -> Observations:
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"{p}: no such file")
@@ -68,7 +76,8 @@ def observations_from_csv(path: str | Path, metric: str = "error") -> Observatio
             llms.append(row.get("llm") or f"N={row['llm_params']}")
             comps.append(row.get("compressor") or "unknown")
             keys.append(row.get("cell") or f"row{line}")
-    return Observations(tuple(keys), tuple(llms), tuple(comps), np.array(n), np.array(v), np.array(e), metric)
+    return Observations(tuple(keys), tuple(llms), tuple(comps), np.array(n), np.array(v), np.array(e), metric,
+                        _kind(metric, kind))
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,9 @@ class Analysis:
     def as_dict(self) -> dict[str, Any]:
         f = self.fit
         return {
-            "form": f.form, "loss": f.loss, "metric": self.observations.metric, "n_points": f.n_points,
-            "params": f.params, "ci": {k: list(v) for k, v in f.ci.items()}, "ci_level": f.ci_level,
-            "sse": f.sse, "loo_rel_error": f.loo_rel_error, "loo_max_rel_error": f.loo_max_rel_error,
+            "form": f.form, "loss": f.loss, "metric": self.observations.metric, "metric_kind": f.kind,
+            "n_points": f.n_points, "params": f.params, "ci": {k: list(v) for k, v in f.ci.items()},
+            "ci_level": f.ci_level, "objective": f.objective, "rmse": f.rmse, "r2": f.r2, "loo_rel_error": f.loo_rel_error, "loo_max_rel_error": f.loo_max_rel_error,
             "holdout_largest_rel_error": f.holdout_largest_rel_error, "bootstrap": len(f.bootstrap),
             "frontier": self.frontier.as_dict(),
             "proposals": [{"llm": p.candidate.llm, "llm_params": p.candidate.n, "visual_tokens": p.candidate.visual_tokens,
@@ -126,8 +135,9 @@ def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
 
 def analyze(obs: Observations, form: str = "multiplicative", loss: str = "squared", text_tokens: float = 0.0,
             bootstrap: int = 1000, seed: int = 0, candidates: list[Candidate] | None = None, k: int = 0,
-            budget: float | None = None) -> Analysis:
-    fit = fit_law(obs.n, obs.v, obs.e, form=form, loss=loss, bootstrap=bootstrap, seed=seed)
+            budget: float | None = None, ci_level: float = 0.9, cross_validate: bool = True) -> Analysis:
+    fit = fit_law(obs.n, obs.v, obs.e, form=form, loss=loss, bootstrap=bootstrap, seed=seed, ci_level=ci_level,
+                  cross_validate=cross_validate, kind=obs.kind)
     cands = candidates or []
     ns = list(obs.n) + [c.n for c in cands]
     vs = list(obs.v) + [c.visual_tokens for c in cands]
@@ -178,7 +188,7 @@ def next_spec(exp: Experiment, spec_doc: dict[str, Any], obs: Observations, pick
 
 def format_analysis(a: Analysis) -> str:
     f, fr = a.fit, a.frontier
-    lines = [f"law ({f.form}, {f.loss} loss, {f.n_points} cells, metric {a.observations.metric}):"]
+    lines = [f"law ({f.form}, {f.loss} loss, {f.n_points} cells, metric {a.observations.metric} [{f.kind}]):"]
     lines.append("  " + FORMS[f.form].equation)
     level = int(round(100 * f.ci_level))
     for name, value in f.params.items():
@@ -186,13 +196,14 @@ def format_analysis(a: Analysis) -> str:
         lines.append(f"  {name:>6} = {value:<10.4g} {level}% CI [{lo:.4g}, {hi:.4g}]")
     loo = "n/a" if f.loo_rel_error is None else f"{100 * f.loo_rel_error:.1f}% (max {100 * f.loo_max_rel_error:.1f}%)"
     hold = "n/a" if f.holdout_largest_rel_error is None else f"{100 * f.holdout_largest_rel_error:.1f}%"
-    lines.append(f"  leave-one-out relative error {loo}; largest LLM held out {hold}; SSE {f.sse:.3g}")
+    lines.append(f"  RMSE {f.rmse:.3g} ({a.observations.metric} units), R² {f.r2:.3f}, {f.loss} objective {f.objective:.3g}")
+    lines.append(f"  leave-one-out relative error {loo}; largest LLM held out {hold}")
     if fr.optimal_visual_tokens is not None:
         ci = fr.optimal_visual_tokens_ci
         ci_txt = f" ({level}% CI [{ci[0]:.3g}, {ci[1]:.3g}])" if ci else ""
         lines.append(f"frontier (Q = {fr.text_tokens:g} text tokens): optimal visual tokens V* = "
                      f"{fr.optimal_visual_tokens:.3g}{ci_txt}")
-    lines.append(f"  {'budget FLOPs':>13} {'N*':>10} {'V*':>7} {'error':>7} {'runnable (N, V)':>20}")
+    lines.append(f"  {'budget FLOPs':>13} {'N*':>10} {'V*':>7} {a.observations.metric[:7]:>7} {'runnable (N, V)':>20}")
     for p in fr.points:
         run = "-" if p.discrete is None else f"({p.discrete[0]:.3g}, {p.discrete[1]:g})"
         lines.append(f"  {p.budget:>13.3g} {p.n:>10.3g} {p.v:>7.3g} {p.error:>7.4f} {run:>20}")
@@ -214,10 +225,10 @@ def nan_to_none(value: Any) -> Any:
     return value
 
 
-def load_source(source: str, metric: str = "error", storage: str | None = None):
+def load_source(source: str, metric: str = "error", storage: str | None = None, kind: str | None = None):
     """(experiment or None, its spec document or None, observations) from a name, spec file or CSV."""
     if source.endswith(".csv"):
-        return None, None, observations_from_csv(source, metric)
+        return None, None, observations_from_csv(source, metric, kind)
     import json
 
     from .results import locate, rows
@@ -228,4 +239,4 @@ def load_source(source: str, metric: str = "error", storage: str | None = None):
         spec_doc = yaml.safe_load(manifest["spec_yaml"]) if "spec_yaml" in manifest else manifest["spec"]
     else:
         spec_doc = yaml.safe_load(Path(source).read_text())
-    return exp, spec_doc, observations_from_rows(rows(exp, exp_dir), metric)
+    return exp, spec_doc, observations_from_rows(rows(exp, exp_dir), metric, kind)

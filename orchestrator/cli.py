@@ -177,10 +177,12 @@ def cmd_ui(a) -> int:
 def _analysis(a, k: int = 0):
     from .analyze import analyze, candidates_for, load_source
 
-    exp, spec_doc, obs = load_source(a.source, a.metric, a.storage)
+    if not 0 < a.ci_level < 1:
+        raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
+    exp, spec_doc, obs = load_source(a.source, a.metric, a.storage, a.metric_kind)
     cands = candidates_for(exp, obs) if exp is not None and k else []
     return exp, spec_doc, obs, analyze(obs, a.form, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
-                                       getattr(a, "budget", None))
+                                       getattr(a, "budget", None), a.ci_level, not a.no_cross_validation)
 
 
 def cmd_fit(a) -> int:
@@ -225,6 +227,10 @@ def _fit_args(s) -> None:
     s.add_argument("--form", choices=("multiplicative", "additive"), default="multiplicative")
     s.add_argument("--loss", choices=("squared", "huber_log"), default="squared")
     s.add_argument("--metric", default="error", help="the column to fit (default error; e.g. eval_loss)")
+    s.add_argument("--metric-kind", choices=("error", "loss"),
+                   help="error: a rate in (0, 1); loss: any positive value (default: loss if the name has 'loss')")
+    s.add_argument("--ci-level", type=float, default=0.9, help="bootstrap interval coverage (default 0.9)")
+    s.add_argument("--no-cross-validation", action="store_true", help="skip leave-one-out and the largest-N hold-out")
     s.add_argument("--text-tokens", type=float, default=0.0, help="Q of the frontier (0: cached text)")
     s.add_argument("--bootstrap", type=int, default=1000)
     s.add_argument("--seed", type=int, default=0)

@@ -5,13 +5,17 @@ Law forms (registry ``FORMS``), with N the LLM's non-embedding parameters and V 
     multiplicative   error(N, V) = a · N^-α · V^-β + d            (Li et al. 2025, the default)
     additive         error(N, V) = A · N^-α + B · V^-β + d
 
-Parameters are kept in the meaningful region — coefficients ≥ 0, 0 ≤ exponents ≤ 3,
-0 ≤ d < min(observed error) — because an unconstrained fit of such data collapses (a ≫ 1 with
+The fitted metric is an error rate in (0, 1) or a loss (any positive value, e.g. eval loss in
+nats); its kind only sets what values are admissible (``METRIC_KINDS``). Parameters are kept in
+the meaningful region — coefficients ≥ 0, 0 ≤ exponents ≤ 3, 0 ≤ d < min(observed metric) — because an unconstrained fit of such data collapses (a ≫ 1 with
 d ≈ −a). Fitting is bounded least squares from a deterministic grid of starting points, in normalised units N/N₀, V/V₀ (N₀, V₀ the geometric means) for conditioning;
 coefficients are optimised as logarithms and reported in the original units. Losses:
 
     squared     Σ (ê − e)²
     huber_log   Σ Huber_δ(log ê − log e),  δ = 10⁻³   (Chinchilla's approach 3)
+
+Goodness of fit is reported as the objective actually minimised (½Σr² or ΣHuber), and as RMSE
+and R² = 1 − Σ(ê − e)² / Σ(e − ē)² in the metric's own units.
 
 Uncertainty: a seeded case bootstrap (resample cells with replacement, refit) gives percentile
 intervals; leave-one-out and hold-out-the-largest-N give out-of-sample relative errors. Every
@@ -33,6 +37,15 @@ LOG_COEF = (-30.0, 10.0)
 
 class FitError(ValueError):
     """The data cannot identify the law; the message says why and what would."""
+
+
+# what each kind of metric may be: (lower bound, upper bound or None), both exclusive
+METRIC_KINDS: dict[str, tuple[float, float | None]] = {"error": (0.0, 1.0), "loss": (0.0, None)}
+
+
+def metric_kind(metric: str) -> str:
+    """The kind of a metric column by its name: ``*loss*`` is a loss, anything else an error rate."""
+    return "loss" if "loss" in metric.lower() else "error"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -165,13 +178,17 @@ class Fit:
     params: dict[str, float]
     ci: dict[str, tuple[float, float]]
     ci_level: float
-    sse: float
+    sse: float  # Σ (ê − e)² in the metric's units, whatever the loss
+    objective: float  # the minimised objective: ½Σr² (squared) or ΣHuber_δ(log ê − log e) (huber_log)
+    rmse: float
+    r2: float
     n_points: int
     loo_rel_error: float | None
     loo_max_rel_error: float | None
     holdout_largest_rel_error: float | None
     bootstrap: np.ndarray = field(repr=False)  # [B, k] parameter samples (original units, FORMS order)
     bootstrap_failures: int = 0
+    kind: str = "error"
 
     def predict(self, n, v) -> np.ndarray:
         return predict(self.form, self.params, n, v)
@@ -186,7 +203,9 @@ class Fit:
         return self.sse / max(self.n_points - k, 1)
 
 
-def check_data(n, v, e, form: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_data(n, v, e, form: str, kind: str = "error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if kind not in METRIC_KINDS:
+        raise FitError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
     if form not in FORMS:
         raise FitError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}")
     n, v, e = (np.asarray(a, dtype=float).ravel() for a in (n, v, e))
@@ -196,10 +215,13 @@ def check_data(n, v, e, form: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise FitError("the data holds NaN or infinite values; drop or fix those cells")
     if np.any(n <= 0) or np.any(v <= 0):
         raise FitError("llm_params and visual_tokens must be positive")
-    if np.any(e <= 0) or np.any(e >= 1):
-        bad = e[(e <= 0) | (e >= 1)][0]
-        raise FitError(f"error must lie strictly between 0 and 1 (found {bad:g}); a perfect or chance-free "
-                       "score cannot be fitted by this law")
+    lo, hi = METRIC_KINDS[kind]
+    outside = (e <= lo) | ((e >= hi) if hi is not None else np.zeros(len(e), bool))
+    if outside.any():
+        if kind == "error":
+            raise FitError(f"an error rate must lie strictly between 0 and 1 (found {e[outside][0]:g}); a perfect "
+                           "score cannot be fitted by this law, and a loss needs --metric-kind loss")
+        raise FitError(f"a loss must be positive (found {e[outside][0]:g})")
     k = len(FORMS[form].params)
     if len(e) <= k:
         raise FitError(f"{len(e)} points cannot identify the {form} law's {k} parameters; run at least {k + 1} cells")
@@ -293,25 +315,36 @@ def _fit_z(form: str, n, v, e, loss: str, n0: float, v0: float) -> np.ndarray:
     return _best_of(law, x, y, e, np.ones(len(e)), np.array(law.starts(e)), loss)
 
 
-def fit_params(n, v, e, form: str = "multiplicative", loss: str = "squared") -> dict[str, float]:
+def fit_params(n, v, e, form: str = "multiplicative", loss: str = "squared", kind: str = "error") -> dict[str, float]:
     """The best-fitting parameters only (no uncertainty)."""
-    n, v, e = check_data(n, v, e, form)
+    n, v, e = check_data(n, v, e, form, kind)
     n0, v0 = reference_point(n, v)
     return FORMS[form].to_params(_fit_z(form, n, v, e, loss, n0, v0), n0, v0)
 
 
 def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
-            seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True) -> Fit:
-    """Fit the law with bootstrap intervals and out-of-sample errors (see module docstring)."""
-    n, v, e = check_data(n, v, e, form)
+            seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True, kind: str = "error") -> Fit:
+    """Fit the law with bootstrap intervals and out-of-sample errors (see module docstring).
+
+    ``kind`` is the metric's (``METRIC_KINDS``); ``ci_level`` the bootstrap interval's coverage;
+    ``cross_validate`` adds leave-one-out and hold-out-the-largest-N errors.
+    """
+    if not 0 < ci_level < 1:
+        raise FitError(f"the interval level must lie strictly between 0 and 1, got {ci_level:g}")
+    n, v, e = check_data(n, v, e, form, kind)
     law = FORMS[form]
     n0, v0 = reference_point(n, v)
     z = _fit_z(form, n, v, e, loss, n0, v0)
     params = law.to_params(z, n0, v0)
-    sse = float(np.sum((predict(form, params, n, v) - e) ** 2))
+    x, y = np.log(n / n0), np.log(v / v0)
+    residuals = predict(form, params, n, v) - e
+    sse = float(np.sum(residuals ** 2))
+    r, _, w = _objective(law, z[None], x, y, e, np.ones((1, len(e))), loss)
+    objective = float(_cost(r, w, loss)[0]) if loss == "huber_log" else 0.5 * sse
+    spread = float(np.sum((e - e.mean()) ** 2))
+    r2 = 1.0 - sse / spread if spread > 0 else float("nan")
 
     # bootstrap: all replicates in one batch, each from the full fit and two grid starts
-    x, y = np.log(n / n0), np.log(v / v0)
     rng = np.random.default_rng(seed)
     counts = np.array([np.bincount(rng.integers(0, len(e), len(e)), minlength=len(e)) for _ in range(bootstrap)],
                       dtype=float).reshape(bootstrap, len(e))
@@ -336,7 +369,8 @@ def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootst
     if cross_validate:
         loo, loo_max = _leave_one_out(form, n, v, e, loss, n0, v0, z)
         holdout = _holdout_largest(form, n, v, e, loss)
-    return Fit(form, loss, params, ci, ci_level, sse, len(e), loo, loo_max, holdout, boot, failures)
+    return Fit(form, loss, params, ci, ci_level, sse, objective, float(np.sqrt(sse / len(e))), r2, len(e), loo,
+               loo_max, holdout, boot, failures, kind)
 
 
 def _leave_one_out(form, n, v, e, loss, n0, v0, z_full) -> tuple[float | None, float | None]:
@@ -346,8 +380,9 @@ def _leave_one_out(form, n, v, e, loss, n0, v0, z_full) -> tuple[float | None, f
             and len(e) - 1 > len(law.params)]
     if not held:
         return None, None
-    grid_starts = np.array(law.starts(e))
-    starts = np.concatenate([z_full[None], grid_starts[::3]])
+    # one point moves the optimum little: each held-out fit starts from the full fit (one start,
+    # not the grid), which makes leave-one-out one batched solve of n problems
+    starts = z_full[None]
     w = np.ones((len(held), len(e)))
     w[np.arange(len(held)), held] = 0.0
     zs, costs = _solve_batch(law, x, y, e, np.repeat(w, len(starts), axis=0), np.tile(starts, (len(held), 1)), loss)
@@ -364,7 +399,7 @@ def _holdout_largest(form, n, v, e, loss) -> float | None:
     test = n == n.max()
     train = ~test
     try:
-        params = fit_params(n[train], v[train], e[train], form, loss)
+        params = fit_params(n[train], v[train], e[train], form, loss, kind="loss")  # e was checked already
     except FitError:
         return None
     return float(np.mean(np.abs(predict(form, params, n[test], v[test]) - e[test]) / e[test]))

@@ -77,6 +77,8 @@ def render(table: list[dict[str, Any]], fmt: str) -> str:
         t.add_column(col, justify="right" if col not in ("cell", "llm", "compressor", "task", "status") else "left")
     for r in table:
         t.add_row(*[_cell(r.get(c)) for c in COLUMNS])
+    t.caption = ("error: error rate in (0, 1), 1 − exact match; eval_loss: loss, mean nats per answer token "
+                 "(fit either: vlmscale fit NAME --metric eval_loss)")
     console = Console(record=True, width=200)
     with console.capture() as cap:
         console.print(t)

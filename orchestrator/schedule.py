@@ -215,10 +215,10 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     from .results import rows
 
     f = exp.spec.fit
-    obs = observations_from_rows(rows(exp, exp_dir), f.metric)
+    obs = observations_from_rows(rows(exp, exp_dir), f.metric, f.metric_kind)
     try:
         analysis = analyze(obs, f.form, f.loss, f.text_tokens, f.bootstrap, candidates=candidates_for(exp, obs),
-                           k=f.propose)
+                           k=f.propose, ci_level=f.ci_level, cross_validate=f.cross_validate)
     except FitError as e:
         echo(f"fit skipped: {e}")
         return
@@ -233,7 +233,7 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     run_id = tracker.fit_run(parent, exp.name)
     tracker.mark_running(run_id)
     fit = analysis.fit
-    metrics = {**fit.params, "sse": fit.sse, "n_points": fit.n_points}
+    metrics = {**fit.params, "objective": fit.objective, "rmse": fit.rmse, "r2": fit.r2, "n_points": fit.n_points}
     metrics.update({f"{k}_ci_low": v[0] for k, v in fit.ci.items()})
     metrics.update({f"{k}_ci_high": v[1] for k, v in fit.ci.items()})
     for name in ("loo_rel_error", "loo_max_rel_error", "holdout_largest_rel_error"):
@@ -242,7 +242,7 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     if analysis.frontier.optimal_visual_tokens is not None:
         metrics["optimal_visual_tokens"] = analysis.frontier.optimal_visual_tokens
     tracker.log_metrics(run_id, metrics, step=fit.n_points, force=True)
-    tracker.set_tags(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric})
+    tracker.set_tags(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric, "metric_kind": fit.kind})
     for path in written:
         tracker.client.log_artifact(run_id, str(path), "report")
     tracker.client.log_artifact(run_id, str(next_yaml))

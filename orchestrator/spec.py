@@ -328,9 +328,14 @@ class Fit(_Strict):
     enabled: bool = True
     form: Literal["multiplicative", "additive"] = "multiplicative"
     loss: Literal["squared", "huber_log"] = "squared"
-    metric: str = "error"
+    metric: str = Field("error", description="The cell metric to fit, e.g. error, eval_loss, error/shapes")
+    metric_kind: Literal["error", "loss"] | None = Field(
+        None, description="error: a rate in (0, 1); loss: any positive value, fitted raw (e.g. nats). "
+                          "Default: loss when the metric's name contains 'loss', else error")
     text_tokens: float = Field(0.0, ge=0)
     bootstrap: int = Field(200, ge=0)
+    ci_level: float = Field(0.9, gt=0, lt=1, description="Coverage of the bootstrap intervals")
+    cross_validate: bool = Field(True, description="Leave-one-out and largest-LLM hold-out errors")
     propose: int = Field(4, ge=0)
 
 

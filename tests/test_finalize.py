@@ -50,7 +50,7 @@ def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
     fit_run = runs[0]
     assert fit_run.data.tags["mlflow.parentRunId"] == parent and fit_run.info.status == "FINISHED"
     assert fit_run.data.metrics["loo_rel_error"] < 0.10  # the quickstart's documented bar
-    for key in ("a", "alpha", "beta", "d", "alpha_ci_low", "alpha_ci_high", "sse"):
+    for key in ("a", "alpha", "beta", "d", "alpha_ci_low", "alpha_ci_high", "objective", "rmse", "r2"):
         assert key in fit_run.data.metrics
     artifacts = {a.path for a in tracker.client.list_artifacts(fit_run.info.run_id)}
     assert "next.yaml" in artifacts and "report" in artifacts
@@ -65,3 +65,35 @@ def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
     # running the final job again updates the same fit run
     finalize(exp, exp_dir, text, tracker, parent, echo=lines.append)
     assert len(tracker.client.search_runs([tracker.experiment_id], filter_string="tags.`vlmscale.role` = 'fit'")) == 1
+
+
+def test_fit_eval_loss_of_a_finished_experiment_in_nats(tmp_path):
+    """`vlmscale fit NAME --metric eval_loss`: the cells' raw eval loss, no rescaling."""
+    import json
+    import subprocess
+    import sys
+
+    doc = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
+    doc["spec"]["storage"]["path"] = str(tmp_path / "runs")
+    text = yaml.safe_dump(doc, sort_keys=False)
+    exp = parse(doc)
+    exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
+    prepare(exp, exp_dir, text)
+    from orchestrator.schedule import config_digest
+
+    for cell in exp.cells():
+        n = llm_non_embedding_params(cell.llm)
+        err = MEASURED[(cell.llm, cell.visual_tokens)]
+        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": config_digest(cell.config),
+                                           "metrics": {"step": 600, "llm_params": n, "error": err, "eval_loss": 3 * err + 0.2,
+                                                       "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}})
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", exp.name, "--storage", str(tmp_path / "runs"),
+                        "--metric", "eval_loss", "--format", "json", "--bootstrap", "100"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["metric"] == "eval_loss" and out["metric_kind"] == "loss" and out["n_points"] == 9
+    assert out["params"]["d"] < 3 * min(MEASURED.values()) + 0.2 and out["r2"] > 0.5
+    table = subprocess.run([sys.executable, "-m", "orchestrator.cli", "results", exp.name, "--storage",
+                            str(tmp_path / "runs")], capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
+    assert "eval_loss: loss, mean nats per answer token" in table

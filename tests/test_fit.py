@@ -150,7 +150,9 @@ def test_fit_cli_on_a_csv_prints_the_documented_json(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["form"] == "multiplicative" and set(out["params"]) == {"a", "alpha", "beta", "d"}
-    assert set(out["ci"]) == {"a", "alpha", "beta", "d"} and out["sse"] > 0 and out["loo_rel_error"] < 0.01
+    assert set(out["ci"]) == {"a", "alpha", "beta", "d"} and out["loo_rel_error"] < 0.01
+    assert out["metric_kind"] == "error" and out["ci_level"] == 0.9
+    assert out["objective"] == pytest.approx(0.5 * out["rmse"] ** 2 * len(e)) and 0.9 < out["r2"] <= 1
     assert out["frontier"]["text_tokens"] == 50
     assert out["frontier"]["optimal_visual_tokens"] == pytest.approx(
         out["params"]["beta"] * 50 / (out["params"]["alpha"] - out["params"]["beta"]), rel=1e-6)
@@ -166,3 +168,66 @@ def test_fit_cli_refuses_bad_data_in_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(csv)], capture_output=True, text=True,
                        cwd=ROOT)
     assert r.returncode == 2 and "missing column(s) visual_tokens" in r.stderr
+
+
+# Chinchilla (Hoffmann et al. 2022, approach 3): L(N, D) = E + A/N^α + B/D^β
+CHINCHILLA = {"A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28, "d": 1.69}
+
+
+def _chinchilla(seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(7e7, 1.6e10, 15), 20)
+    d = np.tile(np.geomspace(5e9, 5e11, 20), 15)
+    loss = predict("additive", CHINCHILLA, n, d) * (1 + noise * rng.standard_normal(len(n)))
+    return n, d, loss
+
+
+@pytest.mark.parametrize("loss", ["squared", "huber_log"])
+def test_recovers_a_chinchilla_law_from_raw_losses(loss):
+    """300 runs, losses 1.9–3.4 nats (no rescaling), the additive law in N and D."""
+    n, d, e = _chinchilla()
+    assert e.min() > 1.8 and e.max() > 3.0
+    fit = fit_law(n, d, e, form="additive", loss=loss, bootstrap=100, kind="loss", ci_level=0.8)
+    p = fit.params
+    assert p["alpha"] == pytest.approx(0.34, abs=0.03) and p["beta"] == pytest.approx(0.28, abs=0.03)
+    assert p["d"] == pytest.approx(1.69, abs=0.1)
+    assert fit.kind == "loss" and fit.ci_level == 0.8 and fit.r2 > 0.95
+    assert fit.rmse == pytest.approx(0.01 * e.mean(), rel=0.3)  # the noise, in nats
+    lo, hi = fit.ci["alpha"]
+    assert lo < p["alpha"] < hi
+
+
+def test_a_loss_above_one_is_refused_only_as_an_error_rate():
+    n, d, e = _chinchilla()
+    with pytest.raises(FitError, match="error rate must lie strictly between 0 and 1.*--metric-kind loss"):
+        fit_params(n, d, e, form="additive")
+    with pytest.raises(FitError, match="a loss must be positive"):
+        fit_params(n, d, np.where(np.arange(len(e)) == 3, -1.0, e), form="additive", kind="loss")
+
+
+def test_cross_validation_is_optional_and_the_interval_level_is_the_callers():
+    e = _data("multiplicative")
+    quick = fit_law(N, V, e, bootstrap=200, cross_validate=False, ci_level=0.5)
+    full = fit_law(N, V, e, bootstrap=200, ci_level=0.95)
+    assert quick.loo_rel_error is None and quick.holdout_largest_rel_error is None
+    assert full.loo_rel_error is not None and full.loo_rel_error < 0.01
+    for p in ("alpha", "beta"):
+        assert quick.params[p] == full.params[p]
+        assert full.ci[p][0] < quick.ci[p][0] <= quick.ci[p][1] < full.ci[p][1]  # 50% inside 95%
+
+
+def test_fit_cli_fits_eval_loss_in_nats_from_a_csv(tmp_path):
+    n, d, e = _chinchilla()
+    csv = tmp_path / "runs.csv"
+    csv.write_text("llm_params,visual_tokens,eval_loss\n" + "".join(f"{a},{b},{c}\n" for a, b, c in zip(n, d, e)))
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(csv), "--metric", "eval_loss", "--form",
+                        "additive", "--format", "json", "--bootstrap", "50", "--ci-level", "0.8",
+                        "--no-cross-validation"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["metric"] == "eval_loss" and out["metric_kind"] == "loss" and out["ci_level"] == 0.8
+    assert out["params"]["alpha"] == pytest.approx(0.34, abs=0.03) and out["loo_rel_error"] is None
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(csv), "--metric", "eval_loss",
+                        "--metric-kind", "error"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "error rate must lie strictly between 0 and 1" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -26,10 +26,10 @@ def test_cli_flags_of_the_main_commands():
 
     assert flags("run") == ["--address", "--help", "--plain"]
     assert flags("results") == ["--format", "--help", "--storage"]
-    assert flags("fit") == ["--bootstrap", "--form", "--format", "--help", "--loss", "--metric", "--seed",
-                            "--storage", "--text-tokens"]
-    assert flags("propose") == ["--bootstrap", "--budget", "--form", "--help", "--loss", "--metric", "--output",
-                                "--seed", "--storage", "--text-tokens"]
+    fit_flags = ["--bootstrap", "--ci-level", "--form", "--help", "--loss", "--metric", "--metric-kind",
+                 "--no-cross-validation", "--seed", "--storage", "--text-tokens"]
+    assert flags("fit") == sorted(fit_flags + ["--format"])
+    assert flags("propose") == sorted(fit_flags + ["--budget", "--output"])
     assert flags("render") == ["--help", "--image", "--namespace"]
     assert flags("status") == ["--cluster", "--context", "--help", "--kubeconfig", "--namespace", "--storage"]
 
@@ -45,6 +45,9 @@ def test_spec_defaults():
     assert Training().steps == 600 and Training().lr == 2e-3 and Training().strategy == "ddp"
     assert Resources().workers_per_cell == 1 and Resources().gpus_per_worker == 0
     assert Fit().form == "multiplicative" and Fit().loss == "squared" and Fit().propose == 4
+    assert Fit().metric == "error" and Fit().metric_kind is None and Fit().ci_level == 0.9 and Fit().cross_validate
+    assert Training().micro_batch_size is None and not Training().gradient_checkpointing
+    assert Training().precision == "fp32" and s.vision.freeze
     # the spec's training section maps onto the workload's config one to one
     assert set(Training.model_fields) <= {f for f in TrainConfig.__dataclass_fields__}
 
