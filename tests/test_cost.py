@@ -101,3 +101,17 @@ def test_gpu_cell_bench_runs_its_tiny_shape_on_cpu(tmp_path):
     assert all(r["samples_per_s"] > 0 and r["flops_per_step"] > 0 for r in rows)
     assert rows[1]["flops_per_step"] > rows[0]["flops_per_step"]
     assert "V=16 vs V=1" in proc.stdout
+
+
+def test_prefill_latency_probe_synchronises_the_device(tok, monkeypatch):
+    """measure_prefill_latency: warm-up passes, then each of its repeats between two device
+    synchronisations (on a GPU a host clock without them reads the kernel launch, not the work)."""
+    from workloads.cost import measure_prefill_latency
+
+    model = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok)
+    events = []
+    monkeypatch.setattr(devmod, "synchronize", lambda d: events.append("sync"))
+    model.register_forward_pre_hook(lambda m, a: events.append("forward"))
+    seconds = measure_prefill_latency(model, _probe(tok, model, 4), repeats=3)
+    assert seconds > 0
+    assert events == ["forward"] * 2 + ["sync", "forward", "sync"] * 3
