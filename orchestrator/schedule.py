@@ -39,7 +39,6 @@ WORKER_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
     "TRANSFORMERS_VERBOSITY": "error",
-    "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"),
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
 }
 TUNE_BOOKKEEPING = {

@@ -222,7 +222,8 @@ class Training(_Strict):
     strategy: Literal["ddp", "deepspeed"] = "ddp"
     zero_stage: Literal[1, 2, 3] = 2
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: mixed precision (DDP autocast, DeepSpeed bf16)")
-    threads_per_worker: int = Field(1, ge=1)
+    threads_per_worker: int | None = Field(
+        None, ge=1, description="Intra-op threads of each worker; default: resources.cpus_per_worker (at least 1)")
 
     @model_validator(mode="after")
     def _one_batch_split(self) -> "Training":
@@ -433,6 +434,7 @@ def expand(exp: Experiment, vision_path: str | None = None) -> list[Cell]:
     ``vision_path`` replaces the vision preset by its pretrained copy once that exists.
     """
     s = exp.spec
+    threads = s.training.threads_per_worker or max(1, int(s.resources.cpus_per_worker))
     cells = []
     for llm, v, comp, task, seed in s.grid.combinations():
         key = cell_key(llm, v, comp, task, seed)
@@ -449,7 +451,7 @@ def expand(exp: Experiment, vision_path: str | None = None) -> list[Cell]:
                 llava_train=s.data.llava_train, llava_eval=s.data.llava_eval, image_root=s.data.image_root,
                 tokenizer=s.data.tokenizer,
             ),
-            train=TrainConfig(**s.training.model_dump(), seed=seed,
+            train=TrainConfig(**{**s.training.model_dump(), "threads_per_worker": threads}, seed=seed,
                               fail_once_at_step=fault.step if fault and key in fault.cells else None),
         )
         cells.append(Cell(key, llm, v, comp, task, seed, config))

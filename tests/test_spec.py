@@ -153,3 +153,11 @@ def test_explicit_points_replace_the_product():
         parse(_with("spec.grid", {"points": [{"llm": "tiny-xs", "visual_tokens": 5}], "compressors": ["avgpool"]}))
     with pytest.raises(SpecError, match="points lists a cell twice"):
         parse(_with("spec.grid", {"points": [{"llm": "tiny-xs", "visual_tokens": 4}] * 2}))
+
+
+def test_worker_threads_follow_the_cpus_of_a_worker():
+    doc = _with("spec.resources", {"cpus_per_worker": 4})
+    assert {c.config.train.threads_per_worker for c in parse(doc).cells()} == {4}
+    assert {c.config.train.threads_per_worker for c in parse(_with("spec.resources", {"cpus_per_worker": 0.5})).cells()} == {1}
+    doc = _with("spec.training", {"threads_per_worker": 2})
+    assert {c.config.train.threads_per_worker for c in parse(doc).cells()} == {2}

@@ -84,3 +84,32 @@ def test_memory_levers_train_on_cpu(tmp_path):
     losses = [h["loss"] for h in session.history if "loss" in h]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
     assert 0.0 <= metrics["error"] <= 1.0
+
+
+_RUN_CELL = """
+import json, sys
+from workloads.config import CellConfig
+from workloads.train import train_local
+metrics, _ = train_local(CellConfig.from_dict(json.loads(sys.argv[1])), sys.argv[2])
+print(json.dumps({k: v for k, v in metrics.items() if k != 'prefill_latency_s' and k != 'samples_per_s'}))
+"""
+
+
+def test_a_cell_gives_the_same_metrics_whatever_the_launchers_thread_settings(tmp_path):
+    """The cell sets its own threads (from the spec's cpus_per_worker): OMP_NUM_THREADS 1 or 2 in
+    the launching environment gives bit-identical metrics."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cell = json.dumps(_cell(steps=6).to_dict())
+    out = {}
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        proc = subprocess.run([sys.executable, "-c", _RUN_CELL, cell, str(tmp_path / threads)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out[threads] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["1"] == out["2"]
+    assert out["1"]["loss"] > 0 and "error" in out["1"]

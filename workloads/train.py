@@ -11,6 +11,7 @@ checkpoint sees exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import tempfile
 import time
@@ -89,10 +90,20 @@ def eval_batches(sources: list, collate: Collator, rank: int, world: int, batch_
             yield collate([source[j] for j in mine[i:i + batch_size]])
 
 
+def configure_process(threads: int, device: torch.device) -> None:
+    """What a cell's numbers must not depend on, set here rather than by whoever launched the
+    worker (a Makefile, a 32-core RayJob pod): the intra-op thread count (it changes reduction
+    order, hence the bits), tokenizer threads, and DeepSpeed's accelerator, which follows the device."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ["DS_ACCELERATOR"] = "cuda" if device.type == "cuda" else "cpu"
+    torch.set_num_threads(threads)
+
+
 def train(cell: CellConfig, session: Session) -> dict[str, float]:
     tc, dc = cell.train, cell.data
-    torch.set_num_threads(tc.threads_per_worker)
     world, rank, device = session.world_size, session.rank, session.device
+    configure_process(tc.threads_per_worker, device)
     micro, accum = tc.micro_and_accum(world)
     tc = dataclasses.replace(tc, grad_accum=accum, micro_batch_size=None)
     if device.type == "cuda":
