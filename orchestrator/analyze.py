@@ -189,7 +189,7 @@ def next_spec(exp: Experiment, spec_doc: dict[str, Any], obs: Observations, pick
 def format_analysis(a: Analysis) -> str:
     f, fr = a.fit, a.frontier
     lines = [f"law ({f.form}, {f.loss} loss, {f.n_points} cells, metric {a.observations.metric} [{f.kind}]):"]
-    lines.append("  " + FORMS[f.form].equation)
+    lines.append("  " + FORMS[f.form].equation.replace("error", a.observations.metric, 1))
     level = int(round(100 * f.ci_level))
     for name, value in f.params.items():
         lo, hi = f.ci[name]

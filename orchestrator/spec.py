@@ -27,7 +27,7 @@ KIND = "ScalingExperiment"
 RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Hugging Face repo ids / local paths: no shell metacharacters, no whitespace
 MODEL_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$")
-SYNTHETIC_TASKS = ("shapes", "text")
+SYNTHETIC_TASKS = ("shapes", "text", "reason")
 
 
 class SpecError(Exception):

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.batch import ImageTransform
-from .data.synthetic import COLOURS, LETTERS, SHAPES, TASKS, SyntheticVQA
+from .data.synthetic import COLOURS, LETTERS, SCENES, SHAPES, SyntheticVQA
 from .presets import vision_config
 
 META_FILE = "vlmscale_pretraining.json"
@@ -76,8 +76,8 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_si
     grid = vcfg.image_size // vcfg.patch_size
     transform = ImageTransform(vcfg.image_size)
     # a seed stream of its own, disjoint from every cell's training and eval data
-    train_sets = [SyntheticVQA(t, "train", 10**9, seed + 1_000_003, vcfg.image_size, cells) for t in TASKS]
-    eval_sets = [SyntheticVQA(t, "eval", 10**9, seed + 1_000_003, vcfg.image_size, cells) for t in TASKS]
+    train_sets = [SyntheticVQA(t, "train", 10**9, seed + 1_000_003, vcfg.image_size, cells) for t in SCENES]
+    eval_sets = [SyntheticVQA(t, "eval", 10**9, seed + 1_000_003, vcfg.image_size, cells) for t in SCENES]
 
     def logits_and_targets(samples):
         pixels = torch.stack([transform(s.image) for s in samples])
@@ -89,7 +89,7 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_si
         return head(cell_features), targets, where(cell_features)
 
     for step in range(steps):
-        samples = [train_sets[(step * batch_size + j) % len(TASKS)][step * batch_size + j] for j in range(batch_size)]
+        samples = [train_sets[(step * batch_size + j) % len(SCENES)][step * batch_size + j] for j in range(batch_size)]
         logits, targets, position = logits_and_targets(samples)
         cell_ids = torch.arange(cells * cells).repeat(len(samples))
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten()) + F.cross_entropy(position.flatten(0, 1), cell_ids)
@@ -100,7 +100,7 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_si
         sched.step()
 
     with torch.no_grad():
-        samples = [eval_sets[j % len(TASKS)][j] for j in range(256)]
+        samples = [eval_sets[j % len(SCENES)][j] for j in range(256)]
         logits, targets, position = logits_and_targets(samples)
         accuracy = float((logits.argmax(-1) == targets).float().mean())
         position_accuracy = float((position.argmax(-1) == torch.arange(cells * cells)).float().mean())

@@ -8,6 +8,11 @@ Two tasks stand in for the study's two benchmark regimes:
 * ``text`` — letters rendered into grid cells with a built-in 5×7 bitmap font: what letter is
   where, what a row says, where a letter is. Every cell's fine detail matters, so visual tokens
   matter more (the study's OCR regime).
+* ``reason`` — the ``shapes`` scenes, with questions that combine what is seen: compare two
+  counts, add them, subtract one from the total, find the most common colour. The visual content
+  needed is small (how many of each colour and shape: a histogram, which even one pooled token
+  carries), the computation over it is not, so the LLM's size matters more than the visual
+  tokens — the study's reasoning regime, where the frontier spends compute on parameters.
 
 Samples are generated on demand from ``numpy.random.default_rng([seed, split, index])``: random
 access, nothing materialised, identical on every machine, and a resumed run sees exactly the data
@@ -31,7 +36,8 @@ COLOURS = {
 }
 NUMBERS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
 LETTERS = tuple("abcdefghijklmnopqrstuvwxyz")
-TASKS = ("shapes", "text")
+TASKS = ("shapes", "text", "reason")
+SCENES = ("shapes", "text")  # the scene kinds (reason asks about shapes scenes)
 SPLITS = {"train": 0, "eval": 1}
 
 _FONT_5X7 = {
@@ -101,6 +107,10 @@ def _templates() -> list[tuple[str, str, tuple[str, ...]]]:
         ("text", "read_row", ("what", "is", "written", "in")),
         ("text", "locate", ("where", "is", "the", "letter")),
         ("text", "count", ("how", "many", "letters", "are", "there")),
+        ("reason", "compare", ("are", "there", "more", "shapes", "than")),
+        ("reason", "sum", ("how", "many", "shapes", "are", "or")),
+        ("reason", "rest", ("how", "many", "shapes", "are", "not")),
+        ("reason", "most", ("which", "color", "has", "the", "most", "shapes")),
     ]
 
 
@@ -135,7 +145,8 @@ class SyntheticVQA:
         if not 0 <= index < self.size:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, SPLITS[self.split], TASKS.index(self.task), index])
-        scene, ask = (_shapes_scene, _shapes_question) if self.task == "shapes" else (_text_scene, _text_question)
+        scene, ask = {"shapes": (_shapes_scene, _shapes_question), "text": (_text_scene, _text_question),
+                      "reason": (_shapes_scene, _reason_question)}[self.task]
         image, content, layout = scene(rng, self.cells, self.cell_px)
         turns = tuple(ask(rng, content, self.cells) for _ in range(self.questions_per_image))
         return Sample(image, turns, self.task, layout)
@@ -226,6 +237,25 @@ def _shapes_question(rng: np.random.Generator, objects: list[Obj], cells: int) -
     if twins > 1:  # "the red circle" would be ambiguous: ask how many there are instead
         return Turn(f"how many {colour} {shape}s are there ?", str(twins), "count")
     return Turn(f"where is the {colour} {shape} in the image ?", _region(row, col, cells), family)
+
+
+def _reason_question(rng: np.random.Generator, objects: list[Obj], cells: int) -> Turn:
+    colour_names = list(COLOURS)
+    count = {c: sum(o[3] == c for o in objects) for c in colour_names}
+    family = ("compare", "sum", "rest", "most")[int(rng.integers(4))]
+    if family == "most":
+        top = max(count.values())
+        leaders = [c for c in colour_names if count[c] == top]
+        if len(leaders) == 1:
+            return Turn("which color has the most shapes ?", leaders[0], family)
+        family = "compare"  # a tie has no single answer
+    first, second = (colour_names[int(i)] for i in rng.choice(len(colour_names), size=2, replace=False))
+    if family == "compare":
+        return Turn(f"are there more {first} shapes than {second} shapes ?",
+                    "yes" if count[first] > count[second] else "no", family)
+    if family == "sum":
+        return Turn(f"how many shapes are {first} or {second} ?", str(count[first] + count[second]), family)
+    return Turn(f"how many shapes are not {first} ?", str(len(objects) - count[first]), family)
 
 
 # ---------------------------------------------------------------------------------------------
