@@ -14,7 +14,7 @@ def _digest(ds, n=40):
     return [(s.image.tobytes(), s.question, s.answer) for s in (ds[i] for i in range(n))]
 
 
-@pytest.mark.parametrize("task", ["shapes", "text"])
+@pytest.mark.parametrize("task", ["shapes", "text", "reason"])
 def test_same_seed_same_data_other_seed_other_data(task):
     a = _digest(SyntheticVQA(task, "train", 100, seed=3))
     assert a == _digest(SyntheticVQA(task, "train", 100, seed=3))
@@ -25,7 +25,7 @@ def test_same_seed_same_data_other_seed_other_data(task):
     assert not set(x[0] for x in a) & set(x[0] for x in e)
 
 
-@pytest.mark.parametrize("task", ["shapes", "text"])
+@pytest.mark.parametrize("task", ["shapes", "text", "reason"])
 def test_every_word_is_in_the_vocabulary(task):
     vocab = set(vocabulary())
     ds = SyntheticVQA(task, "train", 2000, seed=0)
@@ -106,3 +106,23 @@ def test_llava_format_errors_name_the_file_and_record(tmp_path):
         {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]))
     with pytest.raises(LlavaFormatError, match="nope.png"):
         LlavaDataset(missing)[0]
+
+
+def test_reason_answers_agree_with_the_layout():
+    """Every reasoning question is recomputed from the scene's layout."""
+    ds = SyntheticVQA("reason", "train", 600, seed=2)
+    families = set()
+    for i in range(600):
+        s = ds[i]
+        count = {c: sum(cell.startswith(c + " ") for cell in s.layout) for c in ("red", "green", "blue", "yellow")}
+        w = s.question.split()
+        if s.family == "compare":
+            assert s.answer == ("yes" if count[w[3]] > count[w[6]] else "no")
+        elif s.family == "sum":
+            assert int(s.answer) == count[w[4]] + count[w[6]]
+        elif s.family == "rest":
+            assert int(s.answer) == sum(bool(cell) for cell in s.layout) - count[w[5]]
+        else:
+            assert s.family == "most" and count[s.answer] > max(n for c, n in count.items() if c != s.answer)
+        families.add(s.family)
+    assert families == {"compare", "sum", "rest", "most"}
