@@ -51,7 +51,7 @@ bench-gpu:
 	$(GPU_PYTHON) bench/gpu_cell.py
 
 bench: venv
-	$(BIN)/python bench/nv_table.py --preset quick
+	$(BIN)/python bench/law_stability.py examples/quickstart.yaml
 	$(BIN)/python bench/fit_speed.py
 	$(BIN)/python bench/proposals.py
 	$(BIN)/python bench/gpu_cell.py

@@ -12,7 +12,7 @@ from orchestrator.track import Tracker
 from workloads.presets import llm_non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[1]
-# error of each quickstart cell as measured by `make demo` (bench/nv_table.py reproduces them)
+# error of each quickstart cell as measured by `make demo` at eval_size 512 before the reason task (fixture data)
 MEASURED = {("tiny-xs", 1): 0.5566, ("tiny-xs", 4): 0.5039, ("tiny-xs", 16): 0.4551,
             ("tiny-s", 1): 0.5078, ("tiny-s", 4): 0.4727, ("tiny-s", 16): 0.4199,
             ("tiny-m", 1): 0.4961, ("tiny-m", 4): 0.4375, ("tiny-m", 16): 0.4062}
