@@ -19,7 +19,7 @@ RUN apt-get update \
       git wget ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 
-# UID 1000: the pods run with runAsNonRoot / runAsUser 1000 (see orchestrator/render.py, the chart)
+# UID 1000: the pods run with runAsNonRoot / runAsUser 1000 (see orchestrator/kube/render.py, the chart)
 RUN useradd --uid 1000 --create-home --shell /bin/bash ray
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 RUN python3.11 -m venv /opt/venv && pip install --upgrade pip

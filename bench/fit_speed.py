@@ -14,7 +14,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.fit import fit_law, predict  # noqa: E402
+from orchestrator.scaling.fit import fit_law  # noqa: E402
+from orchestrator.scaling.forms import predict  # noqa: E402
 
 TRUTH = {"multiplicative": {"a": 1.2, "alpha": 0.077, "beta": 0.015, "d": 0.15},
          "additive": {"A": 3.0, "alpha": 0.3, "B": 0.3, "beta": 0.4, "d": 0.2}}

@@ -65,9 +65,10 @@ def falls(table: dict, llms: list[str], vs: list[int]) -> tuple[int, int, int, i
 
 def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], metric: str | None,
         jobs: int) -> dict:
-    from orchestrator.analyze import observations_from_rows
-    from orchestrator.fit import fit_law, metric_kind
-    from orchestrator.frontier import closed_form_visual_tokens
+    from orchestrator.scaling.analysis import observations_from_rows
+    from orchestrator.scaling.fit import fit_law
+    from orchestrator.scaling.forms import metric_kind
+    from orchestrator.scaling.frontier import closed_form_visual_tokens
     from orchestrator.spec import expand, parse
     from workloads.pretrain_vision import pretrain_vision
 

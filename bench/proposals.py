@@ -22,9 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.fit import fit_law, predict  # noqa: E402
-from orchestrator.frontier import default_budgets, optimum  # noqa: E402
-from orchestrator.propose import (  # noqa: E402
+from orchestrator.scaling.fit import fit_law  # noqa: E402
+from orchestrator.scaling.forms import predict  # noqa: E402
+from orchestrator.scaling.frontier import default_budgets, optimum  # noqa: E402
+from orchestrator.scaling.design import (  # noqa: E402
     Candidate, propose_cheapest, propose_d_optimal, propose_frontier, propose_random,
 )
 

@@ -12,11 +12,13 @@ from typing import Any
 from .spec import Experiment, SpecError, json_schema, load, parse
 
 _LAZY = {
-    "Fit": "fit", "FitError": "fit", "fit_law": "fit", "predict": "fit", "FORMS": "fit",
-    "Frontier": "frontier", "frontier": "frontier", "closed_form_visual_tokens": "frontier",
-    "propose_frontier": "propose", "Candidate": "propose",
-    "analyze": "analyze", "write_report": "report",
-    "run_experiment": "schedule", "render": "render", "submit": "submit",
+    "Fit": "scaling.fit", "fit_law": "scaling.fit",
+    "FitError": "scaling.forms", "predict": "scaling.forms", "FORMS": "scaling.forms",
+    "Frontier": "scaling.frontier", "frontier": "scaling.frontier",
+    "closed_form_visual_tokens": "scaling.frontier",
+    "propose_frontier": "scaling.design", "Candidate": "scaling.design",
+    "analyze": "scaling.analysis", "write_report": "scaling.report",
+    "run_experiment": "schedule", "render": "kube.render", "submit": "kube.submit",
 }
 
 __all__ = ["Experiment", "SpecError", "json_schema", "load", "parse", *sorted(_LAZY)]

@@ -87,13 +87,13 @@ def _cluster_experiment(a):
     from .results import locate
 
     exp, _ = locate(a.name, a.storage)
-    from .submit import api_client
+    from .kube.submit import api_client
 
     return exp, api_client(a.kubeconfig, a.context)
 
 
 def cmd_render(a) -> int:
-    from .render import render, to_yaml
+    from .kube.render import render, to_yaml
     from .spec import load
 
     sys.stdout.write(to_yaml(render(load(a.file), a.image, a.namespace)))
@@ -102,7 +102,7 @@ def cmd_render(a) -> int:
 
 def cmd_submit(a) -> int:
     from .spec import load
-    from .submit import api_client, submit
+    from .kube.submit import api_client, submit
 
     exp = load(a.file)
     result = submit(exp, api_client(a.kubeconfig, a.context), a.image, a.namespace)
@@ -113,7 +113,7 @@ def cmd_submit(a) -> int:
 
 
 def cmd_logs(a) -> int:
-    from .submit import logs
+    from .kube.submit import logs
 
     if not a.cluster:
         raise UsageError("logs are read from the cluster: add --cluster (local runs print to the terminal)")
@@ -123,7 +123,7 @@ def cmd_logs(a) -> int:
 
 
 def cmd_delete(a) -> int:
-    from .submit import delete
+    from .kube.submit import delete
 
     if not a.cluster:
         raise UsageError("delete removes the experiment from a cluster: add --cluster "
@@ -138,7 +138,7 @@ def cmd_status(a) -> int:
     from .results import locate, render, rows
 
     if a.cluster:
-        from .submit import status
+        from .kube.submit import status
 
         exp, api = _cluster_experiment(a)
         st = status(exp, api, a.namespace)
@@ -175,7 +175,7 @@ def cmd_ui(a) -> int:
 
 
 def _analysis(a, k: int = 0):
-    from .analyze import analyze, candidates_for, load_source
+    from .scaling.analysis import analyze, candidates_for, load_source
 
     if not 0 < a.ci_level < 1:
         raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
@@ -186,7 +186,7 @@ def _analysis(a, k: int = 0):
 
 
 def cmd_fit(a) -> int:
-    from .analyze import format_analysis, nan_to_none
+    from .scaling.analysis import format_analysis, nan_to_none
 
     _, _, _, analysis = _analysis(a)
     if a.format == "json":
@@ -197,7 +197,7 @@ def cmd_fit(a) -> int:
 
 
 def cmd_propose(a) -> int:
-    from .analyze import format_analysis, next_spec
+    from .scaling.analysis import format_analysis, next_spec
     from .layout import atomic_write_text
 
     if a.source.endswith(".csv"):
@@ -213,7 +213,7 @@ def cmd_propose(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .report import write_report
+    from .scaling.report import write_report
 
     exp, _, _, analysis = _analysis(a, a.k)
     written = write_report(analysis, a.output, title=f"{exp.name if exp else a.source}: scaling law")
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .spec import SpecError
-    from .submit import ClusterError  # light: the kubernetes client loads inside its functions
+    from .kube.submit import ClusterError  # light: the kubernetes client loads inside its functions
 
     args = build_parser().parse_args(argv)
     try:

@@ -41,12 +41,6 @@ WORKER_ENV = {
     "TRANSFORMERS_VERBOSITY": "error",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
 }
-TUNE_BOOKKEEPING = {
-    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "date", "hostname",
-    "node_ip", "config", "trial_id", "experiment_tag", "done", "iterations_since_restore",
-    "checkpoint_dir_name", "should_checkpoint", "time_since_restore", "timesteps_total", "episodes_total",
-    "timesteps_since_restore", "episodes_this_iter", "timesteps_this_iter", "checkpoint_path", "skipped",
-}
 
 
 def config_digest(config: CellConfig) -> str:
@@ -208,9 +202,9 @@ def _trial_name(trial) -> str:
 def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, parent: str, echo=print) -> None:
     """The final job: fit the law, the frontier and the proposals; write the report and next.yaml
     under <exp>/fit and log them as the experiment's "fit" MLflow run."""
-    from .analyze import analyze, candidates_for, format_analysis, next_spec, observations_from_rows
-    from .fit import FitError
-    from .report import write_report
+    from .scaling.analysis import analyze, candidates_for, format_analysis, next_spec, observations_from_rows
+    from .scaling.forms import FitError
+    from .scaling.report import write_report
     from .results import rows
 
     f = exp.spec.fit

@@ -39,6 +39,15 @@ def environment() -> dict[str, str]:
     return env
 
 
+# keys Ray Tune adds to every result: not metrics of the cell
+TUNE_BOOKKEEPING = {
+    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "date", "hostname",
+    "node_ip", "config", "trial_id", "experiment_tag", "done", "iterations_since_restore",
+    "checkpoint_dir_name", "should_checkpoint", "time_since_restore", "timesteps_total", "episodes_total",
+    "timesteps_since_restore", "episodes_this_iter", "timesteps_this_iter", "checkpoint_path", "skipped",
+}
+
+
 class Tracker:
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_root: str | None = None):
         from mlflow.tracking import MlflowClient
@@ -133,8 +142,6 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
     can pickle it with its run config.
     """
     from ray import tune
-
-    from .schedule import TUNE_BOOKKEEPING
 
     class MlflowCells(tune.Callback):
         def __init__(self):

@@ -50,7 +50,7 @@ def template_chart(*args: str, release: str = "vlmscale", namespace: str = "vlms
 
 def generate() -> dict[str, str]:
     sys.path.insert(0, str(ROOT))
-    from orchestrator.render import render, to_yaml
+    from orchestrator.kube.render import render, to_yaml
     from orchestrator.spec import load
 
     platform = template_chart()

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.fit import FitError, fit_law, fit_params, predict
-from orchestrator.frontier import closed_form_visual_tokens, frontier, optimum
-from orchestrator.propose import Candidate, propose_cheapest, propose_d_optimal, propose_frontier, propose_random
+from orchestrator.scaling.fit import fit_law, fit_params
+from orchestrator.scaling.forms import FitError, predict
+from orchestrator.scaling.frontier import closed_form_visual_tokens, frontier, optimum
+from orchestrator.scaling.design import Candidate, propose_cheapest, propose_d_optimal, propose_frontier, propose_random
 
 ROOT = Path(__file__).resolve().parents[1]
 N = np.repeat([2e4, 8e4, 3e5, 1.2e6, 5e6], 6)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.render import render, to_yaml
+from orchestrator.kube.render import render, to_yaml
 from orchestrator.spec import SpecError, load, parse
-from orchestrator.submit import delete, status, submit
+from orchestrator.kube.submit import delete, status, submit
 
 from .k8s_utils import KubeEmulator, validate
 
@@ -171,7 +171,7 @@ def test_logs_read_the_driver_pods_of_the_rayjob(cluster):
     import kmock
     from kubernetes import client
 
-    from orchestrator.submit import logs
+    from orchestrator.kube.submit import logs
 
     api = cluster.client()
     exp = load(QUICK)

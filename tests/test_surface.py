@@ -57,3 +57,21 @@ def test_package_facades():
         assert getattr(orchestrator, name) is not None, name
     for name in workloads.__all__:
         assert getattr(workloads, name) is not None, name
+
+
+def test_dependency_direction():
+    """The engine imports neither ray, torch, mlflow nor kubernetes; the Kubernetes face needs no
+    ray or torch; workloads never imports orchestrator."""
+    import subprocess
+    import sys
+
+    def loaded(modules: str) -> set[str]:
+        code = (f"import sys; import {modules}; "
+                "print(' '.join(m for m in ('ray', 'torch', 'mlflow', 'kubernetes', 'orchestrator') if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return set(out.stdout.split())
+
+    engine = "orchestrator.scaling.analysis, orchestrator.scaling.design, orchestrator.scaling.report"
+    assert loaded(engine) == {"orchestrator"}
+    assert not loaded("orchestrator.kube.render, orchestrator.kube.submit") & {"ray", "torch"}
+    assert "orchestrator" not in loaded("workloads.config, workloads.train, workloads.launch")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .render import LABEL_DIGEST, object_name, render
-from .spec import Experiment, SpecError
+from ..spec import Experiment, SpecError
 
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 

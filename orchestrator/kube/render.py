@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .spec import RFC1123_LABEL, Experiment, SpecError, check_image
+from ..spec import RFC1123_LABEL, Experiment, SpecError, check_image
 
 SPEC_MOUNT = "/etc/vlmscale"
 STORAGE_MOUNT = "/mnt/vlmscale"

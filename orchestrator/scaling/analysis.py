@@ -18,10 +18,11 @@ import yaml
 from workloads.presets import LLM_PRESETS, is_llm_preset, llm_non_embedding_params
 from workloads.token_rules import feasible_visual_tokens
 
-from .fit import FORMS, METRIC_KINDS, Fit, FitError, fit_law, metric_kind
+from .fit import Fit, fit_law
+from .forms import FORMS, METRIC_KINDS, FitError, metric_kind
 from .frontier import Frontier, default_budgets, frontier
-from .propose import Candidate, Pick, propose_frontier, training_cost
-from .spec import Experiment, SpecError, cell_key
+from .design import Candidate, Pick, propose_frontier, training_cost
+from ..spec import Experiment, SpecError, cell_key
 
 TRAIN_TEXT_TOKENS = 12.0  # a synthetic prompt + answer, for the training-cost estimate
 
@@ -180,7 +181,7 @@ def next_spec(exp: Experiment, spec_doc: dict[str, Any], obs: Observations, pick
             inserted = True
     text = "# Proposed by `vlmscale propose`: the finished cells plus the next most informative ones.\n" \
            + "\n".join(out) + "\n"
-    from .spec import parse
+    from ..spec import parse
 
     parse(yaml.safe_load(text), "next.yaml")  # what we write must validate
     return text
@@ -231,7 +232,7 @@ def load_source(source: str, metric: str = "error", storage: str | None = None, 
         return None, None, observations_from_csv(source, metric, kind)
     import json
 
-    from .results import locate, rows
+    from ..results import locate, rows
 
     exp, exp_dir = locate(source, storage)
     if exp_dir.manifest.is_file():

@@ -22,7 +22,8 @@ import numpy as np
 
 from workloads.cost import llm_prefill_flops
 
-from .fit import Fit, predict
+from .fit import Fit
+from .forms import predict
 
 GRID_POINTS = 2001
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .analyze import Analysis, format_analysis, nan_to_none
-from .fit import predict
+from .analysis import Analysis, format_analysis, nan_to_none
+from .forms import predict
 from .frontier import inference_flops
 
 

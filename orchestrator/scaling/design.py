@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fit import FORMS, Fit, predict, reference_point
+from .fit import Fit
+from .forms import FORMS, predict, reference_point
 from .frontier import optimum
 
 

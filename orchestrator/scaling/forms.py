@@ -1,0 +1,150 @@
+"""Scaling-law forms over two positive inputs x₁, x₂ (N and V for a VLM grid; any two columns of
+a table): pure numpy, no I/O.
+
+    multiplicative   y(x₁, x₂) = a · x₁^-α · x₂^-β + d            (Li et al. 2025, the default)
+    additive         y(x₁, x₂) = A · x₁^-α + B · x₂^-β + d          (Chinchilla's form)
+
+Each form works on an internal parameter vector z over normalised coordinates
+x = log(x₁/x₁₀), y = log(x₂/x₂₀) (x₁₀, x₂₀ the geometric means of the data, for conditioning),
+coefficients as logarithms; ``to_params``/``from_params`` convert to and from original units.
+The metric is an error rate in (0, 1) or a loss (any positive value): ``METRIC_KINDS``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+EXPONENT_MAX = 3.0
+LOG_COEF = (-30.0, 10.0)
+
+
+class FitError(ValueError):
+    """The data cannot identify the law; the message says why and what would."""
+
+
+# what each kind of metric may be: (lower bound, upper bound or None), both exclusive
+METRIC_KINDS: dict[str, tuple[float, float | None]] = {"error": (0.0, 1.0), "loss": (0.0, None)}
+
+
+def metric_kind(metric: str) -> str:
+    """The kind of a metric column by its name: ``*loss*`` is a loss, anything else an error rate."""
+    return "loss" if "loss" in metric.lower() else "error"
+
+
+# ------------------------------------------------------------------------------------------------
+# law forms. Internal parameter vector z; normalised inputs x = log(N/N0), y = log(V/V0).
+
+
+@dataclass(frozen=True)
+class LawForm:
+    name: str
+    params: tuple[str, ...]
+    equation: str
+
+    def predict_z(self, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def jac_z(self, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def bounds(self, d_max: float) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def starts(self, e: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def to_params(self, z: np.ndarray, n0: float, v0: float) -> dict[str, float]:
+        raise NotImplementedError
+
+    def from_params(self, params: dict[str, float], n0: float, v0: float) -> np.ndarray:
+        """The inverse of ``to_params``."""
+        raise NotImplementedError
+
+
+def reference_point(n, v) -> tuple[float, float]:
+    """(N0, V0): the geometric means the internal coordinates are normalised by."""
+    return float(np.exp(np.log(np.asarray(n, float)).mean())), float(np.exp(np.log(np.asarray(v, float)).mean()))
+
+
+class Multiplicative(LawForm):
+    # z = (log a', α, β, d);  ê = exp(log a' − α x − β y) + d,  a = a' · N0^α · V0^β
+
+    def predict_z(self, z, x, y):
+        z = z[..., None]
+        return np.exp(z[..., 0, :] - z[..., 1, :] * x - z[..., 2, :] * y) + z[..., 3, :]
+
+    def jac_z(self, z, x, y):
+        z = z[..., None]
+        t = np.exp(z[..., 0, :] - z[..., 1, :] * x - z[..., 2, :] * y)
+        return np.stack([t, -t * x, -t * y, np.ones_like(t)], axis=-1)
+
+    def bounds(self, d_max):
+        return (np.array([LOG_COEF[0], 0.0, 0.0, 0.0]), np.array([LOG_COEF[1], EXPONENT_MAX, EXPONENT_MAX, d_max]))
+
+    def starts(self, e):
+        lo = float(e.min())
+        out = []
+        for alpha, beta, frac in itertools.product((0.05, 0.3, 1.0), (0.02, 0.2, 0.8), (0.0, 0.5, 0.9)):
+            d = frac * lo
+            out.append(np.array([np.log(max(float(np.mean(e)) - d, 1e-9)), alpha, beta, d]))
+        return out
+
+    def to_params(self, z, n0, v0):
+        return {"a": float(np.exp(z[0] + z[1] * np.log(n0) + z[2] * np.log(v0))), "alpha": float(z[1]),
+                "beta": float(z[2]), "d": float(z[3])}
+
+    def from_params(self, p, n0, v0):
+        return np.array([np.log(p["a"]) - p["alpha"] * np.log(n0) - p["beta"] * np.log(v0), p["alpha"], p["beta"],
+                         p["d"]])
+
+
+class Additive(LawForm):
+    # z = (log A', α, log B', β, d);  ê = exp(log A' − α x) + exp(log B' − β y) + d
+
+    def predict_z(self, z, x, y):
+        z = z[..., None]
+        return np.exp(z[..., 0, :] - z[..., 1, :] * x) + np.exp(z[..., 2, :] - z[..., 3, :] * y) + z[..., 4, :]
+
+    def jac_z(self, z, x, y):
+        z = z[..., None]
+        ta, tb = np.exp(z[..., 0, :] - z[..., 1, :] * x), np.exp(z[..., 2, :] - z[..., 3, :] * y)
+        return np.stack([ta, -ta * x, tb, -tb * y, np.ones_like(ta)], axis=-1)
+
+    def bounds(self, d_max):
+        lo, hi = LOG_COEF
+        return (np.array([lo, 0.0, lo, 0.0, 0.0]), np.array([hi, EXPONENT_MAX, hi, EXPONENT_MAX, d_max]))
+
+    def starts(self, e):
+        lo = float(e.min())
+        out = []
+        for alpha, beta, frac in itertools.product((0.05, 0.3, 1.0), (0.02, 0.2, 0.8), (0.0, 0.5, 0.9)):
+            d = frac * lo
+            half = np.log(max((float(np.mean(e)) - d) / 2, 1e-9))
+            out.append(np.array([half, alpha, half, beta, d]))
+        return out
+
+    def to_params(self, z, n0, v0):
+        return {"A": float(np.exp(z[0] + z[1] * np.log(n0))), "alpha": float(z[1]),
+                "B": float(np.exp(z[2] + z[3] * np.log(v0))), "beta": float(z[3]), "d": float(z[4])}
+
+    def from_params(self, p, n0, v0):
+        return np.array([np.log(p["A"]) - p["alpha"] * np.log(n0), p["alpha"], np.log(p["B"]) - p["beta"] * np.log(v0),
+                         p["beta"], p["d"]])
+
+
+FORMS: dict[str, LawForm] = {
+    "multiplicative": Multiplicative("multiplicative", ("a", "alpha", "beta", "d"), "error = a * N^-alpha * V^-beta + d"),
+    "additive": Additive("additive", ("A", "alpha", "B", "beta", "d"), "error = A * N^-alpha + B * V^-beta + d"),
+}
+def predict(form: str, params: dict[str, float], n, v) -> np.ndarray:
+    """The law in original units, elementwise over arrays."""
+    n, v = np.asarray(n, dtype=float), np.asarray(v, dtype=float)
+    p = params
+    if form == "multiplicative":
+        return p["a"] * n ** -p["alpha"] * v ** -p["beta"] + p["d"]
+    if form == "additive":
+        return p["A"] * n ** -p["alpha"] + p["B"] * v ** -p["beta"] + p["d"]
+    raise FitError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}")
