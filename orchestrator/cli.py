@@ -174,25 +174,42 @@ def cmd_ui(a) -> int:
     return 0  # not reached
 
 
-def _analysis(a, k: int = 0):
+def _analyses(a, k: int = 0):
+    """(experiment or None, its spec document, [(group, observations, analysis)])."""
     from .scaling.analysis import analyze, candidates_for, load_source
+    from .scaling.table import parse_inputs
 
     if not 0 < a.ci_level < 1:
         raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
-    exp, spec_doc, obs = load_source(a.source, a.metric, a.storage, a.metric_kind)
-    cands = candidates_for(exp, obs) if exp is not None and k else []
-    return exp, spec_doc, obs, analyze(obs, a.form, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
-                                       getattr(a, "budget", None), a.ci_level, not a.no_cross_validation)
+    exp, spec_doc, groups = load_source(a.source, a.metric, a.storage, a.metric_kind, parse_inputs(a.inputs), a.group)
+    out = []
+    for label, obs in groups:
+        cands = candidates_for(exp, obs) if exp is not None and k else []
+        out.append((label, obs, analyze(obs, a.form, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
+                                        getattr(a, "budget", None), a.ci_level, not a.no_cross_validation)))
+    return exp, spec_doc, out
+
+
+def _analysis(a, k: int = 0):
+    exp, spec_doc, groups = _analyses(a, k)
+    if len(groups) != 1:
+        raise UsageError(f"this command takes one group; {a.source} has {len(groups)} (fit takes --group)")
+    (_, obs, analysis), = groups
+    return exp, spec_doc, obs, analysis
 
 
 def cmd_fit(a) -> int:
     from .scaling.analysis import format_analysis, nan_to_none
 
-    _, _, _, analysis = _analysis(a)
+    _, _, groups = _analyses(a)
+    results = {label: analysis for label, _, analysis in groups}
     if a.format == "json":
-        print(json.dumps(nan_to_none(analysis.as_dict()), indent=2))
+        doc = (nan_to_none(groups[0][2].as_dict()) if a.group is None
+               else {"group": a.group, "groups": {label: nan_to_none(x.as_dict()) for label, x in results.items()}})
+        print(json.dumps(doc, indent=2))
     else:
-        print(format_analysis(analysis))
+        print("\n\n".join((f"[{a.group} = {label}]\n" if a.group else "") + format_analysis(x)
+                           for label, x in results.items()))
     return 0
 
 
@@ -222,11 +239,14 @@ def cmd_report(a) -> int:
 
 
 def _fit_args(s) -> None:
-    s.add_argument("source", help="experiment name, spec file, or a CSV with llm_params, visual_tokens, error")
+    s.add_argument("source", help="experiment name, spec file, or a CSV/Parquet table of runs")
     s.add_argument("--storage")
     s.add_argument("--form", choices=("multiplicative", "additive"), default="multiplicative")
     s.add_argument("--loss", choices=("squared", "huber_log"), default="squared")
     s.add_argument("--metric", default="error", help="the column to fit (default error; e.g. eval_loss)")
+    s.add_argument("--inputs", metavar="COL,COL",
+                   help="a table's two input columns (default llm_params,visual_tokens: N and V)")
+    s.add_argument("--group", metavar="COL", help="fit one law per value of this column of a table")
     s.add_argument("--metric-kind", choices=("error", "loss"),
                    help="error: a rate in (0, 1); loss: any positive value (default: loss if the name has 'loss')")
     s.add_argument("--ci-level", type=float, default=0.9, help="bootstrap interval coverage (default 0.9)")

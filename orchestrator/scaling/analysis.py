@@ -6,7 +6,6 @@ ledger or a CSV) and sinks (JSON, text, an experiment YAML). No Ray, torch or ML
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from .forms import FORMS, METRIC_KINDS, FitError, metric_kind
 from .frontier import Frontier, default_budgets, frontier
 from .design import Candidate, Pick, propose_frontier, training_cost
 from ..spec import Experiment, SpecError, cell_key
+from .table import VLM_INPUTS, groups_of, load_table, numeric, require_columns
 
 TRAIN_TEXT_TOKENS = 12.0  # a synthetic prompt + answer, for the training-cost estimate
 
@@ -37,6 +37,12 @@ class Observations:
     e: np.ndarray
     metric: str
     kind: str = "error"  # of the metric: an error rate in (0, 1) or a positive loss (fit.METRIC_KINDS)
+    inputs: tuple[str, str] = VLM_INPUTS  # what n and v hold: the VLM's N and V, or any two columns
+
+    @property
+    def is_vlm(self) -> bool:
+        """N and V of a VLM grid: the frontier and the experiment's proposals apply."""
+        return self.inputs == VLM_INPUTS
 
 
 def _kind(metric: str, kind: str | None) -> str:
@@ -54,38 +60,32 @@ def observations_from_rows(rows: list[dict[str, Any]], metric: str = "error", ki
                         np.array([float(r[metric]) for r in done]), metric, _kind(metric, kind))
 
 
-def observations_from_csv(path: str | Path, metric: str = "error", kind: str | None = None) -> Observations:
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"{p}: no such file")
-    with p.open(newline="") as f:
-        reader = csv.DictReader(f)
-        need = ["llm_params", "visual_tokens", metric]
-        missing = [c for c in need if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SpecError(f"{p}: missing column(s) {', '.join(missing)}; need {', '.join(need)}")
-        n, v, e, llms, comps, keys = [], [], [], [], [], []
-        for line, row in enumerate(reader, start=2):
-            if row.get("status") not in (None, "", "finished"):
-                continue
-            try:
-                n.append(float(row["llm_params"]))
-                v.append(float(row["visual_tokens"]))
-                e.append(float(row[metric]))
-            except (TypeError, ValueError):
-                raise SpecError(f"{p}: line {line}: llm_params, visual_tokens and {metric} must be numbers") from None
-            llms.append(row.get("llm") or f"N={row['llm_params']}")
-            comps.append(row.get("compressor") or "unknown")
-            keys.append(row.get("cell") or f"row{line}")
-    return Observations(tuple(keys), tuple(llms), tuple(comps), np.array(n), np.array(v), np.array(e), metric,
-                        _kind(metric, kind))
+def observations_from_table(df, source: str, metric: str = "error", kind: str | None = None,
+                            inputs: tuple[str, str] = VLM_INPUTS) -> Observations:
+    """Rows of a table (a results CSV, a pool with observed values) whose metric is known and whose
+    ``status``, if any, is finished."""
+    require_columns(df, [*inputs, metric], source)
+    if "status" in df.columns:
+        df = df[df["status"].isna() | df["status"].isin(["", "finished"])]
+    df = df[df[metric].notna()]
+    values = numeric(df, [*inputs, metric], source)
+    names = [str(x) for x in df.get("llm", df[inputs[0]].map(lambda x: f"{inputs[0]}={x:g}"))]
+    keys = [str(x) for x in df["cell"]] if "cell" in df.columns else [f"row{i + 1}" for i in range(len(df))]
+    comps = [str(x) for x in df["compressor"]] if "compressor" in df.columns else ["unknown"] * len(df)
+    return Observations(tuple(keys), tuple(names), tuple(comps), values[inputs[0]], values[inputs[1]],
+                        values[metric], metric, _kind(metric, kind), tuple(inputs))
+
+
+def observations_from_csv(path: str | Path, metric: str = "error", kind: str | None = None,
+                          inputs: tuple[str, str] = VLM_INPUTS) -> Observations:
+    return observations_from_table(load_table(path), str(path), metric, kind, inputs)
 
 
 @dataclass(frozen=True)
 class Analysis:
     observations: Observations
     fit: Fit
-    frontier: Frontier
+    frontier: Frontier | None
     picks: tuple[Pick, ...]
     candidates: tuple[Candidate, ...]
 
@@ -96,7 +96,8 @@ class Analysis:
             "n_points": f.n_points, "params": f.params, "ci": {k: list(v) for k, v in f.ci.items()},
             "ci_level": f.ci_level, "objective": f.objective, "rmse": f.rmse, "r2": f.r2, "loo_rel_error": f.loo_rel_error, "loo_max_rel_error": f.loo_max_rel_error,
             "holdout_largest_rel_error": f.holdout_largest_rel_error, "bootstrap": len(f.bootstrap),
-            "frontier": self.frontier.as_dict(),
+            "inputs": list(self.observations.inputs),
+            "frontier": self.frontier.as_dict() if self.frontier is not None else None,
             "proposals": [{"llm": p.candidate.llm, "llm_params": p.candidate.n, "visual_tokens": p.candidate.visual_tokens,
                            "compressor": p.candidate.compressor, "training_cost": p.candidate.cost,
                            "reason": p.reason} for p in self.picks],
@@ -139,6 +140,8 @@ def analyze(obs: Observations, form: str = "multiplicative", loss: str = "square
             budget: float | None = None, ci_level: float = 0.9, cross_validate: bool = True) -> Analysis:
     fit = fit_law(obs.n, obs.v, obs.e, form=form, loss=loss, bootstrap=bootstrap, seed=seed, ci_level=ci_level,
                   cross_validate=cross_validate, kind=obs.kind)
+    if not obs.is_vlm:  # any two inputs: the law alone (the frontier is a VLM's N-versus-V trade-off)
+        return Analysis(obs, fit, None, (), ())
     cands = candidates or []
     ns = list(obs.n) + [c.n for c in cands]
     vs = list(obs.v) + [c.visual_tokens for c in cands]
@@ -189,8 +192,13 @@ def next_spec(exp: Experiment, spec_doc: dict[str, Any], obs: Observations, pick
 
 def format_analysis(a: Analysis) -> str:
     f, fr = a.fit, a.frontier
-    lines = [f"law ({f.form}, {f.loss} loss, {f.n_points} cells, metric {a.observations.metric} [{f.kind}]):"]
-    lines.append("  " + FORMS[f.form].equation.replace("error", a.observations.metric, 1))
+    unit = "cells" if a.observations.is_vlm else "runs"
+    lines = [f"law ({f.form}, {f.loss} loss, {f.n_points} {unit}, metric {a.observations.metric} [{f.kind}]):"]
+    o = a.observations
+    equation = FORMS[f.form].equation.replace("error", o.metric, 1)
+    if not o.is_vlm:
+        equation = equation.replace("N^", f"{o.inputs[0]}^").replace("V^", f"{o.inputs[1]}^")
+    lines.append("  " + equation)
     level = int(round(100 * f.ci_level))
     for name, value in f.params.items():
         lo, hi = f.ci[name]
@@ -198,7 +206,9 @@ def format_analysis(a: Analysis) -> str:
     loo = "n/a" if f.loo_rel_error is None else f"{100 * f.loo_rel_error:.1f}% (max {100 * f.loo_max_rel_error:.1f}%)"
     hold = "n/a" if f.holdout_largest_rel_error is None else f"{100 * f.holdout_largest_rel_error:.1f}%"
     lines.append(f"  RMSE {f.rmse:.3g} ({a.observations.metric} units), R² {f.r2:.3f}, {f.loss} objective {f.objective:.3g}")
-    lines.append(f"  leave-one-out relative error {loo}; largest LLM held out {hold}")
+    lines.append(f"  leave-one-out relative error {loo}; largest {o.inputs[0] if not o.is_vlm else 'LLM'} held out {hold}")
+    if fr is None:
+        return "\n".join(lines)
     if fr.optimal_visual_tokens is not None:
         ci = fr.optimal_visual_tokens_ci
         ci_txt = f" ({level}% CI [{ci[0]:.3g}, {ci[1]:.3g}])" if ci else ""
@@ -226,10 +236,19 @@ def nan_to_none(value: Any) -> Any:
     return value
 
 
-def load_source(source: str, metric: str = "error", storage: str | None = None, kind: str | None = None):
-    """(experiment or None, its spec document or None, observations) from a name, spec file or CSV."""
-    if source.endswith(".csv"):
-        return None, None, observations_from_csv(source, metric, kind)
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def load_source(source: str, metric: str = "error", storage: str | None = None, kind: str | None = None,
+                inputs: tuple[str, str] = VLM_INPUTS, group: str | None = None):
+    """(experiment or None, its spec document or None, [(group label, observations)]) from an
+    experiment's name or spec file (one group), or a CSV/Parquet table (one group per ``group`` value)."""
+    if source.endswith(TABLE_SUFFIXES):
+        df = load_table(source)
+        return None, None, [(label, observations_from_table(rows, source, metric, kind, inputs))
+                            for label, rows in groups_of(df, group, source)]
+    if inputs != VLM_INPUTS or group is not None:
+        raise SpecError("--inputs and --group apply to a table (CSV or Parquet); an experiment's inputs are N and V")
     import json
 
     from ..results import locate, rows
@@ -240,4 +259,4 @@ def load_source(source: str, metric: str = "error", storage: str | None = None, 
         spec_doc = yaml.safe_load(manifest["spec_yaml"]) if "spec_yaml" in manifest else manifest["spec"]
     else:
         spec_doc = yaml.safe_load(Path(source).read_text())
-    return exp, spec_doc, observations_from_rows(rows(exp, exp_dir), metric, kind)
+    return exp, spec_doc, [("all", observations_from_rows(rows(exp, exp_dir), metric, kind))]

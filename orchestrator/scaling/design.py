@@ -110,34 +110,44 @@ def propose_frontier(fit: Fit, candidates: list[Candidate], k: int, budgets, tex
         s_tf, s_ff, var_t = _ensemble(fit, candidates, budgets, text_tokens, n_range, v_range)
     else:
         raise ValueError(f"unknown method {method!r}; choose laplace or bootstrap")
-    noise = max(fit.residual_variance, 1e-8)
-    total = float(var_t.sum())
-    remaining = total
     cost = np.array([c.cost for c in candidates], float)
     chosen: list[Pick] = []
+    for c, reduction, remaining in greedy_variance_reduction(s_tf, s_ff, max(fit.residual_variance, 1e-8), cost, k,
+                                                            float(var_t.sum()), budget=budget):
+        frac = reduction / remaining if remaining > 0 else 0.0
+        cand = candidates[c]
+        chosen.append(Pick(cand, reduction / cand.cost, float(frac),
+                           f"removes {100 * frac:.0f}% of the remaining frontier variance at "
+                           f"{cand.cost / cost.min():.1f}x the cheapest cell's cost"))
+    return chosen
+
+
+def greedy_variance_reduction(s_tf: np.ndarray, s_ff: np.ndarray, noise: float, cost: np.ndarray, k: int,
+                              total_variance: float, budget: float | None = None):
+    """Pick up to ``k`` candidates, greedily by the variance of the quantities of interest T they
+    remove per unit cost, Δ(c) = Σ_j Cov(T_j, f_c)² / (Var f_c + σ²), conditioning the joint
+    covariance on each pick (rank-one update) and never spending more than ``budget``.
+
+    ``s_tf`` [m, C] = Cov(T, f), ``s_ff`` [C, C] = Cov(f, f), ``total_variance`` = Σ_j Var T_j.
+    Yields (index, Δ, the total variance of T left before the pick)."""
+    remaining = total_variance
+    available = np.ones(len(cost), bool)
     spent = 0.0
-    available = np.ones(len(candidates), bool)
     for _ in range(k):
         denom = np.diag(s_ff) + noise
         reduction = (s_tf ** 2).sum(0) / denom
         score = np.where(available, reduction / cost, -np.inf)
         if budget is not None:
-            score = np.where(spent + cost <= budget, score, -np.inf)
+            score = np.where(spent + cost <= budget * (1 + 1e-12), score, -np.inf)
         c = int(np.argmax(score))
         if not np.isfinite(score[c]):
-            break
-        frac = reduction[c] / remaining if remaining > 0 else 0.0
-        cand = candidates[c]
-        chosen.append(Pick(cand, float(score[c]), float(frac),
-                           f"removes {100 * frac:.0f}% of the remaining frontier variance at "
-                           f"{cand.cost / cost.min():.1f}x the cheapest cell's cost"))
-        remaining -= reduction[c]
-        spent += cand.cost
+            return
+        yield c, float(reduction[c]), remaining
+        remaining -= float(reduction[c])
+        spent += float(cost[c])
         available[c] = False
-        # condition on the pick (rank-one update of the joint covariance)
         s_tf = s_tf - np.outer(s_tf[:, c], s_ff[c]) / denom[c]
         s_ff = s_ff - np.outer(s_ff[:, c], s_ff[c]) / denom[c]
-    return chosen
 
 
 def propose_d_optimal(fit: Fit, done_nv: np.ndarray, candidates: list[Candidate], k: int) -> list[Candidate]:
@@ -173,3 +183,84 @@ def propose_random(candidates: list[Candidate], k: int, seed: int = 0) -> list[C
 
 def propose_cheapest(candidates: list[Candidate], k: int) -> list[Candidate]:
     return sorted(candidates, key=lambda c: (c.cost, c.n, c.visual_tokens))[:k]
+
+
+# ------------------------------------------------------------------------------------------------
+# pools: any two inputs, a cost per row, a target region
+
+
+@dataclass(frozen=True)
+class Linearisation:
+    """The law linearised at its MAP fit to the observed rows: what experiment design needs.
+
+    Cov(z) ≈ σ² (JᵀJ + λI)⁻¹ (J over the observed rows; λ the MAP prior's weight), and the
+    predictions' gradients ``jac(x1, x2)`` in the same internal coordinates."""
+
+    form: str
+    z: np.ndarray
+    reference: tuple[float, float]
+    cov: np.ndarray
+    noise: float
+
+    def jac(self, x1, x2) -> np.ndarray:
+        n0, v0 = self.reference
+        return FORMS[self.form].jac_z(self.z, np.log(np.asarray(x1, float) / n0), np.log(np.asarray(x2, float) / v0))
+
+    @property
+    def params(self) -> dict[str, float]:
+        return FORMS[self.form].to_params(self.z, *self.reference)
+
+
+def linearise(form: str, x1, x2, y, reference: tuple[float, float], loss: str = "squared", kind: str = "loss",
+              strength: float = 1e-4) -> Linearisation:
+    """MAP fit of the observed (x1, x2, y) and its Laplace covariance (see :class:`Linearisation`)."""
+    from .fit import fit_map
+
+    x1, x2, y = (np.asarray(a, float) for a in (x1, x2, y))
+    law = FORMS[form]
+    params = fit_map(x1, x2, y, form, loss, kind, strength, reference)
+    z = law.from_params(params, *reference)
+    k = len(z)
+    resid = predict(form, params, x1, x2) - y
+    floor = (1e-3 * float(np.mean(np.abs(y)))) ** 2
+    noise = max(float(np.sum(resid ** 2)) / (len(y) - k), floor) if len(y) > k + 1 else max(floor, 1e-8)
+    j = law.jac_z(z, np.log(x1 / reference[0]), np.log(x2 / reference[1]))
+    lam = strength * float(np.mean(y)) ** 2
+    cov = noise * np.linalg.pinv(j.T @ j + lam * np.eye(k))
+    return Linearisation(form, z, reference, cov, noise)
+
+
+def design_pool(form: str, x1, x2, y, cost, k: int, budget: float, target: np.ndarray | None = None,
+                eligible: np.ndarray | None = None, loss: str = "squared", kind: str = "loss",
+                strength: float = 1e-4) -> list[int]:
+    """Up to ``k`` rows of a pool to run next, never costing more than ``budget`` in all.
+
+    Rows with a finite ``y`` are observed; the others (where ``eligible``, default all) are
+    candidates. The objective is the variance of the law's predictions at ``target`` rows
+    ([m, 2]: the region whose prediction matters), or, without a target, the variance of the
+    law's parameters; both per unit cost, greedily with rank-one conditioning. With nothing
+    observed the law is linearised at its prior; the MAP fit (``fit_map``) keeps it defined while
+    fewer rows are observed than the law has parameters. Coordinates are normalised by the pool's
+    geometric means (targets included), so the prior means the same whatever was observed.
+    """
+    x1, x2, y, cost = (np.asarray(a, float) for a in (x1, x2, y, cost))
+    observed = np.isfinite(y)
+    candidates = ~observed if eligible is None else (~observed & np.asarray(eligible, bool))
+    idx = np.flatnonzero(candidates & (cost <= budget * (1 + 1e-12)))
+    if k < 1 or not len(idx):
+        return []
+    points = np.stack([x1, x2], 1) if target is None else np.concatenate([np.stack([x1, x2], 1), target])
+    reference = reference_point(points[:, 0], points[:, 1])
+    if not observed.any():
+        # nothing to linearise at yet: the prior alone, at the level of a typical value of the metric
+        y_obs = np.array([1.0])
+        lin = linearise(form, [reference[0]], [reference[1]], y_obs, reference, loss, kind, strength)
+    else:
+        lin = linearise(form, x1[observed], x2[observed], y[observed], reference, loss, kind, strength)
+    j_c = lin.jac(x1[idx], x2[idx])
+    g = lin.jac(target[:, 0], target[:, 1]) if target is not None else np.eye(len(lin.z))
+    s_tf = g @ lin.cov @ j_c.T
+    s_ff = j_c @ lin.cov @ j_c.T
+    total = float(np.einsum("mk,kj,mj->", g, lin.cov, g))
+    return [int(idx[c]) for c, _, _ in greedy_variance_reduction(s_tf, s_ff, lin.noise, cost[idx], k, total,
+                                                                 budget=budget)]

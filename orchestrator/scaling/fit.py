@@ -123,14 +123,22 @@ def _cost(r, w, loss: str) -> np.ndarray:
     return np.sum(w * rho, axis=-1)
 
 
-def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300) -> tuple[np.ndarray, np.ndarray]:
+def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
+                 prior: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Projected Levenberg–Marquardt on B weighted problems at once.
 
     ``w`` [B, n]: per-problem point weights (bootstrap counts; 0 holds a point out);
     ``z0`` [B, k]: starting points. Returns the solutions [B, k] and their costs [B].
     Each problem's d stays below the smallest error among the points it sees.
+    ``prior`` (z̄, λ) adds ½λ‖z − z̄‖² to the objective: a maximum a posteriori fit that stays
+    defined with fewer points than parameters (experiment design starts from nothing).
     """
     k = z0.shape[1]
+    zbar, lam = prior if prior is not None else (np.zeros(k), 0.0)
+
+    def total(r, ww, zz):
+        return _cost(r, ww, loss) + 0.5 * lam * np.sum((zz - zbar) ** 2, axis=-1)
+
     visible = np.where(w > 0, e, np.inf)
     lo, hi = law.bounds(1.0)
     lo = np.broadcast_to(lo, z0.shape).copy()
@@ -138,7 +146,7 @@ def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300) -> t
     hi[:, -1] = visible.min(axis=1) * (1 - 1e-9)
     z = np.clip(z0, lo, hi)
     r, _, _ = _objective(law, z, x, y, e, w, loss)
-    cost = _cost(r, w, loss)
+    cost = total(r, w, z)
     damping = np.full(len(z), 1e-3)
     eye = np.eye(k)
     active = np.arange(len(z))  # problems still moving; converged ones drop out of the batch
@@ -148,14 +156,14 @@ def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300) -> t
         za, wa, ca, da = z[active], w[active], cost[active], damping[active]
         r, jac, wt = _objective(law, za, x, y, e, wa, loss)
         jw = jac * wt[..., None]
-        a = np.einsum("bnk,bnj->bkj", jw, jac)
-        g = np.einsum("bnk,bn->bk", jw, r)
+        a = np.einsum("bnk,bnj->bkj", jw, jac) + lam * eye
+        g = np.einsum("bnk,bn->bk", jw, r) + lam * (za - zbar)
         diag = np.einsum("bkk->bk", a)
         lhs = a + (da[:, None] * np.maximum(diag, 1e-12))[:, :, None] * eye + 1e-12 * eye
         step = -np.linalg.solve(lhs, g[..., None])[..., 0]
         z_new = np.clip(za + step, lo[active], hi[active])
         r_new, _, _ = _objective(law, z_new, x, y, e, wa, loss)
-        c_new = _cost(r_new, wa, loss)
+        c_new = total(r_new, wa, z_new)
         better = np.isfinite(c_new) & (c_new < ca)
         gain = np.where(better, (ca - c_new) / np.maximum(ca, 1e-300), 0.0)
         z[active] = np.where(better[:, None], z_new, za)
@@ -188,6 +196,27 @@ def fit_params(n, v, e, form: str = "multiplicative", loss: str = "squared", kin
     n, v, e = check_data(n, v, e, form, kind)
     n0, v0 = reference_point(n, v)
     return FORMS[form].to_params(_fit_z(form, n, v, e, loss, n0, v0), n0, v0)
+
+
+def fit_map(n, v, e, form: str = "multiplicative", loss: str = "squared", kind: str = "error",
+            strength: float = 1e-4, reference: tuple[float, float] | None = None) -> dict[str, float]:
+    """A maximum a posteriori fit that any number of points ≥ 1 defines: least squares plus
+    ½λ‖z − z̄‖² with λ = strength · mean(e)², z̄ the middle of the starting grid (moderate
+    exponents, d half the smallest value) in coordinates normalised by ``reference`` (default the
+    data's geometric means). With points enough to identify the law, the prior barely moves it.
+    """
+    if kind not in METRIC_KINDS:
+        raise FitError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
+    n, v, e = (np.asarray(a, dtype=float).ravel() for a in (n, v, e))
+    if not len(e) or np.any(n <= 0) or np.any(v <= 0) or np.any(e <= 0) or not np.all(np.isfinite(e)):
+        raise FitError("a MAP fit needs at least one point with positive inputs and metric")
+    law = FORMS[form]
+    n0, v0 = reference or reference_point(n, v)
+    x, y = np.log(n / n0), np.log(v / v0)
+    starts = np.array(law.starts(e))
+    prior = (starts[len(starts) // 2], strength * float(np.mean(e)) ** 2)
+    z, cost = _solve_batch(law, x, y, e, np.ones((len(starts), len(e))), starts, loss, prior=prior)
+    return law.to_params(z[int(np.argmin(np.where(np.isfinite(cost), cost, np.inf)))], n0, v0)
 
 
 def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootstrap: int = 1000,

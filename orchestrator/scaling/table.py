@@ -1,0 +1,112 @@
+"""Tables of runs: CSV or Parquet files read into arrays for the engine, and cost expressions.
+
+A table names its columns: two positive inputs (``--inputs dense_parameter_count,num_experts``),
+a metric, optionally a group column (one law per group) and a cost (a column, or an arithmetic
+expression over columns such as ``6*N*D`` or ``6*N_dense*D1 + 6*N_active*D2``).
+
+Cost expressions are parsed with Python's ``ast`` and accepted only if they are numbers, column
+names, + − × ÷ ** and parentheses; they are then evaluated by pandas (``DataFrame.eval``), never
+by Python's ``eval``. Anything else — a call, an attribute, a subscript, a name that is not a
+column — is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+
+from ..spec import SpecError
+
+VLM_INPUTS = ("llm_params", "visual_tokens")
+_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
+
+
+def load_table(path: str | Path):
+    """A CSV or Parquet file as a pandas DataFrame (one clear error if it cannot be read)."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: no such file")
+    try:
+        if p.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        return pd.read_csv(p)
+    except Exception as e:  # pandas raises many types; the user needs the file and the reason
+        raise SpecError(f"{p}: cannot read it as a {'Parquet' if p.suffix in ('.parquet', '.pq') else 'CSV'} "
+                        f"table ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+
+
+def parse_inputs(value: str | None) -> tuple[str, str]:
+    """``"a,b"`` → ("a", "b"); None → the VLM grid's (llm_params, visual_tokens)."""
+    if value is None:
+        return VLM_INPUTS
+    names = tuple(v.strip() for v in value.split(","))
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise SpecError(f"--inputs {value!r}: name exactly two different columns, e.g. --inputs N,D")
+    return names  # type: ignore[return-value]
+
+
+def require_columns(df, columns, source: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise SpecError(f"{source}: missing column(s) {', '.join(missing)}; need {', '.join(columns)} "
+                        f"(it has {', '.join(map(str, df.columns))})")
+
+
+def numeric(df, columns, source: str, allow_missing: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The columns as float arrays; a non-number is an error naming the row (NaN allowed where said)."""
+    import pandas as pd
+
+    out = {}
+    for c in columns:
+        values = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        bad = np.isnan(values) & ~(df[c].isna().to_numpy() & (c in allow_missing))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise SpecError(f"{source}: row {row + 1}: column {c} must be a number (got {df[c].iloc[row]!r})")
+        out[c] = values
+    return out
+
+
+def check_cost_expression(expr: str, columns) -> str:
+    """The expression if it is arithmetic over ``columns``; otherwise a SpecError saying why."""
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        raise SpecError(f"--cost {expr!r}: not an arithmetic expression") from None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Load) + _OPERATORS):
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            continue
+        if isinstance(node, ast.Name):
+            if node.id not in set(map(str, columns)):
+                raise SpecError(f"--cost {expr!r}: {node.id!r} is not a column of the pool "
+                                f"(columns: {', '.join(map(str, columns))})")
+            continue
+        raise SpecError(f"--cost {expr!r}: only numbers, column names, + - * / ** and parentheses are allowed "
+                        f"(found {type(node).__name__})")
+    return expr
+
+
+def evaluate_cost(df, expr: str, source: str) -> np.ndarray:
+    """Per-row cost: a column's values or an arithmetic expression over columns (see module docstring)."""
+    check_cost_expression(expr, df.columns)
+    values = np.asarray(df.eval(expr, engine="python"), dtype=float).reshape(-1)
+    if values.shape != (len(df),):
+        values = np.broadcast_to(values, (len(df),)).astype(float)
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        row = int(np.flatnonzero(~np.isfinite(values) | (values <= 0))[0])
+        raise SpecError(f"{source}: row {row + 1}: cost {expr!r} is {values[row]:g}; every cost must be positive")
+    return values
+
+
+def groups_of(df, group: str | None, source: str) -> list[tuple[str, object]]:
+    """(label, rows) per group, in order of first appearance; one unnamed group without a column."""
+    if group is None:
+        return [("all", df)]
+    require_columns(df, [group], source)
+    return [(str(label), rows) for label, rows in df.groupby(group, sort=False)]
