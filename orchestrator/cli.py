@@ -214,18 +214,58 @@ def cmd_fit(a) -> int:
 
 
 def cmd_propose(a) -> int:
-    from .scaling.analysis import format_analysis, next_spec
+    from .scaling.analysis import TABLE_SUFFIXES, format_analysis, next_spec
     from .layout import atomic_write_text
 
-    if a.source.endswith(".csv"):
-        raise UsageError("propose needs an experiment (name or spec file), not a CSV: next.yaml extends its spec")
+    if a.pool:
+        return _propose_from_pool(a)
+    if a.source is None:
+        raise UsageError("propose needs an experiment (name or spec file), or --pool with a table of candidate runs")
+    if a.source.endswith(TABLE_SUFFIXES):
+        raise UsageError("propose needs an experiment (name or spec file), or --pool TABLE for a table of runs")
+    if a.budget is not None and a.budget.strip().endswith("%"):
+        raise UsageError("--budget as a share applies to --pool; for an experiment give training FLOPs, e.g. 1e15")
+    a.budget = float(a.budget) if a.budget is not None else None
     exp, spec_doc, obs, analysis = _analysis(a, a.k)
     if not analysis.picks:
         print("nothing to propose: every candidate cell is done or over --budget")
         return 0
-    atomic_write_text(Path(a.output), next_spec(exp, spec_doc, obs, list(analysis.picks)))
+    output = a.output or "next.yaml"
+    atomic_write_text(Path(output), next_spec(exp, spec_doc, obs, list(analysis.picks)))
     print(format_analysis(analysis))
-    print(f"wrote {a.output}: vlmscale run {a.output}")
+    print(f"wrote {output}: vlmscale run {output}")
+    return 0
+
+
+def _propose_from_pool(a) -> int:
+    """``propose --pool``: the next rows of a table of candidate runs, written as a CSV."""
+    from .layout import atomic_write_text
+    from .scaling.analysis import resolve_kind
+    from .scaling.pool import propose_from_pool
+    from .scaling.table import load_table, parse_inputs
+
+    if a.source is not None:
+        raise UsageError("give either an experiment or --pool, not both")
+    if not a.cost:
+        raise UsageError("--pool needs --cost: a column or an expression over columns, e.g. '6*N*D'")
+    pool = load_table(a.pool)
+    target = load_table(a.target) if a.target else None
+    picks, budgets = propose_from_pool(pool, a.pool, parse_inputs(a.inputs), a.metric, a.cost, a.k, a.budget, target,
+                                       a.group, a.form, a.loss, resolve_kind(a.metric, a.metric_kind))
+    for b in budgets:
+        cap = "no cap" if b.budget is None else f"budget {b.budget:.4g}, {b.spent / b.budget:.1%} spent"
+        print(f"{(a.group or 'pool')}={b.group}: {b.observed} observed, {b.pending} pending, "
+              f"{b.candidates} candidates; {cap}")
+    if not picks:
+        print("nothing to propose: no candidate fits in what is left of the budget")
+        return 0
+    chosen = pool.iloc[[p.row for p in picks]].copy()
+    chosen["proposed_cost"] = [p.cost for p in picks]
+    output = a.output or "next.csv"
+    atomic_write_text(Path(output), chosen.to_csv(index=False))
+    print(chosen.to_string(index=False))
+    print(f"wrote {len(picks)} rows to {output} ({'target region' if target is not None else 'law parameters'} "
+          "variance per unit cost)")
     return 0
 
 
@@ -238,8 +278,9 @@ def cmd_report(a) -> int:
     return 0
 
 
-def _fit_args(s) -> None:
-    s.add_argument("source", help="experiment name, spec file, or a CSV/Parquet table of runs")
+def _fit_args(s, source_optional: bool = False) -> None:
+    s.add_argument("source", nargs="?" if source_optional else None,
+                   help="experiment name, spec file, or a CSV/Parquet table of runs")
     s.add_argument("--storage")
     s.add_argument("--form", choices=("multiplicative", "additive"), default="multiplicative")
     s.add_argument("--loss", choices=("squared", "huber_log"), default="squared")
@@ -328,11 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "json"), default="table")
     s.set_defaults(fn=cmd_fit)
 
-    s = sub.add_parser("propose", help="the next most informative cells, as a ready-to-run experiment YAML")
-    _fit_args(s)
-    s.add_argument("-k", type=int, default=4, help="how many cells to propose")
-    s.add_argument("--budget", type=float, help="cap on the picks' total training FLOPs")
-    s.add_argument("-o", "--output", default="next.yaml")
+    s = sub.add_parser("propose", help="the next most informative cells (a ready-to-run experiment YAML), "
+                                       "or rows of a pool of candidate runs (--pool)")
+    _fit_args(s, source_optional=True)
+    s.add_argument("-k", type=int, default=4, help="how many cells (rows per group with --pool) to propose")
+    s.add_argument("--budget", help="cap on the picks' cost: training FLOPs for an experiment; with --pool a cost "
+                                    "or a share of each group's pool cost such as 10%% (spent: observed and pending rows)")
+    s.add_argument("--pool", metavar="TABLE", help="CSV/Parquet of candidate runs: inputs, the metric where observed, "
+                                                   "optionally status=pending")
+    s.add_argument("--cost", metavar="EXPR", help="with --pool: a cost column or arithmetic over columns, e.g. '6*N*D'")
+    s.add_argument("--target", metavar="TABLE", help="with --pool: rows whose prediction matters (default: the "
+                                                     "law's parameters)")
+    s.add_argument("-o", "--output", help="default next.yaml (experiment) or next.csv (--pool)")
     s.set_defaults(fn=cmd_propose)
 
     s = sub.add_parser("report", help="plots (PNG, SVG) and an HTML page of the fit")

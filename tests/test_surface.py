@@ -26,10 +26,10 @@ def test_cli_flags_of_the_main_commands():
 
     assert flags("run") == ["--address", "--help", "--plain"]
     assert flags("results") == ["--format", "--help", "--storage"]
-    fit_flags = ["--bootstrap", "--ci-level", "--form", "--help", "--loss", "--metric", "--metric-kind",
-                 "--no-cross-validation", "--seed", "--storage", "--text-tokens"]
+    fit_flags = ["--bootstrap", "--ci-level", "--form", "--group", "--help", "--inputs", "--loss", "--metric",
+                 "--metric-kind", "--no-cross-validation", "--seed", "--storage", "--text-tokens"]
     assert flags("fit") == sorted(fit_flags + ["--format"])
-    assert flags("propose") == sorted(fit_flags + ["--budget", "--output"])
+    assert flags("propose") == sorted(fit_flags + ["--budget", "--cost", "--output", "--pool", "--target"])
     assert flags("render") == ["--help", "--image", "--namespace"]
     assert flags("status") == ["--cluster", "--context", "--help", "--kubeconfig", "--namespace", "--storage"]
 

@@ -45,7 +45,8 @@ class Observations:
         return self.inputs == VLM_INPUTS
 
 
-def _kind(metric: str, kind: str | None) -> str:
+def resolve_kind(metric: str, kind: str | None) -> str:
+    """The metric's kind: as given, else read from its name (a loss if the name has "loss")."""
     kind = kind or metric_kind(metric)
     if kind not in METRIC_KINDS:
         raise SpecError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
@@ -57,7 +58,7 @@ def observations_from_rows(rows: list[dict[str, Any]], metric: str = "error", ki
     return Observations(tuple(r["cell"] for r in done), tuple(r["llm"] for r in done),
                         tuple(r["compressor"] for r in done),
                         np.array([float(r["llm_params"]) for r in done]), np.array([float(r["visual_tokens"]) for r in done]),
-                        np.array([float(r[metric]) for r in done]), metric, _kind(metric, kind))
+                        np.array([float(r[metric]) for r in done]), metric, resolve_kind(metric, kind))
 
 
 def observations_from_table(df, source: str, metric: str = "error", kind: str | None = None,
@@ -73,7 +74,7 @@ def observations_from_table(df, source: str, metric: str = "error", kind: str | 
     keys = [str(x) for x in df["cell"]] if "cell" in df.columns else [f"row{i + 1}" for i in range(len(df))]
     comps = [str(x) for x in df["compressor"]] if "compressor" in df.columns else ["unknown"] * len(df)
     return Observations(tuple(keys), tuple(names), tuple(comps), values[inputs[0]], values[inputs[1]],
-                        values[metric], metric, _kind(metric, kind), tuple(inputs))
+                        values[metric], metric, resolve_kind(metric, kind), tuple(inputs))
 
 
 def observations_from_csv(path: str | Path, metric: str = "error", kind: str | None = None,
