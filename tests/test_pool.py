@@ -17,7 +17,7 @@ from orchestrator.scaling.table import check_cost_expression, evaluate_cost
 from orchestrator.spec import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
-SCALEBENCH = ROOT.parent / "shared" / "scalebench"
+SCALEBENCH = ROOT / "tests" / "fixtures" / "scalebench"
 LAW = {"a": 40.0, "alpha": 0.2, "beta": 0.07, "d": 1.6}
 
 
