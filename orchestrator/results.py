@@ -37,25 +37,42 @@ def locate(name_or_file: str, storage: str | None = None) -> tuple[Experiment, E
     return parse(manifest["spec"], str(exp_dir.manifest)), exp_dir
 
 
+def _finished(record: dict[str, Any]) -> dict[str, Any]:
+    """The row fields of a finished cell's ledger record."""
+    m = record["metrics"]
+    out = {"status": "finished", "llm_params": int(m["llm_params"]), "error": m["error"], "eval_loss": m.get("eval_loss"),
+           "inference_flops": m.get("inference_flops"), "step": int(m.get("step", 0)),
+           **{k: v for k, v in m.items() if k.startswith("error/")}}
+    if record.get("checkpoint"):
+        out["checkpoint"] = record["checkpoint"]
+    if record.get("imported_from"):
+        out["imported_from"] = record["imported_from"]
+    return out
+
+
 def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
+    """One row per grid cell, then one per imported cell outside the grid (they count in fits too)."""
     finished = exp_dir.finished()
     out = []
-    for cell in exp.cells():
+    grid = exp.cells()
+    for cell in grid:
         record = finished.get(cell.key)
         row: dict[str, Any] = {**cell.params(), "llm_params": None, "error": None, "eval_loss": None,
                                "inference_flops": None, "step": 0}
         if record is not None:
-            m = record["metrics"]
-            row.update(status="finished", llm_params=int(m["llm_params"]), error=m["error"],
-                       eval_loss=m.get("eval_loss"), inference_flops=m["inference_flops"], step=int(m["step"]))
-            row.update({k: v for k, v in m.items() if k.startswith("error/")})
-            row["checkpoint"] = record.get("checkpoint")
+            row.update(_finished(record))
         else:
             last = exp_dir.last_progress(cell.key)
             row["status"] = "started" if last else "pending"
             if last:
                 row["step"] = int(last.get("step", 0))
         out.append(row)
+    keys = {c.key for c in grid}
+    for key, record in sorted(finished.items()):
+        if key not in keys:
+            params = record.get("params", {})
+            out.append({"cell": key, **{k: params.get(k) for k in ("llm", "visual_tokens", "compressor", "task", "seed")},
+                        **_finished(record)})
     return out
 
 

@@ -120,7 +120,8 @@ def plan(exp: Experiment, cells: list[Cell], exp_dir: ExperimentDir, cluster: di
     finished = exp_dir.finished()
     for cell in cells:
         record = finished.get(cell.key)
-        if record is not None and record.get("config_digest") != config_digest(cell.config):
+        if record is not None and "imported_from" not in record \
+                and record.get("config_digest") != config_digest(cell.config):
             raise SpecError(
                 f"{exp.name}: cell {cell.key} already finished with a different configuration; "
                 "revert the change or run it as a new experiment (metadata.name)"
@@ -280,6 +281,8 @@ def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, An
         tags = {"vlmscale.status": "finished"}
         if record.get("checkpoint"):
             tags["vlmscale.checkpoint"] = record["checkpoint"]
+        if record.get("imported_from"):
+            tags["vlmscale.imported_from"] = record["imported_from"]
         tracker.set_tags(run_id, tags)
         tracker.finish(run_id, "FINISHED")
 
@@ -294,6 +297,9 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
     exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
     exp_dir.root.mkdir(parents=True, exist_ok=True)
     cells = prepare(exp, exp_dir, spec_text, echo)
+    from .imports import import_cells
+
+    import_cells(exp, exp_dir, echo)
 
     target = tracking_target(exp, exp_dir)
     tracker = track.Tracker(*target)
@@ -303,6 +309,10 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
     for cell in cells:
         run_id = tracker.child_run(parent, exp.name, cell.key, flat_params(cell))
         run_ids[cell.key] = run_id
+    grid_keys = set(run_ids)
+    for key, record in exp_dir.finished().items():  # imported cells outside the grid: visible too
+        if key not in grid_keys:
+            run_ids[key] = tracker.child_run(parent, exp.name, key, record.get("params", {}))
 
     reconcile(tracker, run_ids, exp_dir.finished())
     cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))

@@ -340,6 +340,25 @@ class Fit(_Strict):
     propose: int = Field(4, ge=0)
 
 
+class Import(_Strict):
+    """Finished cells to count without training them: another experiment's, or a results CSV's."""
+
+    experiment: str | None = Field(None, description="Name of a finished experiment to import cells from")
+    storage: str | None = Field(None, description="Where that experiment lives (default: this one's storage)")
+    results: str | None = Field(None, description="A CSV written by `vlmscale results NAME --format csv` "
+                                                  "(relative paths: from the working directory)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Import":
+        if (self.experiment is None) == (self.results is None):
+            raise ValueError("give either experiment (with optional storage) or results, not both and not neither")
+        if self.experiment is not None and (len(self.experiment) > 63 or not RFC1123_LABEL.match(self.experiment)):
+            raise ValueError(f"{self.experiment!r} is not an experiment name (an RFC 1123 label)")
+        if self.results is not None and self.storage is not None:
+            raise ValueError("storage applies to an imported experiment, not to a results CSV")
+        return self
+
+
 class Spec(_Strict):
     grid: Grid
     vision: Vision = Vision()
@@ -352,6 +371,7 @@ class Spec(_Strict):
     fit: Fit = Fit()
     kubernetes: Kubernetes = Kubernetes()
     fault_injection: FaultInjection | None = None
+    imports: list[Import] = Field(default_factory=list, description="Finished cells to count without retraining")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Spec":
