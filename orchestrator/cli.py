@@ -46,7 +46,10 @@ def cmd_schema(a) -> int:
 def _run(exp, spec_text: str, a) -> int:
     from .schedule import run_experiment
 
-    outcome = run_experiment(exp, spec_text, address=a.address, live=None if not a.plain else False)
+    if a.rounds is not None and a.rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
+    outcome = run_experiment(exp, spec_text, address=a.address, live=None if not a.plain else False,
+                             rounds=a.rounds)
     print(f"\n{exp.name}: {len(outcome.finished)} cells finished ({len(outcome.skipped)} from before), "
           f"{len(outcome.errored)} errored, in {outcome.seconds:.0f} s")
     for key, err in outcome.errored.items():
@@ -105,6 +108,12 @@ def cmd_submit(a) -> int:
     from .kube.submit import api_client, submit
 
     exp = load(a.file)
+    if a.rounds is not None:
+        if a.rounds < 1:
+            raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
+        # the rounds are part of the experiment: the RayJob's `vlmscale run` follows the spec it mounts
+        exp = exp.model_copy(update={"spec": exp.spec.model_copy(update={
+            "rounds": exp.spec.rounds.model_copy(update={"count": a.rounds})})})
     result = submit(exp, api_client(a.kubeconfig, a.context), a.image, a.namespace)
     verb = "submitted" if result.created else "already submitted (same spec), nothing to do"
     print(f"{exp.name}: {verb} — rayjob/{result.name} in namespace {result.namespace}")
@@ -329,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--storage", help="the directory holding the experiment (default ./vlmscale-runs)")
         s.add_argument("--address", default=None, help="a Ray cluster to join (default: $RAY_ADDRESS, else local)")
         s.add_argument("--plain", action="store_true", help="status lines instead of a live table")
+        s.add_argument("--rounds", type=int, metavar="R",
+                       help="rounds in all: the grid, then R-1 rounds of proposed cells (default spec.rounds.count)")
         s.set_defaults(fn=fn)
 
     s = sub.add_parser("results", help="one row per cell: parameters, error, FLOPs, status")
@@ -350,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("submit", help="create the experiment on a cluster as a KubeRay RayJob")
     s.add_argument("file")
     s.add_argument("--image", help="runtime image (default: spec.kubernetes.image)")
+    s.add_argument("--rounds", type=int, metavar="R", help="run the study in R rounds inside the RayJob "
+                                                            "(sets spec.rounds.count)")
     _cluster_args(s, flag=False)
     s.set_defaults(fn=cmd_submit)
 

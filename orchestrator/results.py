@@ -51,14 +51,18 @@ def _finished(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
-    """One row per grid cell, then one per imported cell outside the grid (they count in fits too)."""
+    """One row per cell of every round (the grid is round 1), then one per imported cell outside
+    them (they count in fits too)."""
+    from .rounds import all_cells
+
     finished = exp_dir.finished()
     out = []
-    grid = exp.cells()
-    for cell in grid:
+    planned = all_cells(exp, exp_dir)
+    grid = [c for _, c in planned]
+    for number, cell in planned:
         record = finished.get(cell.key)
         row: dict[str, Any] = {**cell.params(), "llm_params": None, "error": None, "eval_loss": None,
-                               "inference_flops": None, "step": 0}
+                               "inference_flops": None, "step": 0, "round": number}
         if record is not None:
             row.update(_finished(record))
         else:

@@ -97,23 +97,28 @@ def cell_trainable(config: dict[str, Any]) -> None:
 # the driver
 
 
-def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print) -> list[Cell]:
-    """Write the manifest, pretrain the tiny vision tower if asked, and expand the grid."""
+def vision_path(exp: Experiment, exp_dir: ExperimentDir) -> str | None:
+    """Where the experiment's pretrained tiny vision tower lives, if it pretrains one."""
     from workloads.presets import is_vision_preset
 
+    v = exp.spec.vision
+    return str(exp_dir.vision) if v.pretrain is not None and is_vision_preset(v.model) else None
+
+
+def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print) -> list[Cell]:
+    """Write the manifest, pretrain the tiny vision tower if asked, and expand the grid."""
     atomic_write_json(exp_dir.manifest, {"name": exp.name, "digest": exp.digest(), "spec": yaml.safe_load(spec_text),
                                          "spec_yaml": spec_text})
-    vision_path = None
-    v = exp.spec.vision
-    if v.pretrain is not None and is_vision_preset(v.model):
+    path = vision_path(exp, exp_dir)
+    if path is not None:
         from workloads.pretrain_vision import pretrain_vision
 
+        v = exp.spec.vision
         done = pretrain_vision(v.model, exp_dir.vision, steps=v.pretrain.steps, batch_size=v.pretrain.batch_size,
                                lr=v.pretrain.lr, cells=exp.spec.data.cells)
         if done.seconds:
             echo(f"pretrained vision tower {v.model}: cell accuracy {done.cell_accuracy:.3f} in {done.seconds:.0f} s")
-        vision_path = str(exp_dir.vision)
-    return expand(exp, vision_path)
+    return expand(exp, path)
 
 
 def plan(exp: Experiment, cells: list[Cell], exp_dir: ExperimentDir, cluster: dict[str, float]) -> Plan:
@@ -200,23 +205,33 @@ def _trial_name(trial) -> str:
     return trial.config["cell"]["key"]
 
 
-def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, parent: str, echo=print) -> None:
-    """The final job: fit the law, the frontier and the proposals; write the report and next.yaml
-    under <exp>/fit and log them as the experiment's "fit" MLflow run."""
+def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, parent: str, echo=print,
+             round_no: int = 1, history: list[dict[str, Any]] | None = None):
+    """The job after each round: fit the law, the frontier and the proposals; write the report
+    and next.yaml under <exp>/fit and log them as the round's "fit" MLflow run. Returns the
+    analysis (None when the data cannot be fitted yet)."""
     from .scaling.analysis import analyze, candidates_for, format_analysis, next_spec, observations_from_rows
     from .scaling.forms import FitError
     from .scaling.report import write_report
     from .results import rows
 
     f = exp.spec.fit
-    obs = observations_from_rows(rows(exp, exp_dir), f.metric, f.metric_kind)
+    table = rows(exp, exp_dir)
+    obs = observations_from_rows(table, f.metric, f.metric_kind)
+    k = exp.spec.rounds.cells_per_round or f.propose
+    planned = {(r["llm"], int(r["visual_tokens"]), r["compressor"]) for r in table}  # never proposed twice
+    candidates = [c for c in candidates_for(exp, obs) if (c.llm, c.visual_tokens, c.compressor) not in planned]
     try:
-        analysis = analyze(obs, f.form, f.loss, f.text_tokens, f.bootstrap, candidates=candidates_for(exp, obs),
-                           k=f.propose, ci_level=f.ci_level, cross_validate=f.cross_validate)
+        analysis = analyze(obs, f.form, f.loss, f.text_tokens, f.bootstrap, candidates=candidates, k=k,
+                           ci_level=f.ci_level, cross_validate=f.cross_validate)
     except FitError as e:
         echo(f"fit skipped: {e}")
-        return
-    written = write_report(analysis, exp_dir.fit, title=f"{exp.name}: scaling law")
+        return None
+    from .rounds import fit_summary
+
+    so_far = [r for r in history or [] if r["round"] < round_no]
+    so_far.append({"round": round_no, "fit": fit_summary(analysis, len(obs.e))})
+    written = write_report(analysis, exp_dir.fit, title=f"{exp.name}: scaling law", rounds=so_far)
     next_yaml = exp_dir.fit / "next.yaml"
     from .layout import atomic_write_text
 
@@ -224,7 +239,7 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     echo("\n" + format_analysis(analysis))
     echo(f"report: {exp_dir.fit / 'index.html'}\nnext:   vlmscale run {next_yaml}")
 
-    run_id = tracker.fit_run(parent, exp.name)
+    run_id = tracker.fit_run(parent, exp.name, round_no)
     tracker.mark_running(run_id)
     fit = analysis.fit
     metrics = {**fit.params, "objective": fit.objective, "rmse": fit.rmse, "r2": fit.r2, "n_points": fit.n_points}
@@ -241,6 +256,7 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
         tracker.client.log_artifact(run_id, str(path), "report")
     tracker.client.log_artifact(run_id, str(next_yaml))
     tracker.finish(run_id)
+    return analysis
 
 
 @dataclass(frozen=True)
@@ -288,60 +304,95 @@ def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, An
 
 
 def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, live: bool | None = None,
-                   echo=print) -> RunOutcome:
+                   echo=print, rounds: int | None = None) -> RunOutcome:
+    """Run (or resume) the experiment: round 1 is the grid; each further round (``rounds``, else
+    ``spec.rounds.count``) trains the cells the previous round's fit proposed (see rounds.py)."""
     import ray
 
-    from . import progress, track
+    from . import track
+    from .imports import import_cells
+    from .rounds import RoundLog, cells_of_round, fit_summary, should_stop
 
     t0 = time.time()
     exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
     exp_dir.root.mkdir(parents=True, exist_ok=True)
-    cells = prepare(exp, exp_dir, spec_text, echo)
-    from .imports import import_cells
-
+    grid = prepare(exp, exp_dir, spec_text, echo)
     import_cells(exp, exp_dir, echo)
+    count = rounds or exp.spec.rounds.count
+    if count > 1 and not exp.spec.fit.enabled:
+        raise SpecError(f"{exp.name}: rounds after the first are proposed by the fit; set spec.fit.enabled: true")
+    log = RoundLog.load(exp_dir)
+    before = set(exp_dir.finished())
 
     target = tracking_target(exp, exp_dir)
     tracker = track.Tracker(*target)
     parent = tracker.parent_run(exp.name, exp.digest(), spec_text)
     tracker.mark_running(parent)
-    run_ids = {}
-    for cell in cells:
-        run_id = tracker.child_run(parent, exp.name, cell.key, flat_params(cell))
-        run_ids[cell.key] = run_id
-    grid_keys = set(run_ids)
-    for key, record in exp_dir.finished().items():  # imported cells outside the grid: visible too
-        if key not in grid_keys:
-            run_ids[key] = tracker.child_run(parent, exp.name, key, record.get("params", {}))
-
+    run_ids: dict[str, str] = {}
+    for key, record in exp_dir.finished().items():
+        run_ids[key] = tracker.child_run(parent, exp.name, key, record.get("params", {}))
     reconcile(tracker, run_ids, exp_dir.finished())
+
     cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
+    errors: dict[str, Any] = {}
+    planned: list[Cell] = []
     try:
-        p = plan(exp, cells, exp_dir, cluster)
-        for cell in p.todo:
-            if tracker.client.get_run(run_ids[cell.key]).info.status != "RUNNING":
-                tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
-        board = progress.ProgressBoard()
-        tc = exp.spec.training
-        for cell in cells:
-            record = p.finished.get(cell.key)
-            board.add(cell.key, tc.steps, tc.batch_size, "finished" if record else "pending", record)
-        echo(f"{exp.name}: {len(cells)} cells, {len(p.finished)} already finished, {len(p.todo)} to run, "
-             f"{p.concurrency} at a time; MLflow: {target[0]}")
-        errors: dict[str, Any] = {}
-        if p.todo:
-            callbacks = [track.tune_callback(target, run_ids), progress.tune_callback(board, live)]
-            errors = run_grid(exp, exp_dir, p, callbacks)
+        for number in range(1, count + 1):
+            if not log.proposed(number):
+                break  # the last fit proposed nothing more
+            cells = cells_of_round(exp, log, number, grid, vision_path(exp, exp_dir))
+            planned += cells
+            errors.update(_train_round(exp, exp_dir, cells, number, tracker, parent, run_ids, target, cluster,
+                                       live, echo))
+            if not exp.spec.fit.enabled:
+                break
+            analysis = finalize(exp, exp_dir, spec_text, tracker, parent, echo, number, log.rounds)
+            if analysis is None:
+                break
+            log.record_fit(number, fit_summary(analysis, len(exp_dir.finished())))
+            log.save(exp_dir)
+            if number == count or should_stop(exp, log.entry(number)["fit"]):
+                break
+            if not log.proposed(number + 1):
+                points = [{"llm": p.candidate.llm, "visual_tokens": p.candidate.visual_tokens,
+                           "compressor": p.candidate.compressor, "task": exp.spec.grid.tasks[0],
+                           "seed": exp.spec.grid.seeds[0], "reason": p.reason} for p in analysis.picks]
+                log.add_round(number + 1, points)
+                log.save(exp_dir)  # before anything of round number+1 trains: a restart resumes it
+                echo(f"round {number + 1}: {len(points)} proposed cells")
     finally:
         ray.shutdown()
 
     finished = exp_dir.finished()
     errored = {k: str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
                for k, e in errors.items() if e is not None and k not in finished}
-    skipped = [k for k in p.finished]
-    tracker.log_metrics(parent, {"cells_total": len(cells), "cells_finished": len(finished),
+    tracker.log_metrics(parent, {"cells_total": len(planned), "cells_finished": len(finished),
                                  "cells_errored": len(errored)}, step=int(time.time()), force=True)
-    if exp.spec.fit.enabled:
-        finalize(exp, exp_dir, spec_text, tracker, parent, echo)
-    tracker.finish(parent, "FINISHED" if not errored and len(finished) == len(cells) else "FAILED")
-    return RunOutcome(exp_dir, target[0], parent, sorted(finished), errored, skipped, time.time() - t0)
+    done = not errored and all(c.key in finished for c in planned)
+    tracker.finish(parent, "FINISHED" if done else "FAILED")
+    return RunOutcome(exp_dir, target[0], parent, sorted(finished), errored, sorted(before), time.time() - t0)
+
+
+def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], number: int, tracker, parent: str,
+                 run_ids: dict[str, str], target, cluster: dict[str, float], live, echo) -> dict[str, Any]:
+    """Train the round's cells that are not finished; every cell gets its MLflow run, tagged with the round."""
+    from . import progress, track
+
+    for cell in cells:
+        run_ids[cell.key] = tracker.child_run(parent, exp.name, cell.key, flat_params(cell), round_no=number)
+    p = plan(exp, cells, exp_dir, cluster)
+    for cell in p.todo:
+        if tracker.client.get_run(run_ids[cell.key]).info.status != "RUNNING":
+            tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
+    board = progress.ProgressBoard()
+    tc = exp.spec.training
+    for cell in cells:
+        record = p.finished.get(cell.key)
+        board.add(cell.key, tc.steps, tc.batch_size, "finished" if record else "pending", record)
+    label = f" round {number}:" if exp.spec.rounds.count > 1 or number > 1 else ""
+    echo(f"{exp.name}:{label} {len(cells)} cells, {len(cells) - len(p.todo)} already finished, {len(p.todo)} to run, "
+         f"{p.concurrency} at a time; MLflow: {target[0]}")
+    if not p.todo:
+        return {}
+    callbacks = [track.tune_callback(target, run_ids), progress.tune_callback(board, live)]
+    return run_grid(exp, exp_dir, p, callbacks)

@@ -359,6 +359,15 @@ class Import(_Strict):
         return self
 
 
+class Rounds(_Strict):
+    """A study in rounds: the grid, then each round the cells the fitted law most wants next."""
+
+    count: int = Field(1, ge=1, description="Rounds in all; 1 runs the grid only")
+    cells_per_round: int | None = Field(None, ge=1, description="Cells proposed per round (default: fit.propose)")
+    stop_v_star_ci_width: float | None = Field(
+        None, gt=0, description="Stop early once the frontier's V* interval is narrower than this (in tokens)")
+
+
 class Spec(_Strict):
     grid: Grid
     vision: Vision = Vision()
@@ -372,6 +381,7 @@ class Spec(_Strict):
     kubernetes: Kubernetes = Kubernetes()
     fault_injection: FaultInjection | None = None
     imports: list[Import] = Field(default_factory=list, description="Finished cells to count without retraining")
+    rounds: Rounds = Rounds()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Spec":
@@ -448,33 +458,35 @@ def cell_key(llm: str, visual_tokens: int, compressor: str, task: str, seed: int
     return f"{llm_part}-v{visual_tokens}-{slug(compressor)}-{slug(task)}-s{seed}"
 
 
-def expand(exp: Experiment, vision_path: str | None = None) -> list[Cell]:
-    """Every grid point as a :class:`Cell` with its complete workload config.
-
-    ``vision_path`` replaces the vision preset by its pretrained copy once that exists.
-    """
+def make_cell(exp: Experiment, llm: str, v: int, comp: str, task: str, seed: int,
+              vision_path: str | None = None) -> Cell:
+    """One cell of the experiment — a grid point or a later round's proposal — with its complete
+    workload config. ``vision_path`` replaces the vision preset by its pretrained copy."""
     s = exp.spec
     threads = s.training.threads_per_worker or max(1, int(s.resources.cpus_per_worker))
-    cells = []
-    for llm, v, comp, task, seed in s.grid.combinations():
-        key = cell_key(llm, v, comp, task, seed)
-        fault = s.fault_injection
-        config = CellConfig(
-            model=ModelConfig(
-                llm=llm, vision=vision_path or s.vision.model, compressor=comp, visual_tokens=v,
-                vision_feature_layer=s.vision.feature_layer, kv_layers=tuple(s.vision.kv_layers),
-                compressor_heads=s.vision.compressor_heads, freeze_vision=s.vision.freeze,
-            ),
-            data=DataConfig(
-                source=s.data.source, tasks=(task,), seed=seed, train_size=s.data.train_size,
-                eval_size=s.data.eval_size, cells=s.data.cells, questions_per_image=s.data.questions_per_image,
-                llava_train=s.data.llava_train, llava_eval=s.data.llava_eval, image_root=s.data.image_root,
-                tokenizer=s.data.tokenizer,
-            ),
-            train=TrainConfig(**{**s.training.model_dump(), "threads_per_worker": threads}, seed=seed,
-                              fail_once_at_step=fault.step if fault and key in fault.cells else None),
-        )
-        cells.append(Cell(key, llm, v, comp, task, seed, config))
+    key = cell_key(llm, v, comp, task, seed)
+    fault = s.fault_injection
+    config = CellConfig(
+        model=ModelConfig(
+            llm=llm, vision=vision_path or s.vision.model, compressor=comp, visual_tokens=v,
+            vision_feature_layer=s.vision.feature_layer, kv_layers=tuple(s.vision.kv_layers),
+            compressor_heads=s.vision.compressor_heads, freeze_vision=s.vision.freeze,
+        ),
+        data=DataConfig(
+            source=s.data.source, tasks=(task,), seed=seed, train_size=s.data.train_size,
+            eval_size=s.data.eval_size, cells=s.data.cells, questions_per_image=s.data.questions_per_image,
+            llava_train=s.data.llava_train, llava_eval=s.data.llava_eval, image_root=s.data.image_root,
+            tokenizer=s.data.tokenizer,
+        ),
+        train=TrainConfig(**{**s.training.model_dump(), "threads_per_worker": threads}, seed=seed,
+                          fail_once_at_step=fault.step if fault and key in fault.cells else None),
+    )
+    return Cell(key, llm, v, comp, task, seed, config)
+
+
+def expand(exp: Experiment, vision_path: str | None = None) -> list[Cell]:
+    """Every grid point as a :class:`Cell` (see :func:`make_cell`)."""
+    cells = [make_cell(exp, *point, vision_path=vision_path) for point in exp.spec.grid.combinations()]
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise SpecError(f"{exp.name}: two grid points map to the same cell key; rename an LLM")

@@ -19,6 +19,7 @@ TAG_EXPERIMENT = "vlmscale.experiment"
 TAG_ROLE = "vlmscale.role"
 TAG_CELL = "vlmscale.cell"
 TAG_DIGEST = "vlmscale.digest"
+TAG_ROUND = "vlmscale.round"
 PARENT_TAG = "mlflow.parentRunId"
 PACKAGES = ("vlmscale", "torch", "transformers", "ray", "mlflow", "deepspeed", "numpy", "pydantic")
 
@@ -81,24 +82,31 @@ class Tracker:
         self.client.log_text(run_id, spec_text, "spec.yaml")
         return run_id
 
-    def child_run(self, parent_id: str, name: str, key: str, params: dict[str, Any]) -> str:
+    def child_run(self, parent_id: str, name: str, key: str, params: dict[str, Any], round_no: int | None = None) -> str:
+        """Get or create a cell's run (found again by its tags); ``round_no`` tags the study round."""
         run = self._find(f"tags.`{TAG_CELL}` = '{key}' and tags.`{TAG_EXPERIMENT}` = '{name}'")
         if run is not None:
+            if round_no is not None and run.data.tags.get(TAG_ROUND) is None:
+                self.set_tags(run.info.run_id, {TAG_ROUND: str(round_no)})
             return run.info.run_id
-        run = self.client.create_run(self.experiment_id, run_name=key, tags={
-            PARENT_TAG: parent_id, TAG_ROLE: "cell", TAG_CELL: key, TAG_EXPERIMENT: name})
+        tags = {PARENT_TAG: parent_id, TAG_ROLE: "cell", TAG_CELL: key, TAG_EXPERIMENT: name}
+        if round_no is not None:
+            tags[TAG_ROUND] = str(round_no)
+        run = self.client.create_run(self.experiment_id, run_name=key, tags=tags)
         from mlflow.entities import Param
 
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return run.info.run_id
 
-    def fit_run(self, parent_id: str, name: str) -> str:
-        """Get or create the experiment's fit run (the final job's; one per experiment)."""
-        run = self._find(f"tags.`{TAG_ROLE}` = 'fit' and tags.`{TAG_EXPERIMENT}` = '{name}'")
+    def fit_run(self, parent_id: str, name: str, round_no: int = 1) -> str:
+        """Get or create the fit run of a round (one per round of the experiment)."""
+        run = self._find(f"tags.`{TAG_ROLE}` = 'fit' and tags.`{TAG_EXPERIMENT}` = '{name}' "
+                         f"and tags.`{TAG_ROUND}` = '{round_no}'")
         if run is not None:
             return run.info.run_id
-        return self.client.create_run(self.experiment_id, run_name=f"{name}-fit", tags={
-            PARENT_TAG: parent_id, TAG_ROLE: "fit", TAG_EXPERIMENT: name}).info.run_id
+        run_name = f"{name}-fit" if round_no == 1 else f"{name}-fit-round-{round_no}"
+        return self.client.create_run(self.experiment_id, run_name=run_name, tags={
+            PARENT_TAG: parent_id, TAG_ROLE: "fit", TAG_EXPERIMENT: name, TAG_ROUND: str(round_no)}).info.run_id
 
     def last_logged_step(self, run_id: str, metric: str = "loss") -> int:
         if run_id not in self._last_step:

@@ -124,8 +124,25 @@ def plot_frontier(a: Analysis, plt):
     return fig
 
 
-def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report") -> list[Path]:
-    """Write PNG + SVG plots, fit.json and index.html (images embedded) under ``out_dir``."""
+def _rounds_table(rounds: list[dict] | None) -> str:
+    """The frontier's V* and its interval after each round of a study (rounds.json's summaries)."""
+    done = [r for r in rounds or [] if r.get("fit")]
+    if len(done) < 2:
+        return ""
+
+    def ci(f):
+        return "-" if not f.get("v_star_ci") else f"[{f['v_star_ci'][0]:.3g}, {f['v_star_ci'][1]:.3g}]"
+
+    body = "".join(f"<tr><td>{r['round']}</td><td>{r['fit']['cells']}</td><td>{(r['fit']['v_star'] or 0):.3g}</td>"
+                   f"<td>{ci(r['fit'])}</td><td>{(r['fit'].get('frontier_ci_width') or 0):.4f}</td></tr>" for r in done)
+    return ("<h2>Rounds</h2><table><tr><th>round</th><th>cells finished</th><th>V*</th><th>V* interval</th>"
+            f"<th>frontier interval (mean width of the predicted metric)</th></tr>{body}</table>")
+
+
+def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report",
+                 rounds: list[dict] | None = None) -> list[Path]:
+    """Write PNG + SVG plots, fit.json and index.html (images embedded) under ``out_dir``;
+    ``rounds`` (a study's rounds.json entries) adds the frontier's interval round by round."""
     plt = _plt()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,6 +170,7 @@ pre{{background:#f5f5f5;padding:1em;overflow-x:auto}}img{{max-width:100%}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <h2>Fitted law, frontier and proposals</h2><pre>{html.escape(format_analysis(a))}</pre>
+{_rounds_table(rounds)}
 {''.join(f'<h2>{html.escape(n.replace("_", " "))}</h2><img alt="{n}" src="data:image/png;base64,{b}">' for n, b in images)}
 <h2>Observations</h2><table><tr><th>cell</th><th>llm</th><th>N</th><th>V</th><th>{html.escape(a.observations.metric)}</th></tr>
 {rows}</table></body></html>
