@@ -85,7 +85,22 @@ def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], 
         cache = Path(tempfile.gettempdir()) / "vlmscale-bench" / f"{v.model}-{exp.spec.data.cells}"
         vision_path = str(pretrain_vision(v.model, cache, steps=v.pretrain.steps, batch_size=v.pretrain.batch_size,
                                           lr=v.pretrain.lr, cells=exp.spec.data.cells).path)
-    base = expand(exp, vision_path)
+    lrs = None
+    if exp.spec.training.calibration is not None:  # the experiment's own calibration, as `vlmscale run` does it
+        import ray
+
+        from orchestrator.calibrate import calibrate
+        from orchestrator.layout import ExperimentDir
+        from orchestrator.schedule import WORKER_ENV
+
+        cal_dir = ExperimentDir(Path(tempfile.gettempdir()) / "vlmscale-bench" / "calibration" / exp.name)
+        ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})
+        try:
+            lrs = calibrate(exp, cal_dir, list(dict.fromkeys(c[0] for c in exp.spec.grid.combinations())),
+                            vision_path)
+        finally:
+            ray.shutdown()
+    base = expand(exp, vision_path, lrs)
     llms = list(dict.fromkeys(c.llm for c in base))
     vs = sorted({c.visual_tokens for c in base})
     jobs_list = []
@@ -118,7 +133,7 @@ def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], 
                          "table": {f"{m} V={vv}": table[m, vv] for m in llms for vv in vs},
                          "error": {f"{m} V={vv}": err[m, vv] for m in llms for vv in vs},
                          "cells": rows, "seconds": sum(r["seconds"] for r in rows)})
-    return {"spec": str(spec_path), "sets": sets, "metric": metric, "kind": f.metric_kind or metric_kind(metric),
+    return {"spec": str(spec_path), "sets": sets, "metric": metric, "learning_rates": lrs, "kind": f.metric_kind or metric_kind(metric),
             "llms": llms, "visual_tokens": vs, "runs": runs, "wall_s": wall}
 
 
@@ -131,6 +146,8 @@ def spread(values: list[float]) -> float:
 def report(out: dict) -> str:
     lines = [f"{out['spec']} {' '.join(out['sets'])}: fitted metric {out['metric']} ({out['kind']}); "
              f"{len(out['runs'])} grids in {out['wall_s']:.0f} s"]
+    if out.get("learning_rates"):
+        lines.append("calibrated learning rates: " + ", ".join(f"{m} {lr:.3g}" for m, lr in out["learning_rates"].items()))
     llms, vs = out["llms"], out["visual_tokens"]
     for r in out["runs"]:
         p = r["params"]

@@ -162,6 +162,11 @@ def cmd_status(a) -> int:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"{exp.name}: {len(table)} cells — {summary}; state in {exp_dir.root}")
+    from .calibrate import chosen_lrs
+
+    lrs = chosen_lrs(exp_dir)
+    if lrs:
+        print("calibrated learning rates: " + ", ".join(f"{llm} {lr:.3g}" for llm, lr in lrs.items()))
     sys.stdout.write(render(table, "table"))
     return 0
 

@@ -51,12 +51,17 @@ class RoundLog:
         self.entry(number)["fit"] = summary
 
 
+def round_points(log: RoundLog, number: int) -> list[tuple]:
+    """(llm, V, compressor, task, seed) of a later round's proposed cells."""
+    return [tuple(p[k] for k in POINT) for p in log.entry(number)["cells"]]
+
+
 def cells_of_round(exp: Experiment, log: RoundLog, number: int, grid: list[Cell],
-                   vision_path: str | None) -> list[Cell]:
+                   vision_path: str | None, lrs: dict[str, float] | None = None) -> list[Cell]:
     """Round 1 is the grid; a later round is its proposed points, built like grid cells."""
     if number == 1:
         return grid
-    return [make_cell(exp, *(p[k] for k in POINT), vision_path=vision_path) for p in log.entry(number)["cells"]]
+    return [make_cell(exp, *point, vision_path=vision_path, lrs=lrs) for point in round_points(log, number)]
 
 
 def all_cells(exp: Experiment, exp_dir: ExperimentDir, grid: list[Cell] | None = None,

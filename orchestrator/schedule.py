@@ -231,7 +231,10 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
 
     so_far = [r for r in history or [] if r["round"] < round_no]
     so_far.append({"round": round_no, "fit": fit_summary(analysis, len(obs.e))})
-    written = write_report(analysis, exp_dir.fit, title=f"{exp.name}: scaling law", rounds=so_far)
+    from .calibrate import chosen_lrs
+
+    written = write_report(analysis, exp_dir.fit, title=f"{exp.name}: scaling law", rounds=so_far,
+                           learning_rates=chosen_lrs(exp_dir))
     next_yaml = exp_dir.fit / "next.yaml"
     from .layout import atomic_write_text
 
@@ -311,7 +314,7 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
 
     from . import track
     from .imports import import_cells
-    from .rounds import RoundLog, cells_of_round, fit_summary, should_stop
+    from .rounds import RoundLog, cells_of_round, fit_summary, round_points, should_stop
 
     t0 = time.time()
     exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
@@ -336,11 +339,20 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
     cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
     errors: dict[str, Any] = {}
     planned: list[Cell] = []
+    vision = vision_path(exp, exp_dir)
+    lrs: dict[str, float] = {}
     try:
         for number in range(1, count + 1):
             if not log.proposed(number):
                 break  # the last fit proposed nothing more
-            cells = cells_of_round(exp, log, number, grid, vision_path(exp, exp_dir))
+            if exp.spec.training.calibration is not None:  # the round's LLM sizes not calibrated yet
+                from .calibrate import calibrate
+
+                llms = [c.llm for c in grid] if number == 1 else [p[0] for p in round_points(log, number)]
+                lrs.update(calibrate(exp, exp_dir, list(dict.fromkeys(llms)), vision, tracker, parent, echo))
+                if number == 1:
+                    grid = expand(exp, vision, lrs)
+            cells = cells_of_round(exp, log, number, grid, vision, lrs)
             planned += cells
             errors.update(_train_round(exp, exp_dir, cells, number, tracker, parent, run_ids, target, cluster,
                                        live, echo))

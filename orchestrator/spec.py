@@ -203,6 +203,30 @@ class Data(_Strict):
         return self
 
 
+class LRCalibration(_Strict):
+    """Search the learning rate per LLM size before the grid (Ray Tune, Optuna TPE, ASHA)."""
+
+    low: float = Field(gt=0, description="Smallest learning rate tried")
+    high: float = Field(gt=0, description="Largest learning rate tried")
+    log: bool = Field(True, description="Sample on a log scale")
+    trials: int = Field(6, ge=2, description="Trials per LLM size")
+    steps: int | None = Field(None, ge=1, description="Steps of a trial (default: a third of training.steps)")
+    visual_tokens: int | None = Field(None, ge=1, description="V to calibrate at (default: the grid's smallest)")
+    seed: int = Field(0, ge=0, description="Seed of the TPE sampler (and of the trials' data)")
+    concurrent_trials: int = Field(
+        1, ge=1, description="Trials at once per size; 1 keeps the search deterministic for a seed (with more, "
+                             "TPE and ASHA decide on whichever trial reports first)")
+
+    @model_validator(mode="after")
+    def _range(self) -> "LRCalibration":
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high:g}) must be larger than low ({self.low:g})")
+        return self
+
+    def trial_steps(self, training_steps: int) -> int:
+        return self.steps or max(1, training_steps // 3)
+
+
 class Training(_Strict):
     steps: int = Field(600, ge=1)
     batch_size: int = Field(32, ge=1, description="Global batch: the same for every cell, whatever the workers")
@@ -210,7 +234,8 @@ class Training(_Strict):
     micro_batch_size: int | None = Field(
         None, ge=1, description="Per-device micro-batch; accumulation steps = batch_size / (workers x this)")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (saves memory)")
-    lr: float = Field(2e-3, gt=0)
+    lr: float | LRCalibration = Field(
+        2e-3, description="A learning rate (> 0), or a calibration block: the best per LLM size is searched first")
     lr_reference_width: int | None = Field(None, ge=1, description="Scale lr by this / the LLM's hidden size")
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.05, ge=0, le=1)
@@ -224,6 +249,28 @@ class Training(_Strict):
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: mixed precision (DDP autocast, DeepSpeed bf16)")
     threads_per_worker: int | None = Field(
         None, ge=1, description="Intra-op threads of each worker; default: resources.cpus_per_worker (at least 1)")
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _lr(cls, v):
+        """A number, or a calibration block — each with its own errors (not a union's first one)."""
+        if isinstance(v, dict):
+            try:
+                return LRCalibration.model_validate(v)
+            except ValidationError as e:
+                err = e.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                msg = err["msg"].removeprefix("Value error, ")
+                if err["type"] == "extra_forbidden":
+                    msg = "unknown field of the calibration block"
+                raise ValueError(f"calibration {where + ': ' if where else ''}{msg}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"give a positive learning rate or a calibration block (low, high, ...), got {v!r}")
+        return float(v)
+
+    @property
+    def calibration(self) -> "LRCalibration | None":
+        return self.lr if isinstance(self.lr, LRCalibration) else None
 
     @model_validator(mode="after")
     def _one_batch_split(self) -> "Training":
@@ -459,10 +506,17 @@ def cell_key(llm: str, visual_tokens: int, compressor: str, task: str, seed: int
 
 
 def make_cell(exp: Experiment, llm: str, v: int, comp: str, task: str, seed: int,
-              vision_path: str | None = None) -> Cell:
+              vision_path: str | None = None, lrs: dict[str, float] | None = None) -> Cell:
     """One cell of the experiment — a grid point or a later round's proposal — with its complete
-    workload config. ``vision_path`` replaces the vision preset by its pretrained copy."""
+    workload config. ``vision_path`` replaces the vision preset by its pretrained copy; ``lrs``
+    holds the calibrated learning rate per LLM (used as is: no width scaling). Before calibration
+    a cell shows the geometric middle of the search range."""
     s = exp.spec
+    training = s.training.model_dump()
+    cal = s.training.calibration
+    if cal is not None:
+        training["lr"] = (lrs or {}).get(llm, (cal.low * cal.high) ** 0.5)
+        training["lr_reference_width"] = None
     threads = s.training.threads_per_worker or max(1, int(s.resources.cpus_per_worker))
     key = cell_key(llm, v, comp, task, seed)
     fault = s.fault_injection
@@ -478,15 +532,15 @@ def make_cell(exp: Experiment, llm: str, v: int, comp: str, task: str, seed: int
             llava_train=s.data.llava_train, llava_eval=s.data.llava_eval, image_root=s.data.image_root,
             tokenizer=s.data.tokenizer,
         ),
-        train=TrainConfig(**{**s.training.model_dump(), "threads_per_worker": threads}, seed=seed,
+        train=TrainConfig(**{**training, "threads_per_worker": threads}, seed=seed,
                           fail_once_at_step=fault.step if fault and key in fault.cells else None),
     )
     return Cell(key, llm, v, comp, task, seed, config)
 
 
-def expand(exp: Experiment, vision_path: str | None = None) -> list[Cell]:
+def expand(exp: Experiment, vision_path: str | None = None, lrs: dict[str, float] | None = None) -> list[Cell]:
     """Every grid point as a :class:`Cell` (see :func:`make_cell`)."""
-    cells = [make_cell(exp, *point, vision_path=vision_path) for point in exp.spec.grid.combinations()]
+    cells = [make_cell(exp, *point, vision_path=vision_path, lrs=lrs) for point in exp.spec.grid.combinations()]
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise SpecError(f"{exp.name}: two grid points map to the same cell key; rename an LLM")

@@ -20,6 +20,7 @@ TAG_ROLE = "vlmscale.role"
 TAG_CELL = "vlmscale.cell"
 TAG_DIGEST = "vlmscale.digest"
 TAG_ROUND = "vlmscale.round"
+TAG_LLM = "vlmscale.llm"
 PARENT_TAG = "mlflow.parentRunId"
 PACKAGES = ("vlmscale", "torch", "transformers", "ray", "mlflow", "deepspeed", "numpy", "pydantic")
 
@@ -107,6 +108,24 @@ class Tracker:
         run_name = f"{name}-fit" if round_no == 1 else f"{name}-fit-round-{round_no}"
         return self.client.create_run(self.experiment_id, run_name=run_name, tags={
             PARENT_TAG: parent_id, TAG_ROLE: "fit", TAG_EXPERIMENT: name, TAG_ROUND: str(round_no)}).info.run_id
+
+    def calibration_run(self, parent_id: str, name: str, llm: str) -> str:
+        """Get or create the learning-rate calibration run of one LLM size."""
+        run = self._find(f"tags.`{TAG_ROLE}` = 'calibration' and tags.`{TAG_EXPERIMENT}` = '{name}' "
+                         f"and tags.`{TAG_LLM}` = '{llm}'")
+        if run is not None:
+            return run.info.run_id
+        return self.client.create_run(self.experiment_id, run_name=f"calibrate-{llm}", tags={
+            PARENT_TAG: parent_id, TAG_ROLE: "calibration", TAG_EXPERIMENT: name, TAG_LLM: llm}).info.run_id
+
+    def trial_run(self, calibration_id: str, name: str, llm: str, index: int, params: dict[str, Any]) -> str:
+        """A calibration trial's run, a child of its size's calibration run."""
+        run = self.client.create_run(self.experiment_id, run_name=f"calibrate-{llm}-trial-{index}", tags={
+            PARENT_TAG: calibration_id, TAG_ROLE: "calibration-trial", TAG_EXPERIMENT: name, TAG_LLM: llm})
+        from mlflow.entities import Param
+
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run.info.run_id
 
     def last_logged_step(self, run_id: str, metric: str = "loss") -> int:
         if run_id not in self._last_step:

@@ -89,4 +89,5 @@ def test_two_rounds_train_the_proposed_cells_and_a_killed_round_resumes(tmp_path
     assert sorted(c.data.tags["vlmscale.round"] for c in cells) == ["1"] * 6 + ["2"] * 2
     assert sorted(f.data.tags["vlmscale.round"] for f in fits) == ["1", "2"]
     assert all(c.info.status == "FINISHED" for c in cells)
+
     assert "Rounds" in (exp_dir / "fit" / "index.html").read_text()

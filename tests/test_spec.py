@@ -78,6 +78,10 @@ def test_examples_validate():
         (_with("spec.training", {"batch_size": 32, "micro_batch_size": 3}),
          "training.batch_size 32 must be a multiple of resources.workers_per_cell x training.micro_batch_size = 3"),
         (_with("spec.training", {"micro_batch_size": 4, "grad_accum": 2}), "set micro_batch_size or grad_accum, not both"),
+        (_with("spec.training", {"lr": {"low": 0.01, "high": 0.001}}), "high (0.001) must be larger than low (0.01)"),
+        (_with("spec.training", {"lr": {"low": 0.001, "high": 0.01, "trials": 1}}), "trials"),
+        (_with("spec.training", {"lr": -0.1}), "spec.training.lr"),
+        (_with("spec.rounds", {"count": 0}), "spec.rounds.count"),
         (_with("spec.storage", {"path": "http://x"}), "only local paths and s3://"),
         (_with("spec.grid.tasks", ["ocr"]), "unknown synthetic task 'ocr'"),
         (_with("spec.vision", {"model": "openai/clip-vit-large-patch14-336"}), "pretrain applies to tiny presets only"),
@@ -161,3 +165,15 @@ def test_worker_threads_follow_the_cpus_of_a_worker():
     assert {c.config.train.threads_per_worker for c in parse(_with("spec.resources", {"cpus_per_worker": 0.5})).cells()} == {1}
     doc = _with("spec.training", {"threads_per_worker": 2})
     assert {c.config.train.threads_per_worker for c in parse(doc).cells()} == {2}
+
+
+def test_a_calibrated_lr_replaces_width_scaling_per_llm():
+    doc = _with("spec.training", {"lr": {"low": 1e-3, "high": 1e-2}, "lr_reference_width": 64})
+    exp = parse(doc)
+    from orchestrator.spec import expand
+
+    cells = expand(exp, None, {"tiny-s": 0.004})
+    by_llm = {c.llm: c.config.train for c in cells}
+    assert by_llm["tiny-s"].lr == 0.004 and by_llm["tiny-s"].lr_reference_width is None
+    # before calibration a cell shows the middle of the range (never trained so)
+    assert all(c.config.train.lr == pytest.approx((1e-3 * 1e-2) ** 0.5) for c in exp.cells())

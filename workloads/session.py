@@ -58,6 +58,25 @@ class RaySession:
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
+class TuneSession:
+    """Inside a Ray Tune function trainable — one process, no Train worker group (the short
+    trials of learning-rate calibration): reports go to Tune, which may stop the trial."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self):
+        self.device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+
+    @contextlib.contextmanager
+    def restore_dir(self) -> Iterator[Path | None]:
+        yield None  # trials are short: a failed one is rerun from the start
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:
+        from ray import tune
+
+        tune.report(dict(metrics))
+
+
 class LocalSession:
     """One process, no Ray: checkpoints are kept under ``root`` (atomic rename), metrics in memory.
 

@@ -139,10 +139,18 @@ def _rounds_table(rounds: list[dict] | None) -> str:
             f"<th>frontier interval (mean width of the predicted metric)</th></tr>{body}</table>")
 
 
+def _lr_table(learning_rates: dict[str, float] | None) -> str:
+    if not learning_rates:
+        return ""
+    body = "".join(f"<tr><td>{html.escape(llm)}</td><td>{lr:.3g}</td></tr>" for llm, lr in learning_rates.items())
+    return f"<h2>Calibrated learning rates</h2><table><tr><th>LLM</th><th>learning rate</th></tr>{body}</table>"
+
+
 def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report",
-                 rounds: list[dict] | None = None) -> list[Path]:
+                 rounds: list[dict] | None = None, learning_rates: dict[str, float] | None = None) -> list[Path]:
     """Write PNG + SVG plots, fit.json and index.html (images embedded) under ``out_dir``;
-    ``rounds`` (a study's rounds.json entries) adds the frontier's interval round by round."""
+    ``rounds`` (a study's rounds.json entries) adds the frontier's interval round by round,
+    ``learning_rates`` the calibrated learning rate of each LLM."""
     plt = _plt()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,6 +179,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;te
 <body><h1>{html.escape(title)}</h1>
 <h2>Fitted law, frontier and proposals</h2><pre>{html.escape(format_analysis(a))}</pre>
 {_rounds_table(rounds)}
+{_lr_table(learning_rates)}
 {''.join(f'<h2>{html.escape(n.replace("_", " "))}</h2><img alt="{n}" src="data:image/png;base64,{b}">' for n, b in images)}
 <h2>Observations</h2><table><tr><th>cell</th><th>llm</th><th>N</th><th>V</th><th>{html.escape(a.observations.metric)}</th></tr>
 {rows}</table></body></html>
