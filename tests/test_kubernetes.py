@@ -203,3 +203,25 @@ def test_cli_submit_status_delete_through_a_kubeconfig(cluster, tmp_path):
     assert main(["delete", str(QUICK), "--cluster", "--kubeconfig", kubeconfig]) == 0
     assert main(["status", str(QUICK), "--cluster", "--kubeconfig", kubeconfig]) == 2
     assert main(["submit", str(QUICK), "--kubeconfig", str(tmp_path / "missing")]) == 2
+
+
+def test_submit_with_rounds_runs_the_loop_inside_the_rayjob(monkeypatch, tmp_path):
+    """`vlmscale submit FILE --rounds 3`: the mounted spec carries rounds.count, which the RayJob's
+    `vlmscale run` follows (a re-submission with other rounds is a changed spec)."""
+    import orchestrator.kube.submit as submit_mod
+    from orchestrator import cli
+    from orchestrator.kube.render import render
+
+    seen = {}
+
+    class Result:
+        created, name, namespace = True, "x", "vlmscale"
+
+    monkeypatch.setattr(submit_mod, "api_client", lambda *a: None)
+    monkeypatch.setattr(submit_mod, "submit", lambda exp, api, image, ns: seen.setdefault("exp", exp) and Result())
+    assert cli.main(["submit", str(ROOT / "examples" / "quickstart.yaml"), "--rounds", "3"]) == 0
+    exp = seen["exp"]
+    assert exp.spec.rounds.count == 3
+    config_map = next(o for o in render(exp) if o["kind"] == "ConfigMap")
+    assert "count: 3" in next(iter(config_map["data"].values()))
+    assert cli.main(["submit", str(ROOT / "examples" / "quickstart.yaml"), "--rounds", "0"]) == 2
