@@ -43,13 +43,13 @@ def cmd_schema(a) -> int:
     return 0
 
 
-def _run(exp, spec_text: str, a) -> int:
+def _run(exp, spec_text: str, a, storage: str) -> int:
     from .schedule import run_experiment
 
     if a.rounds is not None and a.rounds < 1:
         raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
     outcome = run_experiment(exp, spec_text, address=a.address, live=None if not a.plain else False,
-                             rounds=a.rounds)
+                             rounds=a.rounds, storage=storage)
     print(f"\n{exp.name}: {len(outcome.finished)} cells finished ({len(outcome.skipped)} from before), "
           f"{len(outcome.errored)} errored, in {outcome.seconds:.0f} s")
     for key, err in outcome.errored.items():
@@ -63,7 +63,7 @@ def cmd_run(a) -> int:
     from .spec import load
 
     exp = load(a.file)
-    return _run(exp, Path(a.file).read_text(), a)
+    return _run(exp, Path(a.file).read_text(), a, exp.storage_root(a.storage))
 
 
 def cmd_resume(a) -> int:
@@ -73,7 +73,8 @@ def cmd_resume(a) -> int:
 
     exp, exp_dir = locate(a.name, a.storage)
     manifest = json.loads(exp_dir.manifest.read_text())
-    return _run(exp, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False), a)
+    return _run(exp, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False), a,
+                str(exp_dir.root.parent))
 
 
 def cmd_results(a) -> int:
@@ -89,7 +90,7 @@ def _cluster_experiment(a):
     spec is in local storage."""
     from .results import locate
 
-    exp, _ = locate(a.name, a.storage)
+    exp, _ = locate(a.name, a.storage, require_state=False)
     from .kube.submit import api_client
 
     return exp, api_client(a.kubeconfig, a.context)
@@ -313,7 +314,8 @@ def _fit_args(s, source_optional: bool = False) -> None:
 
 def _experiment_arg(s) -> None:
     s.add_argument("name", help="experiment name or spec file")
-    s.add_argument("--storage", help="the directory holding the experiment (default ./vlmscale-runs)")
+    s.add_argument("--storage", help="the storage root holding the experiment (default: $VLMSCALE_STORAGE, else "
+                                     "the spec's storage.path beside the spec file, or ./vlmscale-runs for a name)")
 
 
 def _cluster_args(s, flag: bool = True) -> None:
@@ -339,8 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                                ("resume", cmd_resume, "resume an experiment by name from its storage")):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("file" if name == "run" else "name")
-        if name == "resume":
-            s.add_argument("--storage", help="the directory holding the experiment (default ./vlmscale-runs)")
+        s.add_argument("--storage", help="the storage root (default: $VLMSCALE_STORAGE, else the spec's "
+                                         "storage.path, relative to the spec file's folder)")
         s.add_argument("--address", default=None, help="a Ray cluster to join (default: $RAY_ADDRESS, else local)")
         s.add_argument("--plain", action="store_true", help="status lines instead of a live table")
         s.add_argument("--rounds", type=int, metavar="R",

@@ -82,7 +82,7 @@ def import_cells(exp: Experiment, exp_dir: ExperimentDir, echo=print) -> list[st
     have = exp_dir.finished()
     for entry in exp.spec.imports:
         if entry.experiment is not None:
-            what, records = _from_experiment(entry.experiment, entry.storage or exp.spec.storage.path)
+            what, records = _from_experiment(entry.experiment, entry.storage or str(exp_dir.root.parent))
         else:
             what, records = _from_results_csv(entry.results)
         new = [k for k in records if k not in have]

@@ -1,7 +1,9 @@
 """Watching an experiment: a live table (cell, status, step, loss, error, ETA).
 
-``ProgressBoard`` keeps the state; the Tune callback feeds it from the driver; ``render`` draws it
-with rich, live on a terminal and as plain status lines elsewhere (CI logs, ``kubectl logs``).
+``ProgressBoard`` keeps the state; the Tune callback feeds it from the driver and draws it: on a
+terminal a rich table that redraws itself (the clock and the ETA tick between reports); elsewhere
+(``--plain``: CI logs, ``kubectl logs -f``) one line per cell at every report — step, loss,
+samples/s, the cell's ETA and the experiment's — so hours of training are never silent.
 """
 
 from __future__ import annotations
@@ -52,10 +54,26 @@ class ProgressBoard:
             c.error = result.get("error", c.error)
             c.samples_per_s = result.get("samples_per_s", c.samples_per_s)
 
+    def eta_s(self) -> float | None:
+        """Seconds left for the whole experiment: the samples still to train over the running
+        cells' combined throughput (None before the first report)."""
+        rate = sum(c.samples_per_s or 0.0 for c in self.cells.values() if c.status == "running")
+        if rate <= 0:
+            return None
+        left = sum((c.steps - c.step) * c.batch_size for c in self.cells.values()
+                   if c.status in ("running", "pending", "retrying"))
+        return left / rate
+
+    def summary(self) -> str:
+        done = sum(c.status in ("finished", "skipped") for c in self.cells.values())
+        eta = self.eta_s()
+        return (f"{done}/{len(self.cells)} cells done, {_duration(time.time() - self.started)} elapsed"
+                + (f", about {_duration(eta)} left" if eta is not None else ""))
+
     def table(self):
         from rich.table import Table
 
-        t = Table(title=f"vlmscale — {len(self.cells)} cells, {time.time() - self.started:.0f} s")
+        t = Table(title=f"vlmscale — {self.summary()}")
         for col in ("cell", "status", "step", "loss", "error", "ETA"):
             t.add_column(col, justify="left" if col in ("cell", "status") else "right")
         style = {"finished": "green", "running": "cyan", "errored": "red", "skipped": "green dim"}
@@ -68,6 +86,29 @@ class ProgressBoard:
 
 def _fmt(v: float | None) -> str:
     return "" if v is None else f"{v:.4f}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def plain_line(c: CellProgress, board: ProgressBoard) -> str:
+    """One log line about a cell (``--plain``)."""
+    parts = [f"[vlmscale] {c.key}: {c.status} step {c.step}/{c.steps}"]
+    if c.loss is not None and c.status in ("running", "retrying"):
+        parts.append(f"loss {c.loss:.4f}")
+    if c.samples_per_s and c.status == "running":
+        parts.append(f"{c.samples_per_s:.1f} samples/s")
+    if c.eta_s is not None:
+        parts.append(f"ETA {_duration(c.eta_s)}")
+    if c.error is not None and c.status == "finished":
+        parts.append(f"error {c.error:.4f}")
+    return " · ".join(parts) + f"  ({board.summary()})"
 
 
 def tune_callback(board: ProgressBoard, live: bool | None = None):
@@ -88,16 +129,17 @@ def tune_callback(board: ProgressBoard, live: bool | None = None):
 
         def _draw(self):
             if self.live_enabled:
-                if self._live is None:
-                    self._live = Live(self.board.table(), console=self.console, refresh_per_second=2)
+                if self._live is None:  # redraws itself: the clock and the ETA tick between reports
+                    self._live = Live(get_renderable=self.board.table, console=self.console, refresh_per_second=2)
                     self._live.start()
-                self._live.update(self.board.table())
+                self._live.refresh()
 
         def _line(self, key: str):
             if not self.live_enabled:
-                c = self.board.cells[key]
-                extra = f" error={c.error:.4f}" if c.error is not None and c.status == "finished" else ""
-                print(f"[vlmscale] {key}: {c.status} (step {c.step}/{c.steps}){extra}", flush=True)
+                print(plain_line(self.board.cells[key], self.board), flush=True)
+
+        def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
+            self._draw()  # the table from the first second, not from the first trial's start
 
         def on_trial_start(self, iteration, trials, trial, **info):
             key = trial.config["cell"]["key"]
@@ -108,6 +150,8 @@ def tune_callback(board: ProgressBoard, live: bool | None = None):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             key = trial.config["cell"]["key"]
             self.board.update(key, "skipped" if result.get("skipped") else None, result)
+            if not result.get("skipped") and not result.get("final"):
+                self._line(key)  # every report: training is visible in logs
             self._draw()
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -131,7 +175,7 @@ def tune_callback(board: ProgressBoard, live: bool | None = None):
 
         def on_experiment_end(self, trials, **info):
             if self._live is not None:
-                self._live.update(self.board.table())
+                self._live.refresh()
                 self._live.stop()
                 self._live = None
 

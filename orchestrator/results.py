@@ -9,29 +9,38 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from .layout import ExperimentDir
-from .spec import Experiment, SpecError, parse
+from .spec import STORAGE_ENV, Experiment, SpecError, parse
 
 COLUMNS = ("cell", "llm", "llm_params", "visual_tokens", "compressor", "task", "seed", "error", "eval_loss",
            "inference_flops", "status", "step")
 
 
-def locate(name_or_file: str, storage: str | None = None) -> tuple[Experiment, ExperimentDir]:
-    """An experiment from its spec file, or by name under ``storage`` (default ./vlmscale-runs)."""
+def locate(name_or_file: str, storage: str | None = None, require_state: bool = True
+           ) -> tuple[Experiment, ExperimentDir]:
+    """An experiment from its spec file, or by name under ``storage`` (else ``$VLMSCALE_STORAGE``,
+    else ./vlmscale-runs). Its state must exist unless ``require_state`` is False (cluster commands
+    need only the spec): a command that finds nothing says so rather than report "0 pending"."""
     p = Path(name_or_file)
     if p.suffix in (".yaml", ".yml") or p.is_file():
         from .spec import load
 
         exp = load(p)
-        return exp, ExperimentDir.of(storage or exp.spec.storage.path, exp.name)
-    exp_dir = ExperimentDir.of(storage or "./vlmscale-runs", name_or_file)
+        exp_dir = ExperimentDir.of(exp.storage_root(storage), exp.name)
+        if require_state and not exp_dir.manifest.is_file():
+            raise SpecError(f"{exp.name} has not run under {exp_dir.root.parent} (no {exp_dir.manifest.name}): "
+                            f"start it with `vlmscale run {p}`, or pass --storage (or set {STORAGE_ENV}) "
+                            "with the directory that holds it")
+        return exp, exp_dir
+    exp_dir = ExperimentDir.of(storage or os.environ.get(STORAGE_ENV) or "./vlmscale-runs", name_or_file)
     if not exp_dir.manifest.is_file():
         raise SpecError(
             f"no experiment {name_or_file!r} under {exp_dir.root.parent}: pass the spec file, or --storage "
-            "with the directory that holds it"
+            f"(or {STORAGE_ENV}) with the directory that holds it"
         )
     manifest = json.loads(exp_dir.manifest.read_text())
     return parse(manifest["spec"], str(exp_dir.manifest)), exp_dir

@@ -307,9 +307,10 @@ def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, An
 
 
 def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, live: bool | None = None,
-                   echo=print, rounds: int | None = None) -> RunOutcome:
+                   echo=print, rounds: int | None = None, storage: str | None = None) -> RunOutcome:
     """Run (or resume) the experiment: round 1 is the grid; each further round (``rounds``, else
-    ``spec.rounds.count``) trains the cells the previous round's fit proposed (see rounds.py)."""
+    ``spec.rounds.count``) trains the cells the previous round's fit proposed (see rounds.py).
+    ``storage``: the storage root (default: :meth:`Experiment.storage_root`)."""
     import ray
 
     from . import track
@@ -317,7 +318,7 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
     from .rounds import RoundLog, cells_of_round, fit_summary, round_points, should_stop
 
     t0 = time.time()
-    exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
+    exp_dir = ExperimentDir.of(storage or exp.storage_root(), exp.name)
     exp_dir.root.mkdir(parents=True, exist_ok=True)
     grid = prepare(exp, exp_dir, spec_text, echo)
     import_cells(exp, exp_dir, echo)

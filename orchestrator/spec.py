@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
@@ -454,11 +455,27 @@ class Spec(_Strict):
         return self
 
 
+STORAGE_ENV = "VLMSCALE_STORAGE"
+
+
 class Experiment(_Strict):
     apiVersion: Literal["vlmscale.dev/v1alpha1"]
     kind: Literal["ScalingExperiment"]
     metadata: Metadata
     spec: Spec
+    _source_dir: Path | None = PrivateAttr(None)  # the spec file's folder, when loaded from a file
+
+    def storage_root(self, override: str | None = None) -> str:
+        """Where the experiment's directory lives: ``override`` (``--storage``), else
+        ``$VLMSCALE_STORAGE``, else ``spec.storage.path`` — a relative one against the spec file's
+        folder, so every command finds the same state from any working directory."""
+        chosen = override or os.environ.get(STORAGE_ENV)
+        if chosen:
+            return chosen
+        path = self.spec.storage.path
+        if path.startswith("s3://") or self._source_dir is None or Path(path).expanduser().is_absolute():
+            return path
+        return str(self._source_dir / path)
 
     @property
     def name(self) -> str:
@@ -598,7 +615,9 @@ def load(path: str | Path) -> Experiment:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(f"{p}: malformed YAML{where}: {problem}") from None
-    return parse(document, str(p))
+    exp = parse(document, str(p))
+    exp._source_dir = p.resolve().parent
+    return exp
 
 
 def json_schema() -> dict[str, Any]:

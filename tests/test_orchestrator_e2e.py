@@ -76,6 +76,9 @@ def test_grid_completes_with_one_parent_and_one_child_run_per_cell(tmp_path, no_
         spec = _spec(tmp_path, "grid", server.uri)
         r = _vlmscale("run", str(spec), "--plain")
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        # --plain (the RayJob's mode) shows training as it goes: a line per cell at every report
+        assert "[vlmscale] tiny-xs-v1-avgpool-shapes-s0: running step 10/30 · loss " in r.stdout
+        assert "samples/s · ETA " in r.stdout and "cells done" in r.stdout
         parents, children = _runs(server.uri, "grid")
         assert len(parents) == 1 and len(children) == 4
         assert parents[0].info.status == "FINISHED"

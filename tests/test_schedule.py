@@ -63,3 +63,18 @@ def test_ledger_writes_are_atomic(tmp_path):
     exp_dir.progress.mkdir(parents=True)
     exp_dir.progress_path("a").write_text('{"step": 5}\n{"step": 10}\n{"step": 1')  # a line cut by a kill
     assert exp_dir.last_progress("a") == {"step": 10}
+
+
+def test_progress_lines_and_the_experiments_eta():
+    from orchestrator.progress import ProgressBoard, plain_line
+
+    board = ProgressBoard()
+    board.add("a", steps=100, batch_size=10, status="finished", record={"metrics": {"step": 100, "error": 0.4}})
+    board.add("b", steps=100, batch_size=10)
+    board.add("c", steps=100, batch_size=10)
+    board.update("b", "running", {"step": 40, "loss": 0.51234, "samples_per_s": 20.0})
+    line = plain_line(board.cells["b"], board)
+    assert line.startswith("[vlmscale] b: running step 40/100 · loss 0.5123 · 20.0 samples/s · ETA 30 s")
+    # what is left: 60 steps of b and 100 of c, x 10 samples, at 20 samples/s
+    assert board.eta_s() == (60 + 100) * 10 / 20.0 and "1/3 cells done" in line and "about 1 min 20 s left" in line
+    assert "error 0.4000" in plain_line(board.cells["a"], board)
