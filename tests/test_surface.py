@@ -24,7 +24,7 @@ def test_cli_flags_of_the_main_commands():
     def flags(cmd):
         return sorted(o for a in _subcommands()[cmd]._actions for o in a.option_strings if o.startswith("--"))
 
-    assert flags("run") == ["--address", "--help", "--plain", "--rounds"]
+    assert flags("run") == ["--address", "--help", "--plain", "--rounds", "--storage"]
     assert flags("results") == ["--format", "--help", "--storage"]
     fit_flags = ["--bootstrap", "--ci-level", "--form", "--group", "--help", "--inputs", "--loss", "--metric",
                  "--metric-kind", "--no-cross-validation", "--seed", "--storage", "--text-tokens"]
