@@ -253,7 +253,10 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
             metrics[name] = getattr(fit, name)
     if analysis.frontier.optimal_visual_tokens is not None:
         metrics["optimal_visual_tokens"] = analysis.frontier.optimal_visual_tokens
-    tracker.log_metrics(run_id, metrics, step=fit.n_points, force=True)
+    tracker.log_metrics(run_id, metrics, step=fit.n_points, dedup="n_points")  # a rerun adds no duplicate point
+    tracker.log_params_once(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric, "metric_kind": fit.kind,
+                                     "bootstrap": f.bootstrap, "ci_level": f.ci_level, "text_tokens": f.text_tokens,
+                                     "round": round_no, "cells_per_round": k})
     tracker.set_tags(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric, "metric_kind": fit.kind})
     for path in written:
         tracker.client.log_artifact(run_id, str(path), "report")
@@ -297,6 +300,7 @@ def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, An
             continue
         metrics = record["metrics"]
         tracker.log_metrics(run_id, metrics, int(metrics.get("step", 0)))
+        tracker.log_cell_record(run_id, None, record)
         tags = {"vlmscale.status": "finished"}
         if record.get("checkpoint"):
             tags["vlmscale.checkpoint"] = record["checkpoint"]
@@ -380,7 +384,7 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
     errored = {k: str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
                for k, e in errors.items() if e is not None and k not in finished}
     tracker.log_metrics(parent, {"cells_total": len(planned), "cells_finished": len(finished),
-                                 "cells_errored": len(errored)}, step=int(time.time()), force=True)
+                                 "cells_errored": len(errored)}, step=len(finished), dedup="cells_finished")
     done = not errored and all(c.key in finished for c in planned)
     tracker.finish(parent, "FINISHED" if done else "FAILED")
     return RunOutcome(exp_dir, target[0], parent, sorted(finished), errored, sorted(before), time.time() - t0)
@@ -394,9 +398,8 @@ def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], num
     for cell in cells:
         run_ids[cell.key] = tracker.child_run(parent, exp.name, cell.key, flat_params(cell), round_no=number)
     p = plan(exp, cells, exp_dir, cluster)
-    for cell in p.todo:
-        if tracker.client.get_run(run_ids[cell.key]).info.status != "RUNNING":
-            tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
+    for cell in p.todo:  # RUNNING only once its trial starts (the Tune callback marks it)
+        tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
     board = progress.ProgressBoard()
     tc = exp.spec.training
     for cell in cells:

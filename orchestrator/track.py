@@ -13,7 +13,10 @@ import platform
 import subprocess
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any
+
+from .layout import ExperimentDir
 
 TAG_EXPERIMENT = "vlmscale.experiment"
 TAG_ROLE = "vlmscale.role"
@@ -128,14 +131,16 @@ class Tracker:
         return run.info.run_id
 
     def last_logged_step(self, run_id: str, metric: str = "loss") -> int:
-        if run_id not in self._last_step:
+        if (run_id, metric) not in self._last_step:
             history = self.client.get_metric_history(run_id, metric)
-            self._last_step[run_id] = max((m.step for m in history), default=0)
-        return self._last_step[run_id]
+            self._last_step[(run_id, metric)] = max((m.step for m in history), default=-1)
+        return self._last_step[(run_id, metric)]
 
-    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int, force: bool = False) -> None:
-        """Log numeric metrics at ``step``; a step at or before the last logged one is skipped."""
-        if not force and step <= self.last_logged_step(run_id):
+    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int, force: bool = False,
+                    dedup: str = "loss") -> None:
+        """Log numeric metrics at ``step``; a step at or before the last one logged for the
+        ``dedup`` metric is skipped (a resumed cell replays reports; a rerun refits)."""
+        if not force and step <= self.last_logged_step(run_id, dedup):
             return
         from mlflow.entities import Metric
 
@@ -144,7 +149,21 @@ class Tracker:
                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
         for i in range(0, len(batch), 900):  # MLflow's per-request limit is 1000 metrics
             self.client.log_batch(run_id, metrics=batch[i:i + 900])
-        self._last_step[run_id] = max(step, self._last_step.get(run_id, 0))
+        self._last_step[(run_id, dedup)] = max(step, self._last_step.get((run_id, dedup), -1))
+
+    def log_params_once(self, run_id: str, params: dict[str, Any]) -> None:
+        """Params a run does not have yet (MLflow refuses to change one)."""
+        from mlflow.entities import Param
+
+        have = self.client.get_run(run_id).data.params
+        new = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in have]
+        if new:
+            self.client.log_batch(run_id, params=new)
+
+    def log_cell_record(self, run_id: str, config: dict[str, Any] | None, record: dict[str, Any] | None) -> None:
+        """The cell's full config and its checkpoint reference, as the run's artifact cell.json."""
+        self.client.log_dict(run_id, {"config": config, "checkpoint": (record or {}).get("checkpoint"),
+                                      "imported_from": (record or {}).get("imported_from")}, "cell.json")
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -203,7 +222,9 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
                 self.tracker.set_tags(run_id, {"vlmscale.checkpoint": result["checkpoint_path"]})
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            _, run_id = self._run(trial)
+            key, run_id = self._run(trial)
+            record = ExperimentDir(Path(trial.config["cell"]["exp_dir"])).finished_record(key)
+            self.tracker.log_cell_record(run_id, trial.config["cell"]["config"], record)
             self.tracker.set_tags(run_id, {"vlmscale.status": "finished"})
             self.tracker.finish(run_id, "FINISHED")
 

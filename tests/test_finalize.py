@@ -62,9 +62,12 @@ def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
     keys = [c.key for c in nxt.cells()]
     assert nxt.name == exp.name and keys[:9] == [c.key for c in exp.cells()] and len(keys) == 13
 
-    # running the final job again updates the same fit run
+    # running the final job again updates the same fit run, without a duplicate point
     finalize(exp, exp_dir, text, tracker, parent, echo=lines.append)
     assert len(tracker.client.search_runs([tracker.experiment_id], filter_string="tags.`vlmscale.role` = 'fit'")) == 1
+    assert len(tracker.client.get_metric_history(fit_run.info.run_id, "alpha")) == 1
+    params = tracker.client.get_run(fit_run.info.run_id).data.params
+    assert params["form"] == "multiplicative" and params["bootstrap"] == str(exp.spec.fit.bootstrap)
 
 
 def test_fit_eval_loss_of_a_finished_experiment_in_nats(tmp_path):
@@ -97,3 +100,35 @@ def test_fit_eval_loss_of_a_finished_experiment_in_nats(tmp_path):
     table = subprocess.run([sys.executable, "-m", "orchestrator.cli", "results", exp.name, "--storage",
                             str(tmp_path / "runs")], capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
     assert "eval_loss: loss, mean nats per answer token" in table
+
+
+def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch):
+    """MLflow shows a cell RUNNING only once it trains: before Tune starts, every cell to run is SCHEDULED."""
+    import orchestrator.schedule as schedule
+
+    doc = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
+    doc["spec"]["storage"]["path"] = str(tmp_path / "runs")
+    doc["spec"]["vision"]["pretrain"] = None
+    text = yaml.safe_dump(doc)
+    exp = parse(doc)
+    exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
+    cells = prepare(exp, exp_dir, text)
+    tracker = Tracker(*tracking_target(exp, exp_dir))
+    parent = tracker.parent_run(exp.name, exp.digest(), text)
+    seen = {}
+
+    def fake_grid(exp, exp_dir, p, callbacks):
+        seen.update({c.key: tracker.client.get_run(run_ids[c.key]).info.status for c in p.todo})
+        return {}
+
+    monkeypatch.setattr(schedule, "run_grid", fake_grid)
+    import orchestrator.progress as progress
+
+    monkeypatch.setattr(progress, "tune_callback", lambda *a: None)
+    import orchestrator.track as track
+
+    monkeypatch.setattr(track, "tune_callback", lambda *a: None)
+    run_ids: dict[str, str] = {}
+    schedule._train_round(exp, exp_dir, cells, 1, tracker, parent, run_ids, ("uri", "x", None), {"CPU": 2}, False,
+                          lambda *_: None)
+    assert len(seen) == 9 and set(seen.values()) == {"SCHEDULED"}
