@@ -189,19 +189,35 @@ def cmd_ui(a) -> int:
     return 0  # not reached
 
 
+def _fit_settings(a, exp) -> None:
+    """Fill the analysis flags left unset: from the experiment's spec (so `fit`, `propose`,
+    `report` and the run's own summary are one analysis), else the engine's defaults."""
+    f = exp.spec.fit if exp is not None else None
+    defaults = {"form": "multiplicative", "loss": "squared", "metric": "error", "metric_kind": None,
+                "ci_level": 0.9, "text_tokens": 0.0, "bootstrap": 1000}
+    for name, default in defaults.items():
+        if getattr(a, name) is None:
+            setattr(a, name, getattr(f, name) if f is not None else default)
+    a.cross_validate = not a.no_cross_validation and (f.cross_validate if f is not None else True)
+
+
 def _analyses(a, k: int = 0):
     """(experiment or None, its spec document, [(group, observations, analysis)])."""
-    from .scaling.analysis import analyze, candidates_for, load_source
+    from .results import locate, rows
+    from .scaling.analysis import TABLE_SUFFIXES, analyze, experiment_candidates, load_source
     from .scaling.table import parse_inputs
 
+    located = None if a.source.endswith(TABLE_SUFFIXES) else locate(a.source, a.storage)
+    _fit_settings(a, located[0] if located else None)
     if not 0 < a.ci_level < 1:
         raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
     exp, spec_doc, groups = load_source(a.source, a.metric, a.storage, a.metric_kind, parse_inputs(a.inputs), a.group)
     out = []
     for label, obs in groups:
-        cands = candidates_for(exp, obs) if exp is not None and k else []
+        # an experiment's candidates shape its frontier whether or not picks are asked for: one analysis
+        cands = experiment_candidates(exp, obs, rows(*located)) if exp is not None else []
         out.append((label, obs, analyze(obs, a.form, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
-                                        getattr(a, "budget", None), a.ci_level, not a.no_cross_validation)))
+                                        getattr(a, "budget", None), a.ci_level, a.cross_validate)))
     return exp, spec_doc, out
 
 
@@ -261,6 +277,7 @@ def _propose_from_pool(a) -> int:
 
     if a.source is not None:
         raise UsageError("give either an experiment or --pool, not both")
+    _fit_settings(a, None)
     if not a.cost:
         raise UsageError("--pool needs --cost: a column or an expression over columns, e.g. '6*N*D'")
     pool = load_table(a.pool)
@@ -296,20 +313,21 @@ def cmd_report(a) -> int:
 def _fit_args(s, source_optional: bool = False) -> None:
     s.add_argument("source", nargs="?" if source_optional else None,
                    help="experiment name, spec file, or a CSV/Parquet table of runs")
-    s.add_argument("--storage")
-    s.add_argument("--form", choices=("multiplicative", "additive"), default="multiplicative")
-    s.add_argument("--loss", choices=("squared", "huber_log"), default="squared")
-    s.add_argument("--metric", default="error", help="the column to fit (default error; e.g. eval_loss)")
+    s.add_argument("--storage", help="the storage root holding an experiment (see `vlmscale status --help`)")
+    s.add_argument("--form", choices=("multiplicative", "additive"),
+                   help="the law (default: the spec's fit.form for an experiment, else multiplicative)")
+    s.add_argument("--loss", choices=("squared", "huber_log"), help="default: the spec's fit.loss, else squared")
+    s.add_argument("--metric", help="the column to fit, e.g. eval_loss (default: the spec's fit.metric, else error)")
     s.add_argument("--inputs", metavar="COL,COL",
                    help="a table's two input columns (default llm_params,visual_tokens: N and V)")
     s.add_argument("--group", metavar="COL", help="fit one law per value of this column of a table")
     s.add_argument("--metric-kind", choices=("error", "loss"),
                    help="error: a rate in (0, 1); loss: any positive value (default: loss if the name has 'loss')")
-    s.add_argument("--ci-level", type=float, default=0.9, help="bootstrap interval coverage (default 0.9)")
+    s.add_argument("--ci-level", type=float, help="bootstrap interval coverage (default: the spec's, else 0.9)")
     s.add_argument("--no-cross-validation", action="store_true", help="skip leave-one-out and the largest-N hold-out")
-    s.add_argument("--text-tokens", type=float, default=0.0, help="Q of the frontier (0: cached text)")
-    s.add_argument("--bootstrap", type=int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--text-tokens", type=float, help="Q of the frontier, 0 for cached text (default: the spec's, else 0)")
+    s.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the spec's fit.bootstrap, else 1000)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
 
 
 def _experiment_arg(s) -> None:
@@ -326,8 +344,19 @@ def _cluster_args(s, flag: bool = True) -> None:
     s.add_argument("--context")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("vlmscale")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlmscale", description="Scaling-law studies of vision-language models.")
+    p.add_argument("--version", action="version", version=f"vlmscale {_version()}")
+    p.add_argument("-v", "--verbose", action="store_true", help="keep the libraries' logs (Ray, Tune, MLflow)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("validate", help="check an experiment spec and print its expanded grid")
@@ -416,11 +445,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+QUIET_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",  # Tune's legacy reporter honours verbose=0: no config box, no TensorBoard hint
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no tensorboardX/CSV/JSON loggers (the ledger and MLflow keep it all)
+    "TQDM_DISABLE": "1",  # no progress bars from transformers' save/load in the logs
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "RAY_DEDUP_LOGS": "1",
+    "VLMSCALE_QUIET": "1",  # start_ray: Ray's own logging at ERROR
+}
+
+
+def _quiet() -> None:
+    """Library chatter off (``-v`` keeps it): what a user reads is vlmscale's own output."""
+    import logging
+
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    for name in ("mlflow", "alembic", "ray", "ray.tune", "ray.train", "optuna", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .spec import SpecError
     from .kube.submit import ClusterError  # light: the kubernetes client loads inside its functions
 
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        _quiet()
     try:
         return args.fn(args)
     except (SpecError, UsageError, ValueError, ClusterError) as e:  # FitError is a ValueError: bad data, one line

@@ -40,6 +40,9 @@ WORKER_ENV = {
     "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
     "TRANSFORMERS_VERBOSITY": "error",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
+    # workers' logs are read in `kubectl logs`: no progress bars from transformers' save/load
+    "TQDM_DISABLE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 
 
@@ -159,14 +162,17 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> dict[str, flo
 
     if ray.is_initialized():
         return dict(ray.cluster_resources())
+    import logging
+
     env = {"env_vars": WORKER_ENV}
+    level = logging.ERROR if os.environ.get("VLMSCALE_QUIET") == "1" else logging.INFO
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=False)
+        ray.init(address=address, runtime_env=env, log_to_driver=False, logging_level=level)
     else:
         cpus = num_cpus or os.cpu_count() or 1
         # one slot per CPU is an upper bound; the Tuner's max_concurrent_trials is the real limit
         ray.init(num_cpus=cpus, resources={SLOT: cpus}, include_dashboard=False, log_to_driver=False,
-                 runtime_env=env)
+                 runtime_env=env, logging_level=level)
     return dict(ray.cluster_resources())
 
 
@@ -210,7 +216,7 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     """The job after each round: fit the law, the frontier and the proposals; write the report
     and next.yaml under <exp>/fit and log them as the round's "fit" MLflow run. Returns the
     analysis (None when the data cannot be fitted yet)."""
-    from .scaling.analysis import analyze, candidates_for, format_analysis, next_spec, observations_from_rows
+    from .scaling.analysis import analyze, experiment_candidates, format_analysis, next_spec, observations_from_rows
     from .scaling.forms import FitError
     from .scaling.report import write_report
     from .results import rows
@@ -219,8 +225,7 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     table = rows(exp, exp_dir)
     obs = observations_from_rows(table, f.metric, f.metric_kind)
     k = exp.spec.rounds.cells_per_round or f.propose
-    planned = {(r["llm"], int(r["visual_tokens"]), r["compressor"]) for r in table}  # never proposed twice
-    candidates = [c for c in candidates_for(exp, obs) if (c.llm, c.visual_tokens, c.compressor) not in planned]
+    candidates = experiment_candidates(exp, obs, table)  # never proposes a cell twice
     try:
         analysis = analyze(obs, f.form, f.loss, f.text_tokens, f.bootstrap, candidates=candidates, k=k,
                            ci_level=f.ci_level, cross_validate=f.cross_validate)

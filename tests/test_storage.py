@@ -72,3 +72,25 @@ def test_no_experiment_is_an_error_not_an_empty_table(tmp_path):
         r = _cli(*command, cwd=tmp_path)
         assert r.returncode == 2, (command, r.stdout, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and ("has not run under" in r.stderr or "no experiment" in r.stderr)
+
+
+def test_fit_propose_and_report_are_one_analysis(tmp_path):
+    """The same candidates and the spec's bootstrap settings everywhere: one frontier; whatever lies
+    beyond the trained cells is marked."""
+    spec = _finished_experiment(tmp_path)
+    fit = _cli("fit", str(spec), "--format", "json", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    fitted = json.loads(fit.stdout)
+    assert fitted["bootstrap"] == load(spec).spec.fit.bootstrap  # the spec's 200, not a CLI default
+    report = _cli("report", str(spec), "-o", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    reported = json.loads((tmp_path / "report" / "fit.json").read_text())
+    assert reported["frontier"] == fitted["frontier"] and reported["params"] == fitted["params"]
+    propose = _cli("propose", str(spec), "-o", str(tmp_path / "next.yaml"), cwd=tmp_path)
+    text = _cli("fit", str(spec), cwd=tmp_path).stdout
+    frontier_lines = [line for line in text.splitlines() if line.startswith("  ") and "e+" in line]
+    assert frontier_lines and all(line in propose.stdout for line in frontier_lines)
+    # the presets the grid did not train extend the frontier: marked as extrapolation / untrained
+    points = fitted["frontier"]["points"]
+    assert any(p["extrapolated"] for p in points) and "* extrapolated" in text
+    assert any(p["runnable"] and p["runnable"]["trained"] is False for p in points) and " untrained" in text

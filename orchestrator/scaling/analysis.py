@@ -136,6 +136,14 @@ def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
     return out
 
 
+def experiment_candidates(exp: Experiment, obs: Observations, table: list[dict[str, Any]]) -> list[Candidate]:
+    """What the experiment could run next: :func:`candidates_for` minus every cell it already
+    has, finished or not (any round) — the one candidate set of the run's summary, ``fit``,
+    ``propose`` and ``report``."""
+    planned = {(r["llm"], int(r["visual_tokens"]), r["compressor"]) for r in table}
+    return [c for c in candidates_for(exp, obs) if (c.llm, c.visual_tokens, c.compressor) not in planned]
+
+
 def analyze(obs: Observations, form: str = "multiplicative", loss: str = "squared", text_tokens: float = 0.0,
             bootstrap: int = 1000, seed: int = 0, candidates: list[Candidate] | None = None, k: int = 0,
             budget: float | None = None, ci_level: float = 0.9, cross_validate: bool = True) -> Analysis:
@@ -149,7 +157,8 @@ def analyze(obs: Observations, form: str = "multiplicative", loss: str = "square
     n_range, v_range = (min(ns), max(ns)), (min(vs), max(vs))
     budgets = default_budgets(n_range, v_range, text_tokens)
     runnable = sorted({(float(a), float(b)) for a, b in zip(ns, vs)})
-    front = frontier(fit, budgets, text_tokens, n_range, v_range, runnable=runnable)
+    front = frontier(fit, budgets, text_tokens, n_range, v_range, runnable=runnable,
+                     trained=list(zip(obs.n.tolist(), obs.v.tolist())))
     picks: list[Pick] = []
     if k and cands and len(fit.bootstrap) >= 10:
         picks = propose_frontier(fit, cands, k, budgets, text_tokens, n_range, v_range, budget=budget,
@@ -215,10 +224,14 @@ def format_analysis(a: Analysis) -> str:
         ci_txt = f" ({level}% CI [{ci[0]:.3g}, {ci[1]:.3g}])" if ci else ""
         lines.append(f"frontier (Q = {fr.text_tokens:g} text tokens): optimal visual tokens V* = "
                      f"{fr.optimal_visual_tokens:.3g}{ci_txt}")
-    lines.append(f"  {'budget FLOPs':>13} {'N*':>10} {'V*':>7} {a.observations.metric[:7]:>7} {'runnable (N, V)':>20}")
+    lines.append(f"  {'budget FLOPs':>13} {'N*':>10} {'V*':>7} {a.observations.metric[:7]:>7}  {'best runnable (N, V)':<24}")
     for p in fr.points:
-        run = "-" if p.discrete is None else f"({p.discrete[0]:.3g}, {p.discrete[1]:g})"
-        lines.append(f"  {p.budget:>13.3g} {p.n:>10.3g} {p.v:>7.3g} {p.error:>7.4f} {run:>20}")
+        run = "-" if p.discrete is None else (f"({p.discrete[0]:.3g}, {p.discrete[1]:g})"
+                                               + (" trained" if p.discrete_trained else " untrained"))
+        mark = "*" if p.extrapolated else " "
+        lines.append(f"  {p.budget:>13.3g} {p.n:>10.3g} {p.v:>7.3g} {p.error:>7.4f}{mark} {run:<24}")
+    if any(p.extrapolated for p in fr.points):
+        lines.append("  * extrapolated: N* or V* beyond the trained cells (a prediction, not a measurement)")
     if a.picks:
         lines.append(f"next {len(a.picks)} runs (most frontier uncertainty removed per training FLOP):")
         for p in a.picks:

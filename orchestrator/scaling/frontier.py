@@ -51,6 +51,8 @@ class FrontierPoint:
     v_ci: tuple[float, float]
     error_ci: tuple[float, float]
     discrete: tuple[float, float, float] | None  # (N, V, predicted error) of the best runnable cell
+    extrapolated: bool = False  # N* or V* outside what was trained: a prediction beyond the data
+    discrete_trained: bool | None = None  # whether that best runnable cell was trained (else a candidate)
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,10 @@ class Frontier:
             "points": [
                 {"budget_flops": p.budget, "llm_params": p.n, "visual_tokens": p.v, "error": p.error,
                  "llm_params_ci": list(p.n_ci), "visual_tokens_ci": list(p.v_ci), "error_ci": list(p.error_ci),
+                 "extrapolated": p.extrapolated,
                  "runnable": None if p.discrete is None else
-                 {"llm_params": p.discrete[0], "visual_tokens": p.discrete[1], "error": p.discrete[2]}}
+                 {"llm_params": p.discrete[0], "visual_tokens": p.discrete[1], "error": p.discrete[2],
+                  "trained": p.discrete_trained}}
                 for p in self.points
             ],
         }
@@ -107,9 +111,15 @@ def _ci(samples: np.ndarray, level: float) -> tuple[float, float]:
 
 def frontier(fit: Fit, budgets, text_tokens: float, n_range: tuple[float, float], v_range: tuple[float, float],
              runnable: list[tuple[float, float]] | None = None, fixed_flops: float = 0.0,
-             max_bootstrap: int = 200) -> Frontier:
-    """The frontier at each budget, with bootstrap intervals and the best runnable (N, V)."""
+             max_bootstrap: int = 200, trained: list[tuple[float, float]] | None = None) -> Frontier:
+    """The frontier at each budget, with bootstrap intervals and the best runnable (N, V).
+
+    ``trained``: the (N, V) observed. A point whose N* or V* lies outside their range is marked
+    extrapolated, and the best runnable cell says whether it was trained or is only a candidate."""
     boot = fit.bootstrap_params()[:max_bootstrap]
+    seen = {(float(a), float(b)) for a, b in trained or []}
+    n_seen = (min(a for a, _ in seen), max(a for a, _ in seen)) if seen else n_range
+    v_seen = (min(b for _, b in seen), max(b for _, b in seen)) if seen else v_range
     points = []
     for c in np.asarray(budgets, float):
         n, v, e = optimum(fit.form, [fit.params], c, text_tokens, n_range, v_range, fixed_flops)
@@ -122,8 +132,11 @@ def frontier(fit: Fit, budgets, text_tokens: float, n_range: tuple[float, float]
                 errs = np.where(ok, fit.predict(cand[:, 0], cand[:, 1]), np.inf)
                 i = int(np.argmin(errs))
                 best = (float(cand[i, 0]), float(cand[i, 1]), float(errs[i]))
+        outside = bool(np.isfinite(n[0]) and (n[0] > n_seen[1] * (1 + 1e-9) or n[0] < n_seen[0] * (1 - 1e-9)
+                                              or v[0] > v_seen[1] * (1 + 1e-9) or v[0] < v_seen[0] * (1 - 1e-9)))
         points.append(FrontierPoint(float(c), float(n[0]), float(v[0]), float(e[0]), _ci(bn, fit.ci_level),
-                                    _ci(bv, fit.ci_level), _ci(be, fit.ci_level), best))
+                                    _ci(bv, fit.ci_level), _ci(be, fit.ci_level), best, outside,
+                                    None if best is None else (best[0], best[1]) in seen))
     v_star = v_star_ci = None
     if fit.form == "multiplicative":
         v_star = closed_form_visual_tokens(fit.params["alpha"], fit.params["beta"], text_tokens, *v_range)
