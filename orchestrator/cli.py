@@ -32,7 +32,16 @@ def _print_cells(exp) -> None:
 def cmd_validate(a) -> int:
     from .spec import load
 
-    _print_cells(load(a.file))
+    exp = load(a.file)
+    if a.format == "json":
+        print(json.dumps({"name": exp.name, "digest": exp.digest(), "cells": [c.params() for c in exp.cells()]},
+                         indent=2))
+    elif a.format == "csv":
+        from .results import render
+
+        sys.stdout.write(render([c.params() for c in exp.cells()], "csv"))
+    else:
+        _print_cells(exp)
     return 0
 
 
@@ -161,11 +170,18 @@ def cmd_status(a) -> int:
     counts: dict[str, int] = {}
     for r in table:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    print(f"{exp.name}: {len(table)} cells — {summary}; state in {exp_dir.root}")
     from .calibrate import chosen_lrs
 
     lrs = chosen_lrs(exp_dir)
+    if a.format == "json":
+        print(json.dumps({"name": exp.name, "state": str(exp_dir.root), "counts": counts, "learning_rates": lrs,
+                          "cells": table}, indent=2))
+        return 0
+    if a.format == "csv":
+        sys.stdout.write(render(table, "csv"))
+        return 0
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"{exp.name}: {len(table)} cells — {summary}; state in {exp_dir.root}")
     if lrs:
         print("calibrated learning rates: " + ", ".join(f"{llm} {lr:.3g}" for llm, lr in lrs.items()))
     sys.stdout.write(render(table, "table"))
@@ -238,6 +254,12 @@ def cmd_fit(a) -> int:
         doc = (nan_to_none(groups[0][2].as_dict()) if a.group is None
                else {"group": a.group, "groups": {label: nan_to_none(x.as_dict()) for label, x in results.items()}})
         print(json.dumps(doc, indent=2))
+    elif a.format == "csv":  # one row per group and parameter
+        from .results import render
+
+        sys.stdout.write(render([{"group": label, "parameter": name, "value": value, "ci_low": x.fit.ci[name][0],
+                                  "ci_high": x.fit.ci[name][1], "form": x.fit.form, "metric": x.observations.metric}
+                                 for label, x in results.items() for name, value in x.fit.params.items()], "csv"))
     else:
         print("\n\n".join((f"[{a.group} = {label}]\n" if a.group else "") + format_analysis(x)
                            for label, x in results.items()))
@@ -330,6 +352,10 @@ def _fit_args(s, source_optional: bool = False) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
 
 
+def _format_arg(s) -> None:
+    s.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
+
+
 def _experiment_arg(s) -> None:
     s.add_argument("name", help="experiment name or spec file")
     s.add_argument("--storage", help="the storage root holding the experiment (default: $VLMSCALE_STORAGE, else "
@@ -341,7 +367,7 @@ def _cluster_args(s, flag: bool = True) -> None:
         s.add_argument("--cluster", action="store_true", help="ask the Kubernetes cluster")
     s.add_argument("--namespace", help="default: spec.kubernetes.namespace")
     s.add_argument("--kubeconfig", help="default: in-cluster config, else $KUBECONFIG / ~/.kube/config")
-    s.add_argument("--context")
+    s.add_argument("--context", help="the kubeconfig context (default: the current one)")
 
 
 def _version() -> str:
@@ -361,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("validate", help="check an experiment spec and print its expanded grid")
     s.add_argument("file")
+    _format_arg(s)
     s.set_defaults(fn=cmd_validate)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the experiment spec")
@@ -380,12 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("results", help="one row per cell: parameters, error, FLOPs, status")
     _experiment_arg(s)
-    s.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _format_arg(s)
     s.set_defaults(fn=cmd_results)
 
     s = sub.add_parser("status", help="how far an experiment has got (locally, or --cluster)")
     _experiment_arg(s)
     _cluster_args(s)
+    _format_arg(s)
     s.set_defaults(fn=cmd_status)
 
     s = sub.add_parser("render", help="print the Kubernetes objects of an experiment (YAML stream)")
@@ -404,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("logs", help="the driver's logs on the cluster (--cluster)")
     _experiment_arg(s)
-    s.add_argument("--tail", type=int, default=200)
+    s.add_argument("--tail", type=int, default=200, help="lines from the end of each pod's log (default 200)")
     _cluster_args(s)
     s.set_defaults(fn=cmd_logs)
 
@@ -415,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("fit", help="fit the scaling law with intervals and the compute-optimal frontier")
     _fit_args(s)
-    s.add_argument("--format", choices=("table", "json"), default="table")
+    _format_arg(s)
     s.set_defaults(fn=cmd_fit)
 
     s = sub.add_parser("propose", help="the next most informative cells (a ready-to-run experiment YAML), "
@@ -434,13 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="plots (PNG, SVG) and an HTML page of the fit")
     _fit_args(s)
-    s.add_argument("-k", type=int, default=4)
-    s.add_argument("-o", "--output", default="report")
+    s.add_argument("-k", type=int, default=4, help="proposals shown in the report (default 4)")
+    s.add_argument("-o", "--output", default="report", help="the report's directory (default report/)")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("ui", help="start the MLflow UI on the experiment's store (127.0.0.1)")
     _experiment_arg(s)
-    s.add_argument("--port", type=int, default=5000)
+    s.add_argument("--port", type=int, default=5000, help="port of the UI on 127.0.0.1 (default 5000)")
     s.set_defaults(fn=cmd_ui)
     return p
 

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,10 @@ def render(table: list[dict[str, Any]], fmt: str) -> str:
         return json.dumps(table, indent=2)
     if fmt == "csv":
         buf = io.StringIO()
-        extra = sorted({k for r in table for k in r} - set(COLUMNS))
-        w = csv.DictWriter(buf, fieldnames=list(COLUMNS) + extra, extrasaction="ignore")
+        present = list(dict.fromkeys(k for r in table for k in r))
+        # the results' own columns first, in their order; then whatever else the rows carry
+        fields = [c for c in COLUMNS if c in present] + [k for k in present if k not in COLUMNS]
+        w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(table)
         return buf.getvalue()
@@ -109,7 +112,10 @@ def render(table: list[dict[str, Any]], fmt: str) -> str:
         t.add_row(*[_cell(r.get(c)) for c in COLUMNS])
     t.caption = ("error: error rate in (0, 1), 1 − exact match; eval_loss: loss, mean nats per answer token "
                  "(fit either: vlmscale fit NAME --metric eval_loss)")
-    console = Console(record=True, width=200)
+    import shutil
+
+    width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200  # a pipe: no wrapping
+    console = Console(record=True, width=width)
     with console.capture() as cap:
         console.print(t)
     return cap.get()

@@ -575,8 +575,7 @@ def _loc(loc: tuple) -> str:
     return out
 
 
-def _first_error(e: ValidationError, source: str) -> str:
-    err = e.errors()[0]
+def _describe(err: dict) -> str:
     loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
     where = _loc(tuple(loc)) or "(document)"
     msg = err["msg"].removeprefix("Value error, ")
@@ -585,12 +584,15 @@ def _first_error(e: ValidationError, source: str) -> str:
         msg = "unknown field; remove it or check its spelling (see `vlmscale schema`)"
     elif kind == "missing":
         msg = "required field is missing"
-    elif kind == "literal_error":
+    elif kind == "literal_error" or kind.endswith("_type") or kind.endswith("_parsing"):
         msg = f"{msg}, got {err.get('input')!r}"
-    elif kind.endswith("_type") or kind.endswith("_parsing"):
-        msg = f"{msg}, got {err.get('input')!r}"
-    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-    return f"{source}: {where}: {msg}{more}"
+    return f"{where}: {msg}"
+
+
+def _all_errors(e: ValidationError, source: str) -> str:
+    """Every validation error of the document, in one line: fix them all in one go."""
+    seen = list(dict.fromkeys(_describe(err) for err in e.errors()))
+    return f"{source}: " + "; ".join(seen)
 
 
 def parse(document: Any, source: str = "<spec>") -> Experiment:
@@ -599,7 +601,7 @@ def parse(document: Any, source: str = "<spec>") -> Experiment:
     try:
         exp = Experiment.model_validate(document)
     except ValidationError as e:
-        raise SpecError(_first_error(e, source)) from None
+        raise SpecError(_all_errors(e, source)) from None
     expand(exp)  # key collisions
     return exp
 

@@ -177,3 +177,12 @@ def test_a_calibrated_lr_replaces_width_scaling_per_llm():
     assert by_llm["tiny-s"].lr == 0.004 and by_llm["tiny-s"].lr_reference_width is None
     # before calibration a cell shows the middle of the range (never trained so)
     assert all(c.config.train.lr == pytest.approx((1e-3 * 1e-2) ** 0.5) for c in exp.cells())
+
+
+def test_every_validation_error_is_reported_at_once():
+    doc = _with("spec.training", {"steps": "many", "batch_size": 0})
+    doc = _with("metadata.name", "Bad_Name", doc)
+    with pytest.raises(SpecError) as e:
+        parse(doc, "exp.yaml")
+    msg = str(e.value)
+    assert "\n" not in msg and "metadata.name" in msg and "spec.training.steps" in msg and "spec.training.batch_size" in msg

@@ -31,7 +31,28 @@ def test_cli_flags_of_the_main_commands():
     assert flags("fit") == sorted(fit_flags + ["--format"])
     assert flags("propose") == sorted(fit_flags + ["--budget", "--cost", "--output", "--pool", "--target"])
     assert flags("render") == ["--help", "--image", "--namespace"]
-    assert flags("status") == ["--cluster", "--context", "--help", "--kubeconfig", "--namespace", "--storage"]
+    assert flags("status") == ["--cluster", "--context", "--format", "--help", "--kubeconfig", "--namespace",
+                               "--storage"]
+    for command in ("validate", "results", "status", "fit"):
+        fmt = next(a for a in _subcommands()[command]._actions if "--format" in a.option_strings)
+        assert list(fmt.choices) == ["table", "json", "csv"], command
+
+
+def test_version_and_quiet_flags():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("vlmscale ")
+    parser = build_parser()
+    assert {"-v", "--verbose", "--version"} <= {o for a in parser._actions for o in a.option_strings}
+
+
+def test_every_flag_has_help():
+    for name, sub in _subcommands().items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings[0]} has no help"
 
 
 def test_spec_defaults():
