@@ -238,8 +238,11 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     so_far.append({"round": round_no, "fit": fit_summary(analysis, len(obs.e))})
     from .calibrate import chosen_lrs
 
+    run_id = tracker.fit_run(parent, exp.name, round_no)
+    tracker.mark_running(run_id)
     written = write_report(analysis, exp_dir.fit, title=f"{exp.name}: scaling law", rounds=so_far,
-                           learning_rates=chosen_lrs(exp_dir))
+                           learning_rates=chosen_lrs(exp_dir),
+                           on_figure=lambda name, fig: tracker.client.log_figure(run_id, fig, f"figures/{name}.png"))
     next_yaml = exp_dir.fit / "next.yaml"
     from .layout import atomic_write_text
 
@@ -247,8 +250,6 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     echo("\n" + format_analysis(analysis))
     echo(f"report: {exp_dir.fit / 'index.html'}\nnext:   vlmscale run {next_yaml}")
 
-    run_id = tracker.fit_run(parent, exp.name, round_no)
-    tracker.mark_running(run_id)
     fit = analysis.fit
     metrics = {**fit.params, "objective": fit.objective, "rmse": fit.rmse, "r2": fit.r2, "n_points": fit.n_points}
     metrics.update({f"{k}_ci_low": v[0] for k, v in fit.ci.items()})

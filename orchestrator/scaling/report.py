@@ -38,17 +38,37 @@ def _band(a: Analysis, n: float, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.quantile(preds, tail, axis=0), np.quantile(preds, 1 - tail, axis=0)
 
 
+def _sizes(a: Analysis) -> list[tuple[float, str]]:
+    """(N, name) of each trained LLM size, smallest first."""
+    o = a.observations
+    names = {}
+    for n, name in zip(o.n, o.llms):
+        names.setdefault(float(n), name)
+    return sorted(names.items())
+
+
+def _trained_max(a: Analysis) -> tuple[float, float]:
+    return float(a.observations.n.max()), float(a.observations.v.max())
+
+
 def plot_error_vs_tokens(a: Analysis, plt):
+    """Observed error against V per LLM (named), the fitted law with its band, and the proposed
+    cells (hollow) at their predicted error."""
     o = a.observations
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     v_grid = np.exp(np.linspace(np.log(o.v.min()), np.log(o.v.max()), 100))
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(np.unique(o.n))))
-    for color, n in zip(colors, np.unique(o.n)):
+    sizes = _sizes(a)
+    colors = dict(zip([n for n, _ in sizes], plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))))
+    for n, name in sizes:
         sel = o.n == n
-        ax.scatter(o.v[sel], o.e[sel], color=color, zorder=3, label=f"N = {n:.3g}")
+        ax.scatter(o.v[sel], o.e[sel], color=colors[n], zorder=3, label=f"{name} (N = {n:.3g})")
         lo, hi = _band(a, n, v_grid)
-        ax.fill_between(v_grid, lo, hi, color=color, alpha=0.15)
-        ax.plot(v_grid, a.fit.predict(n, v_grid), color=color)
+        ax.fill_between(v_grid, lo, hi, color=colors[n], alpha=0.15)
+        ax.plot(v_grid, a.fit.predict(n, v_grid), color=colors[n])
+    for i, pick in enumerate(a.picks):
+        c = pick.candidate
+        ax.scatter([c.visual_tokens], a.fit.predict(c.n, c.visual_tokens), facecolors="none", edgecolors="k",
+                   marker="D", zorder=4, label="proposed (predicted)" if i == 0 else None)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("visual tokens V")
     ax.set_ylabel(o.metric)
@@ -59,66 +79,91 @@ def plot_error_vs_tokens(a: Analysis, plt):
 
 
 def plot_error_vs_flops(a: Analysis, plt):
-    """Left: observations against inference FLOPs with the predicted frontier. Right: iso-FLOP
-    curves — predicted error against V at fixed budgets (N takes the rest), minima marked."""
+    """Left: each LLM's observations against inference FLOPs with its fitted curve (V varies
+    along it) and the predicted frontier, dashed where it extrapolates beyond the trained cells.
+    Right: iso-FLOP curves — predicted error against V at fixed budgets (N takes the rest)."""
     o, fr = a.observations, a.frontier
     q = fr.text_tokens
     fig, (ax, iso) = plt.subplots(1, 2, figsize=(12, 4.4))
-    sc = ax.scatter(inference_flops(o.n, o.v, q), o.e, c=np.log2(o.v), cmap="plasma", zorder=3)
-    fig.colorbar(sc, ax=ax, label="log2 V")
+    sizes = _sizes(a)
+    colors = dict(zip([n for n, _ in sizes], plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))))
+    v_grid = np.exp(np.linspace(np.log(o.v.min()), np.log(o.v.max()), 100))
+    for n, name in sizes:
+        sel = o.n == n
+        ax.scatter(inference_flops(o.n[sel], o.v[sel], q), o.e[sel], color=colors[n], zorder=3, label=name)
+        ax.plot(inference_flops(n, v_grid, q), a.fit.predict(n, v_grid), color=colors[n], lw=1)
     front = [p for p in fr.points if np.isfinite(p.error)]
-    ax.plot([p.budget for p in front], [p.error for p in front], "k--", label="frontier (predicted)")
+    inside = [p for p in front if not p.extrapolated]
+    beyond = [p for p in front if p.extrapolated]
+    if inside:
+        ax.plot([p.budget for p in inside], [p.error for p in inside], "k-", lw=1.5, label="frontier (predicted)")
+    if beyond:
+        ax.plot([p.budget for p in beyond], [p.error for p in beyond], "k--", lw=1.5,
+                label="frontier, extrapolated")
+        ax.axvspan(min(p.budget for p in beyond), max(p.budget for p in beyond), color="0.9", zorder=0)
     ax.set_xscale("log")
     ax.set_xlabel(f"inference FLOPs per sample (2 N (Q + V), Q = {q:g})")
     ax.set_ylabel(o.metric)
-    ax.set_title("error vs inference compute")
-    ax.legend(fontsize=8)
+    ax.set_title(f"{o.metric} vs inference compute")
+    ax.legend(fontsize=7)
 
     ns = np.array([c.n for c in a.candidates] + list(o.n))
     vs = np.array([c.visual_tokens for c in a.candidates] + list(o.v), float)
-    v_grid = np.exp(np.linspace(np.log(vs.min()), np.log(vs.max()), 200))
-    colors = plt.cm.cividis(np.linspace(0, 0.9, len(front)))
-    for color, p in zip(colors, front):
-        n_line = p.budget / (2 * (q + v_grid))
+    v_iso = np.exp(np.linspace(np.log(vs.min()), np.log(vs.max()), 200))
+    colors_iso = plt.cm.cividis(np.linspace(0, 0.9, len(front)))
+    n_max = _trained_max(a)[0]
+    for color, p in zip(colors_iso, front):
+        n_line = p.budget / (2 * (q + v_iso))
         ok = (n_line >= ns.min()) & (n_line <= ns.max())
         if ok.sum() < 2:
             continue
-        err = a.fit.predict(n_line[ok], v_grid[ok])
-        iso.plot(v_grid[ok], err, color=color, label=f"{p.budget:.2g} FLOPs")
+        err = a.fit.predict(n_line[ok], v_iso[ok])
+        trained = n_line[ok] <= n_max * (1 + 1e-9)
+        iso.plot(v_iso[ok][trained], err[trained], color=color, label=f"{p.budget:.2g} FLOPs")
+        iso.plot(v_iso[ok][~trained], err[~trained], color=color, ls="--")
         i = int(np.argmin(err))
-        iso.plot(v_grid[ok][i], err[i], "o", color=color)
+        iso.plot(v_iso[ok][i], err[i], "o", color=color, mfc="none" if not trained[i] else color)
     iso.set_xscale("log", base=2)
     iso.set_xlabel("visual tokens V (N = budget / 2(Q + V))")
     iso.set_ylabel(f"predicted {o.metric}")
-    iso.set_title("iso-FLOP curves (dots: optimum)")
+    iso.set_title("iso-FLOP curves (dot: optimum; dashed: N untrained)")
     iso.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def plot_frontier(a: Analysis, plt):
+    """N*, V* and the predicted metric against the budget, with intervals; the best runnable cell
+    (filled: trained, hollow: never trained); the extrapolated budgets shaded."""
     fr = a.frontier
     pts = [p for p in fr.points if np.isfinite(p.error)]
     b = np.array([p.budget for p in pts])
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    for ax, attr, ci, label in ((axes[0], "n", "n_ci", "optimal LLM params N*"),
-                                (axes[1], "v", "v_ci", "optimal visual tokens V*"),
-                                (axes[2], "error", "error_ci", f"predicted {a.observations.metric}")):
+    beyond = [p.budget for p in pts if p.extrapolated]
+    for ax, attr, ci, label, ylabel in (
+            (axes[0], "n", "n_ci", "optimal LLM size N*", "LLM parameters (non-embedding)"),
+            (axes[1], "v", "v_ci", "optimal visual tokens V*", "visual tokens"),
+            (axes[2], "error", "error_ci", f"predicted {a.observations.metric}", a.observations.metric)):
         y = np.array([getattr(p, attr) for p in pts])
         lo = np.array([getattr(p, ci)[0] for p in pts])
         hi = np.array([getattr(p, ci)[1] for p in pts])
-        ax.plot(b, y, "o-")
+        ax.plot(b, y, "o-", label="continuous optimum")
         ax.fill_between(b, lo, hi, alpha=0.2)
-        disc = [(p.budget, {"n": p.discrete[0], "v": p.discrete[1], "error": p.discrete[2]}[attr])
-                for p in pts if p.discrete]
-        if disc:
-            ax.plot(*zip(*disc), "s", mfc="none", label="best runnable cell")
-            ax.legend(fontsize=8)
+        if beyond:
+            ax.axvspan(min(beyond), max(beyond), color="0.9", zorder=0, label="extrapolated")
+        for trained, style in ((True, {"marker": "s"}), (False, {"marker": "s", "mfc": "none"})):
+            disc = [(p.budget, {"n": p.discrete[0], "v": p.discrete[1], "error": p.discrete[2]}[attr])
+                    for p in pts if p.discrete and bool(p.discrete_trained) == trained]
+            if disc:
+                ax.plot(*zip(*disc), ls="none", color="C1", **style,
+                        label="best trained cell" if trained else "best cell (never trained)")
         ax.set_xscale("log")
         if attr != "error":
             ax.set_yscale("log")
         ax.set_xlabel("inference budget (FLOPs)")
+        ax.set_ylabel(ylabel)
         ax.set_title(label)
+        ax.legend(fontsize=7)
     fig.suptitle(f"compute-optimal frontier, Q = {fr.text_tokens:g} text tokens")
     fig.tight_layout()
     return fig
@@ -147,10 +192,12 @@ def _lr_table(learning_rates: dict[str, float] | None) -> str:
 
 
 def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report",
-                 rounds: list[dict] | None = None, learning_rates: dict[str, float] | None = None) -> list[Path]:
+                 rounds: list[dict] | None = None, learning_rates: dict[str, float] | None = None,
+                 on_figure=None) -> list[Path]:
     """Write PNG + SVG plots, fit.json and index.html (images embedded) under ``out_dir``;
     ``rounds`` (a study's rounds.json entries) adds the frontier's interval round by round,
-    ``learning_rates`` the calibrated learning rate of each LLM."""
+    ``learning_rates`` the calibrated learning rate of each LLM. ``on_figure(name, figure)`` sees
+    each figure before it is closed (the final job logs them to MLflow with ``log_figure``)."""
     plt = _plt()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,6 +209,8 @@ def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report
             path = out / f"{name}.{ext}"
             fig.savefig(path, dpi=110)
             written.append(path)
+        if on_figure is not None:
+            on_figure(name, fig)
         plt.close(fig)
         images.append((name, base64.b64encode((out / f"{name}.png").read_bytes()).decode()))
     fit_json = out / "fit.json"
