@@ -480,6 +480,7 @@ QUIET_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "RAY_DEDUP_LOGS": "1",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # no database-setup INFO lines
     "VLMSCALE_QUIET": "1",  # start_ray: Ray's own logging at ERROR
 }
 

@@ -293,8 +293,9 @@ def flat_params(cell: Cell) -> dict[str, Any]:
 def tracking_target(exp: Experiment, exp_dir: ExperimentDir) -> tuple[str, str, str | None]:
     """(tracking URI, MLflow experiment name, artifact root) — the local store by default."""
     t = exp.spec.tracking
-    uri = t.mlflow_uri or exp_dir.mlflow_uri
-    return uri, t.experiment_name or exp.name, None if t.mlflow_uri else exp_dir.artifact_root
+    # on a cluster the platform ConfigMap sets MLFLOW_TRACKING_URI to the release's server
+    server = t.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    return server or exp_dir.mlflow_uri, t.experiment_name or exp.name, None if server else exp_dir.artifact_root
 
 
 def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, Any]]) -> None:

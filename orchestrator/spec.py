@@ -20,12 +20,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
+
+from .kube.spec import RFC1123_LABEL, Kubernetes, check_image, check_quantity  # noqa: F401 (re-exported names)
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 from workloads.token_rules import COMPRESSOR_NAMES, VisualTokenError, check_visual_tokens
 
 API_VERSION = "vlmscale.dev/v1alpha1"
 KIND = "ScalingExperiment"
-RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Hugging Face repo ids / local paths: no shell metacharacters, no whitespace
 MODEL_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$")
 SYNTHETIC_TASKS = ("shapes", "text", "reason")
@@ -51,7 +52,6 @@ def _model_ref(value: str, what: str) -> str:
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 
 
 class Metadata(_Strict):
@@ -325,52 +325,6 @@ class Storage(_Strict):
 class Failure(_Strict):
     retries_per_cell: int = Field(2, ge=0)
     job_retries: int = Field(2, ge=0, description="RayJob backoffLimit: reruns of the whole driver on a cluster")
-
-
-class Kubernetes(_Strict):
-    """How `vlmscale submit` runs this experiment on a cluster (the Helm chart's defaults)."""
-
-    namespace: str = "vlmscale"
-    image: str = "ghcr.io/vlmscale/vlmscale:0.1.0"
-    service_account: str = "vlmscale-runner"
-    storage_claim: str = Field("vlmscale-storage", description="ReadWriteMany PVC mounted at /mnt/vlmscale")
-    s3_secret: str = Field("vlmscale-s3", description="Secret with AWS_* credentials, for s3:// storage")
-    mlflow_uri: str = Field("http://vlmscale-mlflow:5000", description="used when spec.tracking.mlflow_uri is unset")
-    head_cpus: int = Field(4, ge=1)
-    head_memory: str = "16Gi"
-
-    @field_validator("namespace", "service_account", "storage_claim", "s3_secret")
-    @classmethod
-    def _dns_label(cls, v: str) -> str:
-        if len(v) > 63 or not RFC1123_LABEL.match(v):
-            raise ValueError(f"{v!r} is not an RFC 1123 name (lowercase letters, digits and '-')")
-        return v
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str) -> str:
-        return check_image(v)
-
-    @field_validator("head_memory")
-    @classmethod
-    def _memory(cls, v: str) -> str:
-        return check_quantity(v)
-
-
-IMAGE_REF = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
-                       r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
-
-
-def check_quantity(v: str) -> str:
-    if not QUANTITY.match(v):
-        raise ValueError(f"{v!r} is not a Kubernetes quantity such as 16Gi")
-    return v
-
-
-def check_image(v: str) -> str:
-    if len(v) > 255 or not IMAGE_REF.match(v):
-        raise ValueError(f"{v!r} is not a valid container image reference (registry/name:tag)")
-    return v
 
 
 class Fit(_Strict):

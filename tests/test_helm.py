@@ -12,7 +12,7 @@ from .k8s_utils import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from gen_manifests import STUB_MARKER, helm, run_helm, template_chart  # noqa: E402
+from gen_manifests import CHART, helm, run_helm, template_chart  # noqa: E402
 
 CI_VALUES = Path(__file__).parent / "fixtures" / "helm-ci-values.yaml"
 
@@ -100,7 +100,7 @@ def test_rbac_is_least_privilege(default_docs):
     assert runner["automountServiceAccountToken"] is False
 
 
-def test_ci_values_postgres_secret_s3_and_the_kuberay_operator(ci_docs, default_docs):
+def test_ci_values_postgres_secret_s3_and_a_priority_class(ci_docs, default_docs):
     dep = _one(ci_docs, "Deployment", "vlmscale-mlflow")
     c = dep["spec"]["template"]["spec"]["containers"][0]
     uri = next(e for e in c["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI")
@@ -112,10 +112,8 @@ def test_ci_values_postgres_secret_s3_and_the_kuberay_operator(ci_docs, default_
     assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "services"}
     assert not [d for d in ci_docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == "vlmscale-mlflow"]
     assert _one(ci_docs, "PersistentVolumeClaim", "vlmscale-storage")["spec"]["storageClassName"] == "efs-sc"
-    assert all(d["metadata"]["labels"]["team"] == "ml-research" for d in ci_docs if d["metadata"]["name"] != STUB_MARKER)
-    # the optional dependency is wired to kuberay-operator.enabled
-    assert _one(ci_docs, "ConfigMap", STUB_MARKER)
-    assert not [d for d in default_docs if d["metadata"]["name"] == STUB_MARKER]
+    assert all(d["metadata"]["labels"]["team"] == "ml-research" for d in ci_docs)
+    assert dep["spec"]["template"]["spec"]["priorityClassName"] == "research-services"
 
 
 @pytest.mark.parametrize("bad,fragment", [
@@ -137,3 +135,46 @@ def test_manifests_are_generated_from_the_chart_and_the_renderer():
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 validate(doc)
+
+
+@pytest.mark.parametrize("release", ["vlmscale", "ml-platform"])
+def test_experiments_find_the_releases_mlflow_whatever_its_name(release):
+    """The platform ConfigMap carries the release's MLflow address: the rendered Ray pods read it."""
+    docs = _docs(template_chart(release=release))
+    platform = _one(docs, "ConfigMap", "vlmscale-platform")
+    service = next(d for d in docs if d["kind"] == "Service")
+    port = service["spec"]["ports"][0]["port"]
+    assert platform["data"]["MLFLOW_TRACKING_URI"] == f"http://{service['metadata']['name']}:{port}"
+    assert service["metadata"]["name"].startswith(release)
+    from orchestrator.kube.render import render
+    from orchestrator.spec import load
+
+    _, job = render(load(ROOT / "examples" / "quickstart.yaml"))
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {"configMapRef": {"name": platform["metadata"]["name"], "optional": True}} in head["envFrom"]
+
+
+def test_the_chart_renders_offline_with_no_dependency_to_fetch():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert "dependencies" not in chart and not (CHART / "charts").exists()
+    r = run_helm("template", "x", str(CHART))
+    assert r.returncode == 0, r.stderr
+
+
+def test_every_value_is_documented():
+    import json
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def missing(node, schema_node, path=""):
+        for key, value in node.items():
+            sub = schema_node.get("properties", {}).get(key)
+            assert sub is not None, f"{path}{key} is not in values.schema.json"
+            if isinstance(value, dict) and sub.get("properties"):
+                yield from missing(value, sub, f"{path}{key}.")
+            elif "description" not in sub:
+                yield f"{path}{key}"
+
+    undocumented = list(missing(values, schema))
+    assert not undocumented, undocumented

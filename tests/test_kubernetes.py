@@ -76,10 +76,15 @@ def test_paper_rayjob_has_gpu_workers_storage_and_a_safe_entrypoint():
     for obj in (config_map, job):
         assert obj["metadata"]["labels"]["vlmscale.dev/digest"] == exp.digest()
         assert obj["metadata"]["labels"]["study"] == "inference-optimal-vlms"
-    # the mounted spec is the validated one, pointed at the shared volume and the in-cluster MLflow
+    # the mounted spec is the validated one, pointed at the shared volume; MLflow's address comes
+    # from the platform ConfigMap the Helm release writes (whatever the release is called)
     mounted = parse(yaml.safe_load(config_map["data"]["experiment.yaml"]))
     assert mounted.spec.storage.path == "/mnt/vlmscale"
-    assert mounted.spec.tracking.mlflow_uri == "http://vlmscale-mlflow:5000"
+    assert mounted.spec.tracking.mlflow_uri is None
+    for template in (head["template"], workers["template"]):
+        assert template["spec"]["containers"][0]["envFrom"] == [
+            {"configMapRef": {"name": "vlmscale-platform", "optional": True}}]
+    assert spec["ttlSecondsAfterFinished"] == 3600 and "activeDeadlineSeconds" not in spec
     assert [c.key for c in mounted.cells()] == [c.key for c in exp.cells()]
 
 
@@ -89,7 +94,7 @@ def test_s3_storage_takes_credentials_only_from_a_secret(tmp_path):
     _, job = render(parse(doc))
     for group in [job["spec"]["rayClusterSpec"]["headGroupSpec"]] + job["spec"]["rayClusterSpec"]["workerGroupSpecs"]:
         pod = group["template"]["spec"]
-        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "vlmscale-s3"}}]
+        assert pod["containers"][0]["envFrom"][1:] == [{"secretRef": {"name": "vlmscale-s3"}}]
         assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
         assert not any("AWS" in e["name"] for e in pod["containers"][0]["env"])
     validate(job)
@@ -225,3 +230,24 @@ def test_submit_with_rounds_runs_the_loop_inside_the_rayjob(monkeypatch, tmp_pat
     config_map = next(o for o in render(exp) if o["kind"] == "ConfigMap")
     assert "count: 3" in next(iter(config_map["data"].values()))
     assert cli.main(["submit", str(ROOT / "examples" / "quickstart.yaml"), "--rounds", "0"]) == 2
+
+
+def test_job_lifetime_registry_secrets_and_priority_are_spec_fields():
+    doc = yaml.safe_load(QUICK.read_text())
+    doc["spec"]["kubernetes"] = {"ttl_seconds_after_finished": 600, "active_deadline_seconds": 86400,
+                                 "image_pull_secrets": ["regcred"], "priority_class_name": "research-low",
+                                 "mlflow_uri": "http://mlflow.tracking:5000"}
+    config_map, job = render(parse(doc))
+    spec = job["spec"]
+    assert spec["ttlSecondsAfterFinished"] == 600 and spec["activeDeadlineSeconds"] == 86400
+    for group in [spec["rayClusterSpec"]["headGroupSpec"]] + spec["rayClusterSpec"]["workerGroupSpecs"]:
+        pod = group["template"]["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}] and pod["priorityClassName"] == "research-low"
+    assert parse(yaml.safe_load(config_map["data"]["experiment.yaml"])).spec.tracking.mlflow_uri == \
+        "http://mlflow.tracking:5000"
+    validate(job)
+    for bad, fragment in ((["Bad Secret"], "not an RFC 1123 name"), ("Research_Low", "not a PriorityClass name")):
+        key = "image_pull_secrets" if isinstance(bad, list) else "priority_class_name"
+        doc["spec"]["kubernetes"] = {key: bad}
+        with pytest.raises(SpecError, match=fragment):
+            parse(doc)

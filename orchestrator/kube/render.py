@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from ..spec import RFC1123_LABEL, Experiment, SpecError, check_image
+from ..spec import Experiment, SpecError
+from .spec import PLATFORM_CONFIG, RFC1123_LABEL, check_image
 
 SPEC_MOUNT = "/etc/vlmscale"
 STORAGE_MOUNT = "/mnt/vlmscale"
@@ -55,7 +56,8 @@ def cluster_spec(exp: Experiment, image: str, namespace: str) -> dict[str, Any]:
     if not exp.spec.storage.path.startswith("s3://"):
         spec["storage"]["path"] = STORAGE_MOUNT
     spec.setdefault("tracking", {})
-    spec["tracking"].setdefault("mlflow_uri", exp.spec.kubernetes.mlflow_uri)
+    if exp.spec.kubernetes.mlflow_uri:  # else the platform ConfigMap's MLFLOW_TRACKING_URI (see _pod_template)
+        spec["tracking"].setdefault("mlflow_uri", exp.spec.kubernetes.mlflow_uri)
     spec["vision"].setdefault("pretrain", None)  # keep "no pretraining" explicit
     return doc
 
@@ -84,9 +86,11 @@ def _pod_template(exp: Experiment, container: dict[str, Any], role: str, gpu: bo
     env = [{"name": "HF_HOME", "value": f"{STORAGE_MOUNT}/hf" if not s3 else "/tmp/hf"},
            {"name": "TOKENIZERS_PARALLELISM", "value": "false"},
            {"name": "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "value": "1"}]
-    container = {**container, "env": env, "volumeMounts": mounts, "securityContext": _security_context()}
+    container = {**container, "env": env, "volumeMounts": mounts, "securityContext": _security_context(),
+                 # the platform's in-cluster defaults (the Helm release's MLflow address), if installed
+                 "envFrom": [{"configMapRef": {"name": PLATFORM_CONFIG, "optional": True}}]}
     if s3:
-        container["envFrom"] = [{"secretRef": {"name": k.s3_secret}}]
+        container["envFrom"].append({"secretRef": {"name": k.s3_secret}})
     pod: dict[str, Any] = {
         "serviceAccountName": k.service_account,
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
@@ -94,6 +98,10 @@ def _pod_template(exp: Experiment, container: dict[str, Any], role: str, gpu: bo
         "containers": [container],
         "volumes": volumes,
     }
+    if k.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in k.image_pull_secrets]
+    if k.priority_class_name:
+        pod["priorityClassName"] = k.priority_class_name
     if gpu or role == "worker":
         if exp.spec.resources.node_selector:
             pod["nodeSelector"] = dict(exp.spec.resources.node_selector)
@@ -138,6 +146,7 @@ def render(exp: Experiment, image: str | None = None, namespace: str | None = No
     worker = {"name": "ray-worker", "image": image, "imagePullPolicy": "IfNotPresent",
               "resources": {"requests": dict(worker_limits), "limits": dict(worker_limits)}}
     replicas = worker_replicas(exp)
+    deadline = {"activeDeadlineSeconds": k.active_deadline_seconds} if k.active_deadline_seconds else {}
     rayjob = {
         "apiVersion": "ray.io/v1", "kind": "RayJob",
         "metadata": {"name": name, **meta},
@@ -146,8 +155,9 @@ def render(exp: Experiment, image: str | None = None, namespace: str | None = No
             "entrypoint": f"vlmscale run {SPEC_MOUNT}/{SPEC_FILE} --plain",
             "backoffLimit": exp.spec.failure.job_retries,
             "shutdownAfterJobFinishes": True,
-            "ttlSecondsAfterFinished": 3600,
+            "ttlSecondsAfterFinished": k.ttl_seconds_after_finished,
             "submissionMode": "K8sJobMode",
+            **deadline,
             "rayClusterSpec": {
                 "rayVersion": RAY_VERSION,
                 "headGroupSpec": {
