@@ -1,477 +1,30 @@
-"""``vlmscale`` — the command line.
+"""``vlmscale`` — the command line, on Click.
 
-Heavy libraries are imported inside the commands that need them, so ``validate``, ``schema``,
-``results`` and ``status`` answer in well under a second. Bad input (a spec, a file, a name)
-prints one line naming what is wrong and how to fix it, and exits 2 with no traceback.
+The options live here; what a command does lives in ``orchestrator.commands`` (each command gets
+its options as one namespace). Heavy libraries load inside the commands, so ``validate``,
+``schema``, ``results`` and ``status`` answer in well under a second. Bad input (a spec, a file, a
+name, an option) prints what is wrong and how to fix it and exits 2 with no traceback.
+
+Shell completion is Click's: ``eval "$(vlmscale completion bash)"`` (or zsh, fish) completes
+commands, options, choices, spec files and the experiment names found in storage.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
+import click
 
+from . import commands as c
 
-class UsageError(Exception):
-    """Bad input that is not a spec error: reported in one line, exit 2."""
-
-
-def _print_cells(exp) -> None:
-    cells = exp.cells()
-    print(f"{exp.name}: {len(cells)} cells (digest {exp.digest()})")
-    width = max(len(c.key) for c in cells)
-    print(f"  {'cell':<{width}}  {'llm':<20} {'V':>5}  {'compressor':<10} {'task':<8} seed")
-    for c in cells:
-        print(f"  {c.key:<{width}}  {c.llm:<20} {c.visual_tokens:>5}  {c.compressor:<10} {c.task:<8} {c.seed}")
-
-
-def cmd_validate(a) -> int:
-    from .spec import load
-
-    exp = load(a.file)
-    if a.format == "json":
-        print(json.dumps({"name": exp.name, "digest": exp.digest(), "cells": [c.params() for c in exp.cells()]},
-                         indent=2))
-    elif a.format == "csv":
-        from .results import render
-
-        sys.stdout.write(render([c.params() for c in exp.cells()], "csv"))
-    else:
-        _print_cells(exp)
-    return 0
-
-
-def cmd_schema(a) -> int:
-    from .spec import json_schema
-
-    print(json.dumps(json_schema(), indent=2))
-    return 0
-
-
-def _run(exp, spec_text: str, a, storage: str) -> int:
-    from .schedule import run_experiment
-
-    if a.rounds is not None and a.rounds < 1:
-        raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
-    outcome = run_experiment(exp, spec_text, address=a.address, live=None if not a.plain else False,
-                             rounds=a.rounds, storage=storage)
-    print(f"\n{exp.name}: {len(outcome.finished)} cells finished ({len(outcome.skipped)} from before), "
-          f"{len(outcome.errored)} errored, in {outcome.seconds:.0f} s")
-    for key, err in outcome.errored.items():
-        print(f"  {key}: {err}")
-    print(f"results:  vlmscale results {exp.name} --storage {outcome.exp_dir.root.parent}")
-    print(f"MLflow:   {outcome.tracking_uri} (vlmscale ui {exp.name} --storage {outcome.exp_dir.root.parent})")
-    return 0 if not outcome.errored else 1
-
-
-def cmd_run(a) -> int:
-    from .spec import load
-
-    exp = load(a.file)
-    return _run(exp, Path(a.file).read_text(), a, exp.storage_root(a.storage))
-
-
-def cmd_resume(a) -> int:
-    import yaml
-
-    from .results import locate
-
-    exp, exp_dir = locate(a.name, a.storage)
-    manifest = json.loads(exp_dir.manifest.read_text())
-    return _run(exp, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False), a,
-                str(exp_dir.root.parent))
-
-
-def cmd_results(a) -> int:
-    from .results import locate, render, rows
-
-    exp, exp_dir = locate(a.name, a.storage)
-    sys.stdout.write(render(rows(exp, exp_dir), a.format))
-    return 0
-
-
-def _cluster_experiment(a):
-    """The experiment named on the command line, for cluster commands: a spec file, or a name whose
-    spec is in local storage."""
-    from .results import locate
-
-    exp, _ = locate(a.name, a.storage, require_state=False)
-    from .kube.submit import api_client
-
-    return exp, api_client(a.kubeconfig, a.context)
-
-
-def cmd_render(a) -> int:
-    from .kube.render import render, to_yaml
-    from .spec import load
-
-    sys.stdout.write(to_yaml(render(load(a.file), a.image, a.namespace)))
-    return 0
-
-
-def cmd_submit(a) -> int:
-    from .spec import load
-    from .kube.submit import api_client, submit
-
-    exp = load(a.file)
-    if a.rounds is not None:
-        if a.rounds < 1:
-            raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
-        # the rounds are part of the experiment: the RayJob's `vlmscale run` follows the spec it mounts
-        exp = exp.model_copy(update={"spec": exp.spec.model_copy(update={
-            "rounds": exp.spec.rounds.model_copy(update={"count": a.rounds})})})
-    result = submit(exp, api_client(a.kubeconfig, a.context), a.image, a.namespace)
-    verb = "submitted" if result.created else "already submitted (same spec), nothing to do"
-    print(f"{exp.name}: {verb} — rayjob/{result.name} in namespace {result.namespace}")
-    print(f"watch: vlmscale status {a.file} --cluster; vlmscale logs {a.file} --cluster")
-    return 0
-
-
-def cmd_logs(a) -> int:
-    from .kube.submit import logs
-
-    if not a.cluster:
-        raise UsageError("logs are read from the cluster: add --cluster (local runs print to the terminal)")
-    exp, api = _cluster_experiment(a)
-    print(logs(exp, api, a.namespace, a.tail))
-    return 0
-
-
-def cmd_delete(a) -> int:
-    from .kube.submit import delete
-
-    if not a.cluster:
-        raise UsageError("delete removes the experiment from a cluster: add --cluster "
-                         "(a local experiment is a directory under its storage path)")
-    exp, api = _cluster_experiment(a)
-    gone = delete(exp, api, a.namespace)
-    print(f"{exp.name}: deleted {', '.join(gone)}" if gone else f"{exp.name}: nothing to delete")
-    return 0
-
-
-def cmd_status(a) -> int:
-    from .results import locate, render, rows
-
-    if a.cluster:
-        from .kube.submit import status
-
-        exp, api = _cluster_experiment(a)
-        st = status(exp, api, a.namespace)
-        print(f"{exp.name}: job {st['jobStatus']}, deployment {st['deploymentStatus']}"
-              f"{', cluster ' + st['rayCluster'] if st['rayCluster'] else ''}; rayjob/{st['name']} in {st['namespace']}"
-              f"{(' — ' + st['message']) if st['message'] else ''}")
-        return 0
-    exp, exp_dir = locate(a.name, a.storage)
-    table = rows(exp, exp_dir)
-    counts: dict[str, int] = {}
-    for r in table:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    from .calibrate import chosen_lrs
-
-    lrs = chosen_lrs(exp_dir)
-    if a.format == "json":
-        print(json.dumps({"name": exp.name, "state": str(exp_dir.root), "counts": counts, "learning_rates": lrs,
-                          "cells": table}, indent=2))
-        return 0
-    if a.format == "csv":
-        sys.stdout.write(render(table, "csv"))
-        return 0
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    print(f"{exp.name}: {len(table)} cells — {summary}; state in {exp_dir.root}")
-    if lrs:
-        print("calibrated learning rates: " + ", ".join(f"{llm} {lr:.3g}" for llm, lr in lrs.items()))
-    sys.stdout.write(render(table, "table"))
-    return 0
-
-
-def cmd_ui(a) -> int:
-    from .results import locate
-    from .schedule import tracking_target
-
-    exp, exp_dir = locate(a.name, a.storage)
-    uri, _, _ = tracking_target(exp, exp_dir)
-    if not uri.startswith("sqlite:///"):
-        print(f"{exp.name} tracks to {uri}: open that server's UI")
-        return 0
-    mlflow = Path(sys.executable).with_name("mlflow")
-    argv = [str(mlflow) if mlflow.exists() else "mlflow", "ui", "--backend-store-uri", uri,
-            "--host", "127.0.0.1", "--port", str(a.port), "--workers", "1"]
-    print(f"MLflow UI for {exp.name}: http://127.0.0.1:{a.port}", flush=True)
-    os.execvp(argv[0], argv)
-    return 0  # not reached
-
-
-def _fit_settings(a, exp) -> None:
-    """Fill the analysis flags left unset: from the experiment's spec (so `fit`, `propose`,
-    `report` and the run's own summary are one analysis), else the engine's defaults."""
-    f = exp.spec.fit if exp is not None else None
-    defaults = {"form": "multiplicative", "loss": "squared", "metric": "error", "metric_kind": None,
-                "ci_level": 0.9, "text_tokens": 0.0, "bootstrap": 1000}
-    for name, default in defaults.items():
-        if getattr(a, name) is None:
-            setattr(a, name, getattr(f, name) if f is not None else default)
-    a.cross_validate = not a.no_cross_validation and (f.cross_validate if f is not None else True)
-
-
-def _analyses(a, k: int = 0):
-    """(experiment or None, its spec document, [(group, observations, analysis)])."""
-    from .results import locate, rows
-    from .scaling.analysis import TABLE_SUFFIXES, analyze, experiment_candidates, load_source
-    from .scaling.table import parse_inputs
-
-    located = None if a.source.endswith(TABLE_SUFFIXES) else locate(a.source, a.storage)
-    _fit_settings(a, located[0] if located else None)
-    if not 0 < a.ci_level < 1:
-        raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
-    exp, spec_doc, groups = load_source(a.source, a.metric, a.storage, a.metric_kind, parse_inputs(a.inputs), a.group)
-    out = []
-    for label, obs in groups:
-        # an experiment's candidates shape its frontier whether or not picks are asked for: one analysis
-        cands = experiment_candidates(exp, obs, rows(*located)) if exp is not None else []
-        out.append((label, obs, analyze(obs, a.form, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
-                                        getattr(a, "budget", None), a.ci_level, a.cross_validate)))
-    return exp, spec_doc, out
-
-
-def _analysis(a, k: int = 0):
-    exp, spec_doc, groups = _analyses(a, k)
-    if len(groups) != 1:
-        raise UsageError(f"this command takes one group; {a.source} has {len(groups)} (fit takes --group)")
-    (_, obs, analysis), = groups
-    return exp, spec_doc, obs, analysis
-
-
-def cmd_fit(a) -> int:
-    from .scaling.analysis import format_analysis, nan_to_none
-
-    _, _, groups = _analyses(a)
-    results = {label: analysis for label, _, analysis in groups}
-    if a.format == "json":
-        doc = (nan_to_none(groups[0][2].as_dict()) if a.group is None
-               else {"group": a.group, "groups": {label: nan_to_none(x.as_dict()) for label, x in results.items()}})
-        print(json.dumps(doc, indent=2))
-    elif a.format == "csv":  # one row per group and parameter
-        from .results import render
-
-        sys.stdout.write(render([{"group": label, "parameter": name, "value": value, "ci_low": x.fit.ci[name][0],
-                                  "ci_high": x.fit.ci[name][1], "form": x.fit.form, "metric": x.observations.metric}
-                                 for label, x in results.items() for name, value in x.fit.params.items()], "csv"))
-    else:
-        print("\n\n".join((f"[{a.group} = {label}]\n" if a.group else "") + format_analysis(x)
-                           for label, x in results.items()))
-    return 0
-
-
-def cmd_propose(a) -> int:
-    from .scaling.analysis import TABLE_SUFFIXES, format_analysis, next_spec
-    from .layout import atomic_write_text
-
-    if a.pool:
-        return _propose_from_pool(a)
-    if a.source is None:
-        raise UsageError("propose needs an experiment (name or spec file), or --pool with a table of candidate runs")
-    if a.source.endswith(TABLE_SUFFIXES):
-        raise UsageError("propose needs an experiment (name or spec file), or --pool TABLE for a table of runs")
-    if a.budget is not None and a.budget.strip().endswith("%"):
-        raise UsageError("--budget as a share applies to --pool; for an experiment give training FLOPs, e.g. 1e15")
-    a.budget = float(a.budget) if a.budget is not None else None
-    exp, spec_doc, obs, analysis = _analysis(a, a.k)
-    if not analysis.picks:
-        print("nothing to propose: every candidate cell is done or over --budget")
-        return 0
-    output = a.output or "next.yaml"
-    atomic_write_text(Path(output), next_spec(exp, spec_doc, obs, list(analysis.picks)))
-    print(format_analysis(analysis))
-    print(f"wrote {output}: vlmscale run {output}")
-    return 0
-
-
-def _propose_from_pool(a) -> int:
-    """``propose --pool``: the next rows of a table of candidate runs, written as a CSV."""
-    from .layout import atomic_write_text
-    from .scaling.analysis import resolve_kind
-    from .scaling.pool import propose_from_pool
-    from .scaling.table import load_table, parse_inputs
-
-    if a.source is not None:
-        raise UsageError("give either an experiment or --pool, not both")
-    _fit_settings(a, None)
-    if not a.cost:
-        raise UsageError("--pool needs --cost: a column or an expression over columns, e.g. '6*N*D'")
-    pool = load_table(a.pool)
-    target = load_table(a.target) if a.target else None
-    picks, budgets = propose_from_pool(pool, a.pool, parse_inputs(a.inputs), a.metric, a.cost, a.k, a.budget, target,
-                                       a.group, a.form, a.loss, resolve_kind(a.metric, a.metric_kind))
-    for b in budgets:
-        cap = "no cap" if b.budget is None else f"budget {b.budget:.4g}, {b.spent / b.budget:.1%} spent"
-        print(f"{(a.group or 'pool')}={b.group}: {b.observed} observed, {b.pending} pending, "
-              f"{b.candidates} candidates; {cap}")
-    if not picks:
-        print("nothing to propose: no candidate fits in what is left of the budget")
-        return 0
-    chosen = pool.iloc[[p.row for p in picks]].copy()
-    chosen["proposed_cost"] = [p.cost for p in picks]
-    output = a.output or "next.csv"
-    atomic_write_text(Path(output), chosen.to_csv(index=False))
-    print(chosen.to_string(index=False))
-    print(f"wrote {len(picks)} rows to {output} ({'target region' if target is not None else 'law parameters'} "
-          "variance per unit cost)")
-    return 0
-
-
-def cmd_report(a) -> int:
-    from .scaling.report import write_report
-
-    exp, _, _, analysis = _analysis(a, a.k)
-    written = write_report(analysis, a.output, title=f"{exp.name if exp else a.source}: scaling law")
-    print(f"wrote {len(written)} files to {a.output}: open {Path(a.output) / 'index.html'}")
-    return 0
-
-
-def _fit_args(s, source_optional: bool = False) -> None:
-    s.add_argument("source", nargs="?" if source_optional else None,
-                   help="experiment name, spec file, or a CSV/Parquet table of runs")
-    s.add_argument("--storage", help="the storage root holding an experiment (see `vlmscale status --help`)")
-    s.add_argument("--form", choices=("multiplicative", "additive"),
-                   help="the law (default: the spec's fit.form for an experiment, else multiplicative)")
-    s.add_argument("--loss", choices=("squared", "huber_log"), help="default: the spec's fit.loss, else squared")
-    s.add_argument("--metric", help="the column to fit, e.g. eval_loss (default: the spec's fit.metric, else error)")
-    s.add_argument("--inputs", metavar="COL,COL",
-                   help="a table's two input columns (default llm_params,visual_tokens: N and V)")
-    s.add_argument("--group", metavar="COL", help="fit one law per value of this column of a table")
-    s.add_argument("--metric-kind", choices=("error", "loss"),
-                   help="error: a rate in (0, 1); loss: any positive value (default: loss if the name has 'loss')")
-    s.add_argument("--ci-level", type=float, help="bootstrap interval coverage (default: the spec's, else 0.9)")
-    s.add_argument("--no-cross-validation", action="store_true", help="skip leave-one-out and the largest-N hold-out")
-    s.add_argument("--text-tokens", type=float, help="Q of the frontier, 0 for cached text (default: the spec's, else 0)")
-    s.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the spec's fit.bootstrap, else 1000)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-
-
-def _format_arg(s) -> None:
-    s.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
-
-
-def _experiment_arg(s) -> None:
-    s.add_argument("name", help="experiment name or spec file")
-    s.add_argument("--storage", help="the storage root holding the experiment (default: $VLMSCALE_STORAGE, else "
-                                     "the spec's storage.path beside the spec file, or ./vlmscale-runs for a name)")
-
-
-def _cluster_args(s, flag: bool = True) -> None:
-    if flag:
-        s.add_argument("--cluster", action="store_true", help="ask the Kubernetes cluster")
-    s.add_argument("--namespace", help="default: spec.kubernetes.namespace")
-    s.add_argument("--kubeconfig", help="default: in-cluster config, else $KUBECONFIG / ~/.kube/config")
-    s.add_argument("--context", help="the kubeconfig context (default: the current one)")
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("vlmscale")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vlmscale", description="Scaling-law studies of vision-language models.")
-    p.add_argument("--version", action="version", version=f"vlmscale {_version()}")
-    p.add_argument("-v", "--verbose", action="store_true", help="keep the libraries' logs (Ray, Tune, MLflow)")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    s = sub.add_parser("validate", help="check an experiment spec and print its expanded grid")
-    s.add_argument("file")
-    _format_arg(s)
-    s.set_defaults(fn=cmd_validate)
-
-    s = sub.add_parser("schema", help="print the JSON Schema of the experiment spec")
-    s.set_defaults(fn=cmd_schema)
-
-    for name, fn, helptext in (("run", cmd_run, "run (or resume) an experiment on local Ray or --address"),
-                               ("resume", cmd_resume, "resume an experiment by name from its storage")):
-        s = sub.add_parser(name, help=helptext)
-        s.add_argument("file" if name == "run" else "name")
-        s.add_argument("--storage", help="the storage root (default: $VLMSCALE_STORAGE, else the spec's "
-                                         "storage.path, relative to the spec file's folder)")
-        s.add_argument("--address", default=None, help="a Ray cluster to join (default: $RAY_ADDRESS, else local)")
-        s.add_argument("--plain", action="store_true", help="status lines instead of a live table")
-        s.add_argument("--rounds", type=int, metavar="R",
-                       help="rounds in all: the grid, then R-1 rounds of proposed cells (default spec.rounds.count)")
-        s.set_defaults(fn=fn)
-
-    s = sub.add_parser("results", help="one row per cell: parameters, error, FLOPs, status")
-    _experiment_arg(s)
-    _format_arg(s)
-    s.set_defaults(fn=cmd_results)
-
-    s = sub.add_parser("status", help="how far an experiment has got (locally, or --cluster)")
-    _experiment_arg(s)
-    _cluster_args(s)
-    _format_arg(s)
-    s.set_defaults(fn=cmd_status)
-
-    s = sub.add_parser("render", help="print the Kubernetes objects of an experiment (YAML stream)")
-    s.add_argument("file")
-    s.add_argument("--image", help="runtime image (default: spec.kubernetes.image)")
-    s.add_argument("--namespace", help="default: spec.kubernetes.namespace")
-    s.set_defaults(fn=cmd_render)
-
-    s = sub.add_parser("submit", help="create the experiment on a cluster as a KubeRay RayJob")
-    s.add_argument("file")
-    s.add_argument("--image", help="runtime image (default: spec.kubernetes.image)")
-    s.add_argument("--rounds", type=int, metavar="R", help="run the study in R rounds inside the RayJob "
-                                                            "(sets spec.rounds.count)")
-    _cluster_args(s, flag=False)
-    s.set_defaults(fn=cmd_submit)
-
-    s = sub.add_parser("logs", help="the driver's logs on the cluster (--cluster)")
-    _experiment_arg(s)
-    s.add_argument("--tail", type=int, default=200, help="lines from the end of each pod's log (default 200)")
-    _cluster_args(s)
-    s.set_defaults(fn=cmd_logs)
-
-    s = sub.add_parser("delete", help="delete the experiment's RayJob and ConfigMap from the cluster (--cluster)")
-    _experiment_arg(s)
-    _cluster_args(s)
-    s.set_defaults(fn=cmd_delete)
-
-    s = sub.add_parser("fit", help="fit the scaling law with intervals and the compute-optimal frontier")
-    _fit_args(s)
-    _format_arg(s)
-    s.set_defaults(fn=cmd_fit)
-
-    s = sub.add_parser("propose", help="the next most informative cells (a ready-to-run experiment YAML), "
-                                       "or rows of a pool of candidate runs (--pool)")
-    _fit_args(s, source_optional=True)
-    s.add_argument("-k", type=int, default=4, help="how many cells (rows per group with --pool) to propose")
-    s.add_argument("--budget", help="cap on the picks' cost: training FLOPs for an experiment; with --pool a cost "
-                                    "or a share of each group's pool cost such as 10%% (spent: observed and pending rows)")
-    s.add_argument("--pool", metavar="TABLE", help="CSV/Parquet of candidate runs: inputs, the metric where observed, "
-                                                   "optionally status=pending")
-    s.add_argument("--cost", metavar="EXPR", help="with --pool: a cost column or arithmetic over columns, e.g. '6*N*D'")
-    s.add_argument("--target", metavar="TABLE", help="with --pool: rows whose prediction matters (default: the "
-                                                     "law's parameters)")
-    s.add_argument("-o", "--output", help="default next.yaml (experiment) or next.csv (--pool)")
-    s.set_defaults(fn=cmd_propose)
-
-    s = sub.add_parser("report", help="plots (PNG, SVG) and an HTML page of the fit")
-    _fit_args(s)
-    s.add_argument("-k", type=int, default=4, help="proposals shown in the report (default 4)")
-    s.add_argument("-o", "--output", default="report", help="the report's directory (default report/)")
-    s.set_defaults(fn=cmd_report)
-
-    s = sub.add_parser("ui", help="start the MLflow UI on the experiment's store (127.0.0.1)")
-    _experiment_arg(s)
-    s.add_argument("--port", type=int, default=5000, help="port of the UI on 127.0.0.1 (default 5000)")
-    s.set_defaults(fn=cmd_ui)
-    return p
-
+EXIT_BAD_INPUT = c.EXIT_BAD_INPUT
+UsageError = c.UsageError
+SHELLS = ("bash", "zsh", "fish")
+COMPLETE_VAR = "_VLMSCALE_COMPLETE"
 
 QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",  # Tune's legacy reporter honours verbose=0: no config box, no TensorBoard hint
@@ -495,24 +48,196 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .spec import SpecError
-    from .kube.submit import ClusterError  # light: the kubernetes client loads inside its functions
+def _version() -> str:
+    from importlib import metadata
 
-    args = build_parser().parse_args(argv)
-    if not args.verbose:
-        _quiet()
     try:
-        return args.fn(args)
+        return metadata.version("vlmscale")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# -- completion of experiment names: the directories with a manifest under the storage root --------
+
+def _complete_experiment(ctx: click.Context, param: click.Parameter, incomplete: str):
+    from click.shell_completion import CompletionItem
+
+    from .spec import STORAGE_ENV
+
+    root = Path(ctx.params.get("storage") or os.environ.get(STORAGE_ENV) or "./vlmscale-runs")
+    names = sorted(p.parent.name for p in root.glob("*/manifest.json")) if root.is_dir() else []
+    specs = sorted(str(p) for p in Path(".").glob("*.y*ml")) + sorted(str(p) for p in Path(".").glob("*/*.y*ml"))
+    return [CompletionItem(n) for n in names + specs if n.startswith(incomplete)]
+
+
+SPEC = click.Path(dir_okay=False)  # completes files; spec.load gives the clear error for a missing one
+
+
+def _opts(*decorators: Callable) -> Callable:
+    def apply(f: Callable) -> Callable:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+def _format(*choices: str) -> Callable:
+    return click.option("--format", type=click.Choice(choices or ("table", "json", "csv")), default="table",
+                        help="output format")
+
+
+STORAGE = click.option("--storage", metavar="DIR",
+                       help="the storage root holding the experiment (default: $VLMSCALE_STORAGE, else the spec's "
+                            "storage.path beside the spec file, or ./vlmscale-runs for a name)")
+EXPERIMENT = _opts(click.argument("name", shell_complete=_complete_experiment), STORAGE)
+
+
+def _cluster(flag: bool = True) -> Callable:
+    opts = [click.option("--cluster", is_flag=True, help="ask the Kubernetes cluster")] if flag else []
+    return _opts(*opts,
+                 click.option("--namespace", help="the namespace (default: spec.kubernetes.namespace)"),
+                 click.option("--kubeconfig", type=click.Path(dir_okay=False),
+                              help="kubeconfig file (default: in-cluster config, else $KUBECONFIG / ~/.kube/config)"),
+                 click.option("--context", help="the kubeconfig context (default: the current one)"))
+
+
+def _analysis_opts(source_optional: bool = False) -> Callable:
+    return _opts(
+        click.argument("source", required=not source_optional, shell_complete=_complete_experiment),
+        STORAGE,
+        click.option("--form", type=click.Choice(["multiplicative", "additive"]),
+                     help="the law (default: the spec's fit.form for an experiment, else multiplicative)"),
+        click.option("--loss", type=click.Choice(["squared", "huber_log"]),
+                     help="the fitting objective (default: the spec's fit.loss, else squared)"),
+        click.option("--metric", help="the column to fit, e.g. eval_loss (default: the spec's fit.metric, else error)"),
+        click.option("--inputs", metavar="COL,COL",
+                     help="a table's two input columns (default llm_params,visual_tokens: N and V)"),
+        click.option("--group", metavar="COL", help="fit one law per value of this column of a table"),
+        click.option("--metric-kind", type=click.Choice(["error", "loss"]),
+                     help="error: a rate in (0, 1); loss: any positive value (default: loss if the name has 'loss')"),
+        click.option("--ci-level", type=float, help="bootstrap interval coverage (default: the spec's, else 0.9)"),
+        click.option("--no-cross-validation", is_flag=True, help="skip leave-one-out and the largest-N hold-out"),
+        click.option("--text-tokens", type=float,
+                     help="Q of the frontier, 0 for cached text (default: the spec's, else 0)"),
+        click.option("--bootstrap", type=int, help="bootstrap resamples (default: the spec's fit.bootstrap, else 1000)"),
+        click.option("--seed", type=int, default=0, show_default=True, help="seed of the bootstrap"),
+    )
+
+
+RUN_OPTS = _opts(
+    STORAGE,
+    click.option("--address", help="a Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)"),
+    click.option("--plain", is_flag=True,
+                 help="a line per cell as it trains (step, loss, samples/s, ETA) instead of the live table"),
+    click.option("--rounds", type=int, metavar="R",
+                 help="rounds in all: the grid, then R-1 rounds of proposed cells (default: spec.rounds.count)"),
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True,
+                               "max_content_width": 110})
+@click.version_option(_version(), "--version", prog_name="vlmscale", message="%(prog)s %(version)s")
+@click.option("-v", "--verbose", is_flag=True, help="keep the libraries' logs (Ray, Tune, MLflow)")
+def cli(verbose: bool) -> None:
+    """Scaling-law studies of vision-language models: a declarative grid of LLM size x visual
+    tokens, trained on Ray, tracked in MLflow, fitted, and extended where the law is least sure."""
+    if not verbose:
+        _quiet()
+
+
+def _command(name: str, fn: Callable[[argparse.Namespace], int], help: str, *params: Callable) -> None:
+    """Register ``fn`` (a function of the options' namespace) as ``vlmscale NAME``."""
+    def callback(**options) -> int:
+        return fn(argparse.Namespace(**options))
+
+    callback.__doc__ = help
+    cli.command(name, help=help)(_opts(*params)(callback))
+
+
+_command("validate", c.cmd_validate, "Check an experiment spec and print its expanded grid.",
+         click.argument("file", type=SPEC), _format())
+_command("schema", c.cmd_schema, "Print the JSON Schema of the experiment spec.")
+_command("run", c.cmd_run, "Run (or resume) an experiment on a local Ray, or the cluster at --address.",
+         click.argument("file", type=SPEC), RUN_OPTS)
+_command("resume", c.cmd_resume, "Resume an experiment by name from its storage.",
+         click.argument("name", shell_complete=_complete_experiment), RUN_OPTS)
+_command("results", c.cmd_results, "One row per cell: parameters, error, FLOPs, status.", EXPERIMENT, _format())
+_command("status", c.cmd_status, "How far an experiment has got (locally, or --cluster).",
+         EXPERIMENT, _cluster(), _format())
+_command("render", c.cmd_render, "Print the Kubernetes objects of an experiment (a YAML stream).",
+         click.argument("file", type=SPEC),
+         click.option("--image", help="runtime image (default: spec.kubernetes.image)"),
+         click.option("--namespace", help="the namespace (default: spec.kubernetes.namespace)"))
+_command("submit", c.cmd_submit, "Create the experiment on a cluster as a KubeRay RayJob.",
+         click.argument("file", type=SPEC),
+         click.option("--image", help="runtime image (default: spec.kubernetes.image)"),
+         click.option("--rounds", type=int, metavar="R",
+                      help="run the study in R rounds inside the RayJob (sets spec.rounds.count)"),
+         _cluster(flag=False))
+_command("logs", c.cmd_logs, "The driver's logs on the cluster (--cluster).",
+         EXPERIMENT, click.option("--tail", type=int, default=200, help="lines from the end of each pod's log"),
+         _cluster())
+_command("delete", c.cmd_delete, "Delete the experiment's RayJob and ConfigMap from the cluster (--cluster).",
+         EXPERIMENT, _cluster())
+_command("fit", c.cmd_fit, "Fit the scaling law with intervals, and the compute-optimal frontier.",
+         _analysis_opts(), _format())
+_command("propose", c.cmd_propose, "The next most informative cells as a ready-to-run spec, or the next rows "
+         "of a pool of candidate runs (--pool).",
+         _analysis_opts(source_optional=True),
+         click.option("-k", type=int, default=4, help="how many cells (rows per group with --pool) to propose"),
+         click.option("--budget", help="cap on the picks' cost: training FLOPs for an experiment; with --pool a "
+                                       "cost or a share of each group's pool cost such as 10% (observed and pending "
+                                       "rows count as spent)"),
+         click.option("--pool", metavar="TABLE", type=click.Path(dir_okay=False),
+                      help="CSV/Parquet of candidate runs: inputs, the metric where observed, optionally "
+                           "status=pending"),
+         click.option("--cost", metavar="EXPR",
+                      help="with --pool: a cost column or arithmetic over columns, e.g. '6*N*D'"),
+         click.option("--target", metavar="TABLE", type=click.Path(dir_okay=False),
+                      help="with --pool: rows whose prediction matters (default: the law's parameters)"),
+         click.option("-o", "--output", type=click.Path(dir_okay=False),
+                      help="where to write the picks (default next.yaml, or next.csv with --pool)"),
+         _format())
+_command("report", c.cmd_report, "Plots (PNG, SVG) and an HTML page of the fit.",
+         _analysis_opts(),
+         click.option("-k", type=int, default=4, help="proposals shown in the report"),
+         click.option("-o", "--output", default="report", type=click.Path(file_okay=False),
+                      help="the report's directory"))
+_command("ui", c.cmd_ui, "Start the MLflow UI on the experiment's store (127.0.0.1).",
+         EXPERIMENT, click.option("--port", type=int, default=5000, help="port of the UI on 127.0.0.1"))
+
+
+@cli.command("completion", short_help="Print the shell-completion script (bash, zsh, fish).")
+@click.argument("shell", type=click.Choice(SHELLS), default="bash")
+def completion(shell: str) -> int:
+    """Print the shell-completion script: eval "$(vlmscale completion bash)" in ~/.bashrc (zsh and
+    fish alike)."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    click.echo(cls(cli, {}, "vlmscale", COMPLETE_VAR).source())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .kube.submit import ClusterError  # light: the kubernetes client loads inside its functions
+    from .spec import SpecError
+
+    try:
+        rv = cli.main(args=argv, prog_name="vlmscale", complete_var=COMPLETE_VAR, standalone_mode=False)
+    except click.ClickException as e:  # a bad option or value: Click's usage line and message, exit 2
+        e.show()
+        return e.exit_code
     except (SpecError, UsageError, ValueError, ClusterError) as e:  # FitError is a ValueError: bad data, one line
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except click.Abort:  # Click turns Ctrl-C into Abort
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `vlmscale results X | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

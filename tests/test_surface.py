@@ -3,56 +3,108 @@ A change here is a change users see — update the docs with it."""
 
 import orchestrator
 import workloads
-from orchestrator.cli import build_parser
 from orchestrator.spec import Fit, Resources, Training, parse
 from workloads.config import TrainConfig
 
 
 def _subcommands():
-    parser = build_parser()
-    action = next(a for a in parser._actions if a.dest == "command")
-    return action.choices
+    from orchestrator.cli import cli
+
+    return cli.commands
+
+
+def _options(cmd):
+    """Every option of a Click command, --help included, as (option strings, parameter)."""
+    import click
+
+    from orchestrator.cli import cli
+
+    root = click.Context(cli, **cli.context_settings)  # subcommands inherit -h and show_default from it
+    ctx = root if cmd is cli else click.Context(cmd, parent=root)
+    return [(p.opts + p.secondary_opts, p) for p in cmd.get_params(ctx) if isinstance(p, click.Option)]
 
 
 def test_cli_commands():
     assert sorted(_subcommands()) == sorted([
         "validate", "schema", "run", "resume", "results", "status", "ui", "fit", "propose", "report",
-        "render", "submit", "logs", "delete"])
+        "render", "submit", "logs", "delete", "completion"])
 
 
 def test_cli_flags_of_the_main_commands():
     def flags(cmd):
-        return sorted(o for a in _subcommands()[cmd]._actions for o in a.option_strings if o.startswith("--"))
+        return sorted(o for opts, _ in _options(_subcommands()[cmd]) for o in opts if o.startswith("--"))
 
     assert flags("run") == ["--address", "--help", "--plain", "--rounds", "--storage"]
     assert flags("results") == ["--format", "--help", "--storage"]
     fit_flags = ["--bootstrap", "--ci-level", "--form", "--group", "--help", "--inputs", "--loss", "--metric",
                  "--metric-kind", "--no-cross-validation", "--seed", "--storage", "--text-tokens"]
     assert flags("fit") == sorted(fit_flags + ["--format"])
-    assert flags("propose") == sorted(fit_flags + ["--budget", "--cost", "--output", "--pool", "--target"])
+    assert flags("propose") == sorted(fit_flags + ["--budget", "--cost", "--format", "--output", "--pool", "--target"])
     assert flags("render") == ["--help", "--image", "--namespace"]
     assert flags("status") == ["--cluster", "--context", "--format", "--help", "--kubeconfig", "--namespace",
                                "--storage"]
-    for command in ("validate", "results", "status", "fit"):
-        fmt = next(a for a in _subcommands()[command]._actions if "--format" in a.option_strings)
-        assert list(fmt.choices) == ["table", "json", "csv"], command
+    for command in ("validate", "results", "status", "fit", "propose"):
+        fmt = next(p for opts, p in _options(_subcommands()[command]) if "--format" in opts)
+        assert list(fmt.type.choices) == ["table", "json", "csv"] and fmt.default == "table", command
 
 
 def test_version_and_quiet_flags():
     import subprocess
     import sys
 
+    from orchestrator.cli import cli
+
     out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("vlmscale ")
-    parser = build_parser()
-    assert {"-v", "--verbose", "--version"} <= {o for a in parser._actions for o in a.option_strings}
+    assert {"-v", "--verbose", "--version", "-h", "--help"} <= {o for opts, _ in _options(cli) for o in opts}
 
 
-def test_every_flag_has_help():
+def test_every_flag_has_help_and_shows_its_default():
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    import click
+
+    root = click.Context(cli, **cli.context_settings)
     for name, sub in _subcommands().items():
-        for action in sub._actions:
-            if action.option_strings and action.dest != "help":
-                assert action.help, f"{name} {action.option_strings[0]} has no help"
+        shown = " ".join(CliRunner().invoke(cli, [name, "--help"]).output.split())
+        passed = sub.make_context(name, [], parent=root, resilient_parsing=True).params  # what a command gets
+        for opts, p in _options(sub):
+            assert p.help, f"{name} {opts[0]} has no help"
+            default = passed.get(p.name)
+            if p.expose_value and default not in (None, False):
+                assert f"[default: {default}]" in shown, f"{name} {opts[0]} hides its default"
+
+
+def test_shell_completion():
+    """Click's completion protocol, as the shell runs it: commands, options, choices, and the
+    experiment names found under the storage root."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    def complete(words: str, cwd: str | None = None, **env) -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "orchestrator.cli"], capture_output=True, text=True, cwd=cwd,
+                             env={**os.environ, "_VLMSCALE_COMPLETE": "bash_complete", "COMP_WORDS": words,
+                                  "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)), **env})
+        assert out.returncode == 0, out.stderr
+        return [line.split(",", 1)[1] for line in out.stdout.splitlines()]
+
+    assert complete("vlmscale st") == ["status"]
+    assert "--format" in complete("vlmscale results x --f")
+    assert complete("vlmscale fit x --form ") == ["multiplicative", "additive"]
+    with tempfile.TemporaryDirectory() as d:
+        for name in ("alpha", "beta"):
+            os.makedirs(os.path.join(d, "runs", name))
+            open(os.path.join(d, "runs", name, "manifest.json"), "w").write("{}")
+        os.makedirs(os.path.join(d, "runs", "not-an-experiment"))
+        assert complete("vlmscale status ", cwd=d, VLMSCALE_STORAGE="runs") == ["alpha", "beta"]
+        assert complete("vlmscale status --storage runs a", cwd=d) == ["alpha"]
+    script = subprocess.run([sys.executable, "-m", "orchestrator.cli", "completion", "bash"], capture_output=True,
+                            text=True)
+    assert script.returncode == 0 and "_VLMSCALE_COMPLETE" in script.stdout and "complete " in script.stdout
 
 
 def test_spec_defaults():
