@@ -56,6 +56,8 @@ def _run(exp, spec_text: str, a, storage: str) -> int:
 
     if a.rounds is not None and a.rounds < 1:
         raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
+    if a.plain or not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's forwarded warnings without raw colour codes
     outcome = run_experiment(exp, spec_text, address=a.address, live=None if not a.plain else False,
                              rounds=a.rounds, storage=storage)
     print(f"\n{exp.name}: {len(outcome.finished)} cells finished ({len(outcome.skipped)} from before), "

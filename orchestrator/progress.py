@@ -36,6 +36,7 @@ class CellProgress:
 class ProgressBoard:
     cells: dict[str, CellProgress] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    cell_rate: float | None = None  # samples/s of one running cell, last measured
 
     def add(self, key: str, steps: int, batch_size: int, status: str = "pending", record: dict | None = None):
         c = CellProgress(key, status=status, steps=steps, batch_size=batch_size)
@@ -56,13 +57,18 @@ class ProgressBoard:
 
     def eta_s(self) -> float | None:
         """Seconds left for the whole experiment: the samples still to train over the running
-        cells' combined throughput (None before the first report)."""
-        rate = sum(c.samples_per_s or 0.0 for c in self.cells.values() if c.status == "running")
-        if rate <= 0:
+        cells' combined throughput. A cell that has not reported yet counts at the mean rate of
+        those that have (or, between reports, of the last cells that did), so the estimate does
+        not vanish each time a new cell starts. None before the first report."""
+        running = [c for c in self.cells.values() if c.status == "running"]
+        rates = [c.samples_per_s for c in running if c.samples_per_s]
+        if rates:
+            self.cell_rate = sum(rates) / len(rates)
+        if not self.cell_rate:
             return None
         left = sum((c.steps - c.step) * c.batch_size for c in self.cells.values()
                    if c.status in ("running", "pending", "retrying"))
-        return left / rate
+        return left / (self.cell_rate * max(len(running), 1))
 
     def summary(self) -> str:
         done = sum(c.status in ("finished", "skipped") for c in self.cells.values())

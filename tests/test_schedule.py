@@ -78,3 +78,11 @@ def test_progress_lines_and_the_experiments_eta():
     # what is left: 60 steps of b and 100 of c, x 10 samples, at 20 samples/s
     assert board.eta_s() == (60 + 100) * 10 / 20.0 and "1/3 cells done" in line and "about 1 min 20 s left" in line
     assert "error 0.4000" in plain_line(board.cells["a"], board)
+    # b finishes and c starts: before c's first report the estimate holds at the last cell rate
+    board.update("b", "finished", {"step": 100, "error": 0.3})
+    board.update("c", "running", {"step": 0})
+    assert board.eta_s() == 100 * 10 / 20.0 and "about 50 s left" in plain_line(board.cells["c"], board)
+    # two cells running, one reported: the other counts at the same rate
+    board.add("d", steps=100, batch_size=10, status="running")
+    board.update("c", result={"step": 50, "samples_per_s": 10.0})
+    assert board.eta_s() == (50 + 100) * 10 / (2 * 10.0)

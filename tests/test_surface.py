@@ -148,3 +148,19 @@ def test_dependency_direction():
     assert loaded(engine) == {"orchestrator"}
     assert not loaded("orchestrator.kube.render, orchestrator.kube.submit") & {"ray", "torch"}
     assert "orchestrator" not in loaded("workloads.config, workloads.train, workloads.launch")
+
+
+def test_readme_points_at_what_exists():
+    """The README's images and files exist, and every `vlmscale COMMAND` it shows is a command."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert images, "the README shows a figure from the report"
+    for path in images:
+        assert (root / path).is_file(), path
+    code = "\n".join(re.findall(r"```.*?```", text, re.S) + re.findall(r"`([^`\n]+)`", text))  # not prose
+    shown = set(re.findall(r"(?m)(?:^|\$\(|&& )vlmscale ([a-z]+)\b", code))
+    assert shown and shown <= set(_subcommands()), shown - set(_subcommands())

@@ -80,7 +80,7 @@ def plot_error_vs_tokens(a: Analysis, plt):
 
 def plot_error_vs_flops(a: Analysis, plt):
     """Left: each LLM's observations against inference FLOPs with its fitted curve (V varies
-    along it) and the predicted frontier, dashed where it extrapolates beyond the trained cells.
+    along it) and its bootstrap band, and the predicted frontier, dashed where it extrapolates beyond the trained cells.
     Right: iso-FLOP curves — predicted error against V at fixed budgets (N takes the rest)."""
     o, fr = a.observations, a.frontier
     q = fr.text_tokens
@@ -90,17 +90,22 @@ def plot_error_vs_flops(a: Analysis, plt):
     v_grid = np.exp(np.linspace(np.log(o.v.min()), np.log(o.v.max()), 100))
     for n, name in sizes:
         sel = o.n == n
+        x = inference_flops(n, v_grid, q)
         ax.scatter(inference_flops(o.n[sel], o.v[sel], q), o.e[sel], color=colors[n], zorder=3, label=name)
-        ax.plot(inference_flops(n, v_grid, q), a.fit.predict(n, v_grid), color=colors[n], lw=1)
+        ax.plot(x, a.fit.predict(n, v_grid), color=colors[n], lw=2, zorder=2)
+        lo, hi = _band(a, n, v_grid)
+        ax.fill_between(x, lo, hi, color=colors[n], alpha=0.15, lw=0, zorder=1)
     front = [p for p in fr.points if np.isfinite(p.error)]
     inside = [p for p in front if not p.extrapolated]
     beyond = [p for p in front if p.extrapolated]
     if inside:
-        ax.plot([p.budget for p in inside], [p.error for p in inside], "k-", lw=1.5, label="frontier (predicted)")
+        ax.plot([p.budget for p in inside], [p.error for p in inside], "k:", lw=1.2, zorder=4,
+                label="frontier (predicted)")
     if beyond:
-        ax.plot([p.budget for p in beyond], [p.error for p in beyond], "k--", lw=1.5,
+        joined = inside[-1:] + beyond  # the dashed part continues the dotted one
+        ax.plot([p.budget for p in joined], [p.error for p in joined], "k--", lw=1.2, zorder=4,
                 label="frontier, extrapolated")
-        ax.axvspan(min(p.budget for p in beyond), max(p.budget for p in beyond), color="0.9", zorder=0)
+        ax.axvspan(min(p.budget for p in joined), max(p.budget for p in joined), color="0.9", zorder=0)
     ax.set_xscale("log")
     ax.set_xlabel(f"inference FLOPs per sample (2 N (Q + V), Q = {q:g})")
     ax.set_ylabel(o.metric)
