@@ -79,6 +79,10 @@ def test_grid_completes_with_one_parent_and_one_child_run_per_cell(tmp_path, no_
         # --plain (the RayJob's mode) shows training as it goes: a line per cell at every report
         assert "[vlmscale] tiny-xs-v1-avgpool-shapes-s0: running step 10/30 · loss " in r.stdout
         assert "samples/s · ETA " in r.stdout and "cells done" in r.stdout
+        # quiet by default: none of the libraries' chatter (-v keeps it), no colour codes in logs
+        for noise in ("\x1b[", "TensorBoard", "INFO mlflow", "alembic", "Trial status", "╭", "it/s]",
+                      "tensorboardx", "Tune config"):
+            assert noise not in r.stdout + r.stderr, noise
         parents, children = _runs(server.uri, "grid")
         assert len(parents) == 1 and len(children) == 4
         assert parents[0].info.status == "FINISHED"
