@@ -71,6 +71,7 @@ def _complete_experiment(ctx: click.Context, param: click.Parameter, incomplete:
 
 
 SPEC = click.Path(dir_okay=False)  # completes files; spec.load gives the clear error for a missing one
+FORCE = click.option("--force", is_flag=True, help="accept a grid beyond the sanity caps (5,000 cells, 5e7 cell-steps)")
 
 
 def _opts(*decorators: Callable) -> Callable:
@@ -155,21 +156,21 @@ def _command(name: str, fn: Callable[[argparse.Namespace], int], help: str, *par
 
 
 _command("validate", c.cmd_validate, "Check an experiment spec and print its expanded grid.",
-         click.argument("file", type=SPEC), _format())
+         click.argument("file", type=SPEC), FORCE, _format())
 _command("schema", c.cmd_schema, "Print the JSON Schema of the experiment spec.")
 _command("run", c.cmd_run, "Run (or resume) an experiment on a local Ray, or the cluster at --address.",
-         click.argument("file", type=SPEC), RUN_OPTS)
+         click.argument("file", type=SPEC), FORCE, RUN_OPTS)
 _command("resume", c.cmd_resume, "Resume an experiment by name from its storage.",
          click.argument("name", shell_complete=_complete_experiment), RUN_OPTS)
 _command("results", c.cmd_results, "One row per cell: parameters, error, FLOPs, status.", EXPERIMENT, _format())
 _command("status", c.cmd_status, "How far an experiment has got (locally, or --cluster).",
          EXPERIMENT, _cluster(), _format())
 _command("render", c.cmd_render, "Print the Kubernetes objects of an experiment (a YAML stream).",
-         click.argument("file", type=SPEC),
+         click.argument("file", type=SPEC), FORCE,
          click.option("--image", help="runtime image (default: spec.kubernetes.image)"),
          click.option("--namespace", help="the namespace (default: spec.kubernetes.namespace)"))
 _command("submit", c.cmd_submit, "Create the experiment on a cluster as a KubeRay RayJob.",
-         click.argument("file", type=SPEC),
+         click.argument("file", type=SPEC), FORCE,
          click.option("--image", help="runtime image (default: spec.kubernetes.image)"),
          click.option("--rounds", type=int, metavar="R",
                       help="run the study in R rounds inside the RayJob (sets spec.rounds.count)"),

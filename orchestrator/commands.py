@@ -28,10 +28,17 @@ def _print_cells(exp) -> None:
         print(f"  {c.key:<{width}}  {c.llm:<20} {c.visual_tokens:>5}  {c.compressor:<10} {c.task:<8} {c.seed}")
 
 
+def _check_scale(exp, force: bool) -> None:
+    from .limits import check_scale
+
+    check_scale(exp, force)
+
+
 def cmd_validate(a) -> int:
     from .spec import load
 
     exp = load(a.file)
+    _check_scale(exp, a.force)
     if a.format == "json":
         print(json.dumps({"name": exp.name, "digest": exp.digest(), "cells": [c.params() for c in exp.cells()]},
                          indent=2))
@@ -73,6 +80,7 @@ def cmd_run(a) -> int:
     from .spec import load
 
     exp = load(a.file)
+    _check_scale(exp, a.force)
     return _run(exp, Path(a.file).read_text(), a, exp.storage_root(a.storage))
 
 
@@ -110,7 +118,9 @@ def cmd_render(a) -> int:
     from .kube.render import render, to_yaml
     from .spec import load
 
-    sys.stdout.write(to_yaml(render(load(a.file), a.image, a.namespace)))
+    exp = load(a.file)
+    _check_scale(exp, a.force)
+    sys.stdout.write(to_yaml(render(exp, a.image, a.namespace)))
     return 0
 
 
@@ -119,6 +129,7 @@ def cmd_submit(a) -> int:
     from .kube.submit import api_client, submit
 
     exp = load(a.file)
+    _check_scale(exp, a.force)
     if a.rounds is not None:
         if a.rounds < 1:
             raise UsageError(f"--rounds must be at least 1, got {a.rounds}")

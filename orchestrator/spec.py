@@ -564,6 +564,9 @@ def load(path: str | Path) -> Experiment:
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"{p}: no such file")
+    from .limits import check_spec_file
+
+    check_spec_file(p)
     try:
         document = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:

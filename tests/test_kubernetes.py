@@ -51,7 +51,7 @@ def test_paper_rayjob_has_gpu_workers_storage_and_a_safe_entrypoint():
     exp = load(PAPER)
     config_map, job = render(exp)
     spec = job["spec"]
-    assert spec["entrypoint"] == "vlmscale run /etc/vlmscale/experiment.yaml --plain"
+    assert spec["entrypoint"] == "vlmscale run /etc/vlmscale/experiment.yaml --plain --force"
     assert spec["backoffLimit"] == exp.spec.failure.job_retries and spec["shutdownAfterJobFinishes"] is True
     workers = spec["rayClusterSpec"]["workerGroupSpecs"][0]
     assert workers["replicas"] == 16  # max_concurrent_cells 2 x 8 workers

@@ -186,3 +186,33 @@ def test_every_validation_error_is_reported_at_once():
         parse(doc, "exp.yaml")
     msg = str(e.value)
     assert "\n" not in msg and "metadata.name" in msg and "spec.training.steps" in msg and "spec.training.batch_size" in msg
+
+
+def test_a_spec_too_large_for_a_configmap_is_refused_before_it_is_read(tmp_path):
+    f = tmp_path / "huge.yaml"
+    doc = _with("spec.grid", {"points": [{"llm": "tiny-xs", "visual_tokens": 1 + i} for i in range(40_000)]})
+    f.write_text(yaml.safe_dump(doc))
+    assert f.stat().st_size > 1 << 20
+    r = _cli("validate", str(f))
+    assert r.returncode == 2 and r.stdout == ""
+    assert "huge.yaml" in r.stderr and "ConfigMap" in r.stderr and "1 MiB" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_absurd_grids_need_force(tmp_path):
+    from orchestrator.limits import MAX_CELLS, check_scale, grid_cells
+
+    f = tmp_path / "wide.yaml"
+    doc = _with("spec.grid.seeds", list(range(1_500)))  # 2 LLMs x 2 V x 2 compressors x 1,500 seeds = 12,000
+    f.write_text(yaml.safe_dump(doc))
+    assert grid_cells(parse(doc)) == 12_000 > MAX_CELLS
+    for cmd in ("validate", "render", "run"):
+        r = _cli(cmd, str(f))
+        assert r.returncode == 2 and "12,000 cells" in r.stderr and "--force" in r.stderr, (cmd, r.stderr)
+    r = _cli("validate", str(f), "--force", "--format", "json")
+    assert r.returncode == 0 and len(json.loads(r.stdout)["cells"]) == 12_000
+    long = _with("spec.training.steps", 5_000_000)  # 16 cells x 5e6 steps
+    with pytest.raises(SpecError, match=r"80,000,000 training steps"):
+        check_scale(parse(long))
+    check_scale(parse(long), force=True)
+    check_scale(parse(GOOD))

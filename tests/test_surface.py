@@ -34,13 +34,13 @@ def test_cli_flags_of_the_main_commands():
     def flags(cmd):
         return sorted(o for opts, _ in _options(_subcommands()[cmd]) for o in opts if o.startswith("--"))
 
-    assert flags("run") == ["--address", "--help", "--plain", "--rounds", "--storage"]
+    assert flags("run") == ["--address", "--force", "--help", "--plain", "--rounds", "--storage"]
     assert flags("results") == ["--format", "--help", "--storage"]
     fit_flags = ["--bootstrap", "--ci-level", "--form", "--group", "--help", "--inputs", "--loss", "--metric",
                  "--metric-kind", "--no-cross-validation", "--seed", "--storage", "--text-tokens"]
     assert flags("fit") == sorted(fit_flags + ["--format"])
     assert flags("propose") == sorted(fit_flags + ["--budget", "--cost", "--format", "--output", "--pool", "--target"])
-    assert flags("render") == ["--help", "--image", "--namespace"]
+    assert flags("render") == ["--force", "--help", "--image", "--namespace"]
     assert flags("status") == ["--cluster", "--context", "--format", "--help", "--kubeconfig", "--namespace",
                                "--storage"]
     for command in ("validate", "results", "status", "fit", "propose"):

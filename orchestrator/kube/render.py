@@ -152,7 +152,8 @@ def render(exp: Experiment, image: str | None = None, namespace: str | None = No
         "metadata": {"name": name, **meta},
         "spec": {
             # fixed words only: the experiment is read from the mounted, validated spec
-            "entrypoint": f"vlmscale run {SPEC_MOUNT}/{SPEC_FILE} --plain",
+            # --force: the scale caps were checked (or lifted) when the spec was rendered or submitted
+            "entrypoint": f"vlmscale run {SPEC_MOUNT}/{SPEC_FILE} --plain --force",
             "backoffLimit": exp.spec.failure.job_retries,
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": k.ttl_seconds_after_finished,
