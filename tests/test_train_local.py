@@ -113,3 +113,43 @@ def test_a_cell_gives_the_same_metrics_whatever_the_launchers_thread_settings(tm
         out[threads] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["1"] == out["2"]
     assert out["1"]["loss"] > 0 and "error" in out["1"]
+
+
+def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):
+    import random
+
+    import numpy as np
+
+    from workloads.engine import rng_state, set_rng_state
+
+    random.gauss(0, 1)  # leaves a cached gaussian in Python's state
+    np.random.standard_normal()
+    torch.save(rng_state(torch.device("cpu")), tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.random(3), [random.random() for _ in range(3)], random.gauss(0, 1))
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True), torch.device("cpu"))
+    again = (torch.rand(3), np.random.random(3), [random.random() for _ in range(3)], random.gauss(0, 1))
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
+    assert expected[2:] == again[2:]
+
+
+class _Planted:
+    """What an attacker with write access to the storage would put in a checkpoint."""
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(_Planted.marker),))
+
+
+def test_checkpoints_load_without_unpickling_objects(tmp_path):
+    """Every file of a checkpoint loads with weights_only=True; a planted pickle in one is refused
+    before it runs anything, and the resume fails loudly instead of training on."""
+    _, session = train_local(_cell(steps=4), tmp_path / "run")
+    ckpt = session.checkpoints()[-1]
+    for f in ckpt.glob("*.pt"):
+        torch.load(f, weights_only=True)
+    _Planted.marker = str(tmp_path / "pwned")
+    torch.save({"optimizer": _Planted(), "scheduler": {}}, ckpt / "optimizer.pt")
+    with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
+        train_local(_cell(steps=8), tmp_path / "run")
+    assert not (tmp_path / "pwned").exists()

@@ -47,13 +47,24 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def rng_state(device: torch.device) -> dict:
-    return {**rng_states(device), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG's state as tensors and plain numbers only, so a checkpoint loads with
+    ``torch.load(weights_only=True)``: nothing in it is unpickled as an arbitrary object (checkpoints
+    sit on shared storage; whoever can write there must not be able to run code in training pods)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {**rng_states(device),
+            "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                       "gauss": gauss}}
 
 
 def set_rng_state(state: dict, device: torch.device) -> None:
     set_rng_states(state, device)
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n, py = state["numpy"], state["python"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    random.setstate((py["version"], tuple(int(x) for x in py["internal"].tolist()), py["gauss"]))
 
 
 def _distributed() -> bool:
@@ -106,8 +117,8 @@ class DDPEngine:
 
     def load(self, directory: Path, rank: int) -> int:
         state = _read_state(directory, "ddp")
-        self.module.load_state_dict(torch.load(directory / "model.pt", map_location=self.device))
-        opt = torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=False)
+        self.module.load_state_dict(torch.load(directory / "model.pt", map_location=self.device, weights_only=True))
+        opt = torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=True)
         self.optimizer.load_state_dict(opt["optimizer"])
         self.scheduler.load_state_dict(opt["scheduler"])
         _load_rng(directory, rank, self.device)
@@ -197,4 +208,4 @@ def _read_state(directory: Path, strategy: str) -> dict:
 def _load_rng(directory: Path, rank: int, device: torch.device) -> None:
     path = directory / f"rng_rank{rank}.pt"
     if path.exists():  # a different world size: keep this rank's fresh RNG
-        set_rng_state(torch.load(path, weights_only=False), device)
+        set_rng_state(torch.load(path, weights_only=True), device)
