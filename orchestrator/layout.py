@@ -2,6 +2,7 @@
 
     <storage>/<name>/
         experiment.json      the validated spec and its digest (what a restarted driver resumes)
+        driver.lock          who runs it now: host, pid, since, heartbeat (orchestrator/lock.py)
         vision/              the pretrained tiny vision tower (embedded default)
         cells/<key>/         Ray Train runs: checkpoints of each cell
         tune/                Ray Tune experiment state

@@ -321,16 +321,27 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
                    echo=print, rounds: int | None = None, storage: str | None = None) -> RunOutcome:
     """Run (or resume) the experiment: round 1 is the grid; each further round (``rounds``, else
     ``spec.rounds.count``) trains the cells the previous round's fit proposed (see rounds.py).
-    ``storage``: the storage root (default: :meth:`Experiment.storage_root`)."""
+    ``storage``: the storage root (default: :meth:`Experiment.storage_root`). One driver per
+    experiment: a second one refuses (``lock.LockHeld``) while the first is alive."""
+    from .lock import DriverLock
+
+    t0 = time.time()
+    exp_dir = ExperimentDir.of(storage or exp.storage_root(), exp.name)
+    lock = DriverLock(exp_dir.root).acquire(f"experiment {exp.name}")  # before anything is written
+    try:
+        return _run_locked(exp, exp_dir, spec_text, address, live, echo, rounds, t0)
+    finally:
+        lock.release()
+
+
+def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address: str | None, live: bool | None,
+                echo, rounds: int | None, t0: float) -> RunOutcome:
     import ray
 
     from . import track
     from .imports import import_cells
     from .rounds import RoundLog, cells_of_round, fit_summary, round_points, should_stop
 
-    t0 = time.time()
-    exp_dir = ExperimentDir.of(storage or exp.storage_root(), exp.name)
-    exp_dir.root.mkdir(parents=True, exist_ok=True)
     grid = prepare(exp, exp_dir, spec_text, echo)
     import_cells(exp, exp_dir, echo)
     count = rounds or exp.spec.rounds.count

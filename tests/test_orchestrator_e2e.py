@@ -160,6 +160,8 @@ def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp
         time.sleep(0.2)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
+    # the killed driver's lock is left behind; the next driver on this host sees its process gone
+    assert json.loads((exp_dir / "driver.lock").read_text())["pid"] == driver.pid
     before = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in results.glob("*.json")}
     assert 1 <= len(before) < 4
     time.sleep(2)
@@ -184,6 +186,30 @@ def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp
     for c in children:
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "loss")]
         assert len(steps) == len(set(steps)), (c.data.tags["vlmscale.cell"], steps)
+
+
+def test_two_drivers_started_at_once_one_runs_the_other_refuses(tmp_path, no_ray_left):
+    spec = _spec(tmp_path, "twice", None, llms=("tiny-xs",))
+    drivers = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain"], cwd=ROOT,
+                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outs = [d.communicate(timeout=600) for d in drivers]
+    codes = sorted(d.returncode for d in drivers)
+    assert codes == [0, 2], [(d.returncode, err[-2000:]) for d, (_, err) in zip(drivers, outs)]
+    winner, loser = (0, 1) if drivers[0].returncode == 0 else (1, 0)
+    err = outs[loser][1]
+    assert f"experiment twice is being run by another driver: host {os.uname().nodename}, pid {drivers[winner].pid}" \
+        in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    exp_dir = tmp_path / "runs" / "twice"
+    assert len(list((exp_dir / "results").glob("*.json"))) == 2 and not (exp_dir / "driver.lock").exists()
+    parents, children = _runs(f"sqlite:///{exp_dir / 'mlflow.db'}", "twice")
+    assert len(parents) == 1 and len(children) == 2
+    for c in children:  # trained once: one value per logged step
+        from mlflow.tracking import MlflowClient
+
+        steps = [m.step for m in MlflowClient(f"sqlite:///{exp_dir / 'mlflow.db'}").get_metric_history(
+            c.info.run_id, "loss")]
+        assert len(steps) == len(set(steps))
 
 
 def test_ui_serves_the_experiments_store_on_loopback(tmp_path):

@@ -1,0 +1,93 @@
+"""One driver per experiment: the lock file, its heartbeat, take-over of a dead holder's lock, and
+a race of many processes for one lock (exactly one wins)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from orchestrator.lock import LOCK_FILE, DriverLock, LockHeld
+
+
+def test_a_second_driver_is_refused_with_the_holders_name(tmp_path):
+    first = DriverLock(tmp_path, heartbeat_s=0.1).acquire("experiment q")
+    try:
+        with pytest.raises(LockHeld) as e:
+            DriverLock(tmp_path).acquire("experiment q")
+        msg = str(e.value)
+        assert "experiment q is being run by another driver" in msg
+        assert f"host {socket.gethostname()}, pid {first.pid}" in msg and "last heartbeat" in msg
+        beat = json.loads((tmp_path / LOCK_FILE).read_text())["heartbeat"]
+        time.sleep(0.35)
+        assert json.loads((tmp_path / LOCK_FILE).read_text())["heartbeat"] > beat  # the heartbeat ticks
+    finally:
+        first.release()
+    assert not (tmp_path / LOCK_FILE).exists()
+    DriverLock(tmp_path).acquire().release()  # free again
+
+
+def _write_holder(path, **fields):
+    record = {"host": socket.gethostname(), "pid": 1, "since": time.time(), "heartbeat": time.time(), "token": "x"}
+    record.update(fields)
+    (path / LOCK_FILE).write_text(json.dumps(record))
+
+
+def test_a_stale_heartbeat_is_taken_over(tmp_path):
+    _write_holder(tmp_path, host="another-pod", pid=7, heartbeat=time.time() - 100)
+    lock = DriverLock(tmp_path, stale_s=45).acquire()
+    assert lock.owned() and not list(tmp_path.glob(f"{LOCK_FILE}.stale-*"))
+    lock.release()
+    _write_holder(tmp_path, host="another-pod", pid=7, heartbeat=time.time() - 10)  # fresh: alive elsewhere
+    with pytest.raises(LockHeld, match="host another-pod, pid 7"):
+        DriverLock(tmp_path, stale_s=45).acquire()
+
+
+def test_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _write_holder(tmp_path, pid=gone.pid)  # fresh heartbeat, but its process is gone (a SIGKILLed driver)
+    lock = DriverLock(tmp_path, stale_s=3600).acquire()
+    assert lock.owned()
+    lock.release()
+
+
+def test_a_lock_taken_over_is_never_resurrected_by_the_old_holder(tmp_path):
+    old = DriverLock(tmp_path, heartbeat_s=3600).acquire()
+    _write_holder(tmp_path, host="another-pod", pid=7, token="new")  # someone took it (old looked dead)
+    assert not old.beat() and json.loads((tmp_path / LOCK_FILE).read_text())["token"] == "new"
+    old.release()  # releases only what it owns
+    assert json.loads((tmp_path / LOCK_FILE).read_text())["token"] == "new"
+
+
+def _contender(directory, start, results):
+    start.wait()
+    try:
+        lock = DriverLock(directory, heartbeat_s=3600).acquire()
+        results.put("won")
+        time.sleep(1.0)  # hold it while the others try
+        lock.release()
+    except LockHeld:
+        results.put("refused")
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_of_many_drivers_started_at_once_exactly_one_wins(tmp_path, stale):
+    if stale:  # all of them find a dead holder's lock and race to take it over
+        _write_holder(tmp_path, host="another-pod", pid=7, heartbeat=time.time() - 1000)
+    ctx = mp.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_contender, args=(tmp_path, start, results)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    time.sleep(1.5)  # let every process import and wait at the start line
+    start.set()
+    for p in procs:
+        p.join(60)
+    outcomes = sorted(results.get(timeout=5) for _ in procs)
+    assert outcomes == ["refused"] * 5 + ["won"], outcomes
