@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
 
-from .kube.spec import RFC1123_LABEL, Kubernetes, check_image, check_quantity  # noqa: F401 (re-exported names)
+from .kube.spec import RFC1123_LABEL, Kubernetes, check_dns_label, check_image, check_quantity  # noqa: F401
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 from workloads.token_rules import COMPRESSOR_NAMES, VisualTokenError, check_visual_tokens
 
@@ -296,11 +296,18 @@ class Resources(_Strict):
     memory_per_worker: str = Field("16Gi", description="Kubernetes memory quantity per worker pod")
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    queue: str | None = Field(None, description="Kueue LocalQueue: the RayJob is created suspended and admitted "
+                                                "whole (gang scheduling) when the queue has room")
 
     @field_validator("memory_per_worker")
     @classmethod
     def _memory(cls, v: str) -> str:
         return check_quantity(v)
+
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, v: str | None) -> str | None:
+        return None if v is None else check_dns_label(v)
 
 
 class Tracking(_Strict):

@@ -178,3 +178,39 @@ def test_every_value_is_documented():
 
     undocumented = list(missing(values, schema))
     assert not undocumented, undocumented
+
+
+def test_only_experiment_pods_reach_mlflow(default_docs):
+    """The NetworkPolicy admits exactly the pods the renderer labels as an experiment's Ray pods."""
+    from orchestrator.kube.render import render
+    from orchestrator.spec import load
+
+    policy = _one(default_docs, "NetworkPolicy", "vlmscale-mlflow")
+    mlflow = _one(default_docs, "Deployment", "vlmscale-mlflow")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= mlflow.items()
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    _, job = render(load(ROOT / "examples" / "quickstart.yaml"))
+    for group in [job["spec"]["rayClusterSpec"]["headGroupSpec"]] + job["spec"]["rayClusterSpec"]["workerGroupSpecs"]:
+        assert peer["podSelector"]["matchLabels"].items() <= group["template"]["metadata"]["labels"].items()
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+
+    opened = _docs(template_chart("--set-json", 'mlflow.networkPolicy.allowFrom=[{"namespaceSelector": '
+                                  '{"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]'))
+    peers = _one(opened, "NetworkPolicy")["spec"]["ingress"][0]["from"]
+    assert len(peers) == 2 and peers[1]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"}
+    for doc in opened:
+        validate(doc)
+    off = _docs(template_chart("--set", "mlflow.networkPolicy.enabled=false"))
+    assert not [d for d in off if d["kind"] == "NetworkPolicy"]
+
+
+def test_an_optional_kueue_local_queue():
+    assert not [d for d in _docs(template_chart()) if d["kind"] == "LocalQueue"]
+    docs = _docs(template_chart("--set", "kueue.localQueue.enabled=true", "--set",
+                                "kueue.localQueue.clusterQueue=gpu-cluster"))
+    queue = _one(docs, "LocalQueue", "vlmscale")
+    assert queue["apiVersion"] == "kueue.x-k8s.io/v1beta1" and queue["spec"] == {"clusterQueue": "gpu-cluster"}
+    r = template_chart("--set", "kueue.localQueue.enabled=true")
+    assert r.returncode != 0 and "kueue.localQueue.clusterQueue" in r.stderr

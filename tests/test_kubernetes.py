@@ -251,3 +251,17 @@ def test_job_lifetime_registry_secrets_and_priority_are_spec_fields():
         doc["spec"]["kubernetes"] = {key: bad}
         with pytest.raises(SpecError, match=fragment):
             parse(doc)
+
+
+def test_a_queue_makes_the_rayjob_wait_suspended_for_kueue():
+    doc = yaml.safe_load(PAPER.read_text())
+    _, plain = render(parse(doc))
+    assert "suspend" not in plain["spec"] and "kueue.x-k8s.io/queue-name" not in plain["metadata"]["labels"]
+    doc["spec"]["resources"]["queue"] = "gpu-research"
+    config_map, job = render(parse(doc))
+    assert job["spec"]["suspend"] is True and job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-research"
+    assert "kueue.x-k8s.io/queue-name" not in config_map["metadata"]["labels"]  # Kueue admits the job, not its spec
+    validate(job)
+    doc["spec"]["resources"]["queue"] = "GPU queue"
+    with pytest.raises(SpecError, match="spec.resources.queue"):
+        parse(doc)

@@ -28,6 +28,8 @@ LABEL_DIGEST = "vlmscale.dev/digest"
 RUN_AS = 1000
 
 
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
 def object_name(exp: Experiment) -> str:
     name = f"vlmscale-{exp.name}"
     if len(name) > MAX_RAYJOB_NAME:
@@ -147,10 +149,15 @@ def render(exp: Experiment, image: str | None = None, namespace: str | None = No
               "resources": {"requests": dict(worker_limits), "limits": dict(worker_limits)}}
     replicas = worker_replicas(exp)
     deadline = {"activeDeadlineSeconds": k.active_deadline_seconds} if k.active_deadline_seconds else {}
+    # Kueue admits a suspended RayJob whole (head and every worker at once) when its queue has
+    # room: no half-started cluster holding GPUs while it waits for the rest
+    queued = {"suspend": True} if r.queue else {}
+    job_meta = {**meta, "labels": {**meta["labels"], KUEUE_QUEUE_LABEL: r.queue}} if r.queue else meta
     rayjob = {
         "apiVersion": "ray.io/v1", "kind": "RayJob",
-        "metadata": {"name": name, **meta},
+        "metadata": {"name": name, **job_meta},
         "spec": {
+            **queued,
             # fixed words only: the experiment is read from the mounted, validated spec
             # --force: the scale caps were checked (or lifted) when the spec was rendered or submitted
             "entrypoint": f"vlmscale run {SPEC_MOUNT}/{SPEC_FILE} --plain --force",
