@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S ?= 0.2
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
-.PHONY: venv demo test test-fast test-slow test-gpu bench bench-gpu clean
+.PHONY: venv demo test test-fast test-slow test-chaos test-gpu bench bench-gpu clean
 
 venv: $(STAMP)
 
@@ -32,13 +32,17 @@ demo: venv
 
 # Fast unit tests, then the slow end-to-end ones (real Ray clusters, multi-process training).
 # pytest exits 5 when it collects no test, which fails the target.
-test: test-fast test-slow
+test: test-fast test-slow test-chaos
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow and not chaos" -q
 
 test-slow: venv
-	$(BIN)/python -m pytest -m slow -q
+	$(BIN)/python -m pytest -m "slow and not chaos" -q
+
+# The fault suite: each fault, and nothing lost or duplicated after it.
+test-chaos: venv
+	$(BIN)/python -m pytest -m chaos -q
 
 # On a GPU machine: one cell under a 1-rank NCCL group (DDP), DeepSpeed ZeRO-2/3 in bf16, a crash
 # resumed bit-identically, the latency probe. Skips (exit 0) where CUDA is absent. The venv holds

@@ -34,6 +34,7 @@ QUIET_ENV = {
     "TRANSFORMERS_VERBOSITY": "error",
     "RAY_DEDUP_LOGS": "1",
     "MLFLOW_LOGGING_LEVEL": "WARNING",  # no database-setup INFO lines
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "1",  # no "View run ... at" pair per finished run
     "VLMSCALE_QUIET": "1",  # start_ray: Ray's own logging at ERROR
 }
 

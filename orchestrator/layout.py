@@ -115,6 +115,18 @@ class ExperimentDir:
     def record_finished(self, key: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.result_path(key), record)
 
+    def progress_history(self, key: str) -> list[dict[str, Any]]:
+        """Every report of a cell, in order (a line cut by a kill is skipped)."""
+        path = self.progress_path(key)
+        out = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return out
+
     def last_progress(self, key: str) -> dict[str, Any] | None:
         path = self.progress_path(key)
         if not path.exists():

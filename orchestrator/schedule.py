@@ -298,13 +298,17 @@ def tracking_target(exp: Experiment, exp_dir: ExperimentDir) -> tuple[str, str, 
     return server or exp_dir.mlflow_uri, t.experiment_name or exp.name, None if server else exp_dir.artifact_root
 
 
-def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, Any]]) -> None:
+def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, Any]],
+              exp_dir: ExperimentDir | None = None) -> None:
     """Bring MLflow up to date with the ledger: a driver killed between a cell's last report and
-    its completion callback left that cell's run unfinished, and a rerun will not train it again."""
+    its completion callback (or while MLflow was unreachable) left that cell's run unfinished and
+    its curves short, and a rerun will not train it again: the progress file fills the curves."""
     for key, record in finished.items():
         run_id = run_ids.get(key)
         if run_id is None or tracker.client.get_run(run_id).info.status == "FINISHED":
             continue
+        if exp_dir is not None:
+            tracker.log_history(run_id, exp_dir.progress_history(key))
         metrics = record["metrics"]
         tracker.log_metrics(run_id, metrics, int(metrics.get("step", 0)))
         tracker.log_cell_record(run_id, None, record)
@@ -357,7 +361,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
     run_ids: dict[str, str] = {}
     for key, record in exp_dir.finished().items():
         run_ids[key] = tracker.child_run(parent, exp.name, key, record.get("params", {}))
-    reconcile(tracker, run_ids, exp_dir.finished())
+    reconcile(tracker, run_ids, exp_dir.finished(), exp_dir)
 
     cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
     errors: dict[str, Any] = {}
@@ -418,6 +422,8 @@ def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], num
     p = plan(exp, cells, exp_dir, cluster)
     for cell in p.todo:  # RUNNING only once its trial starts (the Tune callback marks it)
         tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
+        # reports a driver never delivered (it died while MLflow was away), before the cell resumes
+        tracker.log_history(run_ids[cell.key], exp_dir.progress_history(cell.key))
     board = progress.ProgressBoard()
     tc = exp.spec.training
     for cell in cells:

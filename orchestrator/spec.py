@@ -286,6 +286,8 @@ class FaultInjection(_Strict):
 
     cells: list[str]
     step: int = Field(ge=1)
+    during: Literal["step", "checkpoint"] = Field(
+        "step", description="checkpoint: crash while writing that step's checkpoint, leaving it half-written")
 
 
 class Resources(_Strict):
@@ -511,7 +513,8 @@ def make_cell(exp: Experiment, llm: str, v: int, comp: str, task: str, seed: int
             tokenizer=s.data.tokenizer,
         ),
         train=TrainConfig(**{**training, "threads_per_worker": threads}, seed=seed,
-                          fail_once_at_step=fault.step if fault and key in fault.cells else None),
+                          fail_once_at_step=fault.step if fault and key in fault.cells else None,
+                          fail_during_checkpoint=bool(fault and key in fault.cells and fault.during == "checkpoint")),
     )
     return Cell(key, llm, v, comp, task, seed, config)
 

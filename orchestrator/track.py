@@ -9,6 +9,7 @@ not logged again when a cell replays steps after resuming from a checkpoint.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import subprocess
 import time
@@ -25,6 +26,7 @@ TAG_DIGEST = "vlmscale.digest"
 TAG_ROUND = "vlmscale.round"
 TAG_LLM = "vlmscale.llm"
 PARENT_TAG = "mlflow.parentRunId"
+FLUSH_S = float(os.environ.get("VLMSCALE_MLFLOW_FLUSH_S", 600))  # how long a run waits at its end for MLflow
 PACKAGES = ("vlmscale", "torch", "transformers", "ray", "mlflow", "deepspeed", "numpy", "pydantic")
 
 
@@ -151,6 +153,27 @@ class Tracker:
             self.client.log_batch(run_id, metrics=batch[i:i + 900])
         self._last_step[(run_id, dedup)] = max(step, self._last_step.get((run_id, dedup), -1))
 
+    def log_history(self, run_id: str, records: list[dict[str, Any]], dedup: str = "loss") -> int:
+        """Log the reports (each with its ``step``) MLflow has not seen yet, in few requests;
+        returns how many steps were delivered."""
+        from mlflow.entities import Metric
+
+        last = self.last_logged_step(run_id, dedup)
+        now = int(time.time() * 1000)
+        steps: dict[int, dict[str, Any]] = {}
+        for r in records:
+            if "step" in r and int(r["step"]) > last:
+                steps.setdefault(int(r["step"]), r)  # a replayed step after a resume is the same report
+        batch = [Metric(_metric_name(k), float(v), now, step) for step, r in sorted(steps.items())
+                 for k, v in r.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)
+                 and math.isfinite(float(v))]
+        batch += [Metric("step", float(step), now, step) for step in steps]
+        for i in range(0, len(batch), 900):
+            self.client.log_batch(run_id, metrics=batch[i:i + 900])
+        if steps:
+            self._last_step[(run_id, dedup)] = max(steps)
+        return len(steps)
+
     def log_params_once(self, run_id: str, params: dict[str, Any]) -> None:
         """Params a run does not have yet (MLflow refuses to change one)."""
         from mlflow.entities import Param
@@ -177,12 +200,107 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
 
 
+class Courier:
+    """Delivers tracker calls in order on a thread of its own, so an MLflow outage never blocks
+    the driver: calls wait in memory and are retried (backoff up to ``max_wait_s``) until the
+    server answers. Calls MLflow refuses for good (a 4xx: bad value, already exists) are dropped
+    with a warning — retrying cannot fix them. Everything delivered here is also in the
+    experiment's ledger and progress files, from which a rerun backfills what a driver that died
+    mid-outage never delivered (``schedule.reconcile``)."""
+
+    BACKOFF_S = (0.5, 1, 2, 5, 10)
+    SLOW_S = 10.0  # a call unanswered this long is an outage worth saying (MLflow's client retries quietly)
+
+    def __init__(self, make_tracker, echo=print):
+        import queue
+        import threading
+
+        self._make, self._echo = make_tracker, echo
+        self._tracker: Tracker | None = None
+        self._queue: "queue.Queue" = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.outage_since: float | None = None
+        self._busy_since: float | None = None
+        self.delivered = self.dropped = 0
+
+    def submit(self, method: str, *args, **kwargs) -> None:
+        import threading
+
+        self._queue.put((method, args, kwargs))
+        busy = self._busy_since
+        if busy is not None and self.outage_since is None and time.time() - busy > self.SLOW_S:
+            self._down(f"no answer for {time.time() - busy:.0f} s")
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="vlmscale-mlflow-courier", daemon=True)
+                self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        return self._queue.unfinished_tasks
+
+    def _loop(self) -> None:
+        while True:
+            method, args, kwargs = self._queue.get()
+            attempt = 0
+            while True:
+                self._busy_since = time.time()
+                try:
+                    if self._tracker is None:
+                        self._tracker = self._make()
+                    getattr(self._tracker, method)(*args, **kwargs)
+                    self.delivered += 1
+                    break
+                except Exception as e:  # noqa: BLE001 — an outage is any failure; 4xx below are final
+                    if _refused(e):
+                        self.dropped += 1
+                        self._echo(f"[vlmscale] MLflow refused {method}: {str(e).splitlines()[0][:200]}")
+                        break
+                    if self.outage_since is None:
+                        self._down(type(e).__name__)
+                    time.sleep(self.BACKOFF_S[min(attempt, len(self.BACKOFF_S) - 1)])
+                    attempt += 1
+                finally:
+                    self._busy_since = None
+            if self.outage_since is not None:
+                self._echo(f"[vlmscale] MLflow is back after {time.time() - self.outage_since:.0f} s; "
+                           f"delivering {self.pending - 1} waiting updates")
+                self.outage_since = None
+            self._queue.task_done()
+
+    def _down(self, why: str) -> None:
+        self.outage_since = time.time()
+        self._echo(f"[vlmscale] MLflow unreachable ({why}); training goes on, its metrics wait here and are "
+                   "delivered when it is back")
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait until everything is delivered or ``timeout_s`` passes; returns what is left."""
+        deadline = time.time() + timeout_s
+        while self.pending and time.time() < deadline:
+            time.sleep(0.05)
+        return self.pending
+
+
+def _refused(e: Exception) -> bool:
+    """MLflow answered and said no (4xx): retrying cannot help."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(e, MlflowException):
+        return False
+    try:
+        return 400 <= int(e.get_http_status_code()) < 500
+    except (TypeError, ValueError):
+        return False
+
+
 def _metric_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
 
 
 def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, str]):
-    """A Ray Tune ``Callback`` (runs in the driver) that logs every cell's reports to its child run.
+    """A Ray Tune ``Callback`` (runs in the driver) that logs every cell's reports to its child run,
+    through a ``Courier``: the driver never waits for MLflow.
 
     Built lazily so that importing this module needs no ray; holds only plain data so that Tune
     can pickle it with its run config.
@@ -192,16 +310,16 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
     class MlflowCells(tune.Callback):
         def __init__(self):
             self.tracker_args, self.run_ids = tracker_args, dict(run_ids)
-            self._tracker: Tracker | None = None
+            self._courier: Courier | None = None
 
         def __getstate__(self):
-            return {"tracker_args": self.tracker_args, "run_ids": self.run_ids, "_tracker": None}
+            return {"tracker_args": self.tracker_args, "run_ids": self.run_ids, "_courier": None}
 
         @property
-        def tracker(self) -> Tracker:
-            if self._tracker is None:
-                self._tracker = Tracker(*self.tracker_args)
-            return self._tracker
+        def courier(self) -> Courier:
+            if self._courier is None:
+                self._courier = Courier(lambda: Tracker(*self.tracker_args))
+            return self._courier
 
         def _run(self, trial) -> tuple[str, str]:
             key = trial.config["cell"]["key"]
@@ -209,7 +327,7 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
 
         def on_trial_start(self, iteration, trials, trial, **info):
             _, run_id = self._run(trial)
-            self.tracker.mark_running(run_id)
+            self.courier.submit("mark_running", run_id)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if result.get("skipped"):
@@ -217,20 +335,28 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
             _, run_id = self._run(trial)
             metrics = {k: v for k, v in result.items() if k not in TUNE_BOOKKEEPING}
             if "step" in metrics:
-                self.tracker.log_metrics(run_id, metrics, int(metrics["step"]))
+                self.courier.submit("log_metrics", run_id, metrics, int(metrics["step"]))
             if "checkpoint_path" in result:
-                self.tracker.set_tags(run_id, {"vlmscale.checkpoint": result["checkpoint_path"]})
+                self.courier.submit("set_tags", run_id, {"vlmscale.checkpoint": result["checkpoint_path"]})
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             key, run_id = self._run(trial)
             record = ExperimentDir(Path(trial.config["cell"]["exp_dir"])).finished_record(key)
-            self.tracker.log_cell_record(run_id, trial.config["cell"]["config"], record)
-            self.tracker.set_tags(run_id, {"vlmscale.status": "finished"})
-            self.tracker.finish(run_id, "FINISHED")
+            self.courier.submit("log_cell_record", run_id, trial.config["cell"]["config"], record)
+            self.courier.submit("set_tags", run_id, {"vlmscale.status": "finished"})
+            self.courier.submit("finish", run_id, "FINISHED")
 
         def on_trial_error(self, iteration, trials, trial, **info):
             _, run_id = self._run(trial)
-            self.tracker.set_tags(run_id, {"vlmscale.status": "errored"})
-            self.tracker.finish(run_id, "FAILED")
+            self.courier.submit("set_tags", run_id, {"vlmscale.status": "errored"})
+            self.courier.submit("finish", run_id, "FAILED")
+
+        def on_experiment_end(self, trials, **info):
+            if self._courier is None:
+                return
+            left = self._courier.flush(FLUSH_S)
+            if left:
+                print(f"[vlmscale] MLflow still unreachable after {FLUSH_S:.0f} s: {left} updates not delivered "
+                      "(the ledger and progress files hold them; the next `vlmscale run` delivers them)")
 
     return MlflowCells()

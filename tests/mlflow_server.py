@@ -19,15 +19,16 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, root: Path):
-        self.root, self.port = root, free_port()
+    def __init__(self, root: Path, port: int | None = None):
+        """``port``: restart a stopped server where its clients look for it (same root, same store)."""
+        self.root, self.port = root, port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "MlflowServer":
         mlflow = Path(sys.executable).with_name("mlflow")
         self.root.mkdir(parents=True, exist_ok=True)
-        self.log = open(self.root / "server.log", "w")
+        self.log = open(self.root / "server.log", "a")
         self.proc = subprocess.Popen(
             [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
              "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",

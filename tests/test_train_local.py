@@ -150,6 +150,27 @@ def test_checkpoints_load_without_unpickling_objects(tmp_path):
         torch.load(f, weights_only=True)
     _Planted.marker = str(tmp_path / "pwned")
     torch.save({"optimizer": _Planted(), "scheduler": {}}, ckpt / "optimizer.pt")
+    from workloads.checkpoint import seal
+
+    seal(ckpt, 0)  # whoever can write the storage can rewrite the seal too
     with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
         train_local(_cell(steps=8), tmp_path / "run")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_half_written_checkpoint_falls_back_to_the_last_complete_one(tmp_path, capsys):
+    """The step-8 checkpoint lands with a file cut in half and the worker dies: the resume takes
+    the step-4 checkpoint and ends exactly where an undisturbed run does."""
+    from workloads.checkpoint import problem
+
+    ref_metrics, _ = train_local(_cell(), tmp_path / "ref")
+    drill = _cell(fail_once_at_step=8, fail_during_checkpoint=True)
+    with pytest.raises(InjectedFault, match="while checkpointing step 8"):
+        train_local(drill, tmp_path / "cut")
+    latest = sorted((tmp_path / "cut").glob("checkpoint_*"))[-1]
+    assert latest.name == "checkpoint_00000008" and "bytes" in problem(latest)
+    metrics, _ = train_local(drill, tmp_path / "cut")
+    assert metrics["resumed_from_step"] == 4
+    assert "checkpoint_00000008 is incomplete" in capsys.readouterr().out
+    for key in ("error", "eval_loss", "loss"):
+        assert metrics[key] == ref_metrics[key], key

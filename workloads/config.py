@@ -83,6 +83,8 @@ class TrainConfig:
     threads_per_worker: int = 1
     # fault injection for tests and drills: raise at this step unless the run resumed from a checkpoint
     fail_once_at_step: int | None = None
+    # ... or, with this, while writing the checkpoint of that step (it lands half-written)
+    fail_during_checkpoint: bool = False
 
     def micro_and_accum(self, world: int) -> tuple[int, int]:
         """(per-device micro-batch, accumulation steps) that make up ``batch_size`` on ``world`` workers."""

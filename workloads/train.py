@@ -26,6 +26,7 @@ from .cost import measure_prefill_latency, sample_cost
 from .data.batch import Collator, ImageTransform
 from .data.synthetic import SyntheticVQA
 from .device import all_reduce_sum, to_device
+from .checkpoint import newest_complete, seal
 from .engine import DDPEngine, DeepSpeedEngine
 from .evaluate import evaluate
 from .model import parameter_counts, vision_geometry
@@ -131,8 +132,9 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     # ---- resume
     start = 0
     with session.restore_dir() as restored:
-        if restored is not None:
-            start = engine.load(restored, rank)
+        complete = newest_complete(restored) if restored is not None else None
+        if complete is not None:
+            start = engine.load(complete, rank)
     resumed = start > 0
 
     # ---- train
@@ -140,7 +142,8 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     losses: list[torch.Tensor] = []
     t0, samples_done = time.perf_counter(), 0
     for step in range(start, tc.steps):
-        if tc.fail_once_at_step is not None and step == tc.fail_once_at_step and not resumed:
+        if tc.fail_once_at_step is not None and step == tc.fail_once_at_step and not resumed \
+                and not tc.fail_during_checkpoint:
             raise InjectedFault(f"injected fault at step {step} (train.fail_once_at_step)")
         for m in range(tc.grad_accum):
             first = rank * micro * tc.grad_accum + m * micro
@@ -165,7 +168,8 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
                 metrics.update(_evaluate(engine, eval_sources, collate, session, micro))
             if done == tc.steps:
                 break  # the final report carries the last checkpoint together with the final metrics
-            _report(session, engine, metrics, checkpoint_now, done)
+            cut = checkpoint_now and tc.fail_during_checkpoint and done == tc.fail_once_at_step and not resumed
+            _report(session, engine, metrics, checkpoint_now, done, cut_short=cut)
 
     # ---- final evaluation and cost
     metrics = metrics if tc.steps > start else {"step": tc.steps}
@@ -200,13 +204,21 @@ def _agree_on_keys(keys: list[str]) -> list[str]:
     return sorted({k for ks in gathered for k in ks or []})
 
 
-def _report(session: Session, engine, metrics: dict[str, float], checkpoint: bool, step: int) -> None:
+def _report(session: Session, engine, metrics: dict[str, float], checkpoint: bool, step: int,
+            cut_short: bool = False) -> None:
     if not checkpoint:
         session.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="vlmscale-ckpt-") as d:
         engine.save(Path(d), session.rank, step)
+        seal(Path(d), session.rank)
+        if cut_short:  # the drill: the checkpoint lands with a file cut in half, then the worker dies
+            victim = max((p for p in Path(d).rglob("*.pt")), key=lambda p: p.stat().st_size)
+            with open(victim, "r+b") as f:
+                f.truncate(victim.stat().st_size // 2)
         session.report(metrics, Path(d))
+    if cut_short:
+        raise InjectedFault(f"injected fault while checkpointing step {step} (train.fail_during_checkpoint)")
 
 
 def train_local(cell: CellConfig, root: str | Path, echo: bool = False,
