@@ -321,6 +321,26 @@ def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, An
         tracker.finish(run_id, "FINISHED")
 
 
+def check_writable(exp_dir: ExperimentDir, probe_bytes: int = 1 << 20) -> None:
+    """Refuse to start on storage that cannot take the experiment's state (read-only, full, not
+    a directory): one clear line now, rather than a traceback from a worker an hour in."""
+    probe = exp_dir.root / f".write-probe-{os.getpid()}"
+    try:
+        exp_dir.root.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0" * probe_bytes)  # a checkpoint needs room: a nearly full volume fails here
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise SpecError(f"storage {exp_dir.root.parent} cannot be written ({e.strerror or e}): point "
+                        "spec.storage.path, --storage or VLMSCALE_STORAGE at a writable volume with free space") from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+
+
 def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, live: bool | None = None,
                    echo=print, rounds: int | None = None, storage: str | None = None) -> RunOutcome:
     """Run (or resume) the experiment: round 1 is the grid; each further round (``rounds``, else
@@ -331,6 +351,7 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
 
     t0 = time.time()
     exp_dir = ExperimentDir.of(storage or exp.storage_root(), exp.name)
+    check_writable(exp_dir)
     lock = DriverLock(exp_dir.root).acquire(f"experiment {exp.name}")  # before anything is written
     try:
         return _run_locked(exp, exp_dir, spec_text, address, live, echo, rounds, t0)

@@ -112,6 +112,52 @@ def test_reports_a_dead_driver_never_delivered_are_backfilled_from_the_progress_
     assert Tracker(uri, "e").log_history(run_id, exp_dir.progress_history("cell-a")) == 0  # idempotent
 
 
+# -- storage that refuses writes ---------------------------------------------------------------------
+
+def _tmpfs(path: Path, *options: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=512k", *options)), "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"mounting a small tmpfs needs CAP_SYS_ADMIN here: {r.stderr.strip()}")
+
+
+@pytest.mark.parametrize("fault", ["not-a-directory", "full", "read-only"])
+def test_storage_that_refuses_writes_is_one_clear_error_and_nothing_written(tmp_path, fault):
+    root = tmp_path / "store"
+    if fault == "not-a-directory":
+        root.write_text("a file where the storage should be")
+        storage, expect = root / "runs", "Not a directory"
+    else:
+        _tmpfs(root, "ro" if fault == "read-only" else "rw")
+        if fault == "full":
+            with open(root / "filler", "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                except OSError:
+                    pass
+        storage, expect = root / "runs", ("Read-only file system" if fault == "read-only"
+                                          else "No space left on device")
+    try:
+        before = sorted(p.name for p in root.iterdir()) if root.is_dir() else None
+        spec = _spec(tmp_path, "refused")
+        r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--storage", str(storage),
+                            "--plain"], capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=120)
+        assert r.returncode == 2, r.stdout + r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot be written" in lines[0] and expect in lines[0], r.stderr
+        assert "Traceback" not in r.stderr
+        if before is not None:  # nothing half-written: no experiment directory, no probe left behind
+            leftover = sorted(p.name for p in root.iterdir())
+            assert leftover in (before, sorted(before + ["runs"])), leftover
+            if (root / "runs").exists():
+                assert not any((root / "runs").rglob("*.*")), list((root / "runs").rglob("*"))
+    finally:
+        if fault != "not-a-directory":
+            subprocess.run(["umount", str(root)], capture_output=True)
+
+
 # -- end to end ---------------------------------------------------------------------------------------
 
 def _spec(tmp_path: Path, name: str, uri: str | None = None, steps: int = 30, llms=("tiny-xs",), every=10,
@@ -239,3 +285,38 @@ def test_a_checkpoint_cut_short_under_ray_resumes_from_the_one_before(tmp_path):
     cell = next(r for r in runs["cell"] if r.data.tags["vlmscale.cell"] == key)
     steps = [m.step for m in client.get_metric_history(cell.info.run_id, "loss")]
     assert sorted(steps) == [5, 10, 15, 20, 25, 30]  # replayed steps logged once
+
+
+@pytest.mark.chaos
+def test_driver_killed_during_the_final_fit_finishes_it_on_rerun_without_duplicates(tmp_path):
+    spec = _spec(tmp_path, "fitkill", steps=20, llms=("tiny-xs", "tiny-s"), every=10,
+                 fit={"enabled": True, "bootstrap": 3000, "text_tokens": 50})
+    doc = yaml.safe_load(spec.read_text())
+    doc["spec"]["grid"]["visual_tokens"] = [1, 4, 16]
+    spec.write_text(yaml.safe_dump(doc))
+    exp_dir = tmp_path / "runs" / "fitkill"
+    log = tmp_path / "driver.log"
+    driver = _start(spec, log)
+    _wait_for(lambda: (exp_dir / "fit").is_dir(), driver, what="the fit to write its report")
+    driver.send_signal(signal.SIGKILL)  # mid-report: the fit run exists, some files are written
+    driver.wait()
+    results = {p.name: p.read_text() for p in (exp_dir / "results").glob("*.json")}
+    assert len(results) == 6
+    _, killed = _runs(f"sqlite:///{exp_dir / 'mlflow.db'}", "fitkill")
+    assert [r.info.status for r in killed["fit"]] == ["RUNNING"]  # the kill did land inside the fit
+
+    again = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain"], cwd=ROOT,
+                           env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "6 already finished, 0 to run" in again.stdout
+    assert {p.name: p.read_text() for p in (exp_dir / "results").glob("*.json")} == results  # nothing retrained
+    client, runs = _runs(f"sqlite:///{exp_dir / 'mlflow.db'}", "fitkill")
+    assert len(runs["parent"]) == 1 and len(runs["cell"]) == 6 and len(runs["fit"]) == 1
+    fit = runs["fit"][0]
+    assert fit.info.status == "FINISHED" and fit.data.params["bootstrap"] == "3000"
+    assert [m.step for m in client.get_metric_history(fit.info.run_id, "alpha")] == [6]  # one point, not two
+    assert "<img" in (exp_dir / "fit" / "index.html").read_text()
+    for png in (exp_dir / "fit").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    assert yaml.safe_load((exp_dir / "fit" / "next.yaml").read_text())["kind"] == "ScalingExperiment"
+    json.loads((exp_dir / "fit" / "fit.json").read_text())

@@ -20,14 +20,15 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _spec(tmp_path: Path, name: str, uri: str | None, steps=30, fault=None, llms=("tiny-xs", "tiny-s")) -> Path:
+def _spec(tmp_path: Path, name: str, uri: str | None, steps=30, fault=None, llms=("tiny-xs", "tiny-s"),
+          checkpoint_every=10) -> Path:
     doc = {
         "apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": name},
         "spec": {
             "grid": {"llms": list(llms), "visual_tokens": [1, 4], "compressors": ["avgpool"], "tasks": ["shapes"]},
             "vision": {"model": "vit-micro", "pretrain": {"steps": 20}},
             "data": {"eval_size": 32, "train_size": 2000},
-            "training": {"steps": steps, "batch_size": 16, "checkpoint_every": 10, "log_every": 5},
+            "training": {"steps": steps, "batch_size": 16, "checkpoint_every": checkpoint_every, "log_every": 5},
             "storage": {"path": str(tmp_path / "runs")},
             "failure": {"retries_per_cell": 1},
             "fit": {"enabled": False},
@@ -146,7 +147,9 @@ def test_a_cell_that_crashes_once_resumes_to_the_uninterrupted_result(tmp_path, 
 
 
 def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp_path, no_ray_left):
-    spec = _spec(tmp_path, "killed", None, steps=60)
+    """SIGKILL while cells train and checkpoint every 2 steps (so the kill lands around checkpoint
+    writes): the rerun retrains nothing finished and the resumed cells end bit-identical."""
+    spec = _spec(tmp_path, "killed", None, steps=60, checkpoint_every=2)
     exp_dir = tmp_path / "runs" / "killed"
     driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain"], cwd=ROOT,
                               env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -174,6 +177,15 @@ def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp
     for name, state in before.items():
         assert after[name] == state, f"{name} was trained again"
     assert f"{len(before)} already finished" in r.stdout
+    # a cell interrupted by the kill ends where it would have without it
+    from orchestrator.spec import expand, parse
+    from workloads.train import train_local
+
+    resumed = sorted(set(after) - set(before))[0][:-len(".json")]
+    cell = next(c for c in expand(parse(json.loads((exp_dir / "experiment.json").read_text())["spec"]),
+                                  str(exp_dir / "vision")) if c.key == resumed)
+    reference, _ = train_local(cell.config, tmp_path / "reference")
+    assert json.loads(after[f"{resumed}.json"][1])["metrics"]["error"] == reference["error"]
 
     parents, children = _runs(f"sqlite:///{exp_dir / 'mlflow.db'}", "killed")
     assert len(parents) == 1 and len(children) == 4
