@@ -67,7 +67,7 @@ def cell_trainable(config: dict[str, Any]) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from workloads.launch import WorkerResources, build_trainer, metrics_log_callback
+    from workloads.launch import WorkerResources, build_trainer, metrics_log_callback, train_in_trial
 
     job = config["cell"]
     exp_dir = ExperimentDir(Path(job["exp_dir"]))
@@ -75,9 +75,15 @@ def cell_trainable(config: dict[str, Any]) -> None:
     if done is not None and done.get("config_digest") == job["config_digest"]:
         tune.report({**done["metrics"], "skipped": 1})  # finished before a driver restart
         return
+    cell, resources = CellConfig.from_dict(job["config"]), WorkerResources(**job["resources"])
+    if job["in_trial"]:
+        metrics, checkpoint = train_in_trial(cell, str(exp_dir.cells / job["key"]),
+                                             str(exp_dir.progress_path(job["key"])))
+        _record(exp_dir, job, metrics, checkpoint)
+        return
     trainer = build_trainer(
-        CellConfig.from_dict(job["config"]),
-        WorkerResources(**job["resources"]),
+        cell,
+        resources,
         storage_path=str(exp_dir.cells),
         name=job["key"],
         max_failures=job["retries"],
@@ -86,13 +92,13 @@ def cell_trainable(config: dict[str, Any]) -> None:
     result = trainer.fit()
     if result.error is not None:
         raise result.error
+    _record(exp_dir, job, result.metrics, result.checkpoint.path if result.checkpoint else None)
+
+
+def _record(exp_dir: ExperimentDir, job: dict[str, Any], metrics: dict[str, Any], checkpoint: str | None) -> None:
     exp_dir.record_finished(job["key"], {
-        "key": job["key"],
-        "params": job["params"],
-        "config_digest": job["config_digest"],
-        "metrics": result.metrics,
-        "checkpoint": result.checkpoint.path if result.checkpoint else None,
-        "finished_at": time.time(),
+        "key": job["key"], "params": job["params"], "config_digest": job["config_digest"], "metrics": metrics,
+        "checkpoint": checkpoint, "finished_at": time.time(),
     })
 
 
@@ -181,26 +187,38 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) 
     import ray
     from ray import tune
 
+    from workloads.launch import WorkerResources, needs_ray_train
+
     r = exp.spec.resources
     resources = {"num_workers": r.workers_per_cell, "cpus_per_worker": r.cpus_per_worker,
                  "gpus_per_worker": r.gpus_per_worker}
+    # a single DDP worker trains in the trial's own process: no Ray Train start-up per cell, and
+    # Tune reuses the process (torch and transformers imported once) from cell to cell
+    in_trial = r.launcher == "auto" and not any(needs_ray_train(c.config, WorkerResources(**resources))
+                                                for c in p.todo)
+    retries = exp.spec.failure.retries_per_cell
     jobs = [{
         "key": c.key, "params": c.params(), "config": c.config.to_dict(), "config_digest": config_digest(c.config),
-        "exp_dir": str(exp_dir.root), "resources": resources, "retries": exp.spec.failure.retries_per_cell,
+        "exp_dir": str(exp_dir.root), "resources": resources, "retries": retries, "in_trial": in_trial,
     } for c in p.todo]
-    has_slots = ray.cluster_resources().get(SLOT, 0) >= 1
-    driver = {"CPU": 0, SLOT: 1} if has_slots else {"CPU": 0.01}
-    trainable = tune.with_resources(cell_trainable, driver)
+    if in_trial:
+        trial = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
+    else:  # the trial only drives a Ray Train job: a cell slot, no CPU
+        has_slots = ray.cluster_resources().get(SLOT, 0) >= 1
+        trial = {"CPU": 0, SLOT: 1} if has_slots else {"CPU": 0.01}
+    trainable = tune.with_resources(cell_trainable, trial)
     exp_dir.tune.mkdir(parents=True, exist_ok=True)
     attempt = 1 + sum(1 for d in exp_dir.tune.iterdir() if d.name.startswith("attempt-"))
     tuner = tune.Tuner(
         trainable,
         param_space={"cell": tune.grid_search(jobs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=p.concurrency, reuse_actors=False,
+        tune_config=tune.TuneConfig(max_concurrent_trials=p.concurrency, reuse_actors=in_trial,
                                     trial_dirname_creator=_trial_name, trial_name_creator=_trial_name),
         run_config=tune.RunConfig(
             name=f"attempt-{attempt}", storage_path=str(exp_dir.tune), verbose=0, callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=1),
+            # in a trial, a crashed cell is retried by Tune (and resumes from its checkpoints);
+            # under Ray Train, Ray Train retries the workers and Tune only the trial's driver
+            failure_config=tune.FailureConfig(max_failures=retries if in_trial else 1),
         ),
     )
     grid = tuner.fit()

@@ -300,6 +300,9 @@ class Resources(_Strict):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     queue: str | None = Field(None, description="Kueue LocalQueue: the RayJob is created suspended and admitted "
                                                 "whole (gang scheduling) when the queue has room")
+    launcher: Literal["auto", "ray_train"] = Field(
+        "auto", description="auto: a single-worker DDP cell trains in its Tune trial's own process (no Ray Train "
+                            "start-up per cell); ray_train: every cell as a Ray Train job")
 
     @field_validator("memory_per_worker")
     @classmethod

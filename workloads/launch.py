@@ -1,4 +1,5 @@
-"""Build the Ray Train ``TorchTrainer`` that trains one cell (Train V2 APIs).
+"""How a cell is launched: a Ray Train ``TorchTrainer`` (Train V2 APIs) for several workers or
+DeepSpeed, or the Tune trial's own process for a single DDP worker (``train_in_trial``).
 
 Used by the orchestrator's per-cell Tune function and directly by tests. The process-group
 backend is NCCL when the workers have GPUs and gloo otherwise.
@@ -70,3 +71,20 @@ def metrics_log_callback(path: str):
                 f.write(json.dumps(record) + "\n")
 
     return MetricsLog()
+
+
+def needs_ray_train(cell: CellConfig, resources: WorkerResources) -> bool:
+    """Several workers (a process group to form) or DeepSpeed (its engine wants one): Ray Train."""
+    return resources.num_workers > 1 or cell.train.strategy != "ddp"
+
+
+def train_in_trial(cell: CellConfig, root: str, progress_path: str) -> tuple[dict[str, float], str | None]:
+    """Train a single-worker cell in this (Tune trial) process; returns the final metrics and the
+    last checkpoint's directory."""
+    from .session import TrialSession
+    from .train import train
+
+    session = TrialSession(root, progress_path)
+    metrics = train(cell, session)
+    found = session.checkpoints()
+    return metrics, str(found[-1]) if found else None

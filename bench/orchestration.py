@@ -1,0 +1,142 @@
+"""What vlmscale costs on top of the work: one grid run three ways, against the ideal.
+
+    python bench/orchestration.py                 # 12 cells (tiny-xs x V 1,4,16 x seeds 0-3), 100 steps
+    python bench/orchestration.py --steps 300 --json out.json
+
+(a) ``vlmscale run`` (local Ray, Tune, Ray Train, MLflow, ledger, progress) with its concurrency;
+(b) a plain loop in one process — every cell's ``train_local`` in turn, the same training code
+    with no orchestration: the sum of the cells' compute;
+(c) one process per cell, ``slots`` at a time — how such studies are usually scripted.
+The ideal is (b) ÷ slots: perfect packing of the same compute on the same cores. Printed: wall
+times, ratios to the ideal, and where (a)'s extra time goes (start-up before the first cell
+trains, the fit and the report after the last, the gaps between cells).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+
+def spec(storage: Path, steps: int, seeds: int) -> dict:
+    return {
+        "apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "overhead"},
+        "spec": {
+            "grid": {"llms": ["tiny-xs"], "visual_tokens": [1, 4, 16], "compressors": ["avgpool"],
+                     "tasks": ["shapes"], "seeds": list(range(seeds))},
+            "vision": {"model": "vit-micro", "pretrain": {"steps": 50}},
+            "data": {"eval_size": 128, "train_size": 4000},
+            "training": {"steps": steps, "batch_size": 16, "checkpoint_every": max(steps // 2, 1),
+                         "log_every": max(steps // 10, 1)},
+            "storage": {"path": str(storage)},
+            "fit": {"enabled": False},
+        },
+    }
+
+
+def run_vlmscale(spec_path: Path) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec_path), "--plain"], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if r.returncode != 0:
+        raise SystemExit(f"vlmscale run failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return time.perf_counter() - t0, r.stdout
+
+
+def cell_configs(spec_path: Path, exp_dir: Path) -> list[dict]:
+    from orchestrator.spec import expand, load
+
+    return [c.config.to_dict() for c in expand(load(spec_path), str(exp_dir / "vision"))]
+
+
+def train_one(config: dict) -> float:
+    from workloads.config import CellConfig
+    from workloads.train import train_local
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        train_local(CellConfig.from_dict(config), d)
+    return time.perf_counter() - t0
+
+
+CHILD = ("import json, sys, tempfile; sys.path.insert(0, {root!r});"
+         "from workloads.config import CellConfig; from workloads.train import train_local;"
+         "d = tempfile.mkdtemp(); train_local(CellConfig.from_dict(json.loads(sys.stdin.read())), d)")
+
+
+def process_per_cell(configs: list[dict], slots: int) -> float:
+    def one(config: dict) -> None:
+        subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT))], input=json.dumps(config), text=True,
+                       check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(slots) as pool:
+        list(pool.map(one, configs))
+    return time.perf_counter() - t0
+
+
+def breakdown(exp_dir: Path, wall: float, started: float) -> dict[str, float]:
+    """Where (a)'s time went, from the cells' own progress and ledger files."""
+    firsts, lasts = [], []
+    for p in (exp_dir / "progress").glob("*.jsonl"):
+        firsts.append(p.stat().st_ctime)
+    for p in (exp_dir / "results").glob("*.json"):
+        lasts.append(json.loads(p.read_text())["finished_at"])
+    return {"before_first_report_s": min(firsts) - started, "after_last_cell_s": started + wall - max(lasts)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--seeds", type=int, default=4, help="cells = 3 x seeds")
+    ap.add_argument("--slots", type=int, default=2, help="cells at a time in (c); vlmscale derives its own")
+    ap.add_argument("--json", help="write every number here")
+    a = ap.parse_args(argv)
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        spec_path = root / "overhead.yaml"
+        spec_path.write_text(yaml.safe_dump(spec(root / "runs", a.steps, a.seeds)))
+        started = time.time()
+        wall_a, out = run_vlmscale(spec_path)
+        exp_dir = root / "runs" / "overhead"
+        parts = breakdown(exp_dir, wall_a, started)
+        configs = cell_configs(spec_path, exp_dir)  # the same cells, on the tower (a) pretrained
+        per_cell = [train_one(c) for c in configs]
+        wall_b = sum(per_cell)
+        wall_c = process_per_cell(configs, a.slots)
+    ideal = wall_b / a.slots
+    result = {"cells": len(configs), "steps": a.steps, "slots": a.slots, "cpus": os.cpu_count(),
+              "vlmscale_run_s": wall_a, "plain_loop_s": wall_b, "process_per_cell_s": wall_c, "ideal_s": ideal,
+              "per_cell_compute_s": per_cell, **parts}
+    print(f"{len(configs)} cells x {a.steps} steps on {os.cpu_count()} CPUs; ideal = plain loop / {a.slots} slots "
+          f"= {ideal:.1f} s")
+    print(f"{'way':<34}{'wall':>9}{'x ideal':>10}")
+    for name, wall in (("(a) vlmscale run", wall_a), ("(b) plain loop, one process", wall_b),
+                       (f"(c) one process per cell, {a.slots} at once", wall_c)):
+        print(f"{name:<34}{wall:>8.1f}s{wall / ideal:>9.2f}x")
+    print(f"(a) before the first cell reported: {parts['before_first_report_s']:.1f} s; "
+          f"after the last cell finished: {parts['after_last_cell_s']:.1f} s")
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
