@@ -55,6 +55,9 @@ bench-gpu:
 	$(GPU_PYTHON) bench/gpu_cell.py
 
 bench: venv
+	$(BIN)/python bench/orchestration.py --json bench-orchestration.json
+	$(BIN)/python bench/throughput.py --json bench-throughput.json
+	$(BIN)/python bench/scale.py --cells 100 1000 --json bench-scale.json
 	$(BIN)/python bench/law_stability.py examples/quickstart.yaml
 	$(BIN)/python bench/fit_speed.py
 	$(BIN)/python bench/proposals.py

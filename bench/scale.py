@@ -48,9 +48,9 @@ def run(root: Path, cells: int) -> dict[str, float]:
     path = root / f"scale-{cells}.yaml"
     path.write_text(yaml.safe_dump(spec(root / "runs", cells)))
     t0 = time.perf_counter()
+    log = root / f"scale-{cells}.log"  # a file, not a pipe: nobody reads a pipe while it runs
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--plain"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     driver, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
@@ -58,7 +58,7 @@ def run(root: Path, cells: int) -> dict[str, float]:
         except psutil.NoSuchProcess:
             break
         time.sleep(0.2)
-    out = proc.stdout.read()
+    out = log.read_text()
     if proc.returncode != 0:
         raise SystemExit(f"vlmscale run failed:\n{out[-3000:]}")
     wall = time.perf_counter() - t0

@@ -32,7 +32,7 @@ import yaml  # noqa: E402
 
 def spec(storage: Path, llm: str, v: int, steps: int, batch: int, launcher: str) -> dict:
     return {
-        "apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": f"tp-{launcher}"},
+        "apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": f"tp-{launcher.replace('_', '-')}"},
         "spec": {
             "grid": {"llms": [llm], "visual_tokens": [v], "compressors": ["avgpool"], "tasks": ["shapes"]},
             "vision": {"model": "vit-micro", "pretrain": {"steps": 50}},
@@ -97,7 +97,7 @@ def under_vlmscale(root: Path, args, launcher: str) -> tuple[float, dict]:
                        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if r.returncode != 0:
         raise SystemExit(f"vlmscale run failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    exp_dir = root / "runs" / f"tp-{launcher}"
+    exp_dir = root / "runs" / f"tp-{launcher.replace('_', '-')}"
     progress = (exp_dir / "progress").glob("*.jsonl")
     reports = [json.loads(line) for p in progress for line in p.read_text().splitlines()]
     last_training = [x for x in reports if "samples_per_s" in x and "error" not in x][-1]

@@ -385,24 +385,37 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
     from .imports import import_cells
     from .rounds import RoundLog, cells_of_round, fit_summary, round_points, should_stop
 
-    grid = prepare(exp, exp_dir, spec_text, echo)
-    import_cells(exp, exp_dir, echo)
     count = rounds or exp.spec.rounds.count
     if count > 1 and not exp.spec.fit.enabled:
         raise SpecError(f"{exp.name}: rounds after the first are proposed by the fit; set spec.fit.enabled: true")
-    log = RoundLog.load(exp_dir)
-    before = set(exp_dir.finished())
-
     target = tracking_target(exp, exp_dir)
-    tracker = track.Tracker(*target)
-    parent = tracker.parent_run(exp.name, exp.digest(), spec_text)
-    tracker.mark_running(parent)
-    run_ids: dict[str, str] = {}
-    for key, record in exp_dir.finished().items():
-        run_ids[key] = tracker.child_run(parent, exp.name, key, record.get("params", {}))
-    reconcile(tracker, run_ids, exp_dir.finished(), exp_dir)
 
-    cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
+    def setup():
+        grid = prepare(exp, exp_dir, spec_text, echo)
+        import_cells(exp, exp_dir, echo)
+        before = set(exp_dir.finished())
+        tracker = track.Tracker(*target)
+        parent = tracker.parent_run(exp.name, exp.digest(), spec_text)
+        tracker.mark_running(parent)
+        run_ids = {key: tracker.child_run(parent, exp.name, key, record.get("params", {}))
+                   for key, record in exp_dir.finished().items()}
+        reconcile(tracker, run_ids, exp_dir.finished(), exp_dir)
+        return grid, before, tracker, parent, run_ids
+
+    # the vision tower's pretraining and MLflow's set-up overlap Ray's start (seconds each)
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="vlmscale-setup")
+    setting_up = pool.submit(setup)
+    try:
+        cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
+        grid, before, tracker, parent, run_ids = setting_up.result()
+    except BaseException:
+        pool.shutdown(wait=True)
+        ray.shutdown()
+        raise
+    pool.shutdown()
+    log = RoundLog.load(exp_dir)
     errors: dict[str, Any] = {}
     planned: list[Cell] = []
     vision = vision_path(exp, exp_dir)

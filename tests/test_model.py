@@ -154,3 +154,12 @@ def test_real_shapes_have_the_published_sizes(tok):
     assert counts["vision_params"] == pytest.approx(3.03e8, rel=0.01)
     for name in REAL_LLM_SHAPES:
         assert llm_non_embedding_params(name) == meta_parameter_counts(ModelConfig(llm=name), len(tok))["llm_params"]
+
+
+@pytest.mark.parametrize("steps", [1, 3, 10])
+def test_vision_pretraining_takes_any_number_of_steps(tmp_path, steps):
+    """spec.vision.pretrain.steps accepts any count >= 1; a short warm-up must not divide by zero."""
+    from workloads.pretrain_vision import pretrain_vision
+
+    done = pretrain_vision("vit-micro", tmp_path / "tower", steps=steps, batch_size=4)
+    assert (tmp_path / "tower" / "config.json").exists() and 0 <= done.cell_accuracy <= 1

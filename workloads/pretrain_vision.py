@@ -72,7 +72,10 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_si
     where = nn.Linear(vcfg.hidden_size, cells * cells)
     params = list(vision.parameters()) + list(head.parameters()) + list(where.parameters())
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    if steps >= 4:  # warm up over 10% of the steps, at least two (OneCycleLR needs a non-empty warm-up)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     grid = vcfg.image_size // vcfg.patch_size
     transform = ImageTransform(vcfg.image_size)
     # a seed stream of its own, disjoint from every cell's training and eval data
