@@ -233,13 +233,36 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, UsageError, ValueError, ClusterError) as e:  # FitError is a ValueError: bad data, one line
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except click.Abort:  # Click turns Ctrl-C into Abort
+    except click.Abort as e:  # Click turns Ctrl-C into Abort — and an EOFError from deep inside too
+        if isinstance(e.__cause__, EOFError):
+            print(f"error: {_what_failed(e.__cause__)}", file=sys.stderr)
+            return 1
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as e:  # storage full or gone mid-run: what and where, not a traceback
+        print(f"error: {_what_failed(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 — only MLflow's own failures (its store full, say) end here quietly
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(e, MlflowException):
+            raise
+        print(f"error: MLflow: {_what_failed(e)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `vlmscale results X | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return rv if isinstance(rv, int) else 0
+
+
+def _what_failed(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        what = f"{type(e).__name__}: {e.strerror or e}{where}"
+    else:  # the telling line of a long message (sqlalchemy's carry the SQL and a URL)
+        lines = [line for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        what = next((line for line in lines if line.startswith("(sqlite3") or "Error:" in line), lines[0])[:300]
+    return what + "; finished cells are kept in the ledger — fix the cause and run the same command again to resume"
 
 
 if __name__ == "__main__":

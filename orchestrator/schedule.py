@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,8 +222,24 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) 
             failure_config=tune.FailureConfig(max_failures=retries if in_trial else 1),
         ),
     )
-    grid = tuner.fit()
-    return {r.config["cell"]["key"]: r.error for r in grid if r.config}
+    try:
+        grid = tuner.fit()
+    except (EOFError, pickle.UnpicklingError) as e:
+        # Tune reads each failed trial's error back from storage; a full disk cut that file short
+        finished = exp_dir.finished()
+        lost = RuntimeError(f"the cell failed and its error could not be read back from storage "
+                            f"({type(e).__name__}: {e}); is the storage full?")
+        return {job["key"]: None if job["key"] in finished else lost for job in jobs}
+    return {r.config["cell"]["key"]: _error_of(r) for r in grid if r.config}
+
+
+def _error_of(result) -> BaseException | None:
+    """A trial's error; Tune reads it back from a file, which a full disk may have cut short."""
+    try:
+        return result.error
+    except Exception as e:  # noqa: BLE001
+        return RuntimeError(f"the cell failed, and its error could not be read back from storage ({e}); "
+                            "is the storage full?")
 
 
 def _trial_name(trial) -> str:

@@ -209,6 +209,7 @@ class Courier:
     mid-outage never delivered (``schedule.reconcile``)."""
 
     BACKOFF_S = (0.5, 1, 2, 5, 10)
+    LOCAL_TRIES = 3  # a failure that is not an outage (e.g. sqlite's disk full) is tried this often
     SLOW_S = 10.0  # a call unanswered this long is an outage worth saying (MLflow's client retries quietly)
 
     def __init__(self, make_tracker, echo=print):
@@ -253,7 +254,9 @@ class Courier:
                     self.delivered += 1
                     break
                 except Exception as e:  # noqa: BLE001 — an outage is any failure; 4xx below are final
-                    if _refused(e):
+                    if _refused(e) or (not _transient(e) and attempt >= self.LOCAL_TRIES):
+                        # a 4xx, or a store failing in itself (a full disk under sqlite) however often
+                        # asked: retrying forever would hang the run's end; the ledger keeps it all
                         self.dropped += 1
                         self._echo(f"[vlmscale] MLflow refused {method}: {str(e).splitlines()[0][:200]}")
                         break
@@ -280,6 +283,24 @@ class Courier:
         while self.pending and time.time() < deadline:
             time.sleep(0.05)
         return self.pending
+
+
+def _transient(e: Exception) -> bool:
+    """An outage worth waiting out: the server unreachable, timing out, or answering 5xx/429."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(e, (ConnectionError, TimeoutError, requests.exceptions.RequestException)):
+        return True
+    if isinstance(e, MlflowException):
+        try:
+            status = int(e.get_http_status_code())
+        except (TypeError, ValueError):
+            status = 500
+        text = str(e)
+        return status >= 500 and ("request to" in text or "Max retries" in text or "Connection" in text) \
+            or status == 429
+    return False
 
 
 def _refused(e: Exception) -> bool:

@@ -116,7 +116,8 @@ def test_reports_a_dead_driver_never_delivered_are_backfilled_from_the_progress_
 
 def _tmpfs(path: Path, *options: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=512k", *options)), "tmpfs", str(path)],
+    sized = options if any(o.startswith("size=") for o in options) else ("size=512k", *options)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(sized), "tmpfs", str(path)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"mounting a small tmpfs needs CAP_SYS_ADMIN here: {r.stderr.strip()}")
@@ -320,3 +321,28 @@ def test_driver_killed_during_the_final_fit_finishes_it_on_rerun_without_duplica
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
     assert yaml.safe_load((exp_dir / "fit" / "next.yaml").read_text())["kind"] == "ScalingExperiment"
     json.loads((exp_dir / "fit" / "fit.json").read_text())
+
+
+@pytest.mark.chaos
+def test_storage_filling_up_mid_run_ends_with_one_clear_line_and_an_intact_ledger(tmp_path):
+    """6 MB of storage: the first cells finish, then checkpoints and MLflow's sqlite hit the wall.
+    The run must end (not hang on retries), say why in its last line, and keep what finished."""
+    store = tmp_path / "small"
+    _tmpfs(store, "size=6m")
+    try:
+        spec = _spec(tmp_path, "full", steps=60, llms=("tiny-xs", "tiny-s"), every=5)
+        doc = yaml.safe_load(spec.read_text())
+        doc["spec"]["storage"]["path"] = str(store / "runs")
+        spec.write_text(yaml.safe_dump(doc))
+        t0 = time.time()
+        r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain"], cwd=ROOT,
+                           env=_env(), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1 and time.time() - t0 < 240, (r.returncode, r.stderr[-2000:])
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and ("full" in last or "No space left" in last), last
+        results = store / "runs" / "full" / "results"
+        for p in results.iterdir():  # every ledger record whole, no temp file left
+            assert p.suffix == ".json" and not p.name.startswith("."), p.name
+            json.loads(p.read_text())
+    finally:
+        subprocess.run(["umount", str(store)], capture_output=True)
