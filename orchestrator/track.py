@@ -144,35 +144,28 @@ class Tracker:
         ``dedup`` metric is skipped (a resumed cell replays reports; a rerun refits)."""
         if not force and step <= self.last_logged_step(run_id, dedup):
             return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(_metric_name(k), float(v), now, step) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
-        for i in range(0, len(batch), 900):  # MLflow's per-request limit is 1000 metrics
-            self.client.log_batch(run_id, metrics=batch[i:i + 900])
+        self._log_batch(run_id, _metrics(metrics, step, int(time.time() * 1000)))
         self._last_step[(run_id, dedup)] = max(step, self._last_step.get((run_id, dedup), -1))
 
     def log_history(self, run_id: str, records: list[dict[str, Any]], dedup: str = "loss") -> int:
         """Log the reports (each with its ``step``) MLflow has not seen yet, in few requests;
         returns how many steps were delivered."""
-        from mlflow.entities import Metric
-
+        if not records:  # a cell that never reported: no need to ask MLflow what it has
+            return 0
         last = self.last_logged_step(run_id, dedup)
-        now = int(time.time() * 1000)
         steps: dict[int, dict[str, Any]] = {}
         for r in records:
             if "step" in r and int(r["step"]) > last:
                 steps.setdefault(int(r["step"]), r)  # a replayed step after a resume is the same report
-        batch = [Metric(_metric_name(k), float(v), now, step) for step, r in sorted(steps.items())
-                 for k, v in r.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)
-                 and math.isfinite(float(v))]
-        batch += [Metric("step", float(step), now, step) for step in steps]
-        for i in range(0, len(batch), 900):
-            self.client.log_batch(run_id, metrics=batch[i:i + 900])
+        now = int(time.time() * 1000)
+        self._log_batch(run_id, [m for step, r in sorted(steps.items()) for m in _metrics(r, step, now)])
         if steps:
             self._last_step[(run_id, dedup)] = max(steps)
         return len(steps)
+
+    def _log_batch(self, run_id: str, batch: list) -> None:
+        for i in range(0, len(batch), 900):  # MLflow's per-request limit is 1000 metrics
+            self.client.log_batch(run_id, metrics=batch[i:i + 900])
 
     def log_params_once(self, run_id: str, params: dict[str, Any]) -> None:
         """Params a run does not have yet (MLflow refuses to change one)."""
@@ -202,7 +195,7 @@ class Tracker:
 
 class Courier:
     """Delivers tracker calls in order on a thread of its own, so an MLflow outage never blocks
-    the driver: calls wait in memory and are retried (backoff up to ``max_wait_s``) until the
+    the driver: calls wait in memory and are retried (backoff up to ``BACKOFF_S[-1]`` s apart) until the
     server answers. Calls MLflow refuses for good (a 4xx: bad value, already exists) are dropped
     with a warning — retrying cannot fix them. Everything delivered here is also in the
     experiment's ledger and progress files, from which a rerun backfills what a driver that died
@@ -285,34 +278,41 @@ class Courier:
         return self.pending
 
 
+def _status(e: Exception) -> int | None:
+    """The HTTP status an MlflowException stands for (None for any other exception)."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(e, MlflowException):
+        return None
+    try:
+        return int(e.get_http_status_code())
+    except (TypeError, ValueError):
+        return 500
+
+
 def _transient(e: Exception) -> bool:
     """An outage worth waiting out: the server unreachable, timing out, or answering 5xx/429."""
     import requests
-    from mlflow.exceptions import MlflowException
 
     if isinstance(e, (ConnectionError, TimeoutError, requests.exceptions.RequestException)):
         return True
-    if isinstance(e, MlflowException):
-        try:
-            status = int(e.get_http_status_code())
-        except (TypeError, ValueError):
-            status = 500
-        text = str(e)
-        return status >= 500 and ("request to" in text or "Max retries" in text or "Connection" in text) \
-            or status == 429
-    return False
+    status, text = _status(e), str(e)
+    return status is not None and (status == 429 or status >= 500 and (
+        "request to" in text or "Max retries" in text or "Connection" in text))
 
 
 def _refused(e: Exception) -> bool:
     """MLflow answered and said no (4xx): retrying cannot help."""
-    from mlflow.exceptions import MlflowException
+    status = _status(e)
+    return status is not None and 400 <= status < 500
 
-    if not isinstance(e, MlflowException):
-        return False
-    try:
-        return 400 <= int(e.get_http_status_code()) < 500
-    except (TypeError, ValueError):
-        return False
+
+def _metrics(values: dict[str, Any], step: int, now: int) -> list:
+    """The finite numbers of a report as MLflow metrics at ``step``."""
+    from mlflow.entities import Metric
+
+    return [Metric(_metric_name(k), float(v), now, step) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
 
 
 def _metric_name(key: str) -> str:
