@@ -128,16 +128,5 @@ class ExperimentDir:
         return out
 
     def last_progress(self, key: str) -> dict[str, Any] | None:
-        path = self.progress_path(key)
-        if not path.exists():
-            return None
-        last = None
-        with path.open() as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        last = json.loads(line)
-                    except json.JSONDecodeError:  # a line cut by a kill
-                        pass
-        return last
+        history = self.progress_history(key)
+        return history[-1] if history else None

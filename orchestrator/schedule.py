@@ -195,8 +195,8 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) 
                  "gpus_per_worker": r.gpus_per_worker}
     # a single DDP worker trains in the trial's own process: no Ray Train start-up per cell, and
     # Tune reuses the process (torch and transformers imported once) from cell to cell
-    in_trial = r.launcher == "auto" and not any(needs_ray_train(c.config, WorkerResources(**resources))
-                                                for c in p.todo)
+    per_cell = WorkerResources(**resources)
+    in_trial = r.launcher == "auto" and not any(needs_ray_train(c.config, per_cell) for c in p.todo)
     retries = exp.spec.failure.retries_per_cell
     jobs = [{
         "key": c.key, "params": c.params(), "config": c.config.to_dict(), "config_digest": config_digest(c.config),
@@ -230,16 +230,7 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) 
         lost = RuntimeError(f"the cell failed and its error could not be read back from storage "
                             f"({type(e).__name__}: {e}); is the storage full?")
         return {job["key"]: None if job["key"] in finished else lost for job in jobs}
-    return {r.config["cell"]["key"]: _error_of(r) for r in grid if r.config}
-
-
-def _error_of(result) -> BaseException | None:
-    """A trial's error; Tune reads it back from a file, which a full disk may have cut short."""
-    try:
-        return result.error
-    except Exception as e:  # noqa: BLE001
-        return RuntimeError(f"the cell failed, and its error could not be read back from storage ({e}); "
-                            "is the storage full?")
+    return {r.config["cell"]["key"]: r.error for r in grid if r.config}
 
 
 def _trial_name(trial) -> str:
@@ -334,7 +325,7 @@ def tracking_target(exp: Experiment, exp_dir: ExperimentDir) -> tuple[str, str, 
 
 
 def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, Any]],
-              exp_dir: ExperimentDir | None = None) -> None:
+              exp_dir: ExperimentDir) -> None:
     """Bring MLflow up to date with the ledger: a driver killed between a cell's last report and
     its completion callback (or while MLflow was unreachable) left that cell's run unfinished and
     its curves short, and a rerun will not train it again: the progress file fills the curves."""
@@ -342,8 +333,7 @@ def reconcile(tracker, run_ids: dict[str, str], finished: dict[str, dict[str, An
         run_id = run_ids.get(key)
         if run_id is None or tracker.client.get_run(run_id).info.status == "FINISHED":
             continue
-        if exp_dir is not None:
-            tracker.log_history(run_id, exp_dir.progress_history(key))
+        tracker.log_history(run_id, exp_dir.progress_history(key))
         metrics = record["metrics"]
         tracker.log_metrics(run_id, metrics, int(metrics.get("step", 0)))
         tracker.log_cell_record(run_id, None, record)
@@ -410,14 +400,14 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
     def setup():
         grid = prepare(exp, exp_dir, spec_text, echo)
         import_cells(exp, exp_dir, echo)
-        before = set(exp_dir.finished())
+        finished = exp_dir.finished()  # read once: every ledger record is a file
         tracker = track.Tracker(*target)
         parent = tracker.parent_run(exp.name, exp.digest(), spec_text)
         tracker.mark_running(parent)
         run_ids = {key: tracker.child_run(parent, exp.name, key, record.get("params", {}))
-                   for key, record in exp_dir.finished().items()}
-        reconcile(tracker, run_ids, exp_dir.finished(), exp_dir)
-        return grid, before, tracker, parent, run_ids
+                   for key, record in finished.items()}
+        reconcile(tracker, run_ids, finished, exp_dir)
+        return grid, set(finished), tracker, parent, run_ids
 
     # the vision tower's pretraining and MLflow's set-up overlap Ray's start (seconds each)
     from concurrent.futures import ThreadPoolExecutor

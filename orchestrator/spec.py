@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
 
-from .kube.spec import RFC1123_LABEL, Kubernetes, check_dns_label, check_image, check_quantity  # noqa: F401
+from .kube.spec import RFC1123_LABEL, Kubernetes, check_dns_label, check_quantity
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
-from workloads.token_rules import COMPRESSOR_NAMES, VisualTokenError, check_visual_tokens
+from workloads.token_rules import VisualTokenError, check_visual_tokens
 
 API_VERSION = "vlmscale.dev/v1alpha1"
 KIND = "ScalingExperiment"

@@ -6,7 +6,6 @@ CI step); the unit tests of the machinery run with the fast suite."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from .mlflow_server import MlflowServer
+from .test_orchestrator_e2e import _env, _spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +142,7 @@ def test_storage_that_refuses_writes_is_one_clear_error_and_nothing_written(tmp_
                                           else "No space left on device")
     try:
         before = sorted(p.name for p in root.iterdir()) if root.is_dir() else None
-        spec = _spec(tmp_path, "refused")
+        spec = _spec(tmp_path, "refused", llms=("tiny-xs",))
         r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--storage", str(storage),
                             "--plain"], capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=120)
         assert r.returncode == 2, r.stdout + r.stderr
@@ -161,35 +161,9 @@ def test_storage_that_refuses_writes_is_one_clear_error_and_nothing_written(tmp_
 
 # -- end to end ---------------------------------------------------------------------------------------
 
-def _spec(tmp_path: Path, name: str, uri: str | None = None, steps: int = 30, llms=("tiny-xs",), every=10,
-          **spec) -> Path:
-    doc = {
-        "apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": name},
-        "spec": {
-            "grid": {"llms": list(llms), "visual_tokens": [1, 4], "compressors": ["avgpool"], "tasks": ["shapes"]},
-            "vision": {"model": "vit-micro", "pretrain": {"steps": 20}},
-            "data": {"eval_size": 32, "train_size": 2000},
-            "training": {"steps": steps, "batch_size": 16, "checkpoint_every": every, "log_every": every // 2},
-            "storage": {"path": str(tmp_path / "runs")},
-            "failure": {"retries_per_cell": 1},
-            "fit": {"enabled": False},
-            **spec,
-        },
-    }
-    if uri:
-        doc["spec"]["tracking"] = {"mlflow_uri": uri}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def _env(**extra):
-    return {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "OMP_NUM_THREADS": "1", **extra}
-
-
-def _start(spec: Path, log: Path, *args, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain", *args], cwd=ROOT,
-                            env=_env(**env), stdout=log.open("w"), stderr=subprocess.STDOUT)
+def _start(spec: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain"], cwd=ROOT,
+                            env=_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def _wait_for(predicate, driver: subprocess.Popen, timeout: float = 600, what: str = "") -> None:
@@ -228,7 +202,8 @@ def test_mlflow_down_for_30_s_mid_experiment_loses_nothing_and_blocks_nothing(tm
     steps = 4000
     server = MlflowServer(tmp_path / "mlflow").__enter__()
     try:
-        spec = _spec(tmp_path, "outage", server.uri, steps=steps, every=500)
+        spec = _spec(tmp_path, "outage", server.uri, steps=steps, llms=("tiny-xs",), checkpoint_every=500,
+                     log_every=250)
         log = tmp_path / "driver.log"
         driver = _start(spec, log)
 
@@ -270,8 +245,8 @@ def test_mlflow_down_for_30_s_mid_experiment_loses_nothing_and_blocks_nothing(tm
 @pytest.mark.chaos
 def test_a_checkpoint_cut_short_under_ray_resumes_from_the_one_before(tmp_path):
     key = "tiny-xs-v4-avgpool-shapes-s0"
-    spec = _spec(tmp_path, "cut", steps=30, every=10,
-                 fault_injection={"cells": [key], "step": 20, "during": "checkpoint"})
+    spec = _spec(tmp_path, "cut", steps=30, llms=("tiny-xs",),
+                 fault={"cells": [key], "step": 20, "during": "checkpoint"})
     log = tmp_path / "driver.log"
     driver = _start(spec, log)
     assert driver.wait(600) == 0, log.read_text()[-3000:]
@@ -290,8 +265,7 @@ def test_a_checkpoint_cut_short_under_ray_resumes_from_the_one_before(tmp_path):
 
 @pytest.mark.chaos
 def test_driver_killed_during_the_final_fit_finishes_it_on_rerun_without_duplicates(tmp_path):
-    spec = _spec(tmp_path, "fitkill", steps=20, llms=("tiny-xs", "tiny-s"), every=10,
-                 fit={"enabled": True, "bootstrap": 3000, "text_tokens": 50})
+    spec = _spec(tmp_path, "fitkill", steps=20, fit={"enabled": True, "bootstrap": 3000, "text_tokens": 50})
     doc = yaml.safe_load(spec.read_text())
     doc["spec"]["grid"]["visual_tokens"] = [1, 4, 16]
     spec.write_text(yaml.safe_dump(doc))
@@ -330,7 +304,7 @@ def test_storage_filling_up_mid_run_ends_with_one_clear_line_and_an_intact_ledge
     store = tmp_path / "small"
     _tmpfs(store, "size=6m")
     try:
-        spec = _spec(tmp_path, "full", steps=60, llms=("tiny-xs", "tiny-s"), every=5)
+        spec = _spec(tmp_path, "full", steps=60, checkpoint_every=5, log_every=2)
         doc = yaml.safe_load(spec.read_text())
         doc["spec"]["storage"]["path"] = str(store / "runs")
         spec.write_text(yaml.safe_dump(doc))

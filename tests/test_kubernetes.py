@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.kube.render import render, to_yaml
+from orchestrator.kube.render import render
 from orchestrator.spec import SpecError, load, parse
 from orchestrator.kube.submit import delete, status, submit
 

@@ -20,18 +20,21 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _spec(tmp_path: Path, name: str, uri: str | None, steps=30, fault=None, llms=("tiny-xs", "tiny-s"),
-          checkpoint_every=10) -> Path:
+def _spec(tmp_path: Path, name: str, uri: str | None = None, steps=30, fault=None, llms=("tiny-xs", "tiny-s"),
+          checkpoint_every=10, log_every=5, **spec) -> Path:
+    """A small experiment under ``tmp_path``; ``spec`` adds or replaces sections of its spec."""
     doc = {
         "apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": name},
         "spec": {
             "grid": {"llms": list(llms), "visual_tokens": [1, 4], "compressors": ["avgpool"], "tasks": ["shapes"]},
             "vision": {"model": "vit-micro", "pretrain": {"steps": 20}},
             "data": {"eval_size": 32, "train_size": 2000},
-            "training": {"steps": steps, "batch_size": 16, "checkpoint_every": checkpoint_every, "log_every": 5},
+            "training": {"steps": steps, "batch_size": 16, "checkpoint_every": checkpoint_every,
+                         "log_every": log_every},
             "storage": {"path": str(tmp_path / "runs")},
             "failure": {"retries_per_cell": 1},
             "fit": {"enabled": False},
+            **spec,
         },
     }
     if uri:

@@ -23,11 +23,11 @@ def _files(directory: Path) -> dict[str, int]:
             if p.is_file() and not p.name.startswith("complete_rank")}
 
 
-def seal(directory: Path, rank: int, own: dict[str, int] | None = None) -> None:
-    """Record this rank's files (``own``: sizes measured before other ranks' files land here)."""
+def seal(directory: Path, rank: int) -> None:
+    """Record the files of ``directory`` as this rank's (each rank seals its own staging directory)."""
     path = directory / SEAL.format(rank=rank)
     with open(path, "w") as f:
-        json.dump({"files": own if own is not None else _files(directory)}, f)
+        json.dump({"files": _files(directory)}, f)
         f.flush()
         os.fsync(f.fileno())
 
@@ -61,12 +61,13 @@ def older_siblings(latest: Path) -> list[Path]:
 
 
 def newest_complete(latest: Path, echo=print) -> Path | None:
-    for candidate in [latest, *older_siblings(latest)]:
-        why = problem(candidate)
-        if why is None:
-            if candidate != latest:
-                echo(f"[vlmscale] checkpoint {latest.name} is incomplete ({problem(latest)}); "
-                     f"resuming from {candidate.name}")
+    why_not_latest = problem(latest)
+    if why_not_latest is None:
+        return latest
+    for candidate in older_siblings(latest):
+        if problem(candidate) is None:
+            echo(f"[vlmscale] checkpoint {latest.name} is incomplete ({why_not_latest}); "
+                 f"resuming from {candidate.name}")
             return candidate
     echo(f"[vlmscale] no complete checkpoint beside {latest}: starting the cell over")
     return None

@@ -56,19 +56,13 @@ def metrics_log_callback(path: str):
     It runs in the Train controller process; a local file works for single-node runs and a shared
     filesystem path for clusters.
     """
-    import json
-    import os
-
     from ray.train import UserCallback
+
+    from .session import append_progress
 
     class MetricsLog(UserCallback):
         def after_report(self, run_context, metrics, checkpoint):
-            record = dict(metrics[0])
-            if checkpoint is not None:
-                record["checkpoint_path"] = checkpoint.path
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with open(path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_progress(path, metrics[0], checkpoint.path if checkpoint is not None else None)
 
     return MetricsLog()
 

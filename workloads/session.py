@@ -17,6 +17,18 @@ from typing import Iterator, Protocol
 import torch
 
 
+def append_progress(path: str | Path, metrics: dict, checkpoint_path: str | None = None) -> None:
+    """One report as a JSON line of the cell's progress file (what ``vlmscale status`` and the
+    MLflow backfill read), with the checkpoint it left, if any."""
+    record = dict(metrics)
+    if checkpoint_path is not None:
+        record["checkpoint_path"] = checkpoint_path
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 class Session(Protocol):
     rank: int
     world_size: int
@@ -140,10 +152,6 @@ class TrialSession(LocalSession):
         from ray import tune
 
         super().report(metrics, checkpoint_dir)
-        record: dict = dict(metrics)
-        if checkpoint_dir is not None:
-            record["checkpoint_path"] = str(self.checkpoints()[-1])
-        self.progress_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.progress_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        tune.report(record)
+        checkpoint = str(self.checkpoints()[-1]) if checkpoint_dir is not None else None
+        append_progress(self.progress_path, metrics, checkpoint)
+        tune.report({**metrics, **({"checkpoint_path": checkpoint} if checkpoint else {})})

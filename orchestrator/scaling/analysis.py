@@ -18,7 +18,7 @@ from workloads.presets import LLM_PRESETS, is_llm_preset, llm_non_embedding_para
 from workloads.token_rules import feasible_visual_tokens
 
 from .fit import Fit, fit_law
-from .forms import FORMS, METRIC_KINDS, FitError, metric_kind
+from .forms import FORMS, METRIC_KINDS, metric_kind
 from .frontier import Frontier, default_budgets, frontier
 from .design import Candidate, Pick, propose_frontier, training_cost
 from ..spec import Experiment, SpecError, cell_key
