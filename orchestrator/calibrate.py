@@ -56,7 +56,10 @@ def trial_cell(exp: Experiment, llm: str, vision_path: str | None = None):
 
 def load(exp_dir: ExperimentDir) -> dict[str, Any]:
     path = exp_dir.root / FILE
-    return json.loads(path.read_text()) if path.is_file() else {"sizes": {}}
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {"sizes": {}}
 
 
 def chosen_lrs(exp_dir: ExperimentDir) -> dict[str, float]:
@@ -153,8 +156,13 @@ def _log(tracker, parent: str, exp: Experiment, llm: str, entry: dict[str, Any],
         tracker.log_metrics(child, final, step=t["steps"] + 1, force=True)
         tracker.set_tags(child, {"vlmscale.trial": "completed" if t["completed"] else "stopped early"})
         tracker.finish(child)
-    plot = exp_dir.root / "calibration" / f"{llm.replace('/', '-')}.png"
+    name = f"{llm.replace('/', '-')}.png"
+    plot = exp_dir.local / "calibration" / name
     _plot(entry, llm, plot)
+    if exp_dir.remote:
+        from workloads.storage import write_bytes_atomic
+
+        write_bytes_atomic(exp_dir.root / "calibration" / name, plot.read_bytes())
     tracker.client.log_artifact(run_id, str(plot))
     tracker.finish(run_id)
 

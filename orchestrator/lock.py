@@ -63,6 +63,9 @@ class DriverLock:
 
     # -- the lock file --------------------------------------------------------------------------
 
+    def _prepare(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
     def _record(self) -> dict:
         return {"host": self.host, "pid": self.pid, "since": self.since, "heartbeat": time.time(),
                 "token": self.token}
@@ -92,7 +95,7 @@ class DriverLock:
         return h.get("host") == self.host and int(h.get("pid", -1)) > 0 and not _pid_alive(int(h["pid"]))
 
     def acquire(self, what: str = "the experiment") -> "DriverLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prepare()
         for _ in range(5):
             if self._create():
                 self._start_heartbeat()
@@ -108,25 +111,31 @@ class DriverLock:
                     f"(last heartbeat {_ago(now - float(h.get('heartbeat', now)))}); watch it with `vlmscale status`, "
                     f"or stop it first. A driver that died releases the lock {self.stale_s:.0f} s after its last "
                     f"heartbeat ({self.path})")
-            aside = self.path.with_name(f"{LOCK_FILE}.stale-{self.token}")
-            try:
-                os.rename(self.path, aside)  # only one of several take-overs renames this file
-            except FileNotFoundError:
-                continue
-            try:
-                if json.loads(aside.read_text()).get("token") != h.get("token"):
-                    # the file changed between our read and the rename: a live holder's; put it back
-                    # (link: never over a lock someone created meanwhile)
-                    try:
-                        os.link(aside, self.path)
-                    except FileExistsError:
-                        pass
-                    aside.unlink(missing_ok=True)
-                    continue
-            except (json.JSONDecodeError, OSError):
-                pass
-            aside.unlink(missing_ok=True)
+            if self._take_over(h):
+                self._start_heartbeat()
+                return self
         raise LockHeld(f"{what}: could not take {self.path} (contended); try again")
+
+    def _take_over(self, h: dict) -> bool:
+        """Remove the stale lock ``h`` if it is still that one; True if it is now ours (never here:
+        the caller then creates it exclusively)."""
+        aside = self.path.with_name(f"{LOCK_FILE}.stale-{self.token}")
+        try:
+            os.rename(self.path, aside)  # only one of several take-overs renames this file
+        except FileNotFoundError:
+            return False
+        try:
+            if json.loads(aside.read_text()).get("token") != h.get("token"):
+                # the file changed between our read and the rename: a live holder's; put it back
+                # (link: never over a lock someone created meanwhile)
+                try:
+                    os.link(aside, self.path)
+                except FileExistsError:
+                    pass
+        except (json.JSONDecodeError, OSError):
+            pass
+        aside.unlink(missing_ok=True)
+        return False
 
     def owned(self) -> bool:
         h = self.holder()
@@ -155,7 +164,7 @@ class DriverLock:
             while not self._stop.wait(self.heartbeat_s):
                 try:
                     self.beat()
-                except OSError:  # storage hiccup: the next beat retries; stale_s spans several beats
+                except Exception:  # storage hiccup (a file system or S3): the next beat retries; stale_s spans several beats
                     pass
 
         self._thread = threading.Thread(target=loop, name="vlmscale-driver-lock", daemon=True)
@@ -166,3 +175,104 @@ class DriverLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+class ObjectLock(DriverLock):
+    """The same lock on S3 (or an S3-compatible store), with conditional writes instead of
+    ``O_EXCL`` and rename: create is ``PutObject If-None-Match: *`` (of two creators one gets
+    412), a take-over of a stale lock and every heartbeat are ``PutObject If-Match: <ETag it
+    read>`` (of two take-overs of one stale lock one wins; a holder whose lock was taken over
+    finds out at its next beat and never writes over the new owner), release is a conditional
+    delete. S3 has offered these since 2024 (and so do MinIO and moto)."""
+
+    def __init__(self, url: str, heartbeat_s: float = 5.0, stale_s: float | None = None):
+        super().__init__(Path("."), heartbeat_s, stale_s)
+        bucket_and_key = url.rstrip("/").split("://", 1)[1] + "/" + LOCK_FILE
+        self.bucket, self.key = bucket_and_key.split("/", 1)
+        self.url = f"s3://{self.bucket}/{self.key}"
+        self.path = self.url  # what messages name
+        self.etag: str | None = None  # of the lock object as we last wrote it
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            import botocore.session
+
+            # credentials and endpoint (AWS_ENDPOINT_URL) from the environment, as s3fs and pyarrow take them
+            self._client = botocore.session.get_session().create_client("s3")
+        return self._client
+
+    def _prepare(self) -> None:
+        pass
+
+    def _put(self, **condition) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            r = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(self._record()).encode(),
+                                       **condition)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404"):
+                return False
+            raise
+        self.etag = r["ETag"]
+        return True
+
+    def _create(self) -> bool:
+        return self._put(IfNoneMatch="*")
+
+    def _read(self) -> tuple[dict, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            r = self.client.get_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        try:
+            return json.loads(r["Body"].read()), r["ETag"]
+        except json.JSONDecodeError:
+            return {"host": "?", "pid": -1, "since": time.time(), "heartbeat": time.time(), "token": "?"}, r["ETag"]
+
+    def holder(self) -> dict | None:
+        found = self._read()
+        if found is None:
+            return None
+        h, etag = found
+        return {**h, "_etag": etag}
+
+    def _take_over(self, h: dict) -> bool:
+        return self._put(IfMatch=h["_etag"])
+
+    def owned(self) -> bool:
+        h = self.holder()
+        return h is not None and h.get("token") == self.token
+
+    def beat(self) -> bool:
+        return self.etag is not None and self._put(IfMatch=self.etag)
+
+    def release(self) -> None:
+        from botocore.exceptions import ClientError
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.heartbeat_s + 1)
+        if self.etag is None:
+            return
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
+        except ClientError:
+            pass  # taken over meanwhile: the lock is somebody else's now
+
+
+def lock_for(root, heartbeat_s: float = 5.0, stale_s: float | None = None) -> DriverLock:
+    """The experiment directory's driver lock, on a filesystem or on S3."""
+    url = str(root)
+    if url.startswith("s3://"):
+        return ObjectLock(url, heartbeat_s, stale_s)
+    if "://" in url:
+        raise SpecError(f"{url}: the driver lock needs a filesystem or S3 (conditional writes)")
+    return DriverLock(Path(url), heartbeat_s, stale_s)

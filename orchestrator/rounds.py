@@ -29,8 +29,10 @@ class RoundLog:
 
     @classmethod
     def load(cls, exp_dir: ExperimentDir) -> "RoundLog":
-        path = exp_dir.root / "rounds.json"
-        return cls(json.loads(path.read_text())["rounds"]) if path.is_file() else cls()
+        try:
+            return cls(json.loads((exp_dir.root / "rounds.json").read_text())["rounds"])
+        except FileNotFoundError:
+            return cls()
 
     def save(self, exp_dir: ExperimentDir) -> None:
         atomic_write_json(exp_dir.root / "rounds.json", {"rounds": self.rounds})

@@ -24,7 +24,6 @@ import os
 import pickle
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -71,7 +70,7 @@ def cell_trainable(config: dict[str, Any]) -> None:
     from workloads.launch import WorkerResources, build_trainer, metrics_log_callback, train_in_trial
 
     job = config["cell"]
-    exp_dir = ExperimentDir(Path(job["exp_dir"]))
+    exp_dir = ExperimentDir.at(job["exp_dir"])
     done = exp_dir.finished_record(job["key"])
     if done is not None and done.get("config_digest") == job["config_digest"]:
         tune.report({**done["metrics"], "skipped": 1})  # finished before a driver restart
@@ -208,8 +207,8 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) 
         has_slots = ray.cluster_resources().get(SLOT, 0) >= 1
         trial = {"CPU": 0, SLOT: 1} if has_slots else {"CPU": 0.01}
     trainable = tune.with_resources(cell_trainable, trial)
-    exp_dir.tune.mkdir(parents=True, exist_ok=True)
-    attempt = 1 + sum(1 for d in exp_dir.tune.iterdir() if d.name.startswith("attempt-"))
+    attempt = 1 + (sum(1 for d in exp_dir.tune.iterdir() if d.name.startswith("attempt-"))
+                   if exp_dir.tune.exists() else 0)
     tuner = tune.Tuner(
         trainable,
         param_space={"cell": tune.grid_search(jobs)},
@@ -266,15 +265,22 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
 
     run_id = tracker.fit_run(parent, exp.name, round_no)
     tracker.mark_running(run_id)
-    written = write_report(analysis, exp_dir.fit, title=f"{exp.name}: scaling law", rounds=so_far,
+    out = exp_dir.local / "fit" if exp_dir.remote else exp_dir.fit  # written here, then uploaded
+    written = write_report(analysis, out, title=f"{exp.name}: scaling law", rounds=so_far,
                            learning_rates=chosen_lrs(exp_dir),
                            on_figure=lambda name, fig: tracker.client.log_figure(run_id, fig, f"figures/{name}.png"))
-    next_yaml = exp_dir.fit / "next.yaml"
+    next_yaml = out / "next.yaml"
     from .layout import atomic_write_text
 
     atomic_write_text(next_yaml, next_spec(exp, yaml.safe_load(spec_text), obs, list(analysis.picks)))
+    if exp_dir.remote:
+        from workloads.storage import write_bytes_atomic
+
+        for path in [*written, next_yaml]:
+            write_bytes_atomic(exp_dir.fit / str(path.relative_to(out)), path.read_bytes())
     echo("\n" + format_analysis(analysis))
-    echo(f"report: {exp_dir.fit / 'index.html'}\nnext:   vlmscale run {next_yaml}")
+    echo(f"report: {exp_dir.fit / 'index.html'}" + (f" (a copy: {out / 'index.html'})" if exp_dir.remote else "")
+         + f"\nnext:   vlmscale run {next_yaml}")
 
     fit = analysis.fit
     metrics = {**fit.params, "objective": fit.objective, "rmse": fit.rmse, "r2": fit.r2, "n_points": fit.n_points}
@@ -350,6 +356,15 @@ def check_writable(exp_dir: ExperimentDir, probe_bytes: int = 1 << 20) -> None:
     """Refuse to start on storage that cannot take the experiment's state (read-only, full, not
     a directory): one clear line now, rather than a traceback from a worker an hour in."""
     probe = exp_dir.root / f".write-probe-{os.getpid()}"
+    if exp_dir.remote:
+        try:
+            probe.write_bytes(b"\0" * 1024)
+            probe.unlink()
+        except (OSError, ValueError) as e:  # no bucket, no credentials, no permission
+            raise SpecError(f"storage {exp_dir.root.parent} cannot be written ({_storage_error(e)}): check the "
+                            "bucket exists and AWS_* credentials (AWS_ENDPOINT_URL for an S3-compatible server) "
+                            "are in the environment, or point spec.storage.path/--storage elsewhere") from None
+        return
     try:
         exp_dir.root.mkdir(parents=True, exist_ok=True)
         with open(probe, "wb") as f:
@@ -366,18 +381,23 @@ def check_writable(exp_dir: ExperimentDir, probe_bytes: int = 1 << 20) -> None:
             pass
 
 
+def _storage_error(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]
+
+
 def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, live: bool | None = None,
                    echo=print, rounds: int | None = None, storage: str | None = None) -> RunOutcome:
     """Run (or resume) the experiment: round 1 is the grid; each further round (``rounds``, else
     ``spec.rounds.count``) trains the cells the previous round's fit proposed (see rounds.py).
     ``storage``: the storage root (default: :meth:`Experiment.storage_root`). One driver per
     experiment: a second one refuses (``lock.LockHeld``) while the first is alive."""
-    from .lock import DriverLock
+    from .lock import lock_for
 
     t0 = time.time()
     exp_dir = ExperimentDir.of(storage or exp.storage_root(), exp.name)
     check_writable(exp_dir)
-    lock = DriverLock(exp_dir.root).acquire(f"experiment {exp.name}")  # before anything is written
+    lock = lock_for(exp_dir.root).acquire(f"experiment {exp.name}")  # before anything is written
     try:
         return _run_locked(exp, exp_dir, spec_text, address, live, echo, rounds, t0)
     finally:

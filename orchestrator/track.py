@@ -14,7 +14,6 @@ import platform
 import subprocess
 import time
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from .layout import ExperimentDir
@@ -362,7 +361,7 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             key, run_id = self._run(trial)
-            record = ExperimentDir(Path(trial.config["cell"]["exp_dir"])).finished_record(key)
+            record = ExperimentDir.at(trial.config["cell"]["exp_dir"]).finished_record(key)
             self.courier.submit("log_cell_record", run_id, trial.config["cell"]["config"], record)
             self.courier.submit("set_tags", run_id, {"vlmscale.status": "finished"})
             self.courier.submit("finish", run_id, "FINISHED")

@@ -97,6 +97,8 @@ def test_s3_storage_takes_credentials_only_from_a_secret(tmp_path):
         assert pod["containers"][0]["envFrom"][1:] == [{"secretRef": {"name": "vlmscale-s3"}}]
         assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
         assert not any("AWS" in e["name"] for e in pod["containers"][0]["env"])
+        # objects that must be local files (a model fetched from the bucket) go to the writable scratch
+        assert {"name": "VLMSCALE_CACHE", "value": "/tmp/vlmscale-cache"} in pod["containers"][0]["env"]
     validate(job)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from .compressors import Compressor, CompressorInputs, build_compressor
 from .config import ModelConfig
 from .presets import is_llm_preset, is_vision_preset, llm_config, vision_config
+from .storage import localize
 from .tokenizer import image_token_id
 
 
@@ -107,7 +108,7 @@ def _build_llm(cfg: ModelConfig, vocab_size: int):
 
     if is_llm_preset(cfg.llm):
         return AutoModelForCausalLM.from_config(llm_config(cfg.llm, vocab_size))
-    llm = AutoModelForCausalLM.from_pretrained(cfg.llm)
+    llm = AutoModelForCausalLM.from_pretrained(localize(cfg.llm))
     if llm.get_input_embeddings().num_embeddings < vocab_size:  # the added <image> token
         llm.resize_token_embeddings(vocab_size)
     return llm
@@ -118,7 +119,7 @@ def _build_vision(cfg: ModelConfig):
 
     if is_vision_preset(cfg.vision):
         return CLIPVisionModel(vision_config(cfg.vision))
-    model = AutoModel.from_pretrained(cfg.vision)
+    model = AutoModel.from_pretrained(localize(cfg.vision))
     # a full CLIP/SigLIP checkpoint: keep only its vision tower
     return getattr(model, "vision_model", model) if hasattr(model, "text_model") else model
 
@@ -194,11 +195,11 @@ def meta_parameter_counts(cfg: ModelConfig, vocab_size: int) -> dict[str, int]:
         if is_llm_preset(cfg.llm):
             llm = AutoModelForCausalLM.from_config(llm_config(cfg.llm, vocab_size))
         else:
-            llm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(cfg.llm))
+            llm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(localize(cfg.llm)))
         if is_vision_preset(cfg.vision):
             vision = CLIPVisionModel(vision_config(cfg.vision))
         else:
-            vision = AutoModel.from_config(AutoConfig.from_pretrained(cfg.vision))
+            vision = AutoModel.from_config(AutoConfig.from_pretrained(localize(cfg.vision)))
             vision = getattr(vision, "vision_model", vision) if hasattr(vision, "text_model") else vision
     counts = llm_parameter_counts(llm)
     return {"llm_params": counts["non_embedding"], "llm_params_total": counts["total"],

@@ -16,7 +16,6 @@ the LLM (rotary positions only) could not otherwise tell where a visual token ca
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -30,6 +29,7 @@ from torch import nn
 from .data.batch import ImageTransform
 from .data.synthetic import COLOURS, LETTERS, SCENES, SHAPES, SyntheticVQA
 from .presets import vision_config
+from .storage import is_remote, path_of, publish_dir
 
 META_FILE = "vlmscale_pretraining.json"
 
@@ -54,13 +54,14 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_si
     """
     from transformers import CLIPVisionModel
 
-    out = Path(out_dir)
+    out = path_of(out_dir)
     settings = {"preset": preset, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "cells": cells}
-    meta_path = out / META_FILE
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("settings") == settings:
-            return PretrainedVision(out, meta["cell_accuracy"], steps, 0.0)
+    try:
+        meta = json.loads((out / META_FILE).read_text())
+    except FileNotFoundError:
+        meta = {}
+    if meta.get("settings") == settings:
+        return PretrainedVision(out, meta["cell_accuracy"], steps, 0.0)
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -109,13 +110,14 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_si
         position_accuracy = float((position.argmax(-1) == torch.arange(cells * cells)).float().mean())
     seconds = time.perf_counter() - t0
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging_", dir=out.parent))
+    if not is_remote(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    # beside the target (one rename) on a local disk; anywhere for an object store (uploaded)
+    staging = Path(tempfile.mkdtemp(prefix=".staging_", dir=None if is_remote(out) else out.parent))
     vision.save_pretrained(staging)
     (staging / META_FILE).write_text(json.dumps({"settings": settings, "cell_accuracy": accuracy,
                                                  "position_accuracy": position_accuracy, "seconds": seconds},
                                                 indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
+    publish_dir(staging, out, last=(META_FILE,))  # readers take the metadata file as "complete"
+    shutil.rmtree(staging, ignore_errors=True)
     return PretrainedVision(out, accuracy, steps, seconds)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator, Protocol
 
 import torch
+
+from .storage import append_line, download_dir, is_remote, path_of, publish_dir, remove_tree
 
 
 def append_progress(path: str | Path, metrics: dict, checkpoint_path: str | None = None) -> None:
@@ -23,10 +24,7 @@ def append_progress(path: str | Path, metrics: dict, checkpoint_path: str | None
     record = dict(metrics)
     if checkpoint_path is not None:
         record["checkpoint_path"] = checkpoint_path
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_line(path, json.dumps(record))
 
 
 class Session(Protocol):
@@ -92,6 +90,9 @@ class TuneSession:
 class LocalSession:
     """One process, no Ray: checkpoints are kept under ``root`` (atomic rename), metrics in memory.
 
+    ``root`` may be on object storage (``s3://…``): a checkpoint is then uploaded file by file,
+    seals last, and a resume downloads the newest complete one.
+
     ``device`` is where the model trains (CPU by default, e.g. ``cuda:0``); the process may hold a
     one-rank process group of its own (``torch.distributed.init_process_group``), as GPU tests do
     to run the NCCL code path without Ray.
@@ -103,7 +104,8 @@ class LocalSession:
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             raise RuntimeError("LocalSession runs one process; use Ray Train (RaySession) for several workers")
         self.rank, self.world_size, self.device = 0, 1, torch.device(device)
-        self.root = Path(root)
+        self.root = path_of(root)
+        self.remote = is_remote(root)
         self.keep, self.echo = keep, echo
         self.history: list[dict[str, float]] = []
 
@@ -115,7 +117,17 @@ class LocalSession:
     @contextlib.contextmanager
     def restore_dir(self) -> Iterator[Path | None]:
         found = self.checkpoints()
-        yield found[-1] if found else None
+        if not found or not self.remote:
+            yield found[-1] if found else None
+            return
+        from .checkpoint import newest_complete
+
+        complete = newest_complete(found[-1])  # judged where it is stored: only that one is fetched
+        if complete is None:
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix="vlmscale-restore-") as d:
+            yield download_dir(complete, Path(d) / complete.name)
 
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:
         self.history.append(dict(metrics))
@@ -123,15 +135,18 @@ class LocalSession:
             print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
         if checkpoint_dir is None:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / f"checkpoint_{int(metrics['step']):08d}"
-        staging = Path(tempfile.mkdtemp(prefix=".staging_", dir=self.root))
-        shutil.copytree(checkpoint_dir, staging, dirs_exist_ok=True)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)  # a checkpoint directory is either complete or absent
+        if self.remote:  # many objects, seals last: a cut upload is found incomplete on resume
+            from .checkpoint import SEAL
+
+            publish_dir(Path(checkpoint_dir), final, last=(SEAL.format(rank=self.rank),))
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".staging_", dir=self.root))
+            shutil.copytree(checkpoint_dir, staging, dirs_exist_ok=True)
+            publish_dir(staging, final)  # a checkpoint directory is either complete or absent
         for old in self.checkpoints()[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old)
 
 
 class TrialSession(LocalSession):
@@ -146,7 +161,7 @@ class TrialSession(LocalSession):
 
     def __init__(self, root: str | Path, progress_path: str | Path, device: str | torch.device | None = None):
         super().__init__(root, keep=2, device=device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
-        self.progress_path = Path(progress_path)
+        self.progress_path = progress_path
 
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:
         from ray import tune

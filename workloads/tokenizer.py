@@ -34,7 +34,9 @@ def pretrained_tokenizer(name_or_path: str):
     """A Hugging Face tokenizer with an ``<image>`` token and a pad token added if missing."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(name_or_path)
+    from .storage import localize
+
+    tok = AutoTokenizer.from_pretrained(localize(name_or_path))
     if IMAGE_TOKEN not in tok.get_vocab():
         tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     if tok.pad_token is None:

@@ -88,6 +88,8 @@ def _pod_template(exp: Experiment, container: dict[str, Any], role: str, gpu: bo
     env = [{"name": "HF_HOME", "value": f"{STORAGE_MOUNT}/hf" if not s3 else "/tmp/hf"},
            {"name": "TOKENIZERS_PARALLELISM", "value": "false"},
            {"name": "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "value": "1"}]
+    if s3:  # what must be a local file (a model fetched from the bucket) goes to the pod's scratch
+        env.append({"name": "VLMSCALE_CACHE", "value": "/tmp/vlmscale-cache"})
     container = {**container, "env": env, "volumeMounts": mounts, "securityContext": _security_context(),
                  # the platform's in-cluster defaults (the Helm release's MLflow address), if installed
                  "envFrom": [{"configMapRef": {"name": PLATFORM_CONFIG, "optional": True}}]}
