@@ -247,6 +247,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(e, MlflowException):
             raise
+        from .track import _status
+
+        if _status(e) in (401, 403):  # credentials: something the user sets, not an outage
+            print(f"error: the MLflow server refused vlmscale ({_status(e)} "
+                  f"{'unauthenticated' if _status(e) == 401 else 'forbidden'}): set MLFLOW_TRACKING_USERNAME and "
+                  "MLFLOW_TRACKING_PASSWORD for a server with basic auth (on Kubernetes they come from the Secret "
+                  "named by spec.kubernetes.mlflow_auth_secret)", file=sys.stderr)
+            return EXIT_BAD_INPUT
         print(f"error: MLflow: {_what_failed(e)}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `vlmscale results X | head`

@@ -19,9 +19,10 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, root: Path, port: int | None = None):
-        """``port``: restart a stopped server where its clients look for it (same root, same store)."""
-        self.root, self.port = root, port or free_port()
+    def __init__(self, root: Path, port: int | None = None, auth: tuple[str, str] | None = None):
+        """``port``: restart a stopped server where its clients look for it (same root, same store).
+        ``auth``: (admin, password) runs MLflow's basic-auth app, as the chart's mlflow.auth does."""
+        self.root, self.port, self.auth = root, port or free_port(), auth
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -29,11 +30,19 @@ class MlflowServer:
         mlflow = Path(sys.executable).with_name("mlflow")
         self.root.mkdir(parents=True, exist_ok=True)
         self.log = open(self.root / "server.log", "a")
-        self.proc = subprocess.Popen(
-            [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-             "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+                "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", "1"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        if self.auth:
+            ini = self.root / "basic_auth.ini"
+            ini.write_text("[mlflow]\ndefault_permission = READ\n"
+                           f"database_uri = sqlite:///{self.root / 'basic_auth.db'}\nadmin_username = {self.auth[0]}\n"
+                           "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+            argv.append("--app-name=basic-auth")
+            env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_USERNAME=self.auth[0],
+                       MLFLOW_AUTH_ADMIN_PASSWORD=self.auth[1], MLFLOW_FLASK_SERVER_SECRET_KEY="vlmscale-tests-" * 3)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.time() + 90
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -214,3 +214,37 @@ def test_an_optional_kueue_local_queue():
     assert queue["apiVersion"] == "kueue.x-k8s.io/v1beta1" and queue["spec"] == {"clusterQueue": "gpu-cluster"}
     r = template_chart("--set", "kueue.localQueue.enabled=true")
     assert r.returncode != 0 and "kueue.localQueue.clusterQueue" in r.stderr
+
+
+def test_optional_mlflow_basic_auth_from_a_secret(tmp_path, monkeypatch):
+    """Off by default; on, the server runs MLflow's basic-auth app with its admin from the Secret the
+    experiments' pods log in with, and a config MLflow itself reads."""
+    from orchestrator.kube.render import render
+    from orchestrator.spec import load
+
+    def container(docs):
+        return _one(docs, "Deployment", "vlmscale-mlflow")["spec"]["template"]["spec"]["containers"][0]
+
+    assert not any(a.startswith("--app-name") for a in container(_docs(template_chart()))["args"])
+    docs = _docs(template_chart("--set", "mlflow.auth.enabled=true", "--set", "mlflow.auth.defaultPermission=EDIT"))
+    for doc in docs:
+        validate(doc)
+    c = container(docs)
+    assert "--app-name=basic-auth" in c["args"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e and e["name"] != "MLFLOW_BACKEND_STORE_URI"}
+    assert refs["MLFLOW_AUTH_ADMIN_USERNAME"] == {"name": "vlmscale-mlflow-auth", "key": "MLFLOW_TRACKING_USERNAME"}
+    assert refs["MLFLOW_AUTH_ADMIN_PASSWORD"] == {"name": "vlmscale-mlflow-auth", "key": "MLFLOW_TRACKING_PASSWORD"}
+    assert refs["MLFLOW_FLASK_SERVER_SECRET_KEY"]["name"] == "vlmscale-mlflow-auth"  # MLflow's CSRF key
+    assert not any("PASSWORD" in e["name"] and "value" in e for e in c["env"])  # never a literal
+    ini = _one(docs, "ConfigMap", "vlmscale-mlflow-auth")["data"]["basic_auth.ini"]
+    (tmp_path / "basic_auth.ini").write_text(ini)
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(tmp_path / "basic_auth.ini"))
+    from mlflow.server.auth.config import read_auth_config
+
+    cfg = read_auth_config()
+    assert cfg.default_permission == "EDIT" and cfg.database_uri == "sqlite:////mlflow/basic_auth.db"
+    # an experiment's Ray pods take the same Secret (optionally: a platform without auth has none)
+    _, job = render(load(ROOT / "examples" / "quickstart.yaml"))
+    for group in [job["spec"]["rayClusterSpec"]["headGroupSpec"]] + job["spec"]["rayClusterSpec"]["workerGroupSpecs"]:
+        assert {"secretRef": {"name": "vlmscale-mlflow-auth", "optional": True}} in \
+            group["template"]["spec"]["containers"][0]["envFrom"]

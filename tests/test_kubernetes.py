@@ -83,7 +83,8 @@ def test_paper_rayjob_has_gpu_workers_storage_and_a_safe_entrypoint():
     assert mounted.spec.tracking.mlflow_uri is None
     for template in (head["template"], workers["template"]):
         assert template["spec"]["containers"][0]["envFrom"] == [
-            {"configMapRef": {"name": "vlmscale-platform", "optional": True}}]
+            {"configMapRef": {"name": "vlmscale-platform", "optional": True}},
+            {"secretRef": {"name": "vlmscale-mlflow-auth", "optional": True}}]
     assert spec["ttlSecondsAfterFinished"] == 3600 and "activeDeadlineSeconds" not in spec
     assert [c.key for c in mounted.cells()] == [c.key for c in exp.cells()]
 
@@ -94,7 +95,7 @@ def test_s3_storage_takes_credentials_only_from_a_secret(tmp_path):
     _, job = render(parse(doc))
     for group in [job["spec"]["rayClusterSpec"]["headGroupSpec"]] + job["spec"]["rayClusterSpec"]["workerGroupSpecs"]:
         pod = group["template"]["spec"]
-        assert pod["containers"][0]["envFrom"][1:] == [{"secretRef": {"name": "vlmscale-s3"}}]
+        assert pod["containers"][0]["envFrom"][2:] == [{"secretRef": {"name": "vlmscale-s3"}}]
         assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
         assert not any("AWS" in e["name"] for e in pod["containers"][0]["env"])
         # objects that must be local files (a model fetched from the bucket) go to the writable scratch

@@ -267,3 +267,28 @@ def test_ui_serves_the_experiments_store_on_loopback(tmp_path):
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
+
+
+def test_an_mlflow_server_with_basic_auth(tmp_path, no_ray_left):
+    """The chart's mlflow.auth: with the Secret's credentials in the environment the run logs as
+    usual; without them it stops at once with one line saying what to set (exit 2)."""
+    with MlflowServer(tmp_path / "mlflow", auth=("admin", "vlmscale-Test-pw1")) as server:
+        spec = _spec(tmp_path, "authed", server.uri, steps=10, llms=("tiny-xs",))
+        bare = {k: v for k, v in _env().items() if not k.startswith("MLFLOW_TRACKING_")}
+        r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain"], cwd=ROOT,
+                           env=bare, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert r.stderr.strip().splitlines()[-1].startswith("error: the MLflow server refused vlmscale (401 "
+                                                            "unauthenticated): set MLFLOW_TRACKING_USERNAME")
+        assert "Traceback" not in r.stderr
+        creds = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "vlmscale-Test-pw1"}
+        r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain"], cwd=ROOT,
+                           env={**bare, **creds}, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        os.environ.update(creds)
+        try:
+            parents, children = _runs(server.uri, "authed")
+        finally:
+            for k in creds:
+                os.environ.pop(k)
+        assert len(parents) == 1 and len(children) == 2 and all(c.info.status == "FINISHED" for c in children)

@@ -92,7 +92,9 @@ def _pod_template(exp: Experiment, container: dict[str, Any], role: str, gpu: bo
         env.append({"name": "VLMSCALE_CACHE", "value": "/tmp/vlmscale-cache"})
     container = {**container, "env": env, "volumeMounts": mounts, "securityContext": _security_context(),
                  # the platform's in-cluster defaults (the Helm release's MLflow address), if installed
-                 "envFrom": [{"configMapRef": {"name": PLATFORM_CONFIG, "optional": True}}]}
+                 "envFrom": [{"configMapRef": {"name": PLATFORM_CONFIG, "optional": True}},
+                             # MLflow basic-auth credentials, where the platform has them (chart: mlflow.auth)
+                             {"secretRef": {"name": k.mlflow_auth_secret, "optional": True}}]}
     if s3:
         container["envFrom"].append({"secretRef": {"name": k.s3_secret}})
     pod: dict[str, Any] = {

@@ -45,6 +45,9 @@ class Kubernetes(BaseModel):
     service_account: str = "vlmscale-runner"
     storage_claim: str = Field("vlmscale-storage", description="ReadWriteMany PVC mounted at /mnt/vlmscale")
     s3_secret: str = Field("vlmscale-s3", description="Secret with AWS_* credentials, for s3:// storage")
+    mlflow_auth_secret: str = Field(
+        "vlmscale-mlflow-auth", description="Secret with MLFLOW_TRACKING_USERNAME/PASSWORD for an MLflow server with "
+                                            "basic auth (the chart's mlflow.auth); mounted optionally: absent, no auth")
     mlflow_uri: str | None = Field(
         None, description="MLflow server for the in-cluster run when spec.tracking.mlflow_uri is unset; default: "
                           f"the platform's (the Helm release writes it into the ConfigMap {PLATFORM_CONFIG})")
@@ -55,7 +58,7 @@ class Kubernetes(BaseModel):
     image_pull_secrets: list[str] = Field(default_factory=list, description="Secrets for a private registry")
     priority_class_name: str | None = Field(None, description="PriorityClass of the Ray pods")
 
-    @field_validator("namespace", "service_account", "storage_claim", "s3_secret")
+    @field_validator("namespace", "service_account", "storage_claim", "s3_secret", "mlflow_auth_secret")
     @classmethod
     def _dns_label(cls, v: str) -> str:
         return check_dns_label(v)
