@@ -88,27 +88,33 @@ def synchronize(device: torch.device) -> None:
 
 
 def median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int = 7, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` on ``device``: warm-up calls first, then each repeat timed with
-    CUDA events on a GPU, or with a host clock between two device synchronisations elsewhere."""
+    """Median wall time of ``fn()`` on ``device`` (see :func:`timings`)."""
+    return statistics.median(timings(fn, device, repeats, warmup))
+
+
+def timings(fn: Callable[[], Any], device: torch.device, repeats: int = 7, warmup: int = 2) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn()`` on ``device``, after ``warmup`` untimed ones:
+    CUDA events on a GPU (device time, no host jitter), a host clock between two device
+    synchronisations elsewhere."""
     for _ in range(warmup):
         fn()
-    timings = []
+    return [seconds_of(fn, device) for _ in range(repeats)]
+
+
+def seconds_of(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds one call of ``fn()`` takes on ``device``, everything it queued included."""
     if device.type == "cuda":
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            timings.append(start.elapsed_time(end) / 1000.0)
-    else:
-        for _ in range(repeats):
-            synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            synchronize(device)
-            timings.append(time.perf_counter() - t0)
-    return statistics.median(timings)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+    synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - t0
 
 
 def rng_states(device: torch.device) -> dict:

@@ -103,23 +103,29 @@ def _enable_checkpointing(model: nn.Module) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _build_llm(cfg: ModelConfig, vocab_size: int):
-    from transformers import AutoModelForCausalLM
+def _build_llm(cfg: ModelConfig, vocab_size: int, weights: bool = True):
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     if is_llm_preset(cfg.llm):
         return AutoModelForCausalLM.from_config(llm_config(cfg.llm, vocab_size))
-    llm = AutoModelForCausalLM.from_pretrained(localize(cfg.llm))
+    if weights:
+        llm = AutoModelForCausalLM.from_pretrained(localize(cfg.llm))
+    else:  # the architecture only (profiling): random weights, nothing downloaded but the config
+        llm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(localize(cfg.llm)))
     if llm.get_input_embeddings().num_embeddings < vocab_size:  # the added <image> token
         llm.resize_token_embeddings(vocab_size)
     return llm
 
 
-def _build_vision(cfg: ModelConfig):
-    from transformers import AutoModel, CLIPVisionModel
+def _build_vision(cfg: ModelConfig, weights: bool = True):
+    from transformers import AutoConfig, AutoModel, CLIPVisionModel
 
     if is_vision_preset(cfg.vision):
         return CLIPVisionModel(vision_config(cfg.vision))
-    model = AutoModel.from_pretrained(localize(cfg.vision))
+    if weights:
+        model = AutoModel.from_pretrained(localize(cfg.vision))
+    else:
+        model = AutoModel.from_config(AutoConfig.from_pretrained(localize(cfg.vision)))
     # a full CLIP/SigLIP checkpoint: keep only its vision tower
     return getattr(model, "vision_model", model) if hasattr(model, "text_model") else model
 
@@ -130,9 +136,11 @@ def vision_geometry(vision_module: nn.Module) -> tuple[int, int, int]:
     return c.hidden_size, c.image_size // c.patch_size, c.image_size
 
 
-def build_vlm(cfg: ModelConfig, tokenizer) -> VisionLanguageModel:
-    vision = _build_vision(cfg)
-    llm = _build_llm(cfg, len(tokenizer))
+def build_vlm(cfg: ModelConfig, tokenizer, weights: bool = True) -> VisionLanguageModel:
+    """The VLM of ``cfg``; ``weights=False`` builds hub models from their configs (random weights:
+    what latency and memory profiling needs, without downloading checkpoints)."""
+    vision = _build_vision(cfg, weights)
+    llm = _build_llm(cfg, len(tokenizer), weights)
     v_dim, grid, _ = vision_geometry(vision)
     llm_dim = llm.config.hidden_size
     compressor = build_compressor(cfg.compressor, cfg.visual_tokens, grid, v_dim, llm_dim,
