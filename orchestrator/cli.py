@@ -126,6 +126,11 @@ def _analysis_opts(source_optional: bool = False) -> Callable:
     )
 
 
+COST = click.option("--cost", "cost_model", metavar="MODEL", default="flops",
+                    help="the frontier's inference cost: flops, latency[:BATCH] or memory[:BATCH] (measured by "
+                         "`vlmscale profile`, interpolated in N and V; BATCH defaults to the smallest profiled)")
+
+
 RUN_OPTS = _opts(
     STORAGE,
     click.option("--address", help="a Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)"),
@@ -182,7 +187,7 @@ _command("logs", c.cmd_logs, "The driver's logs on the cluster (--cluster).",
 _command("delete", c.cmd_delete, "Delete the experiment's RayJob and ConfigMap from the cluster (--cluster).",
          EXPERIMENT, _cluster())
 _command("fit", c.cmd_fit, "Fit the scaling law with intervals, and the compute-optimal frontier.",
-         _analysis_opts(), _format())
+         _analysis_opts(), COST, _format())
 _command("propose", c.cmd_propose, "The next most informative cells as a ready-to-run spec, or the next rows "
          "of a pool of candidate runs (--pool).",
          _analysis_opts(source_optional=True),
@@ -193,18 +198,27 @@ _command("propose", c.cmd_propose, "The next most informative cells as a ready-t
          click.option("--pool", metavar="TABLE", type=click.Path(dir_okay=False),
                       help="CSV/Parquet of candidate runs: inputs, the metric where observed, optionally "
                            "status=pending"),
-         click.option("--cost", metavar="EXPR",
-                      help="with --pool: a cost column or arithmetic over columns, e.g. '6*N*D'"),
+         click.option("--cost", metavar="MODEL|EXPR",
+                      help="for an experiment, the frontier's inference cost: flops (default), latency[:BATCH] or "
+                           "memory[:BATCH] (from `vlmscale profile`); with --pool, a cost column or arithmetic over "
+                           "columns, e.g. '6*N*D'"),
          click.option("--target", metavar="TABLE", type=click.Path(dir_okay=False),
                       help="with --pool: rows whose prediction matters (default: the law's parameters)"),
          click.option("-o", "--output", type=click.Path(dir_okay=False),
                       help="where to write the picks (default next.yaml, or next.csv with --pool)"),
          _format())
-_command("report", c.cmd_report, "Plots (PNG, SVG) and an HTML page of the fit.",
-         _analysis_opts(),
+_command("report", c.cmd_report, "Plots (PNG, SVG) and an HTML page of the fit; with a profile, the FLOPs "
+         "and the measured-latency frontiers side by side.",
+         _analysis_opts(), COST,
          click.option("-k", type=int, default=4, help="proposals shown in the report"),
          click.option("-o", "--output", default="report", type=click.Path(file_okay=False),
                       help="the report's directory"))
+_command("profile", c.cmd_profile, "Measure prefill/decode latency and peak memory of every LLM x V x "
+         "compressor (random weights) on the spec's profile resources.",
+         click.argument("file", type=SPEC), STORAGE,
+         click.option("--address", help="a Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)"),
+         click.option("--fresh", is_flag=True, help="measure every point again (default: only what is missing)"),
+         _format())
 _command("ui", c.cmd_ui, "Start the MLflow UI on the experiment's store (127.0.0.1).",
          EXPERIMENT, click.option("--port", type=int, default=5000, help="port of the UI on 127.0.0.1"))
 

@@ -229,7 +229,7 @@ def _fit_settings(a, exp) -> None:
     a.cross_validate = not a.no_cross_validation and (f.cross_validate if f is not None else True)
 
 
-def _analyses(a, k: int = 0):
+def _analyses(a, k: int = 0, compare_all: bool = False):
     """(experiment or None, its spec document, [(group, observations, analysis)])."""
     from .results import locate, rows
     from .scaling.analysis import TABLE_SUFFIXES, analyze, experiment_candidates, load_source
@@ -240,17 +240,50 @@ def _analyses(a, k: int = 0):
     if not 0 < a.ci_level < 1:
         raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
     exp, spec_doc, groups = load_source(a.source, a.metric, a.storage, a.metric_kind, parse_inputs(a.inputs), a.group)
+    cost, compare = _cost_models(a, exp, located[1] if located else None, compare_all)
     out = []
     for label, obs in groups:
         # an experiment's candidates shape its frontier whether or not picks are asked for: one analysis
         cands = experiment_candidates(exp, obs, rows(*located)) if exp is not None else []
         out.append((label, obs, analyze(obs, a.form, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
-                                        getattr(a, "budget", None), a.ci_level, a.cross_validate)))
+                                        getattr(a, "budget", None), a.ci_level, a.cross_validate, cost, compare)))
     return exp, spec_doc, out
 
 
-def _analysis(a, k: int = 0):
-    exp, spec_doc, groups = _analyses(a, k)
+def _cost_models(a, exp, exp_dir, compare_all: bool):
+    """The frontier's cost model from --cost, and the others to draw beside it: with
+    ``compare_all`` (the report), FLOPs and every profiled batch's latency."""
+    from .scaling.cost import FlopsCost, measured_cost, parse_cost
+
+    text = getattr(a, "cost_model", None)
+    kind, batch = parse_cost(text)
+    profile = None
+    if exp_dir is not None:
+        from .profiling import load
+
+        profile = load(exp_dir)
+    if kind != "flops" and profile is None:
+        where = f"{exp.name}" if exp is not None else a.source
+        raise UsageError(f"--cost {text}: no inference profile for {where}: run `vlmscale profile` on the "
+                         "experiment's spec first (or use --cost flops)")
+    compressor = exp.spec.grid.compressors[0] if exp is not None else None
+    cost = FlopsCost(a.text_tokens) if kind == "flops" else measured_cost(profile["rows"], kind, batch, compressor)
+    compare = []
+    if compare_all and profile is not None:
+        wanted = [("flops", None)] + [("latency", b) for b in profile["settings"]["batch_sizes"]]
+        for k, b in wanted:
+            if (k, b) == (kind, batch if kind == "flops" else cost.batch_size):
+                continue
+            try:
+                compare.append(FlopsCost(a.text_tokens) if k == "flops" else
+                               measured_cost(profile["rows"], k, b, compressor))
+            except ValueError:  # e.g. one LLM size profiled: nothing to interpolate
+                continue
+    return cost, tuple(compare)
+
+
+def _analysis(a, k: int = 0, compare_all: bool = False):
+    exp, spec_doc, groups = _analyses(a, k, compare_all)
     if len(groups) != 1:
         raise UsageError(f"this command takes one group; {a.source} has {len(groups)} (fit takes --group)")
     (_, obs, analysis), = groups
@@ -284,6 +317,7 @@ def cmd_propose(a) -> int:
 
     if a.pool:
         return _propose_from_pool(a)
+    a.cost_model = a.cost  # for an experiment --cost names the inference cost model (with --pool, a cost column)
     if a.source is None:
         raise UsageError("propose needs an experiment (name or spec file), or --pool with a table of candidate runs")
     if a.source.endswith(TABLE_SUFFIXES):
@@ -348,7 +382,49 @@ def _propose_from_pool(a) -> int:
 def cmd_report(a) -> int:
     from .scaling.report import write_report
 
-    exp, _, _, analysis = _analysis(a, a.k)
+    exp, _, _, analysis = _analysis(a, a.k, compare_all=True)
     written = write_report(analysis, a.output, title=f"{exp.name if exp else a.source}: scaling law")
     print(f"wrote {len(written)} files to {a.output}: open {Path(a.output) / 'index.html'}")
     return 0
+
+
+def cmd_profile(a) -> int:
+    """Measure (or reuse) the experiment's inference profile and print it."""
+    from .profiling import run_profile
+    from .results import locate, render
+    from .schedule import check_writable
+
+    exp, exp_dir = locate(a.file, a.storage, require_state=False)
+    check_writable(exp_dir)
+    echo = print if a.format == "table" else (lambda line: print(line, file=sys.stderr))
+    doc = run_profile(exp, exp_dir, a.address, a.fresh, echo)
+    if a.format != "table":
+        sys.stdout.write(render(doc["rows"], a.format) + ("\n" if a.format == "json" else ""))
+        return 0
+    print(_profile_table(doc))
+    return 0
+
+
+def _profile_table(doc) -> str:
+    rows = doc["rows"]
+    head = (f"{'llm':<16} {'N':>9} {'V':>5} {'compressor':<10} {'batch':>5} {'prefill ms':>11} {'p10-p90 ms':>13} "
+            f"{'decode ms/tok':>13} {'peak MB':>9} {'GFLOPs':>8}")
+    lines = [f"inference profile on {', '.join(doc['devices'])} (Q = {doc['settings']['text_tokens']} text tokens, "
+             f"{doc['settings']['answer_tokens']} decoded):", head]
+    for r in rows:
+        lines.append(f"{r['llm']:<16} {r['llm_params']:>9.3g} {r['visual_tokens']:>5} {r['compressor']:<10} "
+                     f"{r['batch_size']:>5} {1e3 * r['prefill_latency_s']:>11.3g} "
+                     f"{1e3 * r['prefill_latency_p10_s']:>6.3g}-{1e3 * r['prefill_latency_p90_s']:<6.3g} "
+                     f"{1e3 * r['decode_latency_s']:>13.3g} {r['peak_memory_bytes'] / 2**20:>9.3g} "
+                     f"{r['inference_flops'] / 1e9:>8.3g}")
+    if doc["ratios"]:
+        lines.append("\nprefill latency at the largest V over the smallest, beside the FLOPs ratio:")
+        for q in doc["ratios"]:
+            lines.append(f"  {q['llm']:<16} batch {q['batch_size']:>3}: V {q['v_low']}→{q['v_high']}: latency "
+                         f"x{q['latency_ratio']:.2f}, FLOPs x{q['flops_ratio']:.2f} "
+                         f"({q['latency_over_flops']:.2f} of the FLOPs ratio)")
+    for c in doc["leave_one_out"]:
+        lines.append(f"cost model {c['cost']}: leave-one-out relative error median {100 * c['median_rel_error']:.1f}%, "
+                     f"max {100 * c['max_rel_error']:.1f}% over {c['points']} points")
+    lines.append("use it: vlmscale fit|propose|report NAME --cost latency[:BATCH] | memory[:BATCH]")
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
 
 from .kube.spec import RFC1123_LABEL, Kubernetes, check_dns_label, check_quantity
+from .profiling import Profile
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 from workloads.token_rules import VisualTokenError, check_visual_tokens
 
@@ -396,6 +397,7 @@ class Spec(_Strict):
     fault_injection: FaultInjection | None = None
     imports: list[Import] = Field(default_factory=list, description="Finished cells to count without retraining")
     rounds: Rounds = Rounds()
+    profile: Profile = Profile()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Spec":

@@ -113,6 +113,15 @@ class Tracker:
         return self.client.create_run(self.experiment_id, run_name=run_name, tags={
             PARENT_TAG: parent_id, TAG_ROLE: "fit", TAG_EXPERIMENT: name, TAG_ROUND: str(round_no)}).info.run_id
 
+    def profile_run(self, name: str, digest: str) -> str:
+        """The experiment's inference-cost profile run (one per profile settings digest)."""
+        run = self._find(f"tags.`{TAG_ROLE}` = 'profile' and tags.`{TAG_EXPERIMENT}` = '{name}' "
+                         f"and tags.`vlmscale.profile` = '{digest}'")
+        if run is not None:
+            return run.info.run_id
+        return self.client.create_run(self.experiment_id, run_name=f"{name}-profile", tags={
+            TAG_ROLE: "profile", TAG_EXPERIMENT: name, "vlmscale.profile": digest}).info.run_id
+
     def calibration_run(self, parent_id: str, name: str, llm: str) -> str:
         """Get or create the learning-rate calibration run of one LLM size."""
         run = self._find(f"tags.`{TAG_ROLE}` = 'calibration' and tags.`{TAG_EXPERIMENT}` = '{name}' "

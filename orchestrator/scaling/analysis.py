@@ -19,7 +19,8 @@ from workloads.token_rules import feasible_visual_tokens
 
 from .fit import Fit, fit_law
 from .forms import FORMS, METRIC_KINDS, metric_kind
-from .frontier import Frontier, default_budgets, frontier
+from .cost import FlopsCost, MeasuredCost, as_cost
+from .frontier import Frontier, compare_frontiers, default_budgets, frontier
 from .design import Candidate, Pick, propose_frontier, training_cost
 from ..spec import Experiment, SpecError, cell_key
 from .table import VLM_INPUTS, groups_of, load_table, numeric, require_columns
@@ -89,6 +90,9 @@ class Analysis:
     frontier: Frontier | None
     picks: tuple[Pick, ...]
     candidates: tuple[Candidate, ...]
+    # the frontier under other cost models (e.g. FLOPs beside measured latency), each with how it
+    # compares to the first: what the report draws side by side
+    alternatives: tuple[tuple[Frontier, dict[str, Any]], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         f = self.fit
@@ -99,6 +103,7 @@ class Analysis:
             "holdout_largest_rel_error": f.holdout_largest_rel_error, "bootstrap": len(f.bootstrap),
             "inputs": list(self.observations.inputs),
             "frontier": self.frontier.as_dict() if self.frontier is not None else None,
+            "other_frontiers": [{**fr.as_dict(), "comparison": cmp} for fr, cmp in self.alternatives],
             "proposals": [{"llm": p.candidate.llm, "llm_params": p.candidate.n, "visual_tokens": p.candidate.visual_tokens,
                            "compressor": p.candidate.compressor, "training_cost": p.candidate.cost,
                            "reason": p.reason} for p in self.picks],
@@ -146,24 +151,44 @@ def experiment_candidates(exp: Experiment, obs: Observations, table: list[dict[s
 
 def analyze(obs: Observations, form: str = "multiplicative", loss: str = "squared", text_tokens: float = 0.0,
             bootstrap: int = 1000, seed: int = 0, candidates: list[Candidate] | None = None, k: int = 0,
-            budget: float | None = None, ci_level: float = 0.9, cross_validate: bool = True) -> Analysis:
+            budget: float | None = None, ci_level: float = 0.9, cross_validate: bool = True,
+            cost: FlopsCost | MeasuredCost | None = None,
+            compare: tuple[FlopsCost | MeasuredCost, ...] = ()) -> Analysis:
+    """Fit, frontier under ``cost`` (default: FLOPs with Q = ``text_tokens``), proposals; and the
+    frontier under each cost model of ``compare``, matched against the first (see compare_frontiers)."""
     fit = fit_law(obs.n, obs.v, obs.e, form=form, loss=loss, bootstrap=bootstrap, seed=seed, ci_level=ci_level,
                   cross_validate=cross_validate, kind=obs.kind)
     if not obs.is_vlm:  # any two inputs: the law alone (the frontier is a VLM's N-versus-V trade-off)
         return Analysis(obs, fit, None, (), ())
     cands = candidates or []
+    model = as_cost(text_tokens if cost is None else cost)
     ns = list(obs.n) + [c.n for c in cands]
     vs = list(obs.v) + [c.visual_tokens for c in cands]
-    n_range, v_range = (min(ns), max(ns)), (min(vs), max(vs))
-    budgets = default_budgets(n_range, v_range, text_tokens)
+    n_range, v_range = _ranges(model, (min(ns), max(ns)), (min(vs), max(vs)), obs)
+    budgets = default_budgets(n_range, v_range, model)
     runnable = sorted({(float(a), float(b)) for a, b in zip(ns, vs)})
-    front = frontier(fit, budgets, text_tokens, n_range, v_range, runnable=runnable,
-                     trained=list(zip(obs.n.tolist(), obs.v.tolist())))
+    trained = list(zip(obs.n.tolist(), obs.v.tolist()))
+    front = frontier(fit, budgets, model, n_range, v_range, runnable=runnable, trained=trained)
     picks: list[Pick] = []
     if k and cands and len(fit.bootstrap) >= 10:
-        picks = propose_frontier(fit, cands, k, budgets, text_tokens, n_range, v_range, budget=budget,
+        picks = propose_frontier(fit, cands, k, budgets, model, n_range, v_range, budget=budget,
                                  done_nv=np.stack([obs.n, obs.v], axis=1))
-    return Analysis(obs, fit, front, tuple(picks), tuple(cands))
+    others = []
+    for other in compare:
+        o_n, o_v = _ranges(other, (min(ns), max(ns)), (min(vs), max(vs)), obs)
+        o_front = frontier(fit, default_budgets(o_n, o_v, other), other, o_n, o_v, runnable=runnable, trained=trained)
+        others.append((o_front, compare_frontiers(fit, front, model, other, o_n, o_v)))
+    return Analysis(obs, fit, front, tuple(picks), tuple(cands), tuple(others))
+
+
+def _ranges(model, n_range, v_range, obs: Observations):
+    """The N and V the frontier searches: what can be run, within what a measured cost model can
+    price. The trained cells must lie within it: a law fitted where the cost is unknown is refused."""
+    if not isinstance(model, MeasuredCost):
+        return n_range, v_range
+    (n_lo, n_hi), (v_lo, v_hi) = model.bounds()
+    model(obs.n, obs.v)  # OutsideTable when a trained cell is too far outside the profile
+    return (max(n_range[0], n_lo), min(n_range[1], n_hi)), (max(v_range[0], v_lo), min(v_range[1], v_hi))
 
 
 def next_spec(exp: Experiment, spec_doc: dict[str, Any], obs: Observations, picks: list[Pick]) -> str:
@@ -224,7 +249,10 @@ def format_analysis(a: Analysis) -> str:
         ci_txt = f" ({level}% CI [{ci[0]:.3g}, {ci[1]:.3g}])" if ci else ""
         lines.append(f"frontier (Q = {fr.text_tokens:g} text tokens): optimal visual tokens V* = "
                      f"{fr.optimal_visual_tokens:.3g}{ci_txt}")
-    lines.append(f"  {'budget FLOPs':>13} {'N*':>10} {'V*':>7} {a.observations.metric[:7]:>7}  {'best runnable (N, V)':<24}")
+    elif fr.cost != "flops":
+        lines.append(f"frontier under {fr.cost_label}, interpolated from `vlmscale profile`:")
+    budget = f"budget {fr.cost_unit}"
+    lines.append(f"  {budget:>13} {'N*':>10} {'V*':>7} {a.observations.metric[:7]:>7}  {'best runnable (N, V)':<24}")
     for p in fr.points:
         run = "-" if p.discrete is None else (f"({p.discrete[0]:.3g}, {p.discrete[1]:g})"
                                                + (" trained" if p.discrete_trained else " untrained"))
@@ -232,6 +260,8 @@ def format_analysis(a: Analysis) -> str:
         lines.append(f"  {p.budget:>13.3g} {p.n:>10.3g} {p.v:>7.3g} {p.error:>7.4f}{mark} {run:<24}")
     if any(p.extrapolated for p in fr.points):
         lines.append("  * extrapolated: N* or V* beyond the trained cells (a prediction, not a measurement)")
+    for other, cmp in a.alternatives:
+        lines.append(("differs — " if cmp["disagree"] else "") + cmp["sentence"])
     if a.picks:
         lines.append(f"next {len(a.picks)} runs (most frontier uncertainty removed per training FLOP):")
         for p in a.picks:

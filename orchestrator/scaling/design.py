@@ -49,7 +49,7 @@ def training_cost(n: float, visual_tokens: int, text_tokens: float, samples: flo
     return 6.0 * n * (visual_tokens + text_tokens) * samples
 
 
-def frontier_targets(form: str, params_list: list[dict[str, float]], budgets, text_tokens: float,
+def frontier_targets(form: str, params_list: list[dict[str, float]], budgets, text_tokens,
                      n_range, v_range) -> np.ndarray:
     """[B, m] predicted frontier error at each budget, per parameter sample."""
     cols = [optimum(form, params_list, c, text_tokens, n_range, v_range)[2] for c in budgets]

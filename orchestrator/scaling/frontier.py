@@ -12,6 +12,10 @@ For the multiplicative law at a binding budget, N = (C − F₀) / (2(Q + V)) an
 independent of C; with Q = 0 (or α ≤ β) the error is monotone in V and the optimum sits at the
 smallest (largest) V allowed. The numerical search below handles any law form and the bounds of
 what can be run (N and V ranges); the discrete optimum picks among the cells the user can train.
+
+The cost need not be FLOPs: any model from :mod:`.cost` (a measured latency or memory table)
+serves, through its ``max_n(budget, V)`` — the largest LLM that fits the budget at V. Only the
+FLOPs model has the closed-form V*.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from workloads.cost import llm_prefill_flops
 
+from .cost import FlopsCost, MeasuredCost, as_cost
 from .fit import Fit
 from .forms import predict
 
@@ -62,14 +67,19 @@ class Frontier:
     optimal_visual_tokens: float | None  # the unconstrained continuous optimum (multiplicative law)
     optimal_visual_tokens_ci: tuple[float, float] | None
     points: tuple[FrontierPoint, ...]
+    cost: str = "flops"  # the cost model's name: flops, latency:B, memory:B
+    cost_unit: str = "FLOPs"
+    cost_label: str = "inference FLOPs"
 
     def as_dict(self) -> dict:
         return {
-            "text_tokens": self.text_tokens,
+            "text_tokens": self.text_tokens, "cost": self.cost, "cost_unit": self.cost_unit,
+            "cost_label": self.cost_label,
             "optimal_visual_tokens": self.optimal_visual_tokens,
             "optimal_visual_tokens_ci": list(self.optimal_visual_tokens_ci) if self.optimal_visual_tokens_ci else None,
             "points": [
-                {"budget_flops": p.budget, "llm_params": p.n, "visual_tokens": p.v, "error": p.error,
+                {"budget": p.budget, **({"budget_flops": p.budget} if self.cost == "flops" else {}),
+                 "llm_params": p.n, "visual_tokens": p.v, "error": p.error,
                  "llm_params_ci": list(p.n_ci), "visual_tokens_ci": list(p.v_ci), "error_ci": list(p.error_ci),
                  "extrapolated": p.extrapolated,
                  "runnable": None if p.discrete is None else
@@ -80,16 +90,20 @@ class Frontier:
         }
 
 
-def optimum(form: str, params_list: list[dict[str, float]], budget: float, text_tokens: float,
+def optimum(form: str, params_list: list[dict[str, float]], budget: float, cost,
             n_range: tuple[float, float], v_range: tuple[float, float], fixed_flops: float = 0.0):
-    """Continuous optimum under ``FLOPs ≤ budget`` for each parameter set: arrays (N*, V*, error*).
+    """Continuous optimum under ``cost(N, V) ≤ budget`` for each parameter set: arrays (N*, V*, error*).
 
+    ``cost``: a cost model (:mod:`.cost`), or a number Q for the FLOPs model with ``fixed_flops``.
     Searches V on a fine log grid; N takes the rest of the budget, capped at n_range[1]. Budgets
     too small for (n_min, v_min) give NaN.
     """
+    model = FlopsCost(float(cost), fixed_flops) if isinstance(cost, (int, float)) else cost
     v = np.exp(np.linspace(np.log(v_range[0]), np.log(v_range[1]), GRID_POINTS))
-    n = np.minimum((budget - fixed_flops) / (2.0 * (text_tokens + v)), n_range[1])
-    feasible = n >= n_range[0] * (1 - 1e-9)  # the cheapest budget is exactly (n_min, v_min): allow rounding
+    n = model.max_n(budget, v, n_range)
+    with np.errstate(invalid="ignore"):
+        feasible = n >= n_range[0] * (1 - 1e-9)  # the cheapest budget is exactly (n_min, v_min): allow rounding
+    n = np.where(feasible, n, n_range[0])
     out_n, out_v, out_e = [], [], []
     for params in params_list:
         err = np.where(feasible, predict(form, params, np.maximum(n, 1e-30), v), np.inf)
@@ -109,25 +123,28 @@ def _ci(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(np.quantile(s, tail)), float(np.quantile(s, 1 - tail))
 
 
-def frontier(fit: Fit, budgets, text_tokens: float, n_range: tuple[float, float], v_range: tuple[float, float],
+def frontier(fit: Fit, budgets, text_tokens, n_range: tuple[float, float], v_range: tuple[float, float],
              runnable: list[tuple[float, float]] | None = None, fixed_flops: float = 0.0,
              max_bootstrap: int = 200, trained: list[tuple[float, float]] | None = None) -> Frontier:
     """The frontier at each budget, with bootstrap intervals and the best runnable (N, V).
 
-    ``trained``: the (N, V) observed. A point whose N* or V* lies outside their range is marked
-    extrapolated, and the best runnable cell says whether it was trained or is only a candidate."""
+    ``text_tokens``: Q of the FLOPs model, or a cost model (:mod:`.cost`). ``trained``: the (N, V)
+    observed. A point whose N* or V* lies outside their range is marked extrapolated, and the
+    best runnable cell says whether it was trained or is only a candidate."""
+    model = FlopsCost(float(text_tokens), fixed_flops) if isinstance(text_tokens, (int, float)) else text_tokens
+    q = model.text_tokens if isinstance(model, FlopsCost) else float("nan")
     boot = fit.bootstrap_params()[:max_bootstrap]
     seen = {(float(a), float(b)) for a, b in trained or []}
     n_seen = (min(a for a, _ in seen), max(a for a, _ in seen)) if seen else n_range
     v_seen = (min(b for _, b in seen), max(b for _, b in seen)) if seen else v_range
     points = []
     for c in np.asarray(budgets, float):
-        n, v, e = optimum(fit.form, [fit.params], c, text_tokens, n_range, v_range, fixed_flops)
-        bn, bv, be = optimum(fit.form, boot, c, text_tokens, n_range, v_range, fixed_flops) if boot else (n, v, e)
+        n, v, e = optimum(fit.form, [fit.params], c, model, n_range, v_range)
+        bn, bv, be = optimum(fit.form, boot, c, model, n_range, v_range) if boot else (n, v, e)
         best = None
         if runnable:
             cand = np.array(runnable, float)
-            ok = inference_flops(cand[:, 0], cand[:, 1], text_tokens, fixed_flops) <= c
+            ok = priced(model, cand) <= c
             if ok.any():
                 errs = np.where(ok, fit.predict(cand[:, 0], cand[:, 1]), np.inf)
                 i = int(np.argmin(errs))
@@ -138,20 +155,74 @@ def frontier(fit: Fit, budgets, text_tokens: float, n_range: tuple[float, float]
                                     _ci(bv, fit.ci_level), _ci(be, fit.ci_level), best, outside,
                                     None if best is None else (best[0], best[1]) in seen))
     v_star = v_star_ci = None
-    if fit.form == "multiplicative":
-        v_star = closed_form_visual_tokens(fit.params["alpha"], fit.params["beta"], text_tokens, *v_range)
-        samples = np.array([closed_form_visual_tokens(p["alpha"], p["beta"], text_tokens, *v_range) for p in boot])
+    if fit.form == "multiplicative" and isinstance(model, FlopsCost):  # the closed form is the FLOPs model's
+        v_star = closed_form_visual_tokens(fit.params["alpha"], fit.params["beta"], q, *v_range)
+        samples = np.array([closed_form_visual_tokens(p["alpha"], p["beta"], q, *v_range) for p in boot])
         v_star_ci = _ci(samples, fit.ci_level) if len(samples) else None
-    return Frontier(fit.form, text_tokens, v_star, v_star_ci, tuple(points))
+    return Frontier(fit.form, q, v_star, v_star_ci, tuple(points), model.name, model.unit, model.label)
 
 
-def default_budgets(n_range: tuple[float, float], v_range: tuple[float, float], text_tokens: float,
+def compare_frontiers(fit: Fit, base: Frontier, base_cost, other, n_range: tuple[float, float],
+                      v_range: tuple[float, float]) -> dict:
+    """Where two cost models disagree. For each point (N*, V*) of ``base`` that ``other`` can price,
+    its cost under ``other`` is the budget there, and ``other``'s optimum at that budget is the
+    choice it would make for the same price: (N', V'). Summarised as medians over the budgets,
+    with a sentence such as "at batch 1 on cpu, V* rises from 14 to 144"."""
+    pairs = []
+    for p in base.points:
+        if not (np.isfinite(p.n) and np.isfinite(p.v)):
+            continue
+        price = priced(other, np.array([[p.n, p.v]]))[0]
+        if not np.isfinite(price):
+            continue
+        n2, v2, e2 = optimum(fit.form, [fit.params], float(price), other, n_range, v_range)
+        if np.isfinite(n2[0]):
+            pairs.append({"budget": p.budget, "n": p.n, "v": p.v, "error": p.error, "other_budget": float(price),
+                          "other_n": float(n2[0]), "other_v": float(v2[0]), "other_error": float(e2[0])})
+    summary: dict = {"base": base_cost.name, "other": other.name, "pairs": pairs, "disagree": False}
+    if not pairs:
+        summary["sentence"] = f"{other.label}: no frontier point of {base_cost.name} lies within what it can price"
+        return summary
+    def gap(q):  # how far apart two choices are: the larger of the V and N ratios
+        return max(max(q["v"], q["other_v"]) / max(min(q["v"], q["other_v"]), 1e-12),
+                   max(q["n"], q["other_n"]) / max(min(q["n"], q["other_n"]), 1e-30))
+
+    differ = [q for q in pairs if gap(q) > 1.5]
+    where = other.label.split(" (")[0]
+    if differ:
+        q = max(differ, key=gap)
+        verb = "rises" if q["other_v"] > q["v"] else "falls"
+        sentence = (f"{where}: V* {verb} from {q['v']:.3g} to {q['other_v']:.3g} and N* goes from {q['n']:.3g} to "
+                    f"{q['other_n']:.3g} for the price of {base_cost.name}'s optimum at {q['budget']:.3g} "
+                    f"{base_cost.unit}; the two disagree at {len(differ)} of {len(pairs)} budgets")
+    else:
+        sentence = f"{where}: agrees with {base_cost.name} at all {len(pairs)} budgets (V* and N* within 1.5x)"
+    summary.update(disagree=bool(differ), budgets_disagreeing=len(differ), sentence=sentence)
+    return summary
+
+
+def priced(model, nv: np.ndarray) -> np.ndarray:
+    """The cost of each (N, V) row; inf where a measured model cannot price it (too far outside its table)."""
+    if isinstance(model, MeasuredCost):
+        (n_lo, n_hi), (v_lo, v_hi) = model.bounds()
+        inside = (nv[:, 0] >= n_lo) & (nv[:, 0] <= n_hi) & (nv[:, 1] >= v_lo) & (nv[:, 1] <= v_hi)
+        out = np.full(len(nv), np.inf)
+        if inside.any():
+            out[inside] = model(nv[inside, 0], nv[inside, 1])
+        return out
+    return model(nv[:, 0], nv[:, 1])
+
+
+def default_budgets(n_range: tuple[float, float], v_range: tuple[float, float], text_tokens,
                     count: int = 8, fixed_flops: float = 0.0) -> np.ndarray:
-    """Log-spaced budgets from the cheapest to the most expensive runnable configuration."""
-    lo = float(inference_flops(n_range[0], v_range[0], text_tokens, fixed_flops))
-    hi = float(inference_flops(n_range[1], v_range[1], text_tokens, fixed_flops))
+    """Log-spaced budgets from the cheapest to the most expensive runnable configuration
+    (``text_tokens``: Q of the FLOPs model, or a cost model)."""
+    model = FlopsCost(float(text_tokens), fixed_flops) if isinstance(text_tokens, (int, float)) else text_tokens
+    lo = float(model(n_range[0], v_range[0]))
+    hi = float(model(n_range[1], v_range[1]))
     return np.exp(np.linspace(np.log(lo), np.log(hi), count))
 
 
-__all__ = ["Frontier", "FrontierPoint", "closed_form_visual_tokens", "default_budgets", "frontier",
-           "inference_flops", "optimum"]
+__all__ = ["Frontier", "FrontierPoint", "as_cost", "closed_form_visual_tokens", "compare_frontiers",
+           "default_budgets", "frontier",
+           "inference_flops", "optimum", "priced"]

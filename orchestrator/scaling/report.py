@@ -82,8 +82,8 @@ def plot_error_vs_flops(a: Analysis, plt):
     """Left: each LLM's observations against inference FLOPs with its fitted curve (V varies
     along it) and its bootstrap band, and the predicted frontier, dashed where it extrapolates beyond the trained cells.
     Right: iso-FLOP curves — predicted error against V at fixed budgets (N takes the rest)."""
-    o, fr = a.observations, a.frontier
-    q = fr.text_tokens
+    o, fr = a.observations, _flops_frontier(a)
+    q = fr.text_tokens if fr is not None else 0.0
     fig, (ax, iso) = plt.subplots(1, 2, figsize=(12, 4.4))
     sizes = _sizes(a)
     colors = dict(zip([n for n, _ in sizes], plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))))
@@ -95,7 +95,7 @@ def plot_error_vs_flops(a: Analysis, plt):
         ax.plot(x, a.fit.predict(n, v_grid), color=colors[n], lw=2, zorder=2)
         lo, hi = _band(a, n, v_grid)
         ax.fill_between(x, lo, hi, color=colors[n], alpha=0.15, lw=0, zorder=1)
-    front = [p for p in fr.points if np.isfinite(p.error)]
+    front = [p for p in fr.points if np.isfinite(p.error)] if fr is not None else []
     inside = [p for p in front if not p.extrapolated]
     beyond = [p for p in front if p.extrapolated]
     if inside:
@@ -165,11 +165,58 @@ def plot_frontier(a: Analysis, plt):
         ax.set_xscale("log")
         if attr != "error":
             ax.set_yscale("log")
-        ax.set_xlabel("inference budget (FLOPs)")
+        ax.set_xlabel(f"inference budget ({fr.cost_unit})")
         ax.set_ylabel(ylabel)
         ax.set_title(label)
         ax.legend(fontsize=7)
-    fig.suptitle(f"compute-optimal frontier, Q = {fr.text_tokens:g} text tokens")
+    fig.suptitle(f"compute-optimal frontier, Q = {fr.text_tokens:g} text tokens" if fr.cost == "flops"
+                 else f"optimal frontier under {fr.cost_label}")
+    fig.tight_layout()
+    return fig
+
+
+def _flops_frontier(a: Analysis):
+    """The FLOPs frontier, whether it is the analysis' main one or drawn beside it."""
+    if a.frontier is not None and a.frontier.cost == "flops":
+        return a.frontier
+    return next((fr for fr, _ in a.alternatives if fr.cost == "flops"), None)
+
+
+def plot_cost_frontiers(a: Analysis, plt):
+    """The frontier under each cost model side by side (V* and N* against that model's budget),
+    and the matched comparison: for each point of the first, V* there and V* of the other model
+    at the same price."""
+    fronts = [(a.frontier, None)] + list(a.alternatives)
+    fig, axes = plt.subplots(1, len(fronts) + 1, figsize=(4.2 * (len(fronts) + 1), 3.8))
+    for ax, (fr, _) in zip(axes, fronts):
+        pts = [p for p in fr.points if np.isfinite(p.error)]
+        b = [p.budget for p in pts]
+        ax.plot(b, [p.v for p in pts], "o-", color="C0", label="V*")
+        ax.set_xscale("log")
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel(f"budget ({fr.cost_unit})")
+        ax.set_ylabel("optimal visual tokens V*", color="C0")
+        twin = ax.twinx()
+        twin.plot(b, [p.n for p in pts], "s--", color="C1", label="N*")
+        twin.set_yscale("log")
+        twin.set_ylabel("optimal LLM size N*", color="C1")
+        ax.set_title(fr.cost_label, fontsize=9)
+    cmp_ax = axes[-1]
+    for i, (fr, cmp) in enumerate(a.alternatives):
+        pairs = cmp.get("pairs", [])
+        if not pairs:
+            continue
+        cmp_ax.plot([q["budget"] for q in pairs], [q["other_v"] for q in pairs], "o-", color=f"C{i + 2}",
+                    label=f"V* under {fr.cost}")
+    base = [p for p in a.frontier.points if np.isfinite(p.error)]
+    cmp_ax.plot([p.budget for p in base], [p.v for p in base], "k:", marker=".", label=f"V* under {a.frontier.cost}")
+    cmp_ax.set_xscale("log")
+    cmp_ax.set_yscale("log", base=2)
+    cmp_ax.set_xlabel(f"budget of {a.frontier.cost} ({a.frontier.cost_unit}); others at the same price")
+    cmp_ax.set_ylabel("visual tokens")
+    cmp_ax.set_title("the same price, another cost model", fontsize=9)
+    cmp_ax.legend(fontsize=7)
+    fig.suptitle("frontiers under each inference cost model")
     fig.tight_layout()
     return fig
 
@@ -207,8 +254,11 @@ def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written, images = [], []
-    for name, make in (("error_vs_tokens", plot_error_vs_tokens), ("error_vs_flops", plot_error_vs_flops),
-                       ("frontier", plot_frontier)):
+    plots = [("error_vs_tokens", plot_error_vs_tokens), ("error_vs_flops", plot_error_vs_flops),
+             ("frontier", plot_frontier)]
+    if a.alternatives:
+        plots.append(("frontiers_by_cost", plot_cost_frontiers))
+    for name, make in plots:
         fig = make(a, plt)
         for ext in ("png", "svg"):
             path = out / f"{name}.{ext}"

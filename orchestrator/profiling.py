@@ -1,0 +1,195 @@
+"""``vlmscale profile``: the inference cost of every LLM × V × compressor of an experiment, measured
+on the hardware it will be served on (workloads/profile.py measures one architecture).
+
+Each point is its own Ray task on ``spec.profile``'s resources (a GPU type with
+``accelerator_type``); on CPUs, points run one at a time, since concurrent timings on shared cores
+would disturb each other. Results are kept per point under ``<experiment>/profile/<digest>/`` (the
+digest covers the settings, so changing them measures again and a rerun measures only what is
+missing), assembled into ``profile/profile.json`` (rows, settings, device, leave-one-out check of
+the interpolation), and logged to MLflow as the experiment's "profile" run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Profile(BaseModel):
+    """The ``spec.profile`` block: what `vlmscale profile` measures, and where."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_sizes: list[int] = Field([1, 8], min_length=1, description="Batch sizes served (prompts per forward)")
+    text_tokens: int = Field(50, ge=1, description="Text tokens per prompt besides the visual ones (Q)")
+    answer_tokens: int = Field(8, ge=1, description="Decode steps timed per prefill (a short answer)")
+    repeats: int = Field(10, ge=3, description="Timed prefills per point (median and 10th/90th percentiles)")
+    warmup: int = Field(2, ge=0)
+    llms: list[str] = Field(default_factory=list, description="LLMs to profile besides the grid's (wider frontier)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on a GPU, float32 on a CPU")
+    cpus: float = Field(1.0, gt=0, description="CPUs per profiling task (and its torch threads)")
+    gpus: float = Field(0.0, ge=0, description="GPUs per profiling task (1 on a GPU cluster)")
+    accelerator_type: str | None = Field(None, description="Ray accelerator type to profile on, e.g. H100 or A10G")
+    max_concurrent: int | None = Field(None, ge=1, description="Points measured at once (default: 1 on CPUs)")
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _batches(cls, v: list[int]) -> list[int]:
+        if any(b < 1 for b in v):
+            raise ValueError("batch sizes must be positive")
+        return sorted(set(v))
+
+
+def points(exp) -> list[tuple[str, int, str]]:
+    """(llm, V, compressor) to profile: the grid's, with spec.profile.llms added to every V × compressor."""
+    combos = exp.spec.grid.combinations()
+    llms = list(dict.fromkeys([c[0] for c in combos] + list(exp.spec.profile.llms)))
+    vs = sorted({c[1] for c in combos})
+    comps = list(dict.fromkeys(c[2] for c in combos))
+    return [(llm, v, comp) for llm in llms for v in vs for comp in comps]
+
+
+def settings_digest(exp) -> str:
+    p = exp.spec.profile
+    what = {"profile": p.model_dump(exclude={"llms", "max_concurrent"}), "vision": exp.spec.vision.model,
+            "feature_layer": exp.spec.vision.feature_layer, "kv_layers": list(exp.spec.vision.kv_layers),
+            "heads": exp.spec.vision.compressor_heads, "tokenizer": exp.spec.data.tokenizer}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _key(llm: str, v: int, comp: str) -> str:
+    return hashlib.sha256(f"{llm}|{v}|{comp}".encode()).hexdigest()[:10] + f"-v{v}-{comp}"
+
+
+def measure(model: dict, data: dict, settings: dict, threads: int) -> list[dict]:
+    """The Ray task: one architecture's rows (imports torch here, in the worker)."""
+    from workloads.config import DataConfig, ModelConfig
+    from workloads.profile import ProfileSettings, profile_model
+
+    return profile_model(ModelConfig(**model), DataConfig(**data), ProfileSettings(**settings), threads=threads)
+
+
+def run_profile(exp, exp_dir, address: str | None = None, fresh: bool = False, echo=print) -> dict[str, Any]:
+    """Measure what is missing, then assemble, store and log the profile. Returns the stored document."""
+    from workloads.storage import write_text_atomic
+
+    p = exp.spec.profile
+    digest = settings_digest(exp)
+    folder = exp_dir.root / "profile" / digest
+    todo, rows = [], []
+    for llm, v, comp in points(exp):
+        path = folder / f"{_key(llm, v, comp)}.json"
+        try:
+            if fresh:
+                raise FileNotFoundError
+            rows += json.loads(path.read_text())["rows"]
+        except FileNotFoundError:
+            todo.append((llm, v, comp, path))
+    echo(f"{exp.name}: profiling {len(todo)} of {len(todo) + len(rows) // len(p.batch_sizes)} architectures "
+         f"(batch sizes {', '.join(map(str, p.batch_sizes))}; Q = {p.text_tokens}; {p.repeats} repeats)")
+    if todo:
+        rows += _measure_all(exp, todo, address, echo, write_text_atomic)
+    doc = assemble(exp, rows, digest)
+    write_text_atomic(exp_dir.root / "profile" / "profile.json", json.dumps(doc, indent=2) + "\n")
+    _log_to_mlflow(exp, exp_dir, doc)
+    return doc
+
+
+def _measure_all(exp, todo, address, echo, write) -> list[dict]:
+    import ray
+
+    from .schedule import start_ray
+
+    p = exp.spec.profile
+    s = exp.spec
+    start_ray(address or os.environ.get("RAY_ADDRESS"))
+    options: dict[str, Any] = {"num_cpus": p.cpus, "num_gpus": p.gpus, "max_retries": 1}
+    if p.accelerator_type:
+        options["accelerator_type"] = p.accelerator_type
+    task = ray.remote(measure).options(**options)
+    limit = p.max_concurrent or (1 if p.gpus == 0 else len(todo))
+    settings = {"batch_sizes": tuple(p.batch_sizes), "text_tokens": p.text_tokens, "answer_tokens": p.answer_tokens,
+                "repeats": p.repeats, "warmup": p.warmup, "dtype": p.dtype}
+    data = {"source": s.data.source, "tokenizer": s.data.tokenizer}
+    pending: dict[Any, tuple] = {}
+    queue, out, t0 = list(todo), [], time.time()
+    try:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                llm, v, comp, path = queue.pop(0)
+                model = {"llm": llm, "vision": s.vision.model, "compressor": comp, "visual_tokens": v,
+                         "vision_feature_layer": s.vision.feature_layer, "kv_layers": tuple(s.vision.kv_layers),
+                         "compressor_heads": s.vision.compressor_heads}
+                pending[task.remote(model, data, settings, max(1, int(p.cpus)))] = (llm, v, comp, path)
+            done, _ = ray.wait(list(pending), num_returns=1)
+            llm, v, comp, path = pending.pop(done[0])
+            got = ray.get(done[0])
+            write(path, json.dumps({"rows": got}, indent=2) + "\n")  # kept at once: a rerun skips it
+            out += got
+            lat = ", ".join(f"{1e3 * r['prefill_latency_s']:.3g} ms (b{r['batch_size']})" for r in got)
+            echo(f"[vlmscale] profiled {llm} V={v} {comp} on {got[0]['device']}: prefill {lat}  "
+                 f"({time.time() - t0:.0f} s)")
+    finally:
+        ray.shutdown()
+    return out
+
+
+def assemble(exp, rows: list[dict], digest: str) -> dict[str, Any]:
+    """The stored profile: rows in grid order, settings, the leave-one-out check of each cost model."""
+    from workloads.profile import COLUMNS
+
+    from .scaling.cost import leave_one_out, ratios
+
+    order = {(llm, v, comp): i for i, (llm, v, comp) in enumerate(points(exp))}
+    rows = sorted(rows, key=lambda r: (order.get((r["llm"], r["visual_tokens"], r["compressor"]), 1 << 30),
+                                       r["batch_size"]))
+    rows = [{c: r.get(c) for c in COLUMNS} for r in rows]
+    checks = []
+    for kind in ("latency", "memory"):
+        for b in exp.spec.profile.batch_sizes:
+            try:
+                loo = leave_one_out(rows, kind, b)
+            except ValueError:  # fewer than two sizes or V values: nothing to interpolate
+                continue
+            errs = sorted(x["rel_error"] for x in loo)
+            if errs:
+                checks.append({"cost": f"{kind}:{b}", "points": len(errs), "median_rel_error": errs[len(errs) // 2],
+                               "max_rel_error": errs[-1]})
+    return {"name": exp.name, "digest": digest, "settings": exp.spec.profile.model_dump(),
+            "devices": sorted({str(r["device"]) for r in rows}), "rows": rows, "leave_one_out": checks,
+            "ratios": ratios(rows)}
+
+
+def load(exp_dir) -> dict[str, Any] | None:
+    try:
+        return json.loads((exp_dir.root / "profile" / "profile.json").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _log_to_mlflow(exp, exp_dir, doc: dict[str, Any]) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from . import track
+    from .results import render
+    from .schedule import tracking_target
+
+    tracker = track.Tracker(*tracking_target(exp, exp_dir))
+    run_id = tracker.profile_run(exp.name, doc["digest"])
+    tracker.log_params_once(run_id, {**{f"profile.{k}": v for k, v in doc["settings"].items()},
+                                     "device": ", ".join(doc["devices"])})
+    metrics = {f"loo_median_rel_error/{c['cost']}": c["median_rel_error"] for c in doc["leave_one_out"]}
+    metrics.update({f"latency_ratio/{r['llm']}/b{r['batch_size']}": r["latency_ratio"] for r in doc["ratios"]})
+    tracker.log_metrics(run_id, metrics, step=0, force=True)
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "profile.csv").write_text(render(doc["rows"], "csv"))
+        (Path(d) / "profile.json").write_text(json.dumps(doc, indent=2))
+        tracker.client.log_artifacts(run_id, d, "profile")
+    tracker.finish(run_id)
