@@ -27,7 +27,7 @@ def _options(cmd):
 def test_cli_commands():
     assert sorted(_subcommands()) == sorted([
         "validate", "schema", "run", "resume", "results", "status", "ui", "fit", "propose", "report",
-        "render", "submit", "logs", "delete", "completion"])
+        "render", "submit", "logs", "delete", "completion", "profile"])
 
 
 def test_cli_flags_of_the_main_commands():
@@ -38,12 +38,16 @@ def test_cli_flags_of_the_main_commands():
     assert flags("results") == ["--format", "--help", "--storage"]
     fit_flags = ["--bootstrap", "--ci-level", "--form", "--group", "--help", "--inputs", "--loss", "--metric",
                  "--metric-kind", "--no-cross-validation", "--seed", "--storage", "--text-tokens"]
-    assert flags("fit") == sorted(fit_flags + ["--format"])
+    assert flags("fit") == sorted(fit_flags + ["--cost", "--format"])
+    assert flags("report") == sorted(fit_flags + ["--cost", "--output"])
+    assert flags("profile") == ["--address", "--format", "--fresh", "--help", "--storage"]
+    cost = next(p for opts, p in _options(_subcommands()["fit"]) if "--cost" in opts)
+    assert cost.default == "flops"
     assert flags("propose") == sorted(fit_flags + ["--budget", "--cost", "--format", "--output", "--pool", "--target"])
     assert flags("render") == ["--force", "--help", "--image", "--namespace"]
     assert flags("status") == ["--cluster", "--context", "--format", "--help", "--kubeconfig", "--namespace",
                                "--storage"]
-    for command in ("validate", "results", "status", "fit", "propose"):
+    for command in ("validate", "results", "status", "fit", "propose", "profile"):
         fmt = next(p for opts, p in _options(_subcommands()[command]) if "--format" in opts)
         assert list(fmt.type.choices) == ["table", "json", "csv"] and fmt.default == "table", command
 
