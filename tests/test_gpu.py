@@ -132,3 +132,36 @@ def test_latency_probe_times_the_device(tmp_path):
             timings.append(time.perf_counter() - t0)
     reference = statistics.median(timings)
     assert probe == pytest.approx(reference, rel=0.25), (probe, reference)
+
+
+def test_profile_times_on_the_device_and_counts_cuda_memory():
+    """`vlmscale profile`'s measurement on a GPU: bf16, CUDA-event timings that agree with an
+    independently synchronised clock, and peak memory from CUDA's allocator (at least the weights)."""
+    from workloads.profile import ProfileSettings, _inputs, _prefill, profile_model
+    from workloads.model import build_vlm
+    from workloads.tokenizer import synthetic_tokenizer
+
+    cfg = ModelConfig(llm="tiny-m", vision="vit-tiny-24", compressor="avgpool", visual_tokens=36)
+    rows = profile_model(cfg, DataConfig(), ProfileSettings(batch_sizes=(1, 16), repeats=20), CUDA)
+    assert [r["batch_size"] for r in rows] == [1, 16]
+    for r in rows:
+        assert r["device"] == torch.cuda.get_device_name(0) and r["dtype"] == "bfloat16"
+        assert 0 < r["prefill_latency_p10_s"] <= r["prefill_latency_s"] <= r["prefill_latency_p90_s"]
+        assert r["decode_latency_s"] > 0
+    tok = synthetic_tokenizer()
+    with torch.device(CUDA):
+        vlm = build_vlm(cfg, tok).to(torch.bfloat16).eval()
+    weights = sum(p.numel() * p.element_size() for p in vlm.parameters())
+    assert rows[1]["peak_memory_bytes"] >= weights and rows[1]["peak_memory_bytes"] > rows[0]["peak_memory_bytes"]
+    inputs = _inputs(vlm, tok, 16, 50, 96, torch.device(CUDA), torch.bfloat16)
+    with torch.no_grad():
+        for _ in range(3):
+            _prefill(vlm, inputs)
+        times = []
+        for _ in range(20):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            _prefill(vlm, inputs)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    assert 0.5 < rows[1]["prefill_latency_s"] / statistics.median(times) < 1.5

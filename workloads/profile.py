@@ -67,7 +67,9 @@ def profile_model(model: ModelConfig, data: DataConfig, settings: ProfileSetting
     torch.manual_seed(0)
     dtype = settings.torch_dtype(device)
     tokenizer = load_tokenizer(model.llm, data.source, data.tokenizer)
-    vlm = build_vlm(model, tokenizer, weights=False).to(device=device, dtype=dtype).eval()
+    with device:  # initialised where it runs: a 7B's random init on a host CPU takes minutes
+        vlm = build_vlm(model, tokenizer, weights=False)
+    vlm = vlm.to(dtype=dtype).eval()
     q = settings.text_tokens
     n = parameter_counts(vlm)["llm_params"]
     flops = model_inference_cost(vlm, float(q), float(q) if vlm.compressor.needs_query else 0.0).total_flops
