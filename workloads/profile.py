@@ -60,6 +60,8 @@ def profile_model(model: ModelConfig, data: DataConfig, settings: ProfileSetting
     from .tokenizer import load_tokenizer
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:  # set_device, events and memory stats want an index
+        device = torch.device("cuda", torch.cuda.current_device())
     if threads:
         torch.set_num_threads(threads)
     if device.type == "cuda":
