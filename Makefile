@@ -53,6 +53,7 @@ test-gpu:
 
 bench-gpu:
 	$(GPU_PYTHON) bench/gpu_cell.py
+	$(GPU_PYTHON) bench/latency.py --json bench-latency-gpu.json
 
 bench: venv
 	$(BIN)/python bench/orchestration.py --json bench-orchestration.json
@@ -62,6 +63,7 @@ bench: venv
 	$(BIN)/python bench/fit_speed.py
 	$(BIN)/python bench/proposals.py
 	$(BIN)/python bench/gpu_cell.py
+	$(BIN)/python bench/latency.py --json bench-latency.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .torch_extensions

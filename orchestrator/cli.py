@@ -188,6 +188,8 @@ _command("delete", c.cmd_delete, "Delete the experiment's RayJob and ConfigMap f
          EXPERIMENT, _cluster())
 _command("fit", c.cmd_fit, "Fit the scaling law with intervals, and the compute-optimal frontier.",
          _analysis_opts(), COST, _format())
+_command("frontier", c.cmd_frontier, "The optimal LLM size and visual tokens at each inference budget, under "
+         "FLOPs or measured latency/memory (--cost).", _analysis_opts(), COST, _format())
 _command("propose", c.cmd_propose, "The next most informative cells as a ready-to-run spec, or the next rows "
          "of a pool of candidate runs (--pool).",
          _analysis_opts(source_optional=True),

@@ -251,35 +251,13 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
 
 
 def _cost_models(a, exp, exp_dir, compare_all: bool):
-    """The frontier's cost model from --cost, and the others to draw beside it: with
-    ``compare_all`` (the report), FLOPs and every profiled batch's latency."""
-    from .scaling.cost import FlopsCost, measured_cost, parse_cost
+    from .profiling import cost_models
 
-    text = getattr(a, "cost_model", None)
-    kind, batch = parse_cost(text)
-    profile = None
-    if exp_dir is not None:
-        from .profiling import load
-
-        profile = load(exp_dir)
-    if kind != "flops" and profile is None:
-        where = f"{exp.name}" if exp is not None else a.source
-        raise UsageError(f"--cost {text}: no inference profile for {where}: run `vlmscale profile` on the "
-                         "experiment's spec first (or use --cost flops)")
-    compressor = exp.spec.grid.compressors[0] if exp is not None else None
-    cost = FlopsCost(a.text_tokens) if kind == "flops" else measured_cost(profile["rows"], kind, batch, compressor)
-    compare = []
-    if compare_all and profile is not None:
-        wanted = [("flops", None)] + [("latency", b) for b in profile["settings"]["batch_sizes"]]
-        for k, b in wanted:
-            if (k, b) == (kind, batch if kind == "flops" else cost.batch_size):
-                continue
-            try:
-                compare.append(FlopsCost(a.text_tokens) if k == "flops" else
-                               measured_cost(profile["rows"], k, b, compressor))
-            except ValueError:  # e.g. one LLM size profiled: nothing to interpolate
-                continue
-    return cost, tuple(compare)
+    try:
+        return cost_models(exp, exp_dir, getattr(a, "cost_model", None), a.text_tokens, compare_all,
+                           where=exp.name if exp is not None else a.source)
+    except LookupError as e:
+        raise UsageError(str(e)) from None
 
 
 def _analysis(a, k: int = 0, compare_all: bool = False):
@@ -309,6 +287,43 @@ def cmd_fit(a) -> int:
         print("\n\n".join((f"[{a.group} = {label}]\n" if a.group else "") + format_analysis(x)
                            for label, x in results.items()))
     return 0
+
+
+def cmd_frontier(a) -> int:
+    """The optimal (N, V) per inference budget under the chosen cost model."""
+    from .results import render
+    from .scaling.analysis import nan_to_none
+
+    _, _, _, analysis = _analysis(a)
+    fr = analysis.frontier
+    if fr is None:
+        raise UsageError("a frontier needs an experiment's N and V (or a table with llm_params, visual_tokens)")
+    doc = nan_to_none(fr.as_dict())
+    if a.format == "json":
+        print(json.dumps(doc, indent=2))
+        return 0
+    rows = [{"cost": fr.cost, "budget": p["budget"], "llm_params": p["llm_params"], "visual_tokens": p["visual_tokens"],
+             analysis.observations.metric: p["error"], "llm_params_ci_low": p["llm_params_ci"][0],
+             "llm_params_ci_high": p["llm_params_ci"][1], "visual_tokens_ci_low": p["visual_tokens_ci"][0],
+             "visual_tokens_ci_high": p["visual_tokens_ci"][1], "extrapolated": p["extrapolated"]}
+            for p in doc["points"]]
+    if a.format == "csv":
+        sys.stdout.write(render(rows, "csv"))
+        return 0
+    level = int(round(100 * analysis.fit.ci_level))
+    print(f"frontier under {fr.cost_label}" + (f"; V* = {fr.optimal_visual_tokens:.3g}"
+                                               if fr.optimal_visual_tokens is not None else ""))
+    print(f"  {'budget ' + fr.cost_unit:>14} {'N*':>10} {'N* ' + str(level) + '% CI':>22} {'V*':>7} "
+          f"{'V* ' + str(level) + '% CI':>18} {analysis.observations.metric[:9]:>9}")
+    for r in rows:
+        print(f"  {r['budget']:>14.4g} {r['llm_params']:>10.3g} {_ci_text(r['llm_params_ci_low'], r['llm_params_ci_high']):>22} "
+              f"{r['visual_tokens']:>7.3g} {_ci_text(r['visual_tokens_ci_low'], r['visual_tokens_ci_high']):>18} "
+              f"{r[analysis.observations.metric]:>9.4f}{'*' if r['extrapolated'] else ''}")
+    return 0
+
+
+def _ci_text(lo, hi) -> str:
+    return "-" if lo is None or hi is None else f"[{lo:.3g}, {hi:.3g}]"
 
 
 def cmd_propose(a) -> int:

@@ -166,6 +166,33 @@ def assemble(exp, rows: list[dict], digest: str) -> dict[str, Any]:
             "ratios": ratios(rows)}
 
 
+def cost_models(exp, exp_dir, text: str | None, text_tokens: float, compare_all: bool = False,
+                where: str = "the experiment"):
+    """The frontier's cost model named by ``text`` (--cost: flops, latency[:B], memory[:B]), and
+    the models to draw beside it — with ``compare_all`` (reports), FLOPs and the latency of every
+    profiled batch size. LookupError when a measured model is asked for and nothing was profiled."""
+    from .scaling.cost import FlopsCost, measured_cost, parse_cost
+
+    kind, batch = parse_cost(text)
+    profile = load(exp_dir) if exp_dir is not None else None
+    if kind != "flops" and profile is None:
+        raise LookupError(f"--cost {text}: no inference profile for {where}: run `vlmscale profile` on the "
+                          "experiment's spec first (or use --cost flops)")
+    compressor = exp.spec.grid.compressors[0] if exp is not None else None
+    cost = FlopsCost(text_tokens) if kind == "flops" else measured_cost(profile["rows"], kind, batch, compressor)
+    compare = []
+    if compare_all and profile is not None:
+        for k, b in [("flops", None)] + [("latency", b) for b in profile["settings"]["batch_sizes"]]:
+            if k == cost.name.split(":")[0] and (k == "flops" or b == cost.batch_size):
+                continue
+            try:
+                compare.append(FlopsCost(text_tokens) if k == "flops" else
+                               measured_cost(profile["rows"], k, b, compressor))
+            except ValueError:  # e.g. a single LLM size profiled: nothing to interpolate
+                continue
+    return cost, tuple(compare)
+
+
 def load(exp_dir) -> dict[str, Any] | None:
     try:
         return json.loads((exp_dir.root / "profile" / "profile.json").read_text())

@@ -251,9 +251,12 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     obs = observations_from_rows(table, f.metric, f.metric_kind)
     k = exp.spec.rounds.cells_per_round or f.propose
     candidates = experiment_candidates(exp, obs, table)  # never proposes a cell twice
+    from .profiling import cost_models
+
+    _, measured = cost_models(exp, exp_dir, "flops", f.text_tokens, compare_all=True)  # drawn beside, if profiled
     try:
         analysis = analyze(obs, f.form, f.loss, f.text_tokens, f.bootstrap, candidates=candidates, k=k,
-                           ci_level=f.ci_level, cross_validate=f.cross_validate)
+                           ci_level=f.ci_level, cross_validate=f.cross_validate, compare=measured)
     except FitError as e:
         echo(f"fit skipped: {e}")
         return None

@@ -155,3 +155,26 @@ def test_latency_over_flops_ratios():
     assert first["latency_ratio"] == pytest.approx(64 ** 0.25)
     assert first["flops_ratio"] == pytest.approx((50 + 64) / 51)
     assert first["latency_over_flops"] == pytest.approx(first["latency_ratio"] / first["flops_ratio"])
+
+
+def test_the_profile_block_of_the_spec():
+    from pathlib import Path
+
+    import yaml
+
+    from orchestrator.profiling import points
+    from orchestrator.spec import SpecError, parse
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml").read_text())
+    exp = parse(doc)
+    assert exp.spec.profile.batch_sizes == [1, 8] and exp.spec.profile.text_tokens == 50  # the defaults
+    assert len(points(exp)) == 9
+    doc["spec"]["profile"] = {"batch_sizes": [8, 1, 8], "llms": ["tiny-xl"], "gpus": 1, "accelerator_type": "H100"}
+    exp = parse(doc)
+    assert exp.spec.profile.batch_sizes == [1, 8] and len(points(exp)) == 12  # tiny-xl at every V
+    doc["spec"]["profile"] = {"batch_sizes": [0]}
+    with pytest.raises(SpecError, match="profile.batch_sizes"):
+        parse(doc)
+    doc["spec"]["profile"] = {"repeat": 5}
+    with pytest.raises(SpecError, match="profile.repeat"):
+        parse(doc)

@@ -27,7 +27,7 @@ def _options(cmd):
 def test_cli_commands():
     assert sorted(_subcommands()) == sorted([
         "validate", "schema", "run", "resume", "results", "status", "ui", "fit", "propose", "report",
-        "render", "submit", "logs", "delete", "completion", "profile"])
+        "render", "submit", "logs", "delete", "completion", "profile", "frontier"])
 
 
 def test_cli_flags_of_the_main_commands():
@@ -40,6 +40,7 @@ def test_cli_flags_of_the_main_commands():
                  "--metric-kind", "--no-cross-validation", "--seed", "--storage", "--text-tokens"]
     assert flags("fit") == sorted(fit_flags + ["--cost", "--format"])
     assert flags("report") == sorted(fit_flags + ["--cost", "--output"])
+    assert flags("frontier") == sorted(fit_flags + ["--cost", "--format"])
     assert flags("profile") == ["--address", "--format", "--fresh", "--help", "--storage"]
     cost = next(p for opts, p in _options(_subcommands()["fit"]) if "--cost" in opts)
     assert cost.default == "flops"

@@ -19,7 +19,7 @@ from workloads.token_rules import feasible_visual_tokens
 
 from .fit import Fit, fit_law
 from .forms import FORMS, METRIC_KINDS, metric_kind
-from .cost import FlopsCost, MeasuredCost, as_cost
+from .cost import FlopsCost, MeasuredCost, OutsideTable, as_cost
 from .frontier import Frontier, compare_frontiers, default_budgets, frontier
 from .design import Candidate, Pick, propose_frontier, training_cost
 from ..spec import Experiment, SpecError, cell_key
@@ -175,7 +175,10 @@ def analyze(obs: Observations, form: str = "multiplicative", loss: str = "square
                                  done_nv=np.stack([obs.n, obs.v], axis=1))
     others = []
     for other in compare:
-        o_n, o_v = _ranges(other, (min(ns), max(ns)), (min(vs), max(vs)), obs)
+        try:
+            o_n, o_v = _ranges(other, (min(ns), max(ns)), (min(vs), max(vs)), obs)
+        except OutsideTable:  # profiled elsewhere than trained: nothing to draw beside this frontier
+            continue
         o_front = frontier(fit, default_budgets(o_n, o_v, other), other, o_n, o_v, runnable=runnable, trained=trained)
         others.append((o_front, compare_frontiers(fit, front, model, other, o_n, o_v)))
     return Analysis(obs, fit, front, tuple(picks), tuple(cands), tuple(others))
