@@ -192,9 +192,11 @@ def compare_frontiers(fit: Fit, base: Frontier, base_cost, other, n_range: tuple
     if differ:
         q = max(differ, key=gap)
         verb = "rises" if q["other_v"] > q["v"] else "falls"
-        sentence = (f"{where}: V* {verb} from {q['v']:.3g} to {q['other_v']:.3g} and N* goes from {q['n']:.3g} to "
-                    f"{q['other_n']:.3g} for the price of {base_cost.name}'s optimum at {q['budget']:.3g} "
-                    f"{base_cost.unit}; the two disagree at {len(differ)} of {len(pairs)} budgets")
+        n_moves = max(q["n"], q["other_n"]) / max(min(q["n"], q["other_n"]), 1e-30) > 1.5
+        sentence = (f"{where}: V* {verb} from {q['v']:.3g} to {q['other_v']:.3g}"
+                    + (f" and N* goes from {q['n']:.3g} to {q['other_n']:.3g}" if n_moves else "")
+                    + f" for the price of {base_cost.name}'s optimum at {q['budget']:.3g} {base_cost.unit}; "
+                    f"the two disagree at {len(differ)} of {len(pairs)} budgets")
     else:
         sentence = f"{where}: agrees with {base_cost.name} at all {len(pairs)} budgets (V* and N* within 1.5x)"
     summary.update(disagree=bool(differ), budgets_disagreeing=len(differ), sentence=sentence)
