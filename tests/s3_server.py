@@ -4,15 +4,13 @@ in the environment (s3fs, pyarrow — Ray Tune — and botocore all read them)."
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.mlflow_server import free_port
+from tests.mlflow_server import free_port, stop_group
 
 
 class S3Server:
@@ -48,11 +46,5 @@ class S3Server:
         raise RuntimeError("moto server did not come up in 60 s")
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()

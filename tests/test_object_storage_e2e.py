@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from workloads import storage
 
 from .s3_server import S3Server
-from .test_orchestrator_e2e import ROOT, _runs, _spec, no_ray_left  # noqa: F401 (fixture)
+from .test_orchestrator_e2e import ROOT, _runs, _spec, kill_midway, no_ray_left  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -45,15 +43,7 @@ def test_driver_killed_on_object_storage_resumes_without_retraining(s3, tmp_path
     spec = _spec(tmp_path, "ons3", None, steps=60, checkpoint_every=2, storage={"path": s3.url("runs")})
     url = s3.url("runs/ons3")
     driver = _driver(spec, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        done = _ledger(url)
-        if done and len(done) < 4:
-            break
-        assert driver.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.3)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    kill_midway(driver, lambda: len(_ledger(url)), cells=4)
     before = _ledger(url)
     assert 1 <= len(before) < 4
     assert json.loads(storage.path_of(f"{url}/driver.lock").read_text())["pid"] == driver.pid

@@ -66,6 +66,18 @@ def _runs(uri: str, name: str):
     return parents, children
 
 
+def kill_midway(driver: subprocess.Popen, finished, cells: int, timeout: float = 600) -> None:
+    """SIGKILL ``driver`` once ``finished()`` counts some but not all of its ``cells``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if 0 < finished() < cells:
+            break
+        assert driver.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+
+
 @pytest.fixture
 def no_ray_left():
     yield
@@ -158,16 +170,8 @@ def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp
     exp_dir = tmp_path / "runs" / "killed"
     driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--plain"], cwd=ROOT,
                               env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
     results = exp_dir / "results"
-    while time.time() < deadline:
-        done = list(results.glob("*.json")) if results.is_dir() else []
-        if done and len(done) < 4:
-            break
-        assert driver.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.2)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    kill_midway(driver, lambda: len(list(results.glob("*.json"))) if results.is_dir() else 0, cells=4)
     # the killed driver's lock is left behind; the next driver on this host sees its process gone
     assert json.loads((exp_dir / "driver.lock").read_text())["pid"] == driver.pid
     before = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in results.glob("*.json")}
