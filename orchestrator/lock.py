@@ -247,10 +247,6 @@ class ObjectLock(DriverLock):
     def _take_over(self, h: dict) -> bool:
         return self._put(IfMatch=h["_etag"])
 
-    def owned(self) -> bool:
-        h = self.holder()
-        return h is not None and h.get("token") == self.token
-
     def beat(self) -> bool:
         return self.etag is not None and self._put(IfMatch=self.etag)
 

@@ -91,7 +91,7 @@ def run_profile(exp, exp_dir, address: str | None = None, fresh: bool = False, e
             rows += json.loads(path.read_text())["rows"]
         except FileNotFoundError:
             todo.append((llm, v, comp, path))
-    echo(f"{exp.name}: profiling {len(todo)} of {len(todo) + len(rows) // len(p.batch_sizes)} architectures "
+    echo(f"{exp.name}: profiling {len(todo)} of {len(points(exp))} architectures "
          f"(batch sizes {', '.join(map(str, p.batch_sizes))}; Q = {p.text_tokens}; {p.repeats} repeats)")
     if todo:
         rows += _measure_all(exp, todo, address, echo, write_text_atomic)
@@ -182,14 +182,13 @@ def cost_models(exp, exp_dir, text: str | None, text_tokens: float, compare_all:
     cost = FlopsCost(text_tokens) if kind == "flops" else measured_cost(profile["rows"], kind, batch, compressor)
     compare = []
     if compare_all and profile is not None:
-        for k, b in [("flops", None)] + [("latency", b) for b in profile["settings"]["batch_sizes"]]:
-            if k == cost.name.split(":")[0] and (k == "flops" or b == cost.batch_size):
-                continue
+        for b in [None] + list(profile["settings"]["batch_sizes"]):
             try:
-                compare.append(FlopsCost(text_tokens) if k == "flops" else
-                               measured_cost(profile["rows"], k, b, compressor))
+                other = FlopsCost(text_tokens) if b is None else measured_cost(profile["rows"], "latency", b, compressor)
             except ValueError:  # e.g. a single LLM size profiled: nothing to interpolate
                 continue
+            if other.name != cost.name:
+                compare.append(other)
     return cost, tuple(compare)
 
 

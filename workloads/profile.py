@@ -18,6 +18,7 @@ own Ray task on the requested resources (orchestrator/profiling.py); this module
 from __future__ import annotations
 
 import inspect
+import os
 import statistics
 import threading
 from dataclasses import dataclass
@@ -175,8 +176,6 @@ def _peak_memory(vlm, inputs: dict, steps: int, device) -> int:
 def _rss() -> int:
     try:
         with open("/proc/self/statm") as f:
-            import os
-
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:  # not Linux
         import resource

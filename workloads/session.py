@@ -109,6 +109,9 @@ class LocalSession:
         self.keep, self.echo = keep, echo
         self.history: list[dict[str, float]] = []
 
+    def checkpoint_path(self, step: float) -> Path:
+        return self.root / f"checkpoint_{int(step):08d}"
+
     def checkpoints(self) -> list[Path]:
         if not self.root.exists():
             return []
@@ -135,7 +138,7 @@ class LocalSession:
             print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
         if checkpoint_dir is None:
             return
-        final = self.root / f"checkpoint_{int(metrics['step']):08d}"
+        final = self.checkpoint_path(metrics["step"])
         if self.remote:  # many objects, seals last: a cut upload is found incomplete on resume
             from .checkpoint import SEAL
 
@@ -167,6 +170,6 @@ class TrialSession(LocalSession):
         from ray import tune
 
         super().report(metrics, checkpoint_dir)
-        checkpoint = str(self.checkpoints()[-1]) if checkpoint_dir is not None else None
+        checkpoint = str(self.checkpoint_path(metrics["step"])) if checkpoint_dir is not None else None
         append_progress(self.progress_path, metrics, checkpoint)
         tune.report({**metrics, **({"checkpoint_path": checkpoint} if checkpoint else {})})

@@ -142,12 +142,13 @@ def publish_dir(local: Path, dest: Any, last: tuple[str, ...] = ()) -> None:
         (base / str(p.relative_to(local))).write_bytes(p.read_bytes())
 
 
-def download_dir(src: Any, local: Path) -> Path:
-    """Copy the remote directory ``src`` into the local directory ``local`` (created)."""
+def download_dir(src: Any, local: Path, files: list[str] | None = None) -> Path:
+    """Copy the remote directory ``src`` (or just ``files``, paths under it as its
+    filesystem names them) into the local directory ``local`` (created)."""
     p = path_of(src)
     local.mkdir(parents=True, exist_ok=True)
     root = p.path.rstrip("/")
-    for f in p.fs.find(root):
+    for f in files if files is not None else p.fs.find(root):
         rel = f[len(root):].lstrip("/")
         target = local / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -167,17 +168,14 @@ def localize(path: str) -> str:
     if not listing:
         raise FileNotFoundError(f"{path}: nothing stored there")
     version = hashlib.sha256(repr(listing).encode()).hexdigest()[:16]
-    target = local_mirror(path).with_name(f"{local_mirror(path).name}-{version}")
+    mirror = local_mirror(path)
+    target = mirror.with_name(f"{mirror.name}-{version}")
     if not target.is_dir():
-        staging = Path(tempfile.mkdtemp(prefix=".fetch_", dir=_mkdir(target.parent)))
-        download_dir(path, staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".fetch_", dir=target.parent))
+        download_dir(path, staging, [f for f, _, _ in listing])
         try:
             os.replace(staging, target)
         except OSError:  # another process fetched it first
             shutil.rmtree(staging, ignore_errors=True)
     return str(target)
-
-
-def _mkdir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p

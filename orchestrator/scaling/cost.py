@@ -17,7 +17,8 @@ Pure: numpy and scipy only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable
 
 import numpy as np
@@ -66,7 +67,6 @@ class MeasuredCost:
     log_table: np.ndarray  # [len(ns), len(vs)] log cost, monotone in both axes
     compressor: str = ""
     margin: float = MARGIN
-    _interp: Any = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -104,16 +104,16 @@ class MeasuredCost:
         self._check(n, v)
         return np.exp(self._log_cost(n, v))
 
-    def _log_cost(self, n: np.ndarray, v: np.ndarray) -> np.ndarray:
+    @cached_property
+    def _interpolator(self):
         from scipy.interpolate import RegularGridInterpolator
 
-        interp = self._interp
-        if interp is None:
-            interp = RegularGridInterpolator((np.log(self.ns), np.log(self.vs)), self.log_table, method="linear",
-                                             bounds_error=False, fill_value=None)
-            object.__setattr__(self, "_interp", interp)
+        return RegularGridInterpolator((np.log(self.ns), np.log(self.vs)), self.log_table, method="linear",
+                                       bounds_error=False, fill_value=None)
+
+    def _log_cost(self, n: np.ndarray, v: np.ndarray) -> np.ndarray:
         pts = np.stack([np.log(n).ravel(), np.log(v).ravel()], axis=1)
-        return interp(pts).reshape(n.shape)
+        return self._interpolator(pts).reshape(n.shape)
 
     def max_n(self, budget: float, v: np.ndarray, n_range: tuple[float, float]) -> np.ndarray:
         """The largest N in n_range (clipped to the model's bounds) with cost(N, v) ≤ budget;
