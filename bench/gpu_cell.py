@@ -25,12 +25,14 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from workloads.config import ModelConfig, TrainConfig  # noqa: E402
-from workloads.cost import measure_prefill_latency, sample_cost  # noqa: E402
 from workloads.data.batch import Collator, ImageTransform  # noqa: E402
 from workloads.data.synthetic import SyntheticVQA  # noqa: E402
 from workloads.device import synchronize, to_device  # noqa: E402
 from workloads.engine import DDPEngine  # noqa: E402
-from workloads.model import parameter_counts  # noqa: E402
+from workloads.flops import sample_cost  # noqa: E402
+from workloads.model import build_vlm, parameter_counts  # noqa: E402
+from workloads.optim import schedule  # noqa: E402
+from workloads.profile import measure_prefill_latency  # noqa: E402
 from workloads.tokenizer import synthetic_tokenizer  # noqa: E402
 
 SHAPES = {
@@ -53,8 +55,9 @@ def bench_v(llm: str, vision: str, v: int, batch_size: int, steps: int, warmup: 
     torch.manual_seed(0)
     cfg = ModelConfig(llm=llm, vision=vision, compressor="avgpool", visual_tokens=v, freeze_vision=True)
     with torch.device(device):  # initialise on the device: a 0.5B model on the host takes seconds
-        model = cfg.build(tok)
-    engine = DDPEngine(model, TrainConfig(steps=10**6, batch_size=batch_size, precision=precision), device)
+        model = build_vlm(cfg, tok)
+    tc = TrainConfig(steps=10**6, batch_size=batch_size, precision=precision)
+    engine = DDPEngine(model, tc, device, schedule(tc, model.llm.config.hidden_size))
     image_size = model.vision.config.image_size
     data = SyntheticVQA("shapes", "train", batch_size, seed=0, image_size=image_size)
     collate = Collator(tok, v, ImageTransform(image_size))

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from orchestrator.scaling.cost import leave_one_out, ratios  # noqa: E402
-from workloads.config import DataConfig, ModelConfig  # noqa: E402
-from workloads.profile import ProfileSettings, profile_model  # noqa: E402
+from workloads.config import DataConfig, ModelConfig, ProfileSettings  # noqa: E402
+from workloads.profile import profile_model  # noqa: E402
 
 SHAPES = {
     "real": (("qwen2-0.5b-shape", "qwen2-7b-shape"), "clip-vit-l-336-shape", (1, 36, 144, 576), (1, 8, 32)),

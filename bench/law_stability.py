@@ -67,8 +67,7 @@ def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], 
         jobs: int) -> dict:
     from orchestrator.scaling.analysis import observations_from_rows
     from orchestrator.scaling.fit import fit_law
-    from orchestrator.scaling.forms import metric_kind
-    from orchestrator.scaling.frontier import closed_form_visual_tokens
+    from orchestrator.scaling.forms import closed_form_visual_tokens, metric_kind
     from orchestrator.spec import expand, parse
     from workloads.pretrain_vision import pretrain_vision
 
@@ -91,7 +90,7 @@ def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], 
 
         from orchestrator.calibrate import calibrate
         from orchestrator.layout import ExperimentDir
-        from orchestrator.schedule import WORKER_ENV
+        from orchestrator.cluster import WORKER_ENV
 
         cal_dir = ExperimentDir(Path(tempfile.gettempdir()) / "vlmscale-bench" / "calibration" / exp.name)
         ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})

@@ -52,8 +52,8 @@ def plain_loop(config: dict) -> float:
 
     from workloads.config import CellConfig
     from workloads.data.batch import Collator, ImageTransform
-    from workloads.engine import make_optimizer
-    from workloads.model import vision_geometry
+    from workloads.model import build_vlm, vision_geometry
+    from workloads.optim import make_optimizer, schedule
     from workloads.tokenizer import load_tokenizer
     from workloads.train import StepSampler, datasets, seed_everything
 
@@ -61,12 +61,12 @@ def plain_loop(config: dict) -> float:
     tc, dc = cell.train, cell.data
     seed_everything(tc.seed)
     tokenizer = load_tokenizer(cell.model.llm, dc.source, dc.tokenizer)
-    model = cell.model.build(tokenizer)
+    model = build_vlm(cell.model, tokenizer)
     _, _, image_size = vision_geometry(model.vision)
     collate = Collator(tokenizer, cell.model.visual_tokens, ImageTransform(image_size), dc.user_prefix,
                        dc.assistant_prefix)
     sampler = StepSampler(datasets(dc, "train", image_size), tc.batch_size, dc.seed)
-    optimizer = make_optimizer(model, tc)
+    optimizer = make_optimizer(model, schedule(tc, model.llm.config.hidden_size).peak, tc.weight_decay)
     model.train()
     t0 = None
     for step in range(tc.steps):

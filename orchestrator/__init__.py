@@ -1,4 +1,4 @@
-"""vlmscale's orchestrator: experiment spec → Ray Tune grid of Ray Train jobs → MLflow → the law.
+"""vlmscale's orchestrator: experiment spec → Ray Tune grid of cells → MLflow → the law.
 
 The public facade. Heavy parts load on first use, so importing the package (and running
 ``vlmscale validate``) stays fast.
@@ -9,19 +9,20 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .spec import Experiment, SpecError, json_schema, load, parse
+from .errors import BadInput, SpecError
+from .spec import Experiment, json_schema, load, parse
 
 _LAZY = {
     "Fit": "scaling.fit", "fit_law": "scaling.fit",
     "FitError": "scaling.forms", "predict": "scaling.forms", "FORMS": "scaling.forms",
+    "closed_form_visual_tokens": "scaling.forms", "COST_MODELS": "scaling.cost",
     "Frontier": "scaling.frontier", "frontier": "scaling.frontier",
-    "closed_form_visual_tokens": "scaling.frontier",
     "propose_frontier": "scaling.design", "Candidate": "scaling.design",
     "analyze": "scaling.analysis", "write_report": "scaling.report",
-    "run_experiment": "schedule", "render": "kube.render", "submit": "kube.submit",
+    "run_experiment": "driver", "render": "kube.render", "submit": "kube.submit",
 }
 
-__all__ = ["Experiment", "SpecError", "json_schema", "load", "parse", *sorted(_LAZY)]
+__all__ = ["BadInput", "Experiment", "SpecError", "json_schema", "load", "parse", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:

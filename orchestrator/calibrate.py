@@ -24,8 +24,6 @@ from typing import Any
 from .layout import ExperimentDir, atomic_write_json
 from .spec import Experiment, make_cell
 
-FILE = "calibration.json"
-
 
 def settings_digest(exp: Experiment, llm: str) -> str:
     """What a size's calibration depends on: the search, and the cell it trains (but the LR)."""
@@ -48,16 +46,14 @@ def trial_cell(exp: Experiment, llm: str, vision_path: str | None = None):
     cell = make_cell(exp, llm, v, combos[0][2], combos[0][3], cal.seed, vision_path=vision_path)
     steps = cal.trial_steps(s.training.steps)
     train = dataclasses.replace(cell.config.train, steps=steps, checkpoint_every=10**9, eval_every=0,
-                                log_every=max(1, min(s.training.log_every, steps // 6 or 1)),
-                                fail_once_at_step=None)
+                                log_every=max(1, min(s.training.log_every, steps // 6 or 1)))
     data = dataclasses.replace(cell.config.data, eval_size=min(cell.config.data.eval_size, 512))
-    return dataclasses.replace(cell.config, train=train, data=data)
+    return dataclasses.replace(cell.config, train=train, data=data, fault=None)
 
 
 def load(exp_dir: ExperimentDir) -> dict[str, Any]:
-    path = exp_dir.root / FILE
     try:
-        return json.loads(path.read_text())
+        return json.loads(exp_dir.calibration.read_text())
     except FileNotFoundError:
         return {"sizes": {}}
 
@@ -135,7 +131,7 @@ def calibrate(exp: Experiment, exp_dir: ExperimentDir, llms: list[str], vision: 
         best = min(done, key=lambda t: (t["eval_loss"], t["lr"]))
         state["sizes"][llm] = {"lr": best["lr"], "settings": digest, "trials": trials,
                                "seconds": time.time() - t0}
-        atomic_write_json(exp_dir.root / FILE, state)
+        atomic_write_json(exp_dir.calibration, state)
         echo(f"calibrated {llm}: lr {best['lr']:.3g} (eval loss {best['eval_loss']:.4f}; "
              f"{len(done)}/{len(trials)} trials completed, the rest stopped early) in {time.time() - t0:.0f} s")
         if tracker is not None and parent is not None:
@@ -156,13 +152,9 @@ def _log(tracker, parent: str, exp: Experiment, llm: str, entry: dict[str, Any],
         tracker.log_metrics(child, final, step=t["steps"] + 1, force=True)
         tracker.set_tags(child, {"vlmscale.trial": "completed" if t["completed"] else "stopped early"})
         tracker.finish(child)
-    name = f"{llm.replace('/', '-')}.png"
-    plot = exp_dir.local / "calibration" / name
+    plot, kept = exp_dir.calibration_plot(llm)
     _plot(entry, llm, plot)
-    if exp_dir.remote:
-        from workloads.storage import write_bytes_atomic
-
-        write_bytes_atomic(exp_dir.root / "calibration" / name, plot.read_bytes())
+    exp_dir.publish(plot, kept)
     tracker.client.log_artifact(run_id, str(plot))
     tracker.finish(run_id)
 

@@ -20,9 +20,11 @@ from pathlib import Path
 import click
 
 from . import commands as c
+from .errors import EXIT_BAD_INPUT, BadInput
+from .scaling.cost import COST_MODELS
+from .scaling.fit import LOSSES
+from .scaling.forms import FORMS, METRIC_KINDS
 
-EXIT_BAD_INPUT = c.EXIT_BAD_INPUT
-UsageError = c.UsageError
 SHELLS = ("bash", "zsh", "fish")
 COMPLETE_VAR = "_VLMSCALE_COMPLETE"
 
@@ -107,15 +109,15 @@ def _analysis_opts(source_optional: bool = False) -> Callable:
     return _opts(
         click.argument("source", required=not source_optional, shell_complete=_complete_experiment),
         STORAGE,
-        click.option("--form", type=click.Choice(["multiplicative", "additive"]),
+        click.option("--form", type=click.Choice(list(FORMS)),
                      help="the law (default: the spec's fit.form for an experiment, else multiplicative)"),
-        click.option("--loss", type=click.Choice(["squared", "huber_log"]),
+        click.option("--loss", type=click.Choice(list(LOSSES)),
                      help="the fitting objective (default: the spec's fit.loss, else squared)"),
         click.option("--metric", help="the column to fit, e.g. eval_loss (default: the spec's fit.metric, else error)"),
         click.option("--inputs", metavar="COL,COL",
                      help="a table's two input columns (default llm_params,visual_tokens: N and V)"),
         click.option("--group", metavar="COL", help="fit one law per value of this column of a table"),
-        click.option("--metric-kind", type=click.Choice(["error", "loss"]),
+        click.option("--metric-kind", type=click.Choice(list(METRIC_KINDS)),
                      help="error: a rate in (0, 1); loss: any positive value (default: loss if the name has 'loss')"),
         click.option("--ci-level", type=float, help="bootstrap interval coverage (default: the spec's, else 0.9)"),
         click.option("--no-cross-validation", is_flag=True, help="skip leave-one-out and the largest-N hold-out"),
@@ -126,9 +128,10 @@ def _analysis_opts(source_optional: bool = False) -> Callable:
     )
 
 
+COST_SYNTAX = ", ".join(k.syntax for k in COST_MODELS.values())
 COST = click.option("--cost", "cost_model", metavar="MODEL", default="flops",
-                    help="the frontier's inference cost: flops, latency[:BATCH] or memory[:BATCH] (measured by "
-                         "`vlmscale profile`, interpolated in N and V; BATCH defaults to the smallest profiled)")
+                    help=f"the frontier's inference cost: {COST_SYNTAX} (measured ones come from `vlmscale profile`, "
+                         "interpolated in N and V; BATCH defaults to the smallest profiled)")
 
 
 RUN_OPTS = _opts(
@@ -201,8 +204,8 @@ _command("propose", c.cmd_propose, "The next most informative cells as a ready-t
                       help="CSV/Parquet of candidate runs: inputs, the metric where observed, optionally "
                            "status=pending"),
          click.option("--cost", metavar="MODEL|EXPR",
-                      help="for an experiment, the frontier's inference cost: flops (default), latency[:BATCH] or "
-                           "memory[:BATCH] (from `vlmscale profile`); with --pool, a cost column or arithmetic over "
+                      help=f"for an experiment, the frontier's inference cost: {COST_SYNTAX} (flops by default; the "
+                           "measured ones from `vlmscale profile`); with --pool, a cost column or arithmetic over "
                            "columns, e.g. '6*N*D'"),
          click.option("--target", metavar="TABLE", type=click.Path(dir_okay=False),
                       help="with --pool: rows whose prediction matters (default: the law's parameters)"),
@@ -238,15 +241,13 @@ def completion(shell: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .kube.submit import ClusterError  # light: the kubernetes client loads inside its functions
-    from .spec import SpecError
-
     try:
         rv = cli.main(args=argv, prog_name="vlmscale", complete_var=COMPLETE_VAR, standalone_mode=False)
     except click.ClickException as e:  # a bad option or value: Click's usage line and message, exit 2
         e.show()
         return e.exit_code
-    except (SpecError, UsageError, ValueError, ClusterError) as e:  # FitError is a ValueError: bad data, one line
+    # bad input — and a value refused deep inside a library, which is bad input we did not foresee
+    except (BadInput, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except click.Abort as e:  # Click turns Ctrl-C into Abort — and an EOFError from deep inside too
@@ -255,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vlmscale results X | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # storage full or gone mid-run: what and where, not a traceback
         print(f"error: {_what_failed(e)}", file=sys.stderr)
         return 1
@@ -263,19 +267,17 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(e, MlflowException):
             raise
-        from .track import _status
+        from .courier import status_of
 
-        if _status(e) in (401, 403):  # credentials: something the user sets, not an outage
-            print(f"error: the MLflow server refused vlmscale ({_status(e)} "
-                  f"{'unauthenticated' if _status(e) == 401 else 'forbidden'}): set MLFLOW_TRACKING_USERNAME and "
+        status = status_of(e)
+        if status in (401, 403):  # credentials: something the user sets, not an outage
+            print(f"error: the MLflow server refused vlmscale ({status} "
+                  f"{'unauthenticated' if status == 401 else 'forbidden'}): set MLFLOW_TRACKING_USERNAME and "
                   "MLFLOW_TRACKING_PASSWORD for a server with basic auth (on Kubernetes they come from the Secret "
                   "named by spec.kubernetes.mlflow_auth_secret)", file=sys.stderr)
             return EXIT_BAD_INPUT
         print(f"error: MLflow: {_what_failed(e)}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `vlmscale results X | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     return rv if isinstance(rv, int) else 0
 
 

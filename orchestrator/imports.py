@@ -16,8 +16,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .errors import SpecError
 from .layout import ExperimentDir
-from .spec import Experiment, SpecError, cell_key
+from .spec import Experiment, cell_key
 
 PARAMS = ("llm", "visual_tokens", "compressor", "task", "seed")
 INTEGER_PARAMS = ("visual_tokens", "seed")

@@ -1,29 +1,39 @@
-"""Where an experiment keeps its state, and the ledger of finished cells.
+"""Where an experiment keeps its state — every path of it is named here — and the ledger of
+finished cells.
 
     <storage>/<name>/
         experiment.json      the validated spec and its digest (what a restarted driver resumes)
         driver.lock          who runs it now: host, pid, since, heartbeat (orchestrator/lock.py)
         vision/              the pretrained tiny vision tower (embedded default)
-        cells/<key>/         Ray Train runs: checkpoints of each cell
-        tune/                Ray Tune experiment state
+        cells/<key>/         checkpoints of each cell (Ray Train runs, or the trial's own)
+        tune/                Ray Tune experiment state (the grid's and the calibration's)
         results/<key>.json   the ledger: final metrics of every finished cell (atomic writes)
         progress/<key>.jsonl every report of each cell (live progress)
+        rounds.json          the cells of every round after the grid, and each round's fit
+        calibration.json     the learning rate found per LLM size; calibration/ its plots
+        profile/             the inference profile: profile.json, and <digest>/ one file per point
         mlflow.db, mlartifacts/   the default local MLflow store
         fit/                 the fitted law, plots, next.yaml
 
-The directory is local (or a mounted shared volume) or on object storage (``s3://``, ``gs://``:
-workloads/storage.py). Pure: no heavy imports. Every write is atomic (temp file + rename, or one
-object PUT), so a killed driver leaves either the old or the new file, never half of one.
+The directory is local (or a mounted shared volume) or on S3 (``s3://``: workloads/storage.py);
+what must be a local file (sqlite, plots before upload) lives in a local mirror of it. Pure: no
+heavy imports. Every write is atomic (temp file + rename, or one object PUT), so a killed driver
+leaves either the old or the new file, never half of one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads.storage import is_remote, local_mirror, path_of, write_text_atomic
+from workloads.storage import is_remote, local_mirror, path_of, write_bytes_atomic, write_text_atomic
+
+from .errors import StorageError
+
+LOCK_FILE = "driver.lock"
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -58,9 +68,15 @@ class ExperimentDir:
         """Where files that must be local live: the directory itself, or its cache for object storage."""
         return local_mirror(self.root) if self.remote else self.root
 
+    # -- the tree ---------------------------------------------------------------------------------
+
     @property
     def manifest(self) -> Path:
         return self.root / "experiment.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
 
     @property
     def vision(self) -> Path:
@@ -83,8 +99,34 @@ class ExperimentDir:
         return self.root / "progress"
 
     @property
+    def rounds(self) -> Path:
+        return self.root / "rounds.json"
+
+    @property
+    def calibration(self) -> Path:
+        return self.root / "calibration.json"
+
+    def calibration_plot(self, llm: str) -> tuple[Path, Path]:
+        """(where it is drawn locally, where it is kept) of a size's LR-versus-loss plot."""
+        name = f"calibration/{llm.replace('/', '-')}.png"
+        return self.local / name, self.root / name
+
+    @property
+    def profile(self) -> Path:
+        return self.root / "profile" / "profile.json"
+
+    def profile_point(self, digest: str, key: str) -> Path:
+        """One profiled architecture's rows, under the profile settings' digest."""
+        return self.root / "profile" / digest / f"{key}.json"
+
+    @property
     def fit(self) -> Path:
         return self.root / "fit"
+
+    @property
+    def fit_staging(self) -> Path:
+        """Where the report is written before it is uploaded (the fit directory itself when local)."""
+        return self.local / "fit" if self.remote else self.fit
 
     @property
     def mlflow_uri(self) -> str:
@@ -100,6 +142,13 @@ class ExperimentDir:
 
     def progress_path(self, key: str) -> Path:
         return self.progress / f"{key}.jsonl"
+
+    def publish(self, staged: Path, kept: Path) -> None:
+        """Copy a file written locally (a plot, a report page) to where the experiment keeps it."""
+        if staged != kept:
+            write_bytes_atomic(kept, staged.read_bytes())
+
+    # -- the ledger and progress -----------------------------------------------------------------
 
     def finished(self) -> dict[str, dict[str, Any]]:
         """The ledger: cell key → its final record."""
@@ -147,3 +196,40 @@ class ExperimentDir:
     def last_progress(self, key: str) -> dict[str, Any] | None:
         history = self.progress_history(key)
         return history[-1] if history else None
+
+    # -- before anything is written ---------------------------------------------------------------
+
+    def check_writable(self, probe_bytes: int = 1 << 20) -> None:
+        """Refuse storage that cannot take the experiment's state (read-only, full, not a
+        directory, no bucket): one clear line now, rather than a traceback from a worker an hour in."""
+        probe = self.root / f".write-probe-{os.getpid()}"
+        if self.remote:
+            try:
+                probe.write_bytes(b"\0" * 1024)
+                probe.unlink()
+            except (OSError, ValueError) as e:  # no bucket, no credentials, no permission
+                raise StorageError(
+                    f"storage {self.root.parent} cannot be written ({_first_line(e)}): check the bucket exists and "
+                    "AWS_* credentials (AWS_ENDPOINT_URL for an S3-compatible server) are in the environment, or "
+                    "point spec.storage.path/--storage elsewhere") from None
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(probe, "wb") as f:
+                f.write(b"\0" * probe_bytes)  # a checkpoint needs room: a nearly full volume fails here
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise StorageError(f"storage {self.root.parent} cannot be written ({e.strerror or e}): point "
+                               "spec.storage.path, --storage or VLMSCALE_STORAGE at a writable volume with free "
+                               "space") from None
+        finally:
+            try:
+                probe.unlink()
+            except OSError:
+                pass
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]

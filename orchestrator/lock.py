@@ -26,13 +26,13 @@ import time
 import uuid
 from pathlib import Path
 
-from .spec import SpecError
+from .errors import BadInput, StorageError
+from .layout import LOCK_FILE
 
-LOCK_FILE = "driver.lock"
 STALE_ENV = "VLMSCALE_LOCK_STALE_S"
 
 
-class LockHeld(SpecError):
+class LockHeld(BadInput):
     """Another live driver holds the experiment (exit 2, like any input the user must change)."""
 
 
@@ -270,5 +270,5 @@ def lock_for(root, heartbeat_s: float = 5.0, stale_s: float | None = None) -> Dr
     if url.startswith("s3://"):
         return ObjectLock(url, heartbeat_s, stale_s)
     if "://" in url:
-        raise SpecError(f"{url}: the driver lock needs a filesystem or S3 (conditional writes)")
+        raise StorageError(f"{url}: the driver lock needs a filesystem or S3 (conditional writes)")
     return DriverLock(Path(url), heartbeat_s, stale_s)

@@ -15,35 +15,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-
-class Profile(BaseModel):
-    """The ``spec.profile`` block: what `vlmscale profile` measures, and where."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    batch_sizes: list[int] = Field([1, 8], min_length=1, description="Batch sizes served (prompts per forward)")
-    text_tokens: int = Field(50, ge=1, description="Text tokens per prompt besides the visual ones (Q)")
-    answer_tokens: int = Field(8, ge=1, description="Decode steps timed per prefill (a short answer)")
-    repeats: int = Field(10, ge=3, description="Timed prefills per point (median and 10th/90th percentiles)")
-    warmup: int = Field(2, ge=0)
-    llms: list[str] = Field(default_factory=list, description="LLMs to profile besides the grid's (wider frontier)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 on a GPU, float32 on a CPU")
-    cpus: float = Field(1.0, gt=0, description="CPUs per profiling task (and its torch threads)")
-    gpus: float = Field(0.0, ge=0, description="GPUs per profiling task (1 on a GPU cluster)")
-    accelerator_type: str | None = Field(None, description="Ray accelerator type to profile on, e.g. H100 or A10G")
-    max_concurrent: int | None = Field(None, ge=1, description="Points measured at once (default: 1 on CPUs)")
-
-    @field_validator("batch_sizes")
-    @classmethod
-    def _batches(cls, v: list[int]) -> list[int]:
-        if any(b < 1 for b in v):
-            raise ValueError("batch sizes must be positive")
-        return sorted(set(v))
+from typing import Any
 
 
 def points(exp) -> list[tuple[str, int, str]]:
@@ -69,8 +41,8 @@ def _key(llm: str, v: int, comp: str) -> str:
 
 def measure(model: dict, data: dict, settings: dict, threads: int) -> list[dict]:
     """The Ray task: one architecture's rows (imports torch here, in the worker)."""
-    from workloads.config import DataConfig, ModelConfig
-    from workloads.profile import ProfileSettings, profile_model
+    from workloads.config import DataConfig, ModelConfig, ProfileSettings
+    from workloads.profile import profile_model
 
     return profile_model(ModelConfig(**model), DataConfig(**data), ProfileSettings(**settings), threads=threads)
 
@@ -81,10 +53,9 @@ def run_profile(exp, exp_dir, address: str | None = None, fresh: bool = False, e
 
     p = exp.spec.profile
     digest = settings_digest(exp)
-    folder = exp_dir.root / "profile" / digest
     todo, rows = [], []
     for llm, v, comp in points(exp):
-        path = folder / f"{_key(llm, v, comp)}.json"
+        path = exp_dir.profile_point(digest, _key(llm, v, comp))
         try:
             if fresh:
                 raise FileNotFoundError
@@ -96,7 +67,7 @@ def run_profile(exp, exp_dir, address: str | None = None, fresh: bool = False, e
     if todo:
         rows += _measure_all(exp, todo, address, echo, write_text_atomic)
     doc = assemble(exp, rows, digest)
-    write_text_atomic(exp_dir.root / "profile" / "profile.json", json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(exp_dir.profile, json.dumps(doc, indent=2) + "\n")
     _log_to_mlflow(exp, exp_dir, doc)
     return doc
 
@@ -104,7 +75,7 @@ def run_profile(exp, exp_dir, address: str | None = None, fresh: bool = False, e
 def _measure_all(exp, todo, address, echo, write) -> list[dict]:
     import ray
 
-    from .schedule import start_ray
+    from .cluster import start_ray
 
     p = exp.spec.profile
     s = exp.spec
@@ -144,7 +115,7 @@ def assemble(exp, rows: list[dict], digest: str) -> dict[str, Any]:
     """The stored profile: rows in grid order, settings, the leave-one-out check of each cost model."""
     from workloads.profile import COLUMNS
 
-    from .scaling.cost import leave_one_out, ratios
+    from .scaling.cost import CostError, leave_one_out, ratios
 
     order = {(llm, v, comp): i for i, (llm, v, comp) in enumerate(points(exp))}
     rows = sorted(rows, key=lambda r: (order.get((r["llm"], r["visual_tokens"], r["compressor"]), 1 << 30),
@@ -155,7 +126,7 @@ def assemble(exp, rows: list[dict], digest: str) -> dict[str, Any]:
         for b in exp.spec.profile.batch_sizes:
             try:
                 loo = leave_one_out(rows, kind, b)
-            except ValueError:  # fewer than two sizes or V values: nothing to interpolate
+            except CostError:  # fewer than two sizes or V values: nothing to interpolate
                 continue
             errs = sorted(x["rel_error"] for x in loo)
             if errs:
@@ -168,33 +139,17 @@ def assemble(exp, rows: list[dict], digest: str) -> dict[str, Any]:
 
 def cost_models(exp, exp_dir, text: str | None, text_tokens: float, compare_all: bool = False,
                 where: str = "the experiment"):
-    """The frontier's cost model named by ``text`` (--cost: flops, latency[:B], memory[:B]), and
-    the models to draw beside it — with ``compare_all`` (reports), FLOPs and the latency of every
-    profiled batch size. LookupError when a measured model is asked for and nothing was profiled."""
-    from .scaling.cost import FlopsCost, measured_cost, parse_cost
+    """The experiment's cost models (scaling.cost.cost_models) over its stored profile, if any."""
+    from .scaling.cost import cost_models as build
 
-    kind, batch = parse_cost(text)
     profile = load(exp_dir) if exp_dir is not None else None
-    if kind != "flops" and profile is None:
-        raise LookupError(f"--cost {text}: no inference profile for {where}: run `vlmscale profile` on the "
-                          "experiment's spec first (or use --cost flops)")
     compressor = exp.spec.grid.compressors[0] if exp is not None else None
-    cost = FlopsCost(text_tokens) if kind == "flops" else measured_cost(profile["rows"], kind, batch, compressor)
-    compare = []
-    if compare_all and profile is not None:
-        for b in [None] + list(profile["settings"]["batch_sizes"]):
-            try:
-                other = FlopsCost(text_tokens) if b is None else measured_cost(profile["rows"], "latency", b, compressor)
-            except ValueError:  # e.g. a single LLM size profiled: nothing to interpolate
-                continue
-            if other.name != cost.name:
-                compare.append(other)
-    return cost, tuple(compare)
+    return build(text, text_tokens, profile, compressor, compare_all, where)
 
 
 def load(exp_dir) -> dict[str, Any] | None:
     try:
-        return json.loads((exp_dir.root / "profile" / "profile.json").read_text())
+        return json.loads(exp_dir.profile.read_text())
     except FileNotFoundError:
         return None
 
@@ -205,7 +160,7 @@ def _log_to_mlflow(exp, exp_dir, doc: dict[str, Any]) -> None:
 
     from . import track
     from .results import render
-    from .schedule import tracking_target
+    from .track import tracking_target
 
     tracker = track.Tracker(*tracking_target(exp, exp_dir))
     run_id = tracker.profile_run(exp.name, doc["digest"])

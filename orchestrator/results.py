@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import StorageError
 from .layout import ExperimentDir
-from .spec import STORAGE_ENV, Experiment, SpecError, parse
+from .rounds import all_cells
+from .spec import STORAGE_ENV, Experiment, load, parse
 
 COLUMNS = ("cell", "llm", "llm_params", "visual_tokens", "compressor", "task", "seed", "error", "eval_loss",
            "inference_flops", "status", "step")
@@ -28,18 +30,16 @@ def locate(name_or_file: str, storage: str | None = None, require_state: bool = 
     need only the spec): a command that finds nothing says so rather than report "0 pending"."""
     p = Path(name_or_file)
     if p.suffix in (".yaml", ".yml") or p.is_file():
-        from .spec import load
-
         exp = load(p)
         exp_dir = ExperimentDir.of(exp.storage_root(storage), exp.name)
         if require_state and not exp_dir.manifest.is_file():
-            raise SpecError(f"{exp.name} has not run under {exp_dir.root.parent} (no {exp_dir.manifest.name}): "
+            raise StorageError(f"{exp.name} has not run under {exp_dir.root.parent} (no {exp_dir.manifest.name}): "
                             f"start it with `vlmscale run {p}`, or pass --storage (or set {STORAGE_ENV}) "
                             "with the directory that holds it")
         return exp, exp_dir
     exp_dir = ExperimentDir.of(storage or os.environ.get(STORAGE_ENV) or "./vlmscale-runs", name_or_file)
     if not exp_dir.manifest.is_file():
-        raise SpecError(
+        raise StorageError(
             f"no experiment {name_or_file!r} under {exp_dir.root.parent}: pass the spec file, or --storage "
             f"(or {STORAGE_ENV}) with the directory that holds it"
         )
@@ -63,8 +63,6 @@ def _finished(record: dict[str, Any]) -> dict[str, Any]:
 def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
     """One row per cell of every round (the grid is round 1), then one per imported cell outside
     them (they count in fits too)."""
-    from .rounds import all_cells
-
     finished = exp_dir.finished()
     out = []
     planned = all_cells(exp, exp_dir)

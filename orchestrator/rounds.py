@@ -30,12 +30,12 @@ class RoundLog:
     @classmethod
     def load(cls, exp_dir: ExperimentDir) -> "RoundLog":
         try:
-            return cls(json.loads((exp_dir.root / "rounds.json").read_text())["rounds"])
+            return cls(json.loads(exp_dir.rounds.read_text())["rounds"])
         except FileNotFoundError:
             return cls()
 
     def save(self, exp_dir: ExperimentDir) -> None:
-        atomic_write_json(exp_dir.root / "rounds.json", {"rounds": self.rounds})
+        atomic_write_json(exp_dir.rounds, {"rounds": self.rounds})
 
     def entry(self, number: int) -> dict[str, Any]:
         while len(self.rounds) < number:

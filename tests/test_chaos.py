@@ -47,7 +47,7 @@ class _FlakyTracker:
 
 
 def test_the_courier_never_blocks_the_driver_and_delivers_in_order_after_an_outage():
-    from orchestrator.track import Courier
+    from orchestrator.courier import Courier
 
     calls, said, gate = [], [], threading.Event()
     courier = Courier(lambda: _FlakyTracker(failures=3, calls=calls, gate=gate), echo=said.append)
@@ -68,7 +68,7 @@ def test_the_courier_never_blocks_the_driver_and_delivers_in_order_after_an_outa
 
 
 def test_an_mlflow_that_hangs_is_reported_while_its_client_retries():
-    from orchestrator.track import Courier
+    from orchestrator.courier import Courier
 
     said, gate = [], threading.Event()
     courier = Courier(lambda: _FlakyTracker(failures=0, calls=[], gate=gate), echo=said.append)
@@ -82,7 +82,7 @@ def test_an_mlflow_that_hangs_is_reported_while_its_client_retries():
 
 
 def test_flush_gives_up_after_its_deadline_and_says_what_is_left():
-    from orchestrator.track import Courier
+    from orchestrator.courier import Courier
 
     courier = Courier(lambda: _FlakyTracker(failures=10**9, calls=[]), echo=lambda s: None)
     courier.BACKOFF_S = (0.01,)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from workloads.compressors import CompressorInputs, build_compressor
-from workloads.token_rules import VisualTokenError, check_visual_tokens, feasible_visual_tokens
+from workloads.compressors import VisualTokenError, check_visual_tokens, feasible_visual_tokens
 
 GRID, DIM, LLM_DIM = 24, 32, 48  # a 24x24 patch grid like CLIP ViT-L/14-336
 

@@ -6,7 +6,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from workloads.config import ModelConfig
-from workloads.cost import sample_cost
+from workloads.model import build_vlm
+from workloads.flops import sample_cost
 from workloads.data.batch import IGNORE, Collator, ImageTransform
 from workloads.data.synthetic import SyntheticVQA
 from workloads import device as devmod
@@ -30,7 +31,7 @@ def test_visual_tokens_are_counted_once(tok):
     costs, n = {}, set()
     for v in (1, 576):
         torch.manual_seed(0)
-        model = ModelConfig(llm="tiny-s", vision="vit-tiny-24", compressor="avgpool", visual_tokens=v).build(tok)
+        model = build_vlm(ModelConfig(llm="tiny-s", vision="vit-tiny-24", compressor="avgpool", visual_tokens=v), tok)
         probe = _probe(tok, model, v)
         costs[v] = sample_cost(model, probe).as_metrics()
         n.add(parameter_counts(model)["llm_params"])
@@ -44,7 +45,7 @@ def test_visual_tokens_are_counted_once(tok):
 
 
 def test_text_tokens_are_the_prompt_without_placeholders(tok):
-    model = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok)
+    model = build_vlm(ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4), tok)
     probe = _probe(tok, model, 4)
     ids = probe.input_ids[0][probe.attention_mask[0] == 1]
     prompt = ids[probe.labels[0][probe.attention_mask[0] == 1] == IGNORE]
@@ -58,7 +59,7 @@ def test_analytic_prefill_flops_match_the_flop_counter(tok, v):
     The analytic count leaves out attention's quadratic term, so it is compared on a model whose
     width makes that term small against the weights', as at real scale."""
     torch.manual_seed(0)
-    model = ModelConfig(llm="tiny-l", vision="vit-tiny", compressor="avgpool", visual_tokens=v).build(tok).eval()
+    model = build_vlm(ModelConfig(llm="tiny-l", vision="vit-tiny", compressor="avgpool", visual_tokens=v), tok).eval()
     probe = _probe(tok, model, v)
     analytic = sample_cost(model, probe).llm_flops
     prompt = (probe.attention_mask[0] == 1) & (probe.labels[0] == IGNORE)
@@ -106,9 +107,9 @@ def test_gpu_cell_bench_runs_its_tiny_shape_on_cpu(tmp_path):
 def test_prefill_latency_probe_synchronises_the_device(tok, monkeypatch):
     """measure_prefill_latency: warm-up passes, then each of its repeats between two device
     synchronisations (on a GPU a host clock without them reads the kernel launch, not the work)."""
-    from workloads.cost import measure_prefill_latency
+    from workloads.profile import measure_prefill_latency
 
-    model = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok)
+    model = build_vlm(ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4), tok)
     events = []
     monkeypatch.setattr(devmod, "synchronize", lambda d: events.append("sync"))
     model.register_forward_pre_hook(lambda m, a: events.append("forward"))

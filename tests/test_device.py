@@ -74,7 +74,7 @@ def test_reductions_use_the_process_groups_device():
 
 def _cell(strategy="ddp", **train):
     return CellConfig(
-        model=ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="quecc", visual_tokens=4),
+        model=ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="quecc", visual_tokens=4, freeze_vision=False),
         data=DataConfig(tasks=("shapes", "text"), train_size=200, eval_size=16),
         train=TrainConfig(**{"steps": 4, "batch_size": 4, "grad_accum": 2, "checkpoint_every": 2, "log_every": 1,
                              "eval_every": 2, "strategy": strategy, **train}),

@@ -6,7 +6,9 @@ from pathlib import Path
 import yaml
 
 from orchestrator.layout import ExperimentDir
-from orchestrator.schedule import finalize, prepare, tracking_target
+from orchestrator.driver import prepare
+from orchestrator.finalize import finalize
+from orchestrator.track import tracking_target
 from orchestrator.spec import load, parse
 from orchestrator.track import Tracker
 from workloads.presets import llm_non_embedding_params
@@ -26,11 +28,9 @@ def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
     exp = parse(doc)
     exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
     prepare(exp, exp_dir, text)
-    from orchestrator.schedule import config_digest
-
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": config_digest(cell.config),
+        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.config.digest(),
                                            "metrics": {"step": 600, "llm_params": n, "error": MEASURED[(cell.llm, cell.visual_tokens)],
                                                        "eval_loss": 0.4, "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}})
     tracker = Tracker(*tracking_target(exp, exp_dir))
@@ -82,12 +82,10 @@ def test_fit_eval_loss_of_a_finished_experiment_in_nats(tmp_path):
     exp = parse(doc)
     exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
     prepare(exp, exp_dir, text)
-    from orchestrator.schedule import config_digest
-
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
         err = MEASURED[(cell.llm, cell.visual_tokens)]
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": config_digest(cell.config),
+        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.config.digest(),
                                            "metrics": {"step": 600, "llm_params": n, "error": err, "eval_loss": 3 * err + 0.2,
                                                        "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}})
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", exp.name, "--storage", str(tmp_path / "runs"),
@@ -104,7 +102,7 @@ def test_fit_eval_loss_of_a_finished_experiment_in_nats(tmp_path):
 
 def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch):
     """MLflow shows a cell RUNNING only once it trains: before Tune starts, every cell to run is SCHEDULED."""
-    import orchestrator.schedule as schedule
+    import orchestrator.driver as driver
 
     doc = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
     doc["spec"]["storage"]["path"] = str(tmp_path / "runs")
@@ -121,7 +119,7 @@ def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch)
         seen.update({c.key: tracker.client.get_run(run_ids[c.key]).info.status for c in p.todo})
         return {}
 
-    monkeypatch.setattr(schedule, "run_grid", fake_grid)
+    monkeypatch.setattr(driver, "run_grid", fake_grid)
     import orchestrator.progress as progress
 
     monkeypatch.setattr(progress, "tune_callback", lambda *a: None)
@@ -129,6 +127,6 @@ def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch)
 
     monkeypatch.setattr(track, "tune_callback", lambda *a: None)
     run_ids: dict[str, str] = {}
-    schedule._train_round(exp, exp_dir, cells, 1, tracker, parent, run_ids, ("uri", "x", None), {"CPU": 2}, False,
+    driver._train_round(exp, exp_dir, cells, 1, tracker, parent, run_ids, ("uri", "x", None), {"CPU": 2}, False,
                           lambda *_: None)
     assert len(seen) == 9 and set(seen.values()) == {"SCHEDULED"}

@@ -10,7 +10,8 @@ import pytest
 
 from orchestrator.scaling.fit import fit_law, fit_params
 from orchestrator.scaling.forms import FitError, predict
-from orchestrator.scaling.frontier import closed_form_visual_tokens, frontier, optimum
+from orchestrator.scaling.forms import closed_form_visual_tokens
+from orchestrator.scaling.frontier import frontier, optimum
 from orchestrator.scaling.design import Candidate, propose_cheapest, propose_d_optimal, propose_frontier, propose_random
 
 ROOT = Path(__file__).resolve().parents[1]

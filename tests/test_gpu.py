@@ -21,8 +21,10 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu on a GPU machine)"),
 ]
 
-from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig  # noqa: E402
-from workloads.train import InjectedFault, train_local  # noqa: E402
+from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig  # noqa: E402
+from workloads.model import build_vlm  # noqa: E402
+from workloads.drill import InjectedFault  # noqa: E402
+from workloads.train import train_local  # noqa: E402
 
 CUDA = "cuda:0"
 
@@ -54,12 +56,13 @@ def nccl():
             os.environ[k] = v
 
 
-def _cell(**train):
+def _cell(fault=None, **train):
     return CellConfig(
-        model=ModelConfig(llm="tiny-m", vision="vit-tiny", compressor="quecc", visual_tokens=16),
+        model=ModelConfig(llm="tiny-m", vision="vit-tiny", compressor="quecc", visual_tokens=16, freeze_vision=False),
         data=DataConfig(tasks=("shapes", "text"), train_size=2000, eval_size=64),
         train=TrainConfig(**{"steps": 12, "batch_size": 16, "micro_batch_size": 8, "checkpoint_every": 4,
                              "log_every": 2, "eval_every": 4, "lr": 3e-3, **train}),
+        fault=fault,
     )
 
 
@@ -94,8 +97,8 @@ def test_crash_resumes_bit_identically(tmp_path, nccl, strategy):
     extra = {"strategy": strategy, "precision": "bf16"} if strategy == "deepspeed" else {}
     ref, ref_session = train_local(_cell(**extra), tmp_path / "ref", device=CUDA)
     with pytest.raises(InjectedFault):
-        train_local(_cell(fail_once_at_step=6, **extra), tmp_path / "crash", device=CUDA)
-    metrics, resumed = train_local(_cell(fail_once_at_step=6, **extra), tmp_path / "crash", device=CUDA)
+        train_local(_cell(fault=FaultConfig(6), **extra), tmp_path / "crash", device=CUDA)
+    metrics, resumed = train_local(_cell(fault=FaultConfig(6), **extra), tmp_path / "crash", device=CUDA)
     assert metrics["resumed_from_step"] == 4
     for key in ("loss", "eval_loss", "error"):
         assert metrics[key] == ref[key], key
@@ -106,7 +109,7 @@ def test_crash_resumes_bit_identically(tmp_path, nccl, strategy):
 def test_latency_probe_times_the_device(tmp_path):
     """The probe (inputs moved, warm-up, CUDA events, median) against a host clock around
     explicitly synchronised calls: within 25 %, where an unsynchronised timer reads the launch."""
-    from workloads.cost import measure_prefill_latency
+    from workloads.profile import measure_prefill_latency
     from workloads.data.batch import Collator, ImageTransform
     from workloads.data.synthetic import SyntheticVQA
     from workloads.device import to_device
@@ -115,7 +118,7 @@ def test_latency_probe_times_the_device(tmp_path):
     tok = synthetic_tokenizer()
     torch.manual_seed(0)
     with torch.device(CUDA):
-        model = ModelConfig(llm="tiny-xl", vision="vit-tiny-24", compressor="none", visual_tokens=576).build(tok)
+        model = build_vlm(ModelConfig(llm="tiny-xl", vision="vit-tiny-24", compressor="none", visual_tokens=576), tok)
     model.eval()
     batch = Collator(tok, 576, ImageTransform(96))([SyntheticVQA("shapes", "eval", 4, seed=0, image_size=96)[0]])
     probe = measure_prefill_latency(model, batch)  # a CPU batch: the probe moves it
@@ -137,7 +140,8 @@ def test_latency_probe_times_the_device(tmp_path):
 def test_profile_times_on_the_device_and_counts_cuda_memory():
     """`vlmscale profile`'s measurement on a GPU: bf16, CUDA-event timings that agree with an
     independently synchronised clock, and peak memory from CUDA's allocator (at least the weights)."""
-    from workloads.profile import ProfileSettings, _inputs, _prefill, profile_model
+    from workloads.config import ProfileSettings
+    from workloads.profile import _inputs, _prefill, profile_model
     from workloads.model import build_vlm
     from workloads.tokenizer import synthetic_tokenizer
 

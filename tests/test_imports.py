@@ -9,7 +9,8 @@ import yaml
 from orchestrator.imports import import_cells
 from orchestrator.layout import ExperimentDir
 from orchestrator.results import render, rows
-from orchestrator.schedule import config_digest, plan, prepare
+from orchestrator.driver import prepare
+from orchestrator.trials import plan
 from orchestrator.scaling.analysis import observations_from_rows
 from orchestrator.spec import SpecError, parse
 from workloads.presets import llm_non_embedding_params
@@ -32,7 +33,7 @@ def _finish_all(exp, exp_dir):
     prepare(exp, exp_dir, yaml.safe_dump(exp.model_dump(mode="json")), echo=lambda *_: None)
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": config_digest(cell.config),
+        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.config.digest(),
                                            "metrics": {"step": 600, "llm_params": n, "error": 0.5 - 0.01 * cell.visual_tokens,
                                                        "eval_loss": 0.4, "inference_flops": 1e6}})
 

@@ -10,7 +10,7 @@ import yaml
 
 from orchestrator.kube.render import render
 from orchestrator.spec import SpecError, load, parse
-from orchestrator.kube.submit import delete, status, submit
+from orchestrator.kube.submit import ClusterError, delete, status, submit
 
 from .k8s_utils import KubeEmulator, validate
 
@@ -170,7 +170,7 @@ def test_submit_is_idempotent_and_refuses_a_different_spec(cluster):
 
     assert delete(exp, api) == ["rayjob/vlmscale-quickstart", "configmap/vlmscale-quickstart-spec"]
     assert delete(exp, api) == []
-    with pytest.raises(SpecError, match="not submitted"):
+    with pytest.raises(ClusterError, match="not submitted"):
         status(exp, api)
     assert submit(exp, api).created  # and it can be submitted again
 

@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from workloads.config import ModelConfig
-from workloads.cost import inference_cost, llm_prefill_flops, model_inference_cost
+from workloads.flops import inference_cost, llm_prefill_flops, model_inference_cost
 from workloads.data.batch import Collator, ImageTransform
 from workloads.data.synthetic import SyntheticVQA
 from workloads.evaluate import greedy_decode, score_batch
-from workloads.model import meta_parameter_counts, parameter_counts
+from workloads.model import build_vlm, meta_parameter_counts, parameter_counts
 from workloads.presets import LLM_PRESETS, VISION_PRESETS
 from workloads.tokenizer import synthetic_tokenizer
 
@@ -24,7 +24,7 @@ def _batch(tok, v, image_size=64, n=4, task="shapes"):
 @pytest.mark.parametrize("llm", sorted(LLM_PRESETS))
 def test_forward_backward_every_llm_preset(tok, llm):
     torch.manual_seed(0)
-    model = ModelConfig(llm=llm, vision="vit-micro", compressor="quecc", visual_tokens=4).build(tok)
+    model = build_vlm(ModelConfig(llm=llm, vision="vit-micro", compressor="quecc", visual_tokens=4, freeze_vision=False), tok)
     out = model(**_batch(tok, 4).model_inputs())
     assert torch.isfinite(out.loss)
     out.loss.backward()
@@ -35,7 +35,7 @@ def test_forward_backward_every_llm_preset(tok, llm):
 @pytest.mark.parametrize("vision", sorted(VISION_PRESETS))
 def test_forward_backward_every_vision_preset(tok, vision):
     torch.manual_seed(0)
-    model = ModelConfig(llm="tiny-xs", vision=vision, compressor="avgpool", visual_tokens=4).build(tok)
+    model = build_vlm(ModelConfig(llm="tiny-xs", vision=vision, compressor="avgpool", visual_tokens=4, freeze_vision=False), tok)
     size = model.vision.config.image_size
     out = model(**_batch(tok, 4, image_size=size).model_inputs())
     out.loss.backward()
@@ -57,7 +57,7 @@ def test_analytic_preset_counts_match_the_models(tok):
 
 def test_meta_counts_match_a_built_model(tok):
     cfg = ModelConfig(llm="tiny-m", vision="vit-tiny")
-    built = parameter_counts(cfg.build(tok))
+    built = parameter_counts(build_vlm(cfg, tok))
     meta = meta_parameter_counts(cfg, len(tok))
     assert meta["llm_params"] == built["llm_params"] and meta["vision_params"] == built["vision_params"]
     # tied embeddings: total = non-embedding + vocab x hidden, counted once
@@ -65,7 +65,7 @@ def test_meta_counts_match_a_built_model(tok):
 
 
 def test_placeholder_count_mismatch_is_refused(tok):
-    model = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok)
+    model = build_vlm(ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4), tok)
     batch = _batch(tok, 1)  # one placeholder per sample, four visual tokens
     with pytest.raises(ValueError, match="do not match: 4 <image> tokens in the batch, 16 visual tokens"):
         model(**batch.model_inputs())
@@ -73,7 +73,7 @@ def test_placeholder_count_mismatch_is_refused(tok):
 
 def test_teacher_forced_exact_match_equals_literal_greedy_decoding(tok):
     torch.manual_seed(1)
-    model = ModelConfig(llm="tiny-s", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok).eval()
+    model = build_vlm(ModelConfig(llm="tiny-s", vision="vit-micro", compressor="avgpool", visual_tokens=4, freeze_vision=False), tok).eval()
     # a couple of SGD steps so predictions are not all one token
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(15):
@@ -101,8 +101,8 @@ def test_flops_formula_matches_a_hand_computation():
 
 
 def test_model_cost_uses_non_embedding_params_and_grows_with_v(tok):
-    small = ModelConfig(llm="tiny-s", vision="vit-tiny", compressor="avgpool", visual_tokens=1).build(tok)
-    large = ModelConfig(llm="tiny-s", vision="vit-tiny", compressor="avgpool", visual_tokens=16).build(tok)
+    small = build_vlm(ModelConfig(llm="tiny-s", vision="vit-tiny", compressor="avgpool", visual_tokens=1), tok)
+    large = build_vlm(ModelConfig(llm="tiny-s", vision="vit-tiny", compressor="avgpool", visual_tokens=16), tok)
     n = parameter_counts(small)["llm_params"]
     a, b = model_inference_cost(small, 12, 8), model_inference_cost(large, 12, 8)
     assert a.llm_flops == 2 * n * (12 + 1) and b.llm_flops == 2 * n * (12 + 16)
@@ -124,7 +124,7 @@ def test_pretrained_code_path_loads_saved_models(tmp_path, tok):
     tok2 = load_tokenizer(str(tmp_path / "llm"), "llava")
     cfg = ModelConfig(llm=str(tmp_path / "llm"), vision=str(tmp_path / "vision"), compressor="quecc",
                       visual_tokens=4, freeze_vision=True)
-    model = cfg.build(tok2)
+    model = build_vlm(cfg, tok2)
     assert not any(p.requires_grad for p in model.vision.parameters())
     out = model(**_batch(tok2, 4).model_inputs())
     out.loss.backward()
@@ -132,11 +132,12 @@ def test_pretrained_code_path_loads_saved_models(tmp_path, tok):
 
 
 def test_gradient_checkpointing_covers_every_trainable_tower(tok):
-    frozen = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4,
-                         freeze_vision=True).build(tok)
+    frozen = build_vlm(ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4,
+                         freeze_vision=True), tok)
     frozen.enable_gradient_checkpointing()
     assert frozen.llm.is_gradient_checkpointing and not frozen.vision.is_gradient_checkpointing
-    trainable = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4).build(tok)
+    trainable = build_vlm(ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4,
+                                      freeze_vision=False), tok)
     trainable.enable_gradient_checkpointing()
     assert trainable.llm.is_gradient_checkpointing and trainable.vision.is_gradient_checkpointing
     trainable.train()

@@ -14,10 +14,11 @@ import pytest
 
 from orchestrator.layout import ExperimentDir
 from orchestrator.lock import LOCK_FILE, LockHeld, ObjectLock, lock_for
-from orchestrator.spec import SpecError
+from orchestrator.errors import StorageError
 from workloads import storage
-from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
-from workloads.train import InjectedFault, train_local
+from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
+from workloads.drill import InjectedFault
+from workloads.train import train_local
 
 from .s3_server import S3Server
 
@@ -92,19 +93,20 @@ def test_the_ledger_and_progress_files_live_in_the_bucket(s3):
     assert ExperimentDir.at(str(exp_dir.root)).root == exp_dir.root
 
 
-def _cell(**train):
+def _cell(fault=None, **train):
     return CellConfig(
-        model=ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4),
+        model=ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4, freeze_vision=False),
         data=DataConfig(tasks=("shapes",), train_size=300, eval_size=16),
         train=TrainConfig(**{"steps": 12, "batch_size": 8, "checkpoint_every": 4, "log_every": 2, "lr": 3e-3,
                              **train}),
+        fault=fault,
     )
 
 
 def test_a_cell_checkpointing_to_s3_resumes_bit_exact(s3, tmp_path):
     ref, _ = train_local(_cell(), tmp_path / "ref")
     root = _prefix(s3) + "/cells/c"
-    crashing = _cell(fail_once_at_step=10)
+    crashing = _cell(fault=FaultConfig(10))
     with pytest.raises(InjectedFault):
         train_local(crashing, root)
     assert [k for k in _keys(root) if k.endswith("state.json")] == ["checkpoint_00000004/state.json",
@@ -119,12 +121,12 @@ def test_a_cell_checkpointing_to_s3_resumes_bit_exact(s3, tmp_path):
 def test_an_upload_cut_short_falls_back_to_the_previous_checkpoint(s3, tmp_path):
     root = _prefix(s3) + "/cells/c"
     with pytest.raises(InjectedFault):
-        train_local(_cell(fail_once_at_step=10), root)
+        train_local(_cell(fault=FaultConfig(10)), root)
     # the step-8 upload lost its largest file (a node died mid-upload): its seal names it
     newest = storage.path_of(root) / "checkpoint_00000008"
     victim = max((f for f in newest.rglob("*.pt")), key=lambda f: f.stat().st_size)
     victim.unlink()
-    metrics, _ = train_local(_cell(fail_once_at_step=10), root)
+    metrics, _ = train_local(_cell(fault=FaultConfig(10)), root)
     assert metrics["resumed_from_step"] == 4
     ref, _ = train_local(_cell(), tmp_path / "ref")
     assert metrics["error"] == ref["error"]
@@ -187,13 +189,12 @@ def test_of_many_drivers_racing_on_s3_exactly_one_wins(s3, stale):
 
 
 def test_storage_that_cannot_be_written_is_refused_before_anything_starts(s3):
-    from orchestrator.schedule import check_writable
 
-    with pytest.raises(SpecError, match=r"storage s3://no-such-bucket-here/p cannot be written .*bucket exists"):
-        check_writable(ExperimentDir.of("s3://no-such-bucket-here/p", "exp"))
-    check_writable(ExperimentDir.of(_prefix(s3), "exp"))  # a bucket that exists: fine, and nothing left behind
+    with pytest.raises(StorageError, match=r"storage s3://no-such-bucket-here/p cannot be written .*bucket exists"):
+        ExperimentDir.of("s3://no-such-bucket-here/p", "exp").check_writable()
+    ExperimentDir.of(_prefix(s3), "exp").check_writable()  # a bucket that exists: fine, and nothing left behind
 
 
 def test_object_lock_needs_s3():
-    with pytest.raises(SpecError, match="conditional writes"):
+    with pytest.raises(StorageError, match="conditional writes"):
         lock_for("gs://bucket/exp")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -152,8 +153,7 @@ def test_a_cell_that_crashes_once_resumes_to_the_uninterrupted_result(tmp_path, 
     from orchestrator.spec import expand, parse
 
     cell = next(c for c in expand(parse(config["spec"]), str(exp_dir / "vision")) if c.key == crashing)
-    clean = CellConfig.from_dict({**cell.config.to_dict(), "train": {**cell.config.to_dict()["train"],
-                                                                    "fail_once_at_step": None}})
+    clean = dataclasses.replace(cell.config, fault=None)
     reference, _ = train_local(clean, tmp_path / "reference")
     assert record["metrics"]["error"] == reference["error"]
     assert record["metrics"]["eval_loss"] == reference["eval_loss"]
@@ -237,7 +237,8 @@ def test_ui_serves_the_experiments_store_on_loopback(tmp_path):
     import urllib.request
 
     from orchestrator.layout import ExperimentDir
-    from orchestrator.schedule import prepare, tracking_target
+    from orchestrator.driver import prepare
+    from orchestrator.track import tracking_target
     from orchestrator.spec import parse
     from orchestrator.track import Tracker
 

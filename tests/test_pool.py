@@ -14,7 +14,7 @@ from orchestrator.scaling.fit import fit_map
 from orchestrator.scaling.forms import predict
 from orchestrator.scaling.pool import parse_budget, propose_from_pool
 from orchestrator.scaling.table import check_cost_expression, evaluate_cost
-from orchestrator.spec import SpecError
+from orchestrator.errors import TableError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALEBENCH = ROOT / "tests" / "fixtures" / "scalebench"
@@ -53,20 +53,20 @@ def test_cost_expressions_over_columns(expr, expected):
     ("N +", "not an arithmetic expression"),
 ])
 def test_cost_expressions_refuse_anything_but_arithmetic(expr, why):
-    with pytest.raises(SpecError, match=why.replace("(", r"\(")):
+    with pytest.raises(TableError, match=why.replace("(", r"\(")):
         check_cost_expression(expr, ["N", "E"])
     assert not Path("/tmp/pwned").exists()
 
 
 def test_costs_must_be_positive():
-    with pytest.raises(SpecError, match="row 2: cost 'N - 1' is 0"):
+    with pytest.raises(TableError, match="row 2: cost 'N - 1' is 0"):
         evaluate_cost(pd.DataFrame({"N": [2.0, 1.0]}), "N - 1", "pool.csv")
 
 
 def test_budgets_absolute_or_a_share():
     assert parse_budget("10%") == (0.1, True) and parse_budget("3e9") == (3e9, False) and parse_budget(None) == (None, False)
     for bad in ("ten", "-5%", "0"):
-        with pytest.raises(SpecError, match="--budget"):
+        with pytest.raises(TableError, match="--budget"):
             parse_budget(bad)
 
 

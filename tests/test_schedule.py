@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from orchestrator.layout import ExperimentDir, atomic_write_json
-from orchestrator.schedule import config_digest, derive_concurrency, plan
+from orchestrator.cluster import derive_concurrency
+from orchestrator.trials import plan
 from orchestrator.spec import SpecError, parse
 
 BASE = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "s"},
@@ -42,7 +43,7 @@ def test_plan_skips_finished_cells_and_refuses_a_changed_one(tmp_path):
     exp_dir = ExperimentDir(tmp_path / "s")
     cells = exp.cells()
     done = cells[0]
-    atomic_write_json(exp_dir.result_path(done.key), {"key": done.key, "config_digest": config_digest(done.config),
+    atomic_write_json(exp_dir.result_path(done.key), {"key": done.key, "config_digest": done.config.digest(),
                                                       "metrics": {"error": 0.5}})
     p = plan(exp, cells, exp_dir, {"CPU": 2})
     assert [c.key for c in p.todo] == [c.key for c in cells[1:]] and p.concurrency == 2

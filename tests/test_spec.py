@@ -200,7 +200,7 @@ def test_a_spec_too_large_for_a_configmap_is_refused_before_it_is_read(tmp_path)
 
 
 def test_absurd_grids_need_force(tmp_path):
-    from orchestrator.limits import MAX_CELLS, check_scale, grid_cells
+    from orchestrator.spec.limits import MAX_CELLS, check_scale, grid_cells
 
     f = tmp_path / "wide.yaml"
     doc = _with("spec.grid.seeds", list(range(1_500)))  # 2 LLMs x 2 V x 2 compressors x 1,500 seeds = 12,000

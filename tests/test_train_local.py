@@ -3,16 +3,18 @@
 import pytest
 import torch
 
-from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
-from workloads.train import InjectedFault, train_local
+from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
+from workloads.drill import InjectedFault
+from workloads.train import train_local
 
 
-def _cell(**train):
+def _cell(fault=None, **train):
     return CellConfig(
-        model=ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="quecc", visual_tokens=4),
+        model=ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="quecc", visual_tokens=4, freeze_vision=False),
         data=DataConfig(tasks=("shapes", "text"), train_size=500, eval_size=32),
         train=TrainConfig(**{"steps": 12, "batch_size": 8, "grad_accum": 2, "checkpoint_every": 4,
                              "log_every": 2, "lr": 3e-3, **train}),
+        fault=fault,
     )
 
 
@@ -23,7 +25,7 @@ def _weights(session):
 def test_resume_after_a_crash_is_bit_exact(tmp_path):
     ref_metrics, ref = train_local(_cell(), tmp_path / "ref")
 
-    crashing = _cell(fail_once_at_step=6)
+    crashing = _cell(fault=FaultConfig(6))
     with pytest.raises(InjectedFault):
         train_local(crashing, tmp_path / "crash")
     # the crash left the step-4 checkpoint behind, complete
@@ -164,7 +166,7 @@ def test_a_half_written_checkpoint_falls_back_to_the_last_complete_one(tmp_path,
     from workloads.checkpoint import problem
 
     ref_metrics, _ = train_local(_cell(), tmp_path / "ref")
-    drill = _cell(fail_once_at_step=8, fail_during_checkpoint=True)
+    drill = _cell(fault=FaultConfig(8, "checkpoint"))
     with pytest.raises(InjectedFault, match="while checkpointing step 8"):
         train_local(drill, tmp_path / "cut")
     latest = sorted((tmp_path / "cut").glob("checkpoint_*"))[-1]

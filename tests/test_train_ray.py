@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
+from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
 import json
 
 from workloads.launch import WorkerResources, build_trainer, metrics_log_callback
@@ -20,12 +20,13 @@ def ray_cluster():
     assert stop_ray() == [], "Ray processes outlived the test module"
 
 
-def _cell(**train):
+def _cell(fault=None, **train):
     return CellConfig(
-        model=ModelConfig(llm="tiny-s", vision="vit-micro", compressor="avgpool", visual_tokens=4),
+        model=ModelConfig(llm="tiny-s", vision="vit-micro", compressor="avgpool", visual_tokens=4, freeze_vision=False),
         data=DataConfig(tasks=("shapes",), train_size=2000, eval_size=64),
         train=TrainConfig(**{"steps": 40, "batch_size": 16, "checkpoint_every": 10, "log_every": 5,
                              "lr": 3e-3, **train}),
+        fault=fault,
     )
 
 
@@ -59,7 +60,7 @@ def test_two_workers_train_and_loss_falls(ray_cluster, tmp_path):
 
 def test_crash_mid_training_resumes_to_the_same_weights(ray_cluster, tmp_path):
     ref = _fit(_cell(steps=20), tmp_path, "reference")
-    crashed = _fit(_cell(steps=20, fail_once_at_step=13), tmp_path, "crash-once", max_failures=1)
+    crashed = _fit(_cell(steps=20, fault=FaultConfig(13)), tmp_path, "crash-once", max_failures=1)
     assert crashed.error is None
     assert crashed.metrics["resumed_from_step"] == 10
     a, b = _weights(ref), _weights(crashed)
@@ -69,7 +70,7 @@ def test_crash_mid_training_resumes_to_the_same_weights(ray_cluster, tmp_path):
 
 
 def test_deepspeed_zero2_trains_and_resumes(ray_cluster, tmp_path):
-    cell = _cell(steps=12, checkpoint_every=4, strategy="deepspeed", zero_stage=2, fail_once_at_step=6)
+    cell = _cell(steps=12, checkpoint_every=4, strategy="deepspeed", zero_stage=2, fault=FaultConfig(6))
     result = _fit(cell, tmp_path, "deepspeed", max_failures=1)
     assert result.error is None
     assert result.metrics["resumed_from_step"] == 4 and result.metrics["step"] == 12

@@ -12,10 +12,10 @@ from .config import CellConfig, DataConfig, ModelConfig, TrainConfig
 
 _LAZY = {
     "build_vlm": "model", "VisionLanguageModel": "model", "parameter_counts": "model",
-    "COMPRESSORS": "compressors", "SyntheticVQA": "data.synthetic", "LlavaDataset": "data.llava",
+    "build_compressor": "compressors", "SyntheticVQA": "data.synthetic", "LlavaDataset": "data.llava",
     "train": "train", "train_loop_per_worker": "train", "train_local": "train",
     "build_trainer": "launch", "pretrain_vision": "pretrain_vision",
-    "llm_prefill_flops": "cost", "inference_cost": "cost",
+    "llm_prefill_flops": "flops", "inference_cost": "flops", "FaultConfig": "config",
 }
 
 __all__ = ["CellConfig", "DataConfig", "ModelConfig", "TrainConfig", *sorted(_LAZY)]

@@ -1,18 +1,25 @@
-"""Typed configuration of one grid cell: model, data, training.
+"""Typed configuration of one grid cell: model, data, training — and an optional fault drill.
 
 Frozen dataclasses that round-trip through plain dicts (Ray passes the cell config to every
 worker as a dict; MLflow logs it flat). No torch at import time: the orchestrator builds these
-while validating a spec.
+while validating a spec. Their defaults are the experiment spec's defaults too (the spec's blocks
+take them from here), so a cell built by hand and one built from a spec agree.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Strategy = Literal["ddp", "deepspeed"]
 Precision = Literal["fp32", "bf16"]
+Source = Literal["synthetic", "llava"]
+DrillMoment = Literal["step", "checkpoint"]
+ProfileDtype = Literal["auto", "float32", "bfloat16", "float16"]
+ZeroStage = Literal[1, 2, 3]
 
 
 @dataclass(frozen=True)
@@ -26,18 +33,13 @@ class ModelConfig:
     # hidden_states indices QueCC builds its keys/values from (the study: 12, 16, 22, 23 of 24)
     kv_layers: tuple[int, ...] = (-2, -1)
     compressor_heads: int = 4
-    freeze_vision: bool = False
+    freeze_vision: bool = True  # a pretrained tower, as in the study
     freeze_llm: bool = False
-
-    def build(self, tokenizer):
-        from .model import build_vlm
-
-        return build_vlm(self, tokenizer)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["synthetic", "llava"] = "synthetic"
+    source: Source = "synthetic"
     tasks: tuple[str, ...] = ("shapes",)  # synthetic tasks; ignored for llava
     seed: int = 0
     train_size: int = 50_000
@@ -58,16 +60,19 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 300
+    steps: int = 600
     batch_size: int = 32  # global, across workers and accumulation steps
     grad_accum: int = 1
     # per-device micro-batch; when set, accumulation is derived so the global batch stays
     # batch_size whatever the number of workers (grad_accum must then stay 1)
     micro_batch_size: int | None = None
     gradient_checkpointing: bool = False
+    # the base learning rate: the spec's, or the one calibrated for this cell's LLM (then
+    # lr_reference_width is None: a calibrated rate is used as found); workloads.optim.schedule
+    # turns it into the rate of every step
     lr: float = 2e-3
-    # if set, the LR is lr × lr_reference_width / LLM hidden size (μP-style width scaling), so one
-    # setting suits every LLM of a grid; None uses lr as is
+    # if set, the peak LR is lr × lr_reference_width / LLM hidden size (μP-style width scaling), so
+    # one setting suits every LLM of a grid; None uses lr as is
     lr_reference_width: int | None = None
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
@@ -75,16 +80,12 @@ class TrainConfig:
     grad_clip: float = 1.0
     checkpoint_every: int = 100
     eval_every: int = 0  # 0: evaluate only at the end
-    log_every: int = 10
+    log_every: int = 20
     strategy: Strategy = "ddp"
-    zero_stage: int = 2
+    zero_stage: ZeroStage = 2
     precision: Precision = "fp32"
     seed: int = 0
     threads_per_worker: int = 1
-    # fault injection for tests and drills: raise at this step unless the run resumed from a checkpoint
-    fail_once_at_step: int | None = None
-    # ... or, with this, while writing the checkpoint of that step (it lands half-written)
-    fail_during_checkpoint: bool = False
 
     def micro_and_accum(self, world: int) -> tuple[int, int]:
         """(per-device micro-batch, accumulation steps) that make up ``batch_size`` on ``world`` workers."""
@@ -104,21 +105,69 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    """Pretraining of a tiny vision tower on scene-cell recognition (workloads/pretrain_vision.py):
+    the embedded default's stand-in for a pretrained CLIP."""
+
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 2e-3
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """What ``vlmscale profile`` measures per architecture (workloads/profile.py)."""
+
+    batch_sizes: tuple[int, ...] = (1, 8)  # prompts per forward
+    text_tokens: int = 50  # Q: text tokens per prompt besides the visual ones
+    answer_tokens: int = 8  # decode steps timed per prefill (a short answer)
+    repeats: int = 10  # timed prefills per point
+    warmup: int = 2
+    dtype: ProfileDtype = "auto"  # auto: bfloat16 on a GPU, float32 on a CPU
+
+    def torch_dtype(self, device):
+        import torch
+
+        name = self.dtype if self.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+        return getattr(torch, name)
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """A drill for crash recovery (workloads/drill.py): the cell crashes once, unless it resumed
+    from a checkpoint — at its first report after ``step`` (``during: step``), or while writing
+    the checkpoint of ``step``, which then lands half-written (``during: checkpoint``)."""
+
+    step: int
+    during: DrillMoment = "step"
+
+
+@dataclass(frozen=True)
 class CellConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    fault: FaultConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CellConfig":
+        fault = d.get("fault")
         return cls(
             model=_build(ModelConfig, d.get("model", {})),
             data=_build(DataConfig, d.get("data", {})),
             train=_build(TrainConfig, d.get("train", {})),
+            fault=_build(FaultConfig, fault) if fault is not None else None,
         )
+
+    def digest(self) -> str:
+        """What the cell's result depends on, hashed: a finished cell counts under a spec only
+        while this is unchanged. A fault drill is left out: the drilled cell resumes bit-identically."""
+        blob = json.dumps({k: v for k, v in self.to_dict().items() if k != "fault"}, sort_keys=True,
+                          default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _build(kind, values: dict[str, Any]):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import random
 from pathlib import Path
 
@@ -24,26 +23,9 @@ from torch import nn
 
 from .config import TrainConfig
 from .device import rng_states, set_rng_states
+from .optim import LRSchedule, make_optimizer, make_scheduler
 
 STATE_FILE = "state.json"
-
-
-def lr_lambda(cfg: TrainConfig):
-    """Linear warmup to the peak LR over ``warmup_ratio·steps``, then cosine decay to ``min_lr_ratio``."""
-    warmup = max(1, int(round(cfg.warmup_ratio * cfg.steps)))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, cfg.steps - warmup))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
 
 
 def rng_state(device: torch.device) -> dict:
@@ -72,7 +54,7 @@ def _distributed() -> bool:
 
 
 class DDPEngine:
-    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device):
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, lr: LRSchedule):
         self.cfg, self.device = cfg, device
         self.module = model.to(device)
         if _distributed():
@@ -80,8 +62,8 @@ class DDPEngine:
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
         else:
             self.model = self.module
-        self.optimizer = make_optimizer(self.module, cfg)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        self.optimizer = make_optimizer(self.module, lr.peak, cfg.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, lr)
         self.dtype = torch.bfloat16 if cfg.precision == "bf16" else None
 
     def autocast(self):
@@ -133,12 +115,12 @@ class DeepSpeedEngine:
 
     TAG = "state"
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, micro_batch: int):
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, micro_batch: int, lr: LRSchedule):
         import deepspeed
 
         self.cfg, self.device = cfg, device
-        optimizer = make_optimizer(model, cfg)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+        optimizer = make_optimizer(model, lr.peak, cfg.weight_decay)
+        scheduler = make_scheduler(optimizer, lr)
         ds_config = {
             "train_micro_batch_size_per_gpu": micro_batch,
             "gradient_accumulation_steps": cfg.grad_accum,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .compressors import Compressor, CompressorInputs, build_compressor
+from .compressors.module import Compressor, CompressorInputs, build_compressor
 from .config import ModelConfig
 from .presets import is_llm_preset, is_vision_preset, llm_config, vision_config
 from .storage import localize

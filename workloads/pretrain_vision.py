@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import PretrainConfig
 from .data.batch import ImageTransform
 from .data.synthetic import COLOURS, LETTERS, SCENES, SHAPES, SyntheticVQA
 from .presets import vision_config
@@ -46,8 +47,8 @@ class PretrainedVision:
     seconds: float
 
 
-def pretrain_vision(preset: str, out_dir: str | Path, steps: int = 300, batch_size: int = 64, lr: float = 2e-3,
-                    seed: int = 0, cells: int = 4, threads: int = 1) -> PretrainedVision:
+def pretrain_vision(preset: str, out_dir: str | Path, steps: int = PretrainConfig.steps,
+                    batch_size: int = PretrainConfig.batch_size, lr: float = PretrainConfig.lr, seed: int = 0, cells: int = 4, threads: int = 1) -> PretrainedVision:
     """Pretrain the tiny ViT ``preset`` on cell recognition and save it to ``out_dir`` (atomically).
 
     Reuses ``out_dir`` if it already holds a finished pretraining with the same settings.

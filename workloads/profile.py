@@ -21,30 +21,29 @@ import inspect
 import os
 import statistics
 import threading
-from dataclasses import dataclass
 
 import torch
 
-from .config import DataConfig, ModelConfig
-from .device import seconds_of, synchronize, timings
+from .config import DataConfig, ModelConfig, ProfileSettings
+from .device import median_seconds, module_device, seconds_of, synchronize, timings, to_device
 
 COLUMNS = ("llm", "llm_params", "visual_tokens", "compressor", "batch_size", "text_tokens", "prefill_latency_s",
            "prefill_latency_p10_s", "prefill_latency_p90_s", "decode_latency_s", "peak_memory_bytes",
            "inference_flops", "device", "dtype")
 
 
-@dataclass(frozen=True)
-class ProfileSettings:
-    batch_sizes: tuple[int, ...] = (1, 8)
-    text_tokens: int = 50
-    answer_tokens: int = 8
-    repeats: int = 10
-    warmup: int = 2
-    dtype: str = "auto"  # bfloat16 on a GPU, float32 on a CPU
-
-    def torch_dtype(self, device: torch.device) -> torch.dtype:
-        name = self.dtype if self.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
-        return getattr(torch, name)
+def measure_prefill_latency(model, batch, repeats: int = 7) -> float:
+    """Median seconds of one prefill forward pass over the first sample of ``batch``, on the model's
+    device: inputs moved there, two warm-up passes, each repeat timed with CUDA events on a GPU (a
+    host clock between device synchronisations elsewhere). Run it under the training autocast."""
+    device = module_device(model)
+    one = to_device({k: v[:1] for k, v in batch.model_inputs().items() if k != "labels"}, device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        seconds = median_seconds(lambda: model(**one), device, repeats=repeats)
+    model.train(was_training)
+    return seconds
 
 
 def device_name(device: torch.device) -> str:
@@ -56,7 +55,7 @@ def device_name(device: torch.device) -> str:
 def profile_model(model: ModelConfig, data: DataConfig, settings: ProfileSettings,
                   device: torch.device | str | None = None, threads: int | None = None) -> list[dict]:
     """One row per batch size for the architecture ``model`` (see the module docstring)."""
-    from .cost import model_inference_cost
+    from .flops import model_inference_cost
     from .model import build_vlm, parameter_counts, vision_geometry
     from .tokenizer import load_tokenizer
 

@@ -1,22 +1,22 @@
-"""Experiment storage: a local (or shared, mounted) directory, or an object store (``s3://``, ``gs://``).
+"""Experiment storage: a local (or shared, mounted) directory, or an S3-compatible object store (``s3://``).
 
 Everything vlmscale keeps — the ledger, progress files, checkpoints, the pretrained vision tower,
 the report — goes through the few operations here, so one code path serves a ReadWriteMany volume
 and a bucket. ``path_of`` gives a ``pathlib.Path`` for local storage and a ``upath.UPath``
-(fsspec: s3fs, gcsfs) for an object store; both have the same ``/``, ``read_text``, ``iterdir``,
+(fsspec: s3fs) for an object store; both have the same ``/``, ``read_text``, ``iterdir``,
 ``glob``, ``exists`` and ``stat``.
 
 Atomicity differs, so writes go through here:
 * local: temp file in the same directory, fsync, rename — a reader sees the old or the new file;
-* object store: one PUT — an object appears whole or not at all (S3 and GCS are strongly
-  consistent for reads after writes and for listings). A directory (a checkpoint) is many
+* object store: one PUT — an object appears whole or not at all (S3 is strongly consistent for
+  reads after writes and for listings). A directory (a checkpoint) is many
   objects: it is uploaded file by file with each rank's seal last (workloads/checkpoint.py), so
   a cut upload is detected and skipped on resume.
 There is no append on an object store: ``append_line`` rewrites the object (progress files are a
 few hundred short lines; each cell has one writer).
 
 Credentials come only from the environment (AWS_ACCESS_KEY_ID/…, AWS_ENDPOINT_URL for an
-S3-compatible server, GOOGLE_APPLICATION_CREDENTIALS) — on Kubernetes, a Secret the pods load.
+S3-compatible server) — on Kubernetes, a Secret the pods load.
 No torch, no ray: the orchestrator's light commands import this.
 """
 
@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-REMOTE_SCHEMES = ("s3://", "gs://")
+REMOTE_SCHEMES = ("s3://",)
 CACHE_ENV = "VLMSCALE_CACHE"
 
 
@@ -38,7 +38,7 @@ def is_remote(path: Any) -> bool:
 
 
 def path_of(path: Any):
-    """A path object for ``path``: ``Path`` for local storage, ``UPath`` for ``s3://``/``gs://``."""
+    """A path object for ``path``: ``Path`` for local storage, ``UPath`` for ``s3://``."""
     if isinstance(path, Path) or not is_remote(path):
         return path if isinstance(path, Path) else Path(str(path)).expanduser()
     if not isinstance(path, str):

@@ -22,20 +22,19 @@ import torch
 import torch.distributed as dist
 
 from .config import CellConfig, DataConfig
-from .cost import measure_prefill_latency, sample_cost
 from .data.batch import Collator, ImageTransform
 from .data.synthetic import SyntheticVQA
 from .device import all_reduce_sum, to_device
 from .checkpoint import newest_complete, seal
+from .drill import drilled
 from .engine import DDPEngine, DeepSpeedEngine
 from .evaluate import evaluate
-from .model import parameter_counts, vision_geometry
+from .flops import sample_cost
+from .model import build_vlm, parameter_counts, vision_geometry
+from .optim import schedule
+from .profile import measure_prefill_latency
 from .session import LocalSession, RaySession, Session
 from .tokenizer import load_tokenizer
-
-
-class InjectedFault(RuntimeError):
-    """Raised by ``train.fail_once_at_step`` to drill crash recovery."""
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -113,20 +112,19 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     # ---- model and data (same seed on every rank, so the replicas start identical)
     seed_everything(tc.seed)
     tokenizer = load_tokenizer(cell.model.llm, dc.source, dc.tokenizer)
-    model = cell.model.build(tokenizer)
+    model = build_vlm(cell.model, tokenizer)
     _, _, image_size = vision_geometry(model.vision)
     collate = Collator(tokenizer, cell.model.visual_tokens, ImageTransform(image_size),
                        dc.user_prefix, dc.assistant_prefix)
     sampler = StepSampler(datasets(dc, "train", image_size), tc.batch_size, dc.seed)
-    if tc.lr_reference_width:
-        tc = dataclasses.replace(tc, lr=tc.lr * tc.lr_reference_width / model.llm.config.hidden_size)
+    lr = schedule(tc, model.llm.config.hidden_size)
     eval_sources = datasets(dc, "eval", image_size)
     if tc.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     if tc.strategy == "deepspeed":
-        engine = DeepSpeedEngine(model, tc, device, micro)
+        engine = DeepSpeedEngine(model, tc, device, micro, lr)
     else:
-        engine = DDPEngine(model, tc, device)
+        engine = DDPEngine(model, tc, device, lr)
     counts = parameter_counts(engine.module)
 
     # ---- resume
@@ -135,16 +133,13 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
         complete = newest_complete(restored) if restored is not None else None
         if complete is not None:
             start = engine.load(complete, rank)
-    resumed = start > 0
+    session = drilled(session, cell.fault, resumed=start > 0)  # a crash drill, if the cell has one
 
     # ---- train
     # losses stay on the device until a log step: one host sync per log, not per micro-step
     losses: list[torch.Tensor] = []
     t0, samples_done = time.perf_counter(), 0
     for step in range(start, tc.steps):
-        if tc.fail_once_at_step is not None and step == tc.fail_once_at_step and not resumed \
-                and not tc.fail_during_checkpoint:
-            raise InjectedFault(f"injected fault at step {step} (train.fail_once_at_step)")
         for m in range(tc.grad_accum):
             first = rank * micro * tc.grad_accum + m * micro
             batch = collate(sampler.samples(step, first, micro))
@@ -168,8 +163,7 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
                 metrics.update(_evaluate(engine, eval_sources, collate, session, micro))
             if done == tc.steps:
                 break  # the final report carries the last checkpoint together with the final metrics
-            cut = checkpoint_now and tc.fail_during_checkpoint and done == tc.fail_once_at_step and not resumed
-            _report(session, engine, metrics, checkpoint_now, done, cut_short=cut)
+            _report(session, engine, metrics, checkpoint_now, done)
 
     # ---- final evaluation and cost
     metrics = metrics if tc.steps > start else {"step": tc.steps}
@@ -204,21 +198,14 @@ def _agree_on_keys(keys: list[str]) -> list[str]:
     return sorted({k for ks in gathered for k in ks or []})
 
 
-def _report(session: Session, engine, metrics: dict[str, float], checkpoint: bool, step: int,
-            cut_short: bool = False) -> None:
+def _report(session: Session, engine, metrics: dict[str, float], checkpoint: bool, step: int) -> None:
     if not checkpoint:
         session.report(metrics)
         return
     with tempfile.TemporaryDirectory(prefix="vlmscale-ckpt-") as d:
         engine.save(Path(d), session.rank, step)
         seal(Path(d), session.rank)
-        if cut_short:  # the drill: the checkpoint lands with a file cut in half, then the worker dies
-            victim = max((p for p in Path(d).rglob("*.pt")), key=lambda p: p.stat().st_size)
-            with open(victim, "r+b") as f:
-                f.truncate(victim.stat().st_size // 2)
         session.report(metrics, Path(d))
-    if cut_short:
-        raise InjectedFault(f"injected fault while checkpointing step {step} (train.fail_during_checkpoint)")
 
 
 def train_local(cell: CellConfig, root: str | Path, echo: bool = False,

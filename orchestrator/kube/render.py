@@ -14,21 +14,21 @@ from typing import Any
 
 import yaml
 
-from ..spec import Experiment, SpecError
-from .spec import PLATFORM_CONFIG, RFC1123_LABEL, check_image
+from ..errors import SpecError, UsageError
+from ..spec import Experiment
+from ..spec.base import RFC1123_LABEL, check_image
+from ..spec.platform import CELL_SLOT, PLATFORM_CONFIG
 
 SPEC_MOUNT = "/etc/vlmscale"
 STORAGE_MOUNT = "/mnt/vlmscale"
 SPEC_FILE = "experiment.yaml"
 RAY_VERSION = "2.60.0"
-SLOT_RESOURCE = "vlmscale_cell_slot"
 MAX_RAYJOB_NAME = 47  # KubeRay derives cluster and job names from it
 LABEL_EXPERIMENT = "vlmscale.dev/experiment"
 LABEL_DIGEST = "vlmscale.dev/digest"
 RUN_AS = 1000
-
-
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
 
 def object_name(exp: Experiment) -> str:
     name = f"vlmscale-{exp.name}"
@@ -124,10 +124,13 @@ def worker_replicas(exp: Experiment) -> int:
 
 def render(exp: Experiment, image: str | None = None, namespace: str | None = None) -> list[dict[str, Any]]:
     k = exp.spec.kubernetes
-    image = check_image(image) if image else k.image
+    try:
+        image = check_image(image) if image else k.image
+    except ValueError as e:
+        raise UsageError(f"--image: {e}") from None
     namespace = namespace or k.namespace
     if not RFC1123_LABEL.match(namespace) or len(namespace) > 63:
-        raise SpecError(f"namespace {namespace!r} is not an RFC 1123 name (lowercase letters, digits and '-')")
+        raise UsageError(f"namespace {namespace!r} is not an RFC 1123 name (lowercase letters, digits and '-')")
     r = exp.spec.resources
     if r.gpus_per_worker != int(r.gpus_per_worker):
         raise SpecError(f"spec.resources.gpus_per_worker {r.gpus_per_worker} must be a whole number on Kubernetes "
@@ -175,7 +178,7 @@ def render(exp: Experiment, image: str | None = None, namespace: str | None = No
                 "headGroupSpec": {
                     # the head runs the experiment driver and the per-cell trial drivers, which hold
                     # one cell slot each and no CPU; training workers never land on it
-                    "rayStartParams": {"num-cpus": "0", "resources": json.dumps(json.dumps({SLOT_RESOURCE: 10_000}))},
+                    "rayStartParams": {"num-cpus": "0", "resources": json.dumps(json.dumps({CELL_SLOT: 10_000}))},
                     "template": _pod_template(exp, head, "head", gpu=False),
                 },
                 "workerGroupSpecs": [{

@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import BadInput, SpecError
+from ..spec import Experiment
 from .render import LABEL_DIGEST, object_name, render
-from ..spec import Experiment, SpecError
 
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 
 
-class ClusterError(Exception):
-    """Talking to the cluster failed; the message says what and how to fix it."""
+class ClusterError(BadInput):
+    """The cluster: no configuration, an API refusal, an experiment there (or not) that the command
+    needs otherwise; the message says what and how to fix it."""
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None):
@@ -72,8 +74,9 @@ def submit(exp: Experiment, api, image: str | None = None, namespace: str | None
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, rayjob)
     except client.ApiException as e:
         if e.status == 404:
-            raise ClusterError("the cluster does not know RayJobs: install the KubeRay operator "
-                               "(helm install vlmscale helm/vlmscale --set kuberay-operator.enabled=true)") from None
+            raise ClusterError("the cluster does not know RayJobs: install the KubeRay operator with its own chart "
+                               "(helm repo add kuberay https://ray-project.github.io/kuberay-helm/ && "
+                               "helm install kuberay-operator kuberay/kuberay-operator --version 1.7.0)") from None
         raise _api_error(e, f"creating RayJob {name}") from None
     return SubmitResult(name, ns, created=True)
 
@@ -95,7 +98,7 @@ def status(exp: Experiment, api, namespace: str | None = None) -> dict[str, Any]
     ns, name = namespace or exp.spec.kubernetes.namespace, object_name(exp)
     job = _get_rayjob(client.CustomObjectsApi(api), ns, name)
     if job is None:
-        raise SpecError(f"experiment {exp.name!r} is not submitted to namespace {ns}")
+        raise ClusterError(f"experiment {exp.name!r} is not submitted to namespace {ns}")
     st = job.get("status", {})
     return {"name": name, "namespace": ns, "digest": job["metadata"].get("labels", {}).get(LABEL_DIGEST),
             "jobStatus": st.get("jobStatus", "PENDING"), "deploymentStatus": st.get("jobDeploymentStatus", "New"),
@@ -112,7 +115,7 @@ def logs(exp: Experiment, api, namespace: str | None = None, tail: int = 200) ->
     pods = [p for p in core.list_namespaced_pod(ns, label_selector=f"job-name={name}").items
             if (p.metadata.labels or {}).get("job-name") == name]  # never another job's pods
     if not pods:
-        raise SpecError(f"no driver pod for {exp.name!r} in namespace {ns} yet; check `vlmscale status {exp.name} --cluster`")
+        raise ClusterError(f"no driver pod for {exp.name!r} in namespace {ns} yet; check `vlmscale status {exp.name} --cluster`")
     pods.sort(key=lambda p: (p.metadata.creation_timestamp or "", p.metadata.name))
     out = []
     for pod in pods:

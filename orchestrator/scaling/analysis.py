@@ -1,7 +1,7 @@
-"""From results to decisions: observations → fitted law → frontier → proposals → next.yaml.
-
-The glue between the pure fitting core (fit, frontier, propose) and its sources (an experiment's
-ledger or a CSV) and sinks (JSON, text, an experiment YAML). No Ray, torch or MLflow here.
+"""From observations to decisions: observations → fitted law → frontier → proposals, and their
+text and JSON. Takes tables (rows, a DataFrame) and settings; knows nothing of an experiment's
+storage (orchestrator/proposals.py turns a ledger into observations and candidates). No Ray, torch
+or MLflow here.
 """
 
 from __future__ import annotations
@@ -12,20 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from workloads.presets import LLM_PRESETS, is_llm_preset, llm_non_embedding_params
-from workloads.token_rules import feasible_visual_tokens
-
+from .cost import CostModel, OutsideTable, as_cost
+from .design import Candidate, Pick, propose_frontier
 from .fit import Fit, fit_law
-from .forms import FORMS, METRIC_KINDS, metric_kind
-from .cost import FlopsCost, MeasuredCost, OutsideTable, as_cost
+from .forms import FORMS, METRIC_KINDS, FitError, metric_kind
 from .frontier import Frontier, compare_frontiers, default_budgets, frontier
-from .design import Candidate, Pick, propose_frontier, training_cost
-from ..spec import Experiment, SpecError, cell_key
 from .table import VLM_INPUTS, groups_of, load_table, numeric, require_columns
-
-TRAIN_TEXT_TOKENS = 12.0  # a synthetic prompt + answer, for the training-cost estimate
 
 
 @dataclass(frozen=True)
@@ -50,7 +43,7 @@ def resolve_kind(metric: str, kind: str | None) -> str:
     """The metric's kind: as given, else read from its name (a loss if the name has "loss")."""
     kind = kind or metric_kind(metric)
     if kind not in METRIC_KINDS:
-        raise SpecError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
+        raise FitError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
     return kind
 
 
@@ -110,50 +103,10 @@ class Analysis:
         }
 
 
-def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
-    """LLM sizes the user can run × feasible V × the grid's compressors, minus what is done.
-
-    Sizes: the grid's LLMs (sizes of hub models come from their results) and, when the grid uses
-    tiny presets, every preset of the family.
-    """
-    grid = exp.spec.grid
-    combos = grid.combinations()
-    llms = list(dict.fromkeys(c[0] for c in combos))
-    sizes: dict[str, float] = {llm: float(n) for llm, n in zip(obs.llms, obs.n)}
-    if any(m in LLM_PRESETS for m in llms):  # the tiny family: offer every size of it
-        llms += [m for m in LLM_PRESETS if m not in llms]
-    for m in llms:
-        if m not in sizes and is_llm_preset(m):
-            sizes[m] = float(llm_non_embedding_params(m))
-    patch_grid = exp.spec.vision.grid()
-    vs = sorted({c[1] for c in combos})
-    done = {(llm, int(v), comp) for llm, v, comp in zip(obs.llms, obs.v, obs.compressors)}
-    samples = exp.spec.training.steps * exp.spec.training.batch_size
-    out = []
-    for comp in list(dict.fromkeys(c[2] for c in combos)):
-        feasible = feasible_visual_tokens(comp, patch_grid, limit=max(vs)) if patch_grid else vs
-        for m in llms:
-            if m not in sizes:
-                continue
-            for v in feasible:
-                if (m, v, comp) not in done:
-                    out.append(Candidate(m, sizes[m], v, comp, training_cost(sizes[m], v, TRAIN_TEXT_TOKENS, samples)))
-    return out
-
-
-def experiment_candidates(exp: Experiment, obs: Observations, table: list[dict[str, Any]]) -> list[Candidate]:
-    """What the experiment could run next: :func:`candidates_for` minus every cell it already
-    has, finished or not (any round) — the one candidate set of the run's summary, ``fit``,
-    ``propose`` and ``report``."""
-    planned = {(r["llm"], int(r["visual_tokens"]), r["compressor"]) for r in table}
-    return [c for c in candidates_for(exp, obs) if (c.llm, c.visual_tokens, c.compressor) not in planned]
-
-
 def analyze(obs: Observations, form: str = "multiplicative", loss: str = "squared", text_tokens: float = 0.0,
             bootstrap: int = 1000, seed: int = 0, candidates: list[Candidate] | None = None, k: int = 0,
             budget: float | None = None, ci_level: float = 0.9, cross_validate: bool = True,
-            cost: FlopsCost | MeasuredCost | None = None,
-            compare: tuple[FlopsCost | MeasuredCost, ...] = ()) -> Analysis:
+            cost: CostModel | None = None, compare: tuple[CostModel, ...] = ()) -> Analysis:
     """Fit, frontier under ``cost`` (default: FLOPs with Q = ``text_tokens``), proposals; and the
     frontier under each cost model of ``compare``, matched against the first (see compare_frontiers)."""
     fit = fit_law(obs.n, obs.v, obs.e, form=form, loss=loss, bootstrap=bootstrap, seed=seed, ci_level=ci_level,
@@ -184,48 +137,12 @@ def analyze(obs: Observations, form: str = "multiplicative", loss: str = "square
     return Analysis(obs, fit, front, tuple(picks), tuple(cands), tuple(others))
 
 
-def _ranges(model, n_range, v_range, obs: Observations):
-    """The N and V the frontier searches: what can be run, within what a measured cost model can
-    price. The trained cells must lie within it: a law fitted where the cost is unknown is refused."""
-    if not isinstance(model, MeasuredCost):
-        return n_range, v_range
+def _ranges(model: CostModel, n_range, v_range, obs: Observations):
+    """The N and V the frontier searches: what can be run, within what the cost model can price.
+    The trained cells must lie within it: a law fitted where the cost is unknown is refused."""
     (n_lo, n_hi), (v_lo, v_hi) = model.bounds()
-    model(obs.n, obs.v)  # OutsideTable when a trained cell is too far outside the profile
+    model(obs.n, obs.v)  # OutsideTable when a trained cell is too far outside a measured profile
     return (max(n_range[0], n_lo), min(n_range[1], n_hi)), (max(v_range[0], v_lo), min(v_range[1], v_hi))
-
-
-def next_spec(exp: Experiment, spec_doc: dict[str, Any], obs: Observations, picks: list[Pick]) -> str:
-    """The experiment extended by the picks, as ready-to-run YAML: same name and storage, so the
-    finished cells are skipped and the new ones train; each new point carries its reason."""
-    grid = exp.spec.grid
-    doc = yaml.safe_load(yaml.safe_dump(spec_doc))
-    g = doc["spec"]["grid"]
-    for axis in ("llms", "visual_tokens", "points"):
-        g.pop(axis, None)
-    compressors = list(dict.fromkeys(list(grid.compressors) + [p.candidate.compressor for p in picks]))
-    g["compressors"] = compressors
-    head = yaml.safe_dump(doc, sort_keys=False).rstrip("\n").splitlines()
-    lines = []
-    for llm, v, comp, task, seed in grid.combinations():
-        lines.append(f"      - {{llm: {llm}, visual_tokens: {v}, compressor: {comp}, task: {task}, seed: {seed}}}")
-    task, seed = grid.tasks[0], grid.seeds[0]
-    for p in picks:
-        c = p.candidate
-        lines.append(f"      - {{llm: {c.llm}, visual_tokens: {c.visual_tokens}, compressor: {c.compressor}, "
-                     f"task: {task}, seed: {seed}}}  # proposed: {p.reason}")
-    out, inserted = [], False
-    for line in head:
-        out.append(line)
-        if line.strip() == "grid:" and not inserted:
-            out.append("    points:")
-            out.extend(lines)
-            inserted = True
-    text = "# Proposed by `vlmscale propose`: the finished cells plus the next most informative ones.\n" \
-           + "\n".join(out) + "\n"
-    from ..spec import parse
-
-    parse(yaml.safe_load(text), "next.yaml")  # what we write must validate
-    return text
 
 
 def format_analysis(a: Analysis) -> str:
@@ -269,7 +186,7 @@ def format_analysis(a: Analysis) -> str:
         lines.append(f"next {len(a.picks)} runs (most frontier uncertainty removed per training FLOP):")
         for p in a.picks:
             c = p.candidate
-            lines.append(f"  {cell_key(c.llm, c.visual_tokens, c.compressor, 'x', 0).rsplit('-x-', 1)[0]:<28} {p.reason}")
+            lines.append(f"  {c.name:<28} {p.reason}")
     return "\n".join(lines)
 
 
@@ -286,24 +203,9 @@ def nan_to_none(value: Any) -> Any:
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
-def load_source(source: str, metric: str = "error", storage: str | None = None, kind: str | None = None,
-                inputs: tuple[str, str] = VLM_INPUTS, group: str | None = None):
-    """(experiment or None, its spec document or None, [(group label, observations)]) from an
-    experiment's name or spec file (one group), or a CSV/Parquet table (one group per ``group`` value)."""
-    if source.endswith(TABLE_SUFFIXES):
-        df = load_table(source)
-        return None, None, [(label, observations_from_table(rows, source, metric, kind, inputs))
-                            for label, rows in groups_of(df, group, source)]
-    if inputs != VLM_INPUTS or group is not None:
-        raise SpecError("--inputs and --group apply to a table (CSV or Parquet); an experiment's inputs are N and V")
-    import json
-
-    from ..results import locate, rows
-
-    exp, exp_dir = locate(source, storage)
-    if exp_dir.manifest.is_file():
-        manifest = json.loads(exp_dir.manifest.read_text())
-        spec_doc = yaml.safe_load(manifest["spec_yaml"]) if "spec_yaml" in manifest else manifest["spec"]
-    else:
-        spec_doc = yaml.safe_load(Path(source).read_text())
-    return exp, spec_doc, [("all", observations_from_rows(rows(exp, exp_dir), metric, kind))]
+def table_groups(source: str, metric: str = "error", kind: str | None = None,
+                 inputs: tuple[str, str] = VLM_INPUTS, group: str | None = None) -> list[tuple[str, Observations]]:
+    """[(group label, observations)] of a CSV/Parquet table, one group per ``group`` value."""
+    df = load_table(source)
+    return [(label, observations_from_table(rows, source, metric, kind, inputs))
+            for label, rows in groups_of(df, group, source)]

@@ -4,6 +4,9 @@
     latency[:B]    C(N, V) = exp L(log N, log V)                     seconds of one prefill at batch B
     memory[:B]     C(N, V) = exp M(log N, log V)                     peak bytes of prefill + decode
 
+Every model implements :class:`CostModel`; ``COST_MODELS`` is the registry that ``--cost`` parses
+and the docs list. A model is one :class:`CostKind` registered here plus the class it builds.
+
 L and M interpolate the table ``vlmscale profile`` measured (one row per LLM size × V at that
 batch): piecewise bilinear in (log N, log V) over the profiled grid, i.e. a power law between
 neighbouring points; beyond the grid the edge cells are continued linearly, but no further than
@@ -19,18 +22,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-from workloads.cost import llm_prefill_flops
+from ..errors import TableError
 
 MARGIN = 1.5
 MEASURED = {"latency": ("prefill_latency_s", "s"), "memory": ("peak_memory_bytes", "bytes")}
 
 
-class OutsideTable(ValueError):
+class CostError(TableError, ValueError):
+    """A cost model that cannot be built as asked (its name, or the profile it needs)."""
+
+
+class OutsideTable(CostError):
     """A cost asked for far outside what was profiled."""
+
+
+class CostModel(Protocol):
+    """What the frontier and the proposals need of an inference cost C(N, V)."""
+
+    name: str  # as --cost names it: flops, latency:1, ...
+    unit: str
+    label: str  # for tables and axes
+
+    @property
+    def linear_text_tokens(self) -> float | None:
+        """Q when C = 2·N·(Q + V) + F₀ — where a law form's closed-form V* applies — else None."""
+
+    def __call__(self, n, v) -> np.ndarray:
+        """C(N, V) elementwise; refuses (:class:`OutsideTable`) what it cannot price."""
+
+    def price(self, nv: np.ndarray) -> np.ndarray:
+        """The cost of each (N, V) row; inf where it cannot price it."""
+
+    def max_n(self, budget: float, v: np.ndarray, n_range: tuple[float, float]) -> np.ndarray:
+        """The largest N in ``n_range`` with C(N, v) ≤ budget; below n_range[0] or NaN: infeasible."""
+
+    def bounds(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The N and V ranges it answers for."""
+
+
+def llm_prefill_flops(llm_params, visual_tokens, text_tokens: float):
+    """``2 · N · (Q + V)``: the LLM's prefill over Q text and V visual tokens; elementwise on arrays."""
+    return 2 * llm_params * (text_tokens + visual_tokens)
 
 
 @dataclass(frozen=True)
@@ -44,8 +80,15 @@ class FlopsCost:
     def label(self) -> str:
         return f"inference FLOPs (Q = {self.text_tokens:g})"
 
+    @property
+    def linear_text_tokens(self) -> float:
+        return self.text_tokens
+
     def __call__(self, n, v):
         return llm_prefill_flops(np.asarray(n, float), np.asarray(v, float), self.text_tokens) + self.fixed_flops
+
+    def price(self, nv: np.ndarray) -> np.ndarray:
+        return self(nv[:, 0], nv[:, 1])
 
     def max_n(self, budget: float, v: np.ndarray, n_range: tuple[float, float]) -> np.ndarray:
         """The largest N ≤ n_range[1] with cost(N, v) ≤ budget (below n_range[0]: infeasible)."""
@@ -99,10 +142,22 @@ class MeasuredCost:
                     f"[{grid[0]:.4g}, {grid[-1]:.4g}] by more than {self.margin:g}x; {hint} and run "
                     f"`vlmscale profile` again, or use --cost flops")
 
+    @property
+    def linear_text_tokens(self) -> None:
+        return None
+
     def __call__(self, n, v):
         n, v = np.broadcast_arrays(np.asarray(n, float), np.asarray(v, float))
         self._check(n, v)
         return np.exp(self._log_cost(n, v))
+
+    def price(self, nv: np.ndarray) -> np.ndarray:
+        (n_lo, n_hi), (v_lo, v_hi) = self.bounds()
+        inside = (nv[:, 0] >= n_lo) & (nv[:, 0] <= n_hi) & (nv[:, 1] >= v_lo) & (nv[:, 1] <= v_hi)
+        out = np.full(len(nv), np.inf)
+        if inside.any():
+            out[inside] = self(nv[inside, 0], nv[inside, 1])
+        return out
 
     @cached_property
     def _interpolator(self):
@@ -134,20 +189,9 @@ class MeasuredCost:
         return np.where(fits_lo, out, np.nan)
 
 
-def as_cost(cost: "float | FlopsCost | MeasuredCost") -> "FlopsCost | MeasuredCost":
+def as_cost(cost: "float | CostModel", fixed_flops: float = 0.0) -> CostModel:
     """A number is Q, the text tokens of the FLOPs model (what the frontier took before cost models)."""
-    return FlopsCost(float(cost)) if isinstance(cost, (int, float)) else cost
-
-
-def parse_cost(text: str | None) -> tuple[str, int | None]:
-    """``flops`` | ``latency`` | ``latency:8`` | ``memory[:B]`` → (kind, batch or None)."""
-    text = (text or "flops").strip()
-    kind, _, batch = text.partition(":")
-    if kind not in ("flops", *MEASURED) or (kind == "flops" and batch):
-        raise ValueError(f"--cost {text!r}: choose flops, latency[:BATCH] or memory[:BATCH]")
-    if batch and (not batch.isdigit() or int(batch) < 1):
-        raise ValueError(f"--cost {text!r}: the batch size after ':' must be a positive integer")
-    return kind, int(batch) if batch else None
+    return FlopsCost(float(cost), fixed_flops) if isinstance(cost, (int, float)) else cost
 
 
 def measured_cost(rows: Iterable[dict[str, Any]], kind: str, batch_size: int | None = None,
@@ -157,11 +201,11 @@ def measured_cost(rows: Iterable[dict[str, Any]], kind: str, batch_size: int | N
     column = MEASURED[kind][0]
     rows = [r for r in rows if r.get(column) is not None]
     if not rows:
-        raise ValueError(f"the profile has no {column} values")
+        raise CostError(f"the profile has no {column} values")
     batches = sorted({int(r["batch_size"]) for r in rows})
     b = batch_size if batch_size is not None else batches[0]
     if b not in batches:
-        raise ValueError(f"batch size {b} was not profiled (profiled: {', '.join(map(str, batches))}); "
+        raise CostError(f"batch size {b} was not profiled (profiled: {', '.join(map(str, batches))}); "
                          "add it to spec.profile.batch_sizes and run `vlmscale profile` again")
     comps = list(dict.fromkeys(str(r["compressor"]) for r in rows))
     comp = compressor if compressor in comps else comps[0]
@@ -169,7 +213,7 @@ def measured_cost(rows: Iterable[dict[str, Any]], kind: str, batch_size: int | N
     ns = np.array(sorted({float(r["llm_params"]) for r in sel}))
     vs = np.array(sorted({float(r["visual_tokens"]) for r in sel}))
     if len(ns) < 2 or len(vs) < 2:
-        raise ValueError(f"a {kind} model needs at least two LLM sizes and two visual-token counts in the profile "
+        raise CostError(f"a {kind} model needs at least two LLM sizes and two visual-token counts in the profile "
                          f"(have {len(ns)} and {len(vs)})")
     table = np.full((len(ns), len(vs)), np.nan)
     for r in sel:
@@ -178,7 +222,7 @@ def measured_cost(rows: Iterable[dict[str, Any]], kind: str, batch_size: int | N
         table[i, j] = value if np.isnan(table[i, j]) else np.median([table[i, j], value])
     if np.isnan(table).any() or (table <= 0).any():
         i, j = np.argwhere(~(table > 0))[0]
-        raise ValueError(f"the profile misses N = {ns[i]:.4g}, V = {vs[j]:g} at batch {b} ({comp}): "
+        raise CostError(f"the profile misses N = {ns[i]:.4g}, V = {vs[j]:g} at batch {b} ({comp}): "
                          "run `vlmscale profile` again to complete it")
     log_table = np.maximum.accumulate(np.maximum.accumulate(np.log(table), axis=0), axis=1)
     devices = list(dict.fromkeys(str(r.get("device", "?")) for r in sel))
@@ -250,3 +294,68 @@ def ratios(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "latency_low_s": float(lo["prefill_latency_s"]), "latency_high_s": float(hi["prefill_latency_s"]),
                     "latency_ratio": lat, "flops_ratio": flops, "latency_over_flops": lat / flops})
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the registry: what --cost names
+
+
+@dataclass(frozen=True)
+class CostKind:
+    name: str
+    syntax: str  # as --cost takes it
+    summary: str
+    batched: bool  # takes ":BATCH"
+    profiled: bool  # needs `vlmscale profile`'s table
+
+    def build(self, batch: int | None, text_tokens: float, rows: list[dict[str, Any]] | None,
+              compressor: str | None) -> CostModel:
+        if self.profiled:
+            return measured_cost(rows or [], self.name, batch, compressor)
+        return FlopsCost(text_tokens)
+
+
+COST_MODELS: dict[str, CostKind] = {k.name: k for k in (
+    CostKind("flops", "flops", "2·N·(Q + V): the LLM's prefill FLOPs (the study's cost)", False, False),
+    CostKind("latency", "latency[:BATCH]", "measured prefill latency at a batch size, interpolated in log N, log V",
+             True, True),
+    CostKind("memory", "memory[:BATCH]", "measured peak memory of prefill and decode at a batch size", True, True),
+)}
+
+
+def parse_cost(text: str | None) -> tuple[str, int | None]:
+    """``flops`` | ``latency`` | ``latency:8`` | ``memory[:B]`` → (kind, batch or None)."""
+    text = (text or "flops").strip()
+    name, _, batch = text.partition(":")
+    kind = COST_MODELS.get(name)
+    if kind is None or (batch and not kind.batched):
+        syntaxes = [k.syntax for k in COST_MODELS.values()]
+        raise CostError(f"--cost {text!r}: choose {', '.join(syntaxes[:-1])} or {syntaxes[-1]}")
+    if batch and (not batch.isdigit() or int(batch) < 1):
+        raise CostError(f"--cost {text!r}: the batch size after ':' must be a positive integer")
+    return name, int(batch) if batch else None
+
+
+def cost_models(text: str | None, text_tokens: float, profile: dict[str, Any] | None, compressor: str | None,
+                compare_all: bool = False, where: str = "the experiment") -> tuple[CostModel, tuple[CostModel, ...]]:
+    """The frontier's cost model named by ``text`` (--cost), and the models to draw beside it — with
+    ``compare_all`` (reports), FLOPs and the latency of every profiled batch size. ``profile``: the
+    stored profile (``vlmscale profile``), or None."""
+    name, batch = parse_cost(text)
+    kind = COST_MODELS[name]
+    if kind.profiled and profile is None:
+        raise CostError(f"--cost {text}: no inference profile for {where}: run `vlmscale profile` on the "
+                        "experiment's spec first (or use --cost flops)")
+    rows = profile["rows"] if profile is not None else None
+    cost = kind.build(batch, text_tokens, rows, compressor)
+    compare = []
+    if compare_all and profile is not None:
+        for other_kind, b in [(COST_MODELS["flops"], None)] + [(COST_MODELS["latency"], b)
+                                                               for b in profile["settings"]["batch_sizes"]]:
+            try:
+                other = other_kind.build(b, text_tokens, rows, compressor)
+            except CostError:  # e.g. a single LLM size profiled: nothing to interpolate
+                continue
+            if other.name != cost.name:
+                compare.append(other)
+    return cost, tuple(compare)

@@ -34,6 +34,11 @@ class Candidate:
     visual_tokens: int
     compressor: str
     cost: float  # training cost (FLOPs or any consistent unit)
+    label: str = ""  # how listings name it (an experiment's cell key, less task and seed)
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.llm} V={self.visual_tokens} {self.compressor}"
 
 
 @dataclass(frozen=True)

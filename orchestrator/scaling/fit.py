@@ -32,7 +32,64 @@ import numpy as np
 from .forms import FORMS, METRIC_KINDS, FitError, LawForm, predict, reference_point
 
 HUBER_DELTA = 1e-3
-LOSSES = ("squared", "huber_log")
+
+
+# ------------------------------------------------------------------------------------------------
+# losses: what the fit minimises (a registry: the spec's fit.loss and the CLI's --loss list it)
+
+
+class Loss:
+    name: str
+    summary: str
+
+    def residuals(self, pred, jac, e, w):
+        """(residuals [B, n], their Jacobian [B, n, k], IRLS weights) at predictions ``pred``."""
+        raise NotImplementedError
+
+    def cost(self, r, w) -> np.ndarray:
+        raise NotImplementedError
+
+    def objective(self, r, w, sse: float) -> float:
+        """The minimised objective at the fit, as reported (``sse``: Σ (ê − e)² of the reported law)."""
+        return float(self.cost(r, w)[0])
+
+
+class Squared(Loss):
+    name, summary = "squared", "Σ (ê − e)²: least squares in the metric's units"
+
+    def residuals(self, pred, jac, e, w):
+        return pred - e, jac, w
+
+    def cost(self, r, w):
+        return 0.5 * np.sum(w * r * r, axis=-1)
+
+    def objective(self, r, w, sse):
+        return 0.5 * sse
+
+
+class HuberLog(Loss):
+    name, summary = "huber_log", f"Σ Huber_δ(log ê − log e), δ = {HUBER_DELTA:g} (Chinchilla's approach 3)"
+
+    def residuals(self, pred, jac, e, w):
+        pred = np.maximum(pred, 1e-300)
+        r = np.log(pred) - np.log(e)
+        huber = np.where(np.abs(r) <= HUBER_DELTA, 1.0, HUBER_DELTA / np.maximum(np.abs(r), 1e-300))
+        return r, jac / pred[..., None], w * huber
+
+    def cost(self, r, w):
+        a = np.abs(r)
+        rho = np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+        return np.sum(w * rho, axis=-1)
+
+
+LOSSES: dict[str, Loss] = {loss.name: loss for loss in (Squared(), HuberLog())}
+
+
+def _loss(name: str) -> Loss:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise FitError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -103,24 +160,11 @@ def check_data(n, v, e, form: str, kind: str = "error") -> tuple[np.ndarray, np.
 
 def _objective(law: LawForm, z, x, y, e, w, loss: str):
     """Residuals [B, n], their Jacobian [B, n, k] and the IRLS weights for ``loss``."""
-    pred = law.predict_z(z, x, y)
-    jac = law.jac_z(z, x, y)
-    if loss == "squared":
-        return pred - e, jac, w
-    if loss == "huber_log":
-        pred = np.maximum(pred, 1e-300)
-        r = np.log(pred) - np.log(e)
-        huber = np.where(np.abs(r) <= HUBER_DELTA, 1.0, HUBER_DELTA / np.maximum(np.abs(r), 1e-300))
-        return r, jac / pred[..., None], w * huber
-    raise FitError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    return _loss(loss).residuals(law.predict_z(z, x, y), law.jac_z(z, x, y), e, w)
 
 
 def _cost(r, w, loss: str) -> np.ndarray:
-    if loss == "squared":
-        return 0.5 * np.sum(w * r * r, axis=-1)
-    a = np.abs(r)
-    rho = np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
-    return np.sum(w * rho, axis=-1)
+    return _loss(loss).cost(r, w)
 
 
 def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
@@ -185,8 +229,7 @@ def _best_of(law, x, y, e, w_one: np.ndarray, starts: np.ndarray, loss: str) -> 
 
 def _fit_z(form: str, n, v, e, loss: str, n0: float, v0: float) -> np.ndarray:
     law = FORMS[form]
-    if loss not in LOSSES:
-        raise FitError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    _loss(loss)
     x, y = np.log(n / n0), np.log(v / v0)
     return _best_of(law, x, y, e, np.ones(len(e)), np.array(law.starts(e)), loss)
 
@@ -237,7 +280,7 @@ def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootst
     residuals = predict(form, params, n, v) - e
     sse = float(np.sum(residuals ** 2))
     r, _, w = _objective(law, z[None], x, y, e, np.ones((1, len(e))), loss)
-    objective = float(_cost(r, w, loss)[0]) if loss == "huber_log" else 0.5 * sse
+    objective = _loss(loss).objective(r, w, sse)
     spread = float(np.sum((e - e.mean()) ** 2))
     r2 = 1.0 - sse / spread if spread > 0 else float("nan")
 

@@ -8,6 +8,9 @@ Each form works on an internal parameter vector z over normalised coordinates
 x = log(x₁/x₁₀), y = log(x₂/x₂₀) (x₁₀, x₂₀ the geometric means of the data, for conditioning),
 coefficients as logarithms; ``to_params``/``from_params`` convert to and from original units.
 The metric is an error rate in (0, 1) or a loss (any positive value): ``METRIC_KINDS``.
+
+``FORMS`` is the registry: a form is one :class:`LawForm` subclass registered here, and the
+spec's ``fit.form``, the CLI's ``--form`` and the reference docs list what it holds.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import TableError
+
 EXPONENT_MAX = 3.0
 LOG_COEF = (-30.0, 10.0)
 
 
-class FitError(ValueError):
+class FitError(TableError, ValueError):
     """The data cannot identify the law; the message says why and what would."""
 
 
@@ -43,6 +48,17 @@ class LawForm:
     name: str
     params: tuple[str, ...]
     equation: str
+    summary: str = ""
+
+    def predict(self, p: dict[str, float], n: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The law in original units, elementwise over arrays."""
+        raise NotImplementedError
+
+    def optimal_visual_tokens(self, p: dict[str, float], text_tokens: float, v_min: float, v_max: float
+                              ) -> float | None:
+        """V* at a binding FLOPs budget 2·N·(Q + V) + F₀, in closed form, clipped to [v_min, v_max];
+        None for a form without one (the frontier's numerical search still applies)."""
+        return None
 
     def predict_z(self, z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -69,8 +85,27 @@ def reference_point(n, v) -> tuple[float, float]:
     return float(np.exp(np.log(np.asarray(n, float)).mean())), float(np.exp(np.log(np.asarray(v, float)).mean()))
 
 
+def closed_form_visual_tokens(alpha: float, beta: float, text_tokens: float, v_min: float, v_max: float) -> float:
+    """V* of the multiplicative law at a binding FLOPs budget, clipped to [v_min, v_max].
+
+    With N = (C − F₀) / (2(Q + V)): log error(V) = const + α·log(Q + V) − β·log V, so
+    V* = β·Q / (α − β) for α > β, independent of C; the largest V when α ≤ β, the smallest when Q = 0.
+    """
+    if alpha <= beta:
+        return v_max
+    if text_tokens <= 0:
+        return v_min
+    return float(np.clip(beta * text_tokens / (alpha - beta), v_min, v_max))
+
+
 class Multiplicative(LawForm):
     # z = (log a', α, β, d);  ê = exp(log a' − α x − β y) + d,  a = a' · N0^α · V0^β
+
+    def predict(self, p, n, v):
+        return p["a"] * n ** -p["alpha"] * v ** -p["beta"] + p["d"]
+
+    def optimal_visual_tokens(self, p, text_tokens, v_min, v_max):
+        return closed_form_visual_tokens(p["alpha"], p["beta"], text_tokens, v_min, v_max)
 
     def predict_z(self, z, x, y):
         z = z[..., None]
@@ -104,6 +139,9 @@ class Multiplicative(LawForm):
 class Additive(LawForm):
     # z = (log A', α, log B', β, d);  ê = exp(log A' − α x) + exp(log B' − β y) + d
 
+    def predict(self, p, n, v):
+        return p["A"] * n ** -p["alpha"] + p["B"] * v ** -p["beta"] + p["d"]
+
     def predict_z(self, z, x, y):
         z = z[..., None]
         return np.exp(z[..., 0, :] - z[..., 1, :] * x) + np.exp(z[..., 2, :] - z[..., 3, :] * y) + z[..., 4, :]
@@ -135,16 +173,27 @@ class Additive(LawForm):
                          p["beta"], p["d"]])
 
 
-FORMS: dict[str, LawForm] = {
-    "multiplicative": Multiplicative("multiplicative", ("a", "alpha", "beta", "d"), "error = a * N^-alpha * V^-beta + d"),
-    "additive": Additive("additive", ("A", "alpha", "B", "beta", "d"), "error = A * N^-alpha + B * V^-beta + d"),
-}
+FORMS: dict[str, LawForm] = {}
+
+
+def register(form: LawForm) -> LawForm:
+    FORMS[form.name] = form
+    return form
+
+
+register(Multiplicative("multiplicative", ("a", "alpha", "beta", "d"), "error = a * N^-alpha * V^-beta + d",
+                        "the study's law (Li et al. 2025), the default"))
+register(Additive("additive", ("A", "alpha", "B", "beta", "d"), "error = A * N^-alpha + B * V^-beta + d",
+                  "Chinchilla's form: each input's term falls on its own"))
+
+
+def law(form: str) -> LawForm:
+    try:
+        return FORMS[form]
+    except KeyError:
+        raise FitError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}") from None
+
+
 def predict(form: str, params: dict[str, float], n, v) -> np.ndarray:
-    """The law in original units, elementwise over arrays."""
-    n, v = np.asarray(n, dtype=float), np.asarray(v, dtype=float)
-    p = params
-    if form == "multiplicative":
-        return p["a"] * n ** -p["alpha"] * v ** -p["beta"] + p["d"]
-    if form == "additive":
-        return p["A"] * n ** -p["alpha"] + p["B"] * v ** -p["beta"] + p["d"]
-    raise FitError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}")
+    """The law ``form`` in original units, elementwise over arrays."""
+    return law(form).predict(params, np.asarray(n, dtype=float), np.asarray(v, dtype=float))

@@ -13,9 +13,9 @@ independent of C; with Q = 0 (or α ≤ β) the error is monotone in V and the o
 smallest (largest) V allowed. The numerical search below handles any law form and the bounds of
 what can be run (N and V ranges); the discrete optimum picks among the cells the user can train.
 
-The cost need not be FLOPs: any model from :mod:`.cost` (a measured latency or memory table)
-serves, through its ``max_n(budget, V)`` — the largest LLM that fits the budget at V. Only the
-FLOPs model has the closed-form V*.
+The cost need not be FLOPs: any :class:`.cost.CostModel` (a measured latency or memory table)
+serves, through its ``max_n(budget, V)`` — the largest LLM that fits the budget at V. A closed-form
+V* needs a law form that has one and a cost linear in Q + V (the FLOPs model).
 """
 
 from __future__ import annotations
@@ -24,26 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.cost import llm_prefill_flops
-
-from .cost import FlopsCost, MeasuredCost, as_cost
+from .cost import as_cost, llm_prefill_flops
 from .fit import Fit
-from .forms import predict
+from .forms import law, predict
 
 GRID_POINTS = 2001
 
 
 def inference_flops(n, v, text_tokens: float, fixed_flops: float = 0.0):
     return llm_prefill_flops(np.asarray(n, float), np.asarray(v, float), text_tokens) + fixed_flops
-
-
-def closed_form_visual_tokens(alpha: float, beta: float, text_tokens: float, v_min: float, v_max: float) -> float:
-    """V* of the multiplicative law at a binding budget (see module docstring), clipped to [v_min, v_max]."""
-    if alpha <= beta:
-        return v_max
-    if text_tokens <= 0:
-        return v_min
-    return float(np.clip(beta * text_tokens / (alpha - beta), v_min, v_max))
 
 
 @dataclass(frozen=True)
@@ -98,7 +87,7 @@ def optimum(form: str, params_list: list[dict[str, float]], budget: float, cost,
     Searches V on a fine log grid; N takes the rest of the budget, capped at n_range[1]. Budgets
     too small for (n_min, v_min) give NaN.
     """
-    model = FlopsCost(float(cost), fixed_flops) if isinstance(cost, (int, float)) else cost
+    model = as_cost(cost, fixed_flops)
     v = np.exp(np.linspace(np.log(v_range[0]), np.log(v_range[1]), GRID_POINTS))
     n = model.max_n(budget, v, n_range)
     with np.errstate(invalid="ignore"):
@@ -131,8 +120,8 @@ def frontier(fit: Fit, budgets, text_tokens, n_range: tuple[float, float], v_ran
     ``text_tokens``: Q of the FLOPs model, or a cost model (:mod:`.cost`). ``trained``: the (N, V)
     observed. A point whose N* or V* lies outside their range is marked extrapolated, and the
     best runnable cell says whether it was trained or is only a candidate."""
-    model = FlopsCost(float(text_tokens), fixed_flops) if isinstance(text_tokens, (int, float)) else text_tokens
-    q = model.text_tokens if isinstance(model, FlopsCost) else float("nan")
+    model = as_cost(text_tokens, fixed_flops)
+    q = model.linear_text_tokens
     boot = fit.bootstrap_params()[:max_bootstrap]
     seen = {(float(a), float(b)) for a, b in trained or []}
     n_seen = (min(a for a, _ in seen), max(a for a, _ in seen)) if seen else n_range
@@ -144,7 +133,7 @@ def frontier(fit: Fit, budgets, text_tokens, n_range: tuple[float, float], v_ran
         best = None
         if runnable:
             cand = np.array(runnable, float)
-            ok = priced(model, cand) <= c
+            ok = model.price(cand) <= c
             if ok.any():
                 errs = np.where(ok, fit.predict(cand[:, 0], cand[:, 1]), np.inf)
                 i = int(np.argmin(errs))
@@ -155,11 +144,14 @@ def frontier(fit: Fit, budgets, text_tokens, n_range: tuple[float, float], v_ran
                                     _ci(bv, fit.ci_level), _ci(be, fit.ci_level), best, outside,
                                     None if best is None else (best[0], best[1]) in seen))
     v_star = v_star_ci = None
-    if fit.form == "multiplicative" and isinstance(model, FlopsCost):  # the closed form is the FLOPs model's
-        v_star = closed_form_visual_tokens(fit.params["alpha"], fit.params["beta"], q, *v_range)
-        samples = np.array([closed_form_visual_tokens(p["alpha"], p["beta"], q, *v_range) for p in boot])
+    form = law(fit.form)
+    if q is not None:  # a cost linear in Q + V: the law form's closed-form V*, if it has one
+        v_star = form.optimal_visual_tokens(fit.params, q, *v_range)
+    if v_star is not None:
+        samples = np.array([form.optimal_visual_tokens(p, q, *v_range) for p in boot])
         v_star_ci = _ci(samples, fit.ci_level) if len(samples) else None
-    return Frontier(fit.form, q, v_star, v_star_ci, tuple(points), model.name, model.unit, model.label)
+    return Frontier(fit.form, float("nan") if q is None else q, v_star, v_star_ci, tuple(points), model.name,
+                    model.unit, model.label)
 
 
 def compare_frontiers(fit: Fit, base: Frontier, base_cost, other, n_range: tuple[float, float],
@@ -172,7 +164,7 @@ def compare_frontiers(fit: Fit, base: Frontier, base_cost, other, n_range: tuple
     for p in base.points:
         if not (np.isfinite(p.n) and np.isfinite(p.v)):
             continue
-        price = priced(other, np.array([[p.n, p.v]]))[0]
+        price = other.price(np.array([[p.n, p.v]]))[0]
         if not np.isfinite(price):
             continue
         n2, v2, e2 = optimum(fit.form, [fit.params], float(price), other, n_range, v_range)
@@ -203,28 +195,15 @@ def compare_frontiers(fit: Fit, base: Frontier, base_cost, other, n_range: tuple
     return summary
 
 
-def priced(model, nv: np.ndarray) -> np.ndarray:
-    """The cost of each (N, V) row; inf where a measured model cannot price it (too far outside its table)."""
-    if isinstance(model, MeasuredCost):
-        (n_lo, n_hi), (v_lo, v_hi) = model.bounds()
-        inside = (nv[:, 0] >= n_lo) & (nv[:, 0] <= n_hi) & (nv[:, 1] >= v_lo) & (nv[:, 1] <= v_hi)
-        out = np.full(len(nv), np.inf)
-        if inside.any():
-            out[inside] = model(nv[inside, 0], nv[inside, 1])
-        return out
-    return model(nv[:, 0], nv[:, 1])
-
-
 def default_budgets(n_range: tuple[float, float], v_range: tuple[float, float], text_tokens,
                     count: int = 8, fixed_flops: float = 0.0) -> np.ndarray:
     """Log-spaced budgets from the cheapest to the most expensive runnable configuration
     (``text_tokens``: Q of the FLOPs model, or a cost model)."""
-    model = FlopsCost(float(text_tokens), fixed_flops) if isinstance(text_tokens, (int, float)) else text_tokens
+    model = as_cost(text_tokens, fixed_flops)
     lo = float(model(n_range[0], v_range[0]))
     hi = float(model(n_range[1], v_range[1]))
     return np.exp(np.linspace(np.log(lo), np.log(hi), count))
 
 
-__all__ = ["Frontier", "FrontierPoint", "as_cost", "closed_form_visual_tokens", "compare_frontiers",
-           "default_budgets", "frontier",
-           "inference_flops", "optimum", "priced"]
+__all__ = ["Frontier", "FrontierPoint", "compare_frontiers", "default_budgets", "frontier", "inference_flops",
+           "optimum"]

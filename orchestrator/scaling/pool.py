@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..spec import SpecError
+from ..errors import TableError
 from .design import design_pool
 from .forms import FORMS
 from .table import evaluate_cost, groups_of, numeric, require_columns
@@ -51,9 +51,9 @@ def parse_budget(value: str | None) -> tuple[float | None, bool]:
         else:
             amount, fraction = float(text), False
     except ValueError:
-        raise SpecError(f"--budget {value!r}: give a cost (e.g. 3e18) or a share of the pool's cost (e.g. 10%)") from None
+        raise TableError(f"--budget {value!r}: give a cost (e.g. 3e18) or a share of the pool's cost (e.g. 10%)") from None
     if not amount > 0:
-        raise SpecError(f"--budget {value!r} must be positive")
+        raise TableError(f"--budget {value!r} must be positive")
     return amount, fraction
 
 
@@ -63,7 +63,7 @@ def propose_from_pool(pool, source: str, inputs: tuple[str, str], metric: str, c
                       ) -> tuple[list[PoolPick], list[GroupBudget]]:
     """Up to ``k`` picks per group (see module docstring) and each group's budget accounting."""
     if form not in FORMS:
-        raise SpecError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}")
+        raise TableError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}")
     require_columns(pool, list(inputs), source)
     if target is not None:
         require_columns(target, list(inputs) + ([group] if group else []), "--target")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..spec import SpecError
+from ..errors import TableError
 
 VLM_INPUTS = ("llm_params", "visual_tokens")
 _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
@@ -29,13 +29,13 @@ def load_table(path: str | Path):
 
     p = Path(path)
     if not p.is_file():
-        raise SpecError(f"{p}: no such file")
+        raise TableError(f"{p}: no such file")
     try:
         if p.suffix in (".parquet", ".pq"):
             return pd.read_parquet(p)
         return pd.read_csv(p)
     except Exception as e:  # pandas raises many types; the user needs the file and the reason
-        raise SpecError(f"{p}: cannot read it as a {'Parquet' if p.suffix in ('.parquet', '.pq') else 'CSV'} "
+        raise TableError(f"{p}: cannot read it as a {'Parquet' if p.suffix in ('.parquet', '.pq') else 'CSV'} "
                         f"table ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})") from None
 
 
@@ -45,14 +45,14 @@ def parse_inputs(value: str | None) -> tuple[str, str]:
         return VLM_INPUTS
     names = tuple(v.strip() for v in value.split(","))
     if len(names) != 2 or not all(names) or names[0] == names[1]:
-        raise SpecError(f"--inputs {value!r}: name exactly two different columns, e.g. --inputs N,D")
+        raise TableError(f"--inputs {value!r}: name exactly two different columns, e.g. --inputs N,D")
     return names  # type: ignore[return-value]
 
 
 def require_columns(df, columns, source: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise SpecError(f"{source}: missing column(s) {', '.join(missing)}; need {', '.join(columns)} "
+        raise TableError(f"{source}: missing column(s) {', '.join(missing)}; need {', '.join(columns)} "
                         f"(it has {', '.join(map(str, df.columns))})")
 
 
@@ -66,17 +66,17 @@ def numeric(df, columns, source: str, allow_missing: tuple[str, ...] = ()) -> di
         bad = np.isnan(values) & ~(df[c].isna().to_numpy() & (c in allow_missing))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise SpecError(f"{source}: row {row + 1}: column {c} must be a number (got {df[c].iloc[row]!r})")
+            raise TableError(f"{source}: row {row + 1}: column {c} must be a number (got {df[c].iloc[row]!r})")
         out[c] = values
     return out
 
 
 def check_cost_expression(expr: str, columns) -> str:
-    """The expression if it is arithmetic over ``columns``; otherwise a SpecError saying why."""
+    """The expression if it is arithmetic over ``columns``; otherwise a TableError saying why."""
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError:
-        raise SpecError(f"--cost {expr!r}: not an arithmetic expression") from None
+        raise TableError(f"--cost {expr!r}: not an arithmetic expression") from None
     for node in ast.walk(tree):
         if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Load) + _OPERATORS):
             continue
@@ -84,10 +84,10 @@ def check_cost_expression(expr: str, columns) -> str:
             continue
         if isinstance(node, ast.Name):
             if node.id not in set(map(str, columns)):
-                raise SpecError(f"--cost {expr!r}: {node.id!r} is not a column of the pool "
+                raise TableError(f"--cost {expr!r}: {node.id!r} is not a column of the pool "
                                 f"(columns: {', '.join(map(str, columns))})")
             continue
-        raise SpecError(f"--cost {expr!r}: only numbers, column names, + - * / ** and parentheses are allowed "
+        raise TableError(f"--cost {expr!r}: only numbers, column names, + - * / ** and parentheses are allowed "
                         f"(found {type(node).__name__})")
     return expr
 
@@ -100,7 +100,7 @@ def evaluate_cost(df, expr: str, source: str) -> np.ndarray:
         values = np.broadcast_to(values, (len(df),)).astype(float)
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         row = int(np.flatnonzero(~np.isfinite(values) | (values <= 0))[0])
-        raise SpecError(f"{source}: row {row + 1}: cost {expr!r} is {values[row]:g}; every cost must be positive")
+        raise TableError(f"{source}: row {row + 1}: cost {expr!r} is {values[row]:g}; every cost must be positive")
     return values
 
 

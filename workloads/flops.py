@@ -1,6 +1,8 @@
-"""Inference cost model: analytic FLOPs per sample and a measured prefill latency.
+"""What one sample costs at inference, analytically: the FLOPs of a built VLM, part by part.
 
-Pure at import (no torch): the scaling-law frontier uses :func:`llm_prefill_flops`.
+Pure at import (no torch). Logged with every cell (``inference_flops*``); the scaling-law
+engine's FLOPs cost model (orchestrator/scaling/cost.py) prices a grid point with the same
+LLM prefill formula.
 
     LLM prefill        2 · N · (Q + V)          N = LLM non-embedding parameters
     vision encoder     2 · N_vision · T_vision  T_vision = patches (+ class token)
@@ -57,13 +59,12 @@ def model_inference_cost(model, text_tokens: float, question_tokens: float) -> I
     """The analytic cost of one sample for a built :class:`workloads.model.VisionLanguageModel`."""
     from .model import count_parameters, llm_parameter_counts
 
-    vision_cfg = model.vision.config
     patches = model.grid * model.grid
-    # CLIP runs a class token through every layer as well
-    vision_tokens = patches + (1 if getattr(vision_cfg, "model_type", "").startswith("clip") else 0)
-    dim = vision_cfg.hidden_size
+    # CLIP runs a class token through every layer as well (SigLIP has none)
+    embeddings = getattr(model.vision, "vision_model", model.vision).embeddings
+    vision_tokens = patches + (1 if hasattr(embeddings, "class_embedding") else 0)
     llm_n = llm_parameter_counts(model.llm)["non_embedding"]
-    comp = model.compressor.flops_per_image(dim) + 2.0 * count_parameters(model.projector) * model.visual_tokens
+    comp = model.compressor.flops_per_image() + 2.0 * count_parameters(model.projector) * model.visual_tokens
     return inference_cost(llm_n, model.visual_tokens, text_tokens, count_parameters(model.vision), vision_tokens,
                           comp, question_tokens if model.compressor.needs_query else 0.0)
 
@@ -72,21 +73,3 @@ def sample_cost(model, probe) -> InferenceCost:
     """The analytic cost of the first sample of ``probe`` (a collated Batch): its prompt's text
     tokens (placeholders excluded) and, for query-conditioned compressors, its question tokens."""
     return model_inference_cost(model, float(probe.text_tokens[0]), float(probe.query_mask[0].sum()))
-
-
-def measure_prefill_latency(model, batch, repeats: int = 7) -> float:
-    """Median seconds of one prefill forward pass over the first sample of ``batch``, on the model's
-    device: inputs moved there, two warm-up passes, each repeat timed with CUDA events on a GPU (a
-    host clock between device synchronisations elsewhere). Run it under the training autocast."""
-    import torch
-
-    from .device import median_seconds, module_device, to_device
-
-    device = module_device(model)
-    one = to_device({k: v[:1] for k, v in batch.model_inputs().items() if k != "labels"}, device)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        seconds = median_seconds(lambda: model(**one), device, repeats=repeats)
-    model.train(was_training)
-    return seconds

@@ -1,220 +1,14 @@
-"""What each ``vlmscale`` command does, on an ``argparse.Namespace``-like object of its options.
-
-The command line itself (options, help, completion, exit codes) is ``orchestrator.cli``; keeping
-the two apart lets tests and scripts call a command without a shell. Heavy libraries are imported
-inside the commands that need them.
-"""
+"""The commands about the law: fit, frontier, propose, report — over an experiment's ledger or a
+table of runs — and profile, the inference cost they can price frontiers with."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
-
-
-class UsageError(Exception):
-    """Bad input that is not a spec error: reported in one line, exit 2."""
-
-
-def _print_cells(exp) -> None:
-    cells = exp.cells()
-    print(f"{exp.name}: {len(cells)} cells (digest {exp.digest()})")
-    width = max(len(c.key) for c in cells)
-    print(f"  {'cell':<{width}}  {'llm':<20} {'V':>5}  {'compressor':<10} {'task':<8} seed")
-    for c in cells:
-        print(f"  {c.key:<{width}}  {c.llm:<20} {c.visual_tokens:>5}  {c.compressor:<10} {c.task:<8} {c.seed}")
-
-
-def _check_scale(exp, force: bool) -> None:
-    from .limits import check_scale
-
-    check_scale(exp, force)
-
-
-def cmd_validate(a) -> int:
-    from .spec import load
-
-    exp = load(a.file)
-    _check_scale(exp, a.force)
-    if a.format == "json":
-        print(json.dumps({"name": exp.name, "digest": exp.digest(), "cells": [c.params() for c in exp.cells()]},
-                         indent=2))
-    elif a.format == "csv":
-        from .results import render
-
-        sys.stdout.write(render([c.params() for c in exp.cells()], "csv"))
-    else:
-        _print_cells(exp)
-    return 0
-
-
-def cmd_schema(a) -> int:
-    from .spec import json_schema
-
-    print(json.dumps(json_schema(), indent=2))
-    return 0
-
-
-def _run(exp, spec_text: str, a, storage: str) -> int:
-    from .schedule import run_experiment
-
-    if a.rounds is not None and a.rounds < 1:
-        raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
-    if a.plain or not sys.stdout.isatty():
-        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's forwarded warnings without raw colour codes
-    outcome = run_experiment(exp, spec_text, address=a.address, live=None if not a.plain else False,
-                             rounds=a.rounds, storage=storage)
-    print(f"\n{exp.name}: {len(outcome.finished)} cells finished ({len(outcome.skipped)} from before), "
-          f"{len(outcome.errored)} errored, in {outcome.seconds:.0f} s")
-    for key, err in outcome.errored.items():
-        print(f"  {key}: {err}")
-    print(f"results:  vlmscale results {exp.name} --storage {outcome.exp_dir.root.parent}")
-    print(f"MLflow:   {outcome.tracking_uri} (vlmscale ui {exp.name} --storage {outcome.exp_dir.root.parent})")
-    return 0 if not outcome.errored else 1
-
-
-def cmd_run(a) -> int:
-    from .spec import load
-
-    exp = load(a.file)
-    _check_scale(exp, a.force)
-    return _run(exp, Path(a.file).read_text(), a, exp.storage_root(a.storage))
-
-
-def cmd_resume(a) -> int:
-    import yaml
-
-    from .results import locate
-
-    exp, exp_dir = locate(a.name, a.storage)
-    manifest = json.loads(exp_dir.manifest.read_text())
-    return _run(exp, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False), a,
-                str(exp_dir.root.parent))
-
-
-def cmd_results(a) -> int:
-    from .results import locate, render, rows
-
-    exp, exp_dir = locate(a.name, a.storage)
-    sys.stdout.write(render(rows(exp, exp_dir), a.format))
-    return 0
-
-
-def _cluster_experiment(a):
-    """The experiment named on the command line, for cluster commands: a spec file, or a name whose
-    spec is in local storage."""
-    from .results import locate
-
-    exp, _ = locate(a.name, a.storage, require_state=False)
-    from .kube.submit import api_client
-
-    return exp, api_client(a.kubeconfig, a.context)
-
-
-def cmd_render(a) -> int:
-    from .kube.render import render, to_yaml
-    from .spec import load
-
-    exp = load(a.file)
-    _check_scale(exp, a.force)
-    sys.stdout.write(to_yaml(render(exp, a.image, a.namespace)))
-    return 0
-
-
-def cmd_submit(a) -> int:
-    from .spec import load
-    from .kube.submit import api_client, submit
-
-    exp = load(a.file)
-    _check_scale(exp, a.force)
-    if a.rounds is not None:
-        if a.rounds < 1:
-            raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
-        # the rounds are part of the experiment: the RayJob's `vlmscale run` follows the spec it mounts
-        exp = exp.model_copy(update={"spec": exp.spec.model_copy(update={
-            "rounds": exp.spec.rounds.model_copy(update={"count": a.rounds})})})
-    result = submit(exp, api_client(a.kubeconfig, a.context), a.image, a.namespace)
-    verb = "submitted" if result.created else "already submitted (same spec), nothing to do"
-    print(f"{exp.name}: {verb} — rayjob/{result.name} in namespace {result.namespace}")
-    print(f"watch: vlmscale status {a.file} --cluster; vlmscale logs {a.file} --cluster")
-    return 0
-
-
-def cmd_logs(a) -> int:
-    from .kube.submit import logs
-
-    if not a.cluster:
-        raise UsageError("logs are read from the cluster: add --cluster (local runs print to the terminal)")
-    exp, api = _cluster_experiment(a)
-    print(logs(exp, api, a.namespace, a.tail))
-    return 0
-
-
-def cmd_delete(a) -> int:
-    from .kube.submit import delete
-
-    if not a.cluster:
-        raise UsageError("delete removes the experiment from a cluster: add --cluster "
-                         "(a local experiment is a directory under its storage path)")
-    exp, api = _cluster_experiment(a)
-    gone = delete(exp, api, a.namespace)
-    print(f"{exp.name}: deleted {', '.join(gone)}" if gone else f"{exp.name}: nothing to delete")
-    return 0
-
-
-def cmd_status(a) -> int:
-    from .results import locate, render, rows
-
-    if a.cluster:
-        from .kube.submit import status
-
-        exp, api = _cluster_experiment(a)
-        st = status(exp, api, a.namespace)
-        print(f"{exp.name}: job {st['jobStatus']}, deployment {st['deploymentStatus']}"
-              f"{', cluster ' + st['rayCluster'] if st['rayCluster'] else ''}; rayjob/{st['name']} in {st['namespace']}"
-              f"{(' — ' + st['message']) if st['message'] else ''}")
-        return 0
-    exp, exp_dir = locate(a.name, a.storage)
-    table = rows(exp, exp_dir)
-    counts: dict[str, int] = {}
-    for r in table:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    from .calibrate import chosen_lrs
-
-    lrs = chosen_lrs(exp_dir)
-    if a.format == "json":
-        print(json.dumps({"name": exp.name, "state": str(exp_dir.root), "counts": counts, "learning_rates": lrs,
-                          "cells": table}, indent=2))
-        return 0
-    if a.format == "csv":
-        sys.stdout.write(render(table, "csv"))
-        return 0
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    print(f"{exp.name}: {len(table)} cells — {summary}; state in {exp_dir.root}")
-    if lrs:
-        print("calibrated learning rates: " + ", ".join(f"{llm} {lr:.3g}" for llm, lr in lrs.items()))
-    sys.stdout.write(render(table, "table"))
-    return 0
-
-
-def cmd_ui(a) -> int:
-    from .results import locate
-    from .schedule import tracking_target
-
-    exp, exp_dir = locate(a.name, a.storage)
-    uri, _, _ = tracking_target(exp, exp_dir)
-    if not uri.startswith("sqlite:///"):
-        print(f"{exp.name} tracks to {uri}: open that server's UI")
-        return 0
-    mlflow = Path(sys.executable).with_name("mlflow")
-    argv = [str(mlflow) if mlflow.exists() else "mlflow", "ui", "--backend-store-uri", uri,
-            "--host", "127.0.0.1", "--port", str(a.port), "--workers", "1"]
-    print(f"MLflow UI for {exp.name}: http://127.0.0.1:{a.port}", flush=True)
-    os.execvp(argv[0], argv)
-    return 0  # not reached
+from ..errors import UsageError
+from ..results import locate, render, rows
 
 
 def _fit_settings(a, exp) -> None:
@@ -231,9 +25,9 @@ def _fit_settings(a, exp) -> None:
 
 def _analyses(a, k: int = 0, compare_all: bool = False):
     """(experiment or None, its spec document, [(group, observations, analysis)])."""
-    from .results import locate, rows
-    from .scaling.analysis import TABLE_SUFFIXES, analyze, experiment_candidates, load_source
-    from .scaling.table import parse_inputs
+    from ..proposals import experiment_candidates, load_source
+    from ..scaling.analysis import TABLE_SUFFIXES, analyze
+    from ..scaling.table import parse_inputs
 
     located = None if a.source.endswith(TABLE_SUFFIXES) else locate(a.source, a.storage)
     _fit_settings(a, located[0] if located else None)
@@ -251,13 +45,10 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
 
 
 def _cost_models(a, exp, exp_dir, compare_all: bool):
-    from .profiling import cost_models
+    from ..profiling import cost_models
 
-    try:
-        return cost_models(exp, exp_dir, getattr(a, "cost_model", None), a.text_tokens, compare_all,
-                           where=exp.name if exp is not None else a.source)
-    except LookupError as e:
-        raise UsageError(str(e)) from None
+    return cost_models(exp, exp_dir, getattr(a, "cost_model", None), a.text_tokens, compare_all,
+                       where=exp.name if exp is not None else a.source)
 
 
 def _analysis(a, k: int = 0, compare_all: bool = False):
@@ -269,7 +60,7 @@ def _analysis(a, k: int = 0, compare_all: bool = False):
 
 
 def cmd_fit(a) -> int:
-    from .scaling.analysis import format_analysis, nan_to_none
+    from ..scaling.analysis import format_analysis, nan_to_none
 
     _, _, groups = _analyses(a)
     results = {label: analysis for label, _, analysis in groups}
@@ -278,8 +69,6 @@ def cmd_fit(a) -> int:
                else {"group": a.group, "groups": {label: nan_to_none(x.as_dict()) for label, x in results.items()}})
         print(json.dumps(doc, indent=2))
     elif a.format == "csv":  # one row per group and parameter
-        from .results import render
-
         sys.stdout.write(render([{"group": label, "parameter": name, "value": value, "ci_low": x.fit.ci[name][0],
                                   "ci_high": x.fit.ci[name][1], "form": x.fit.form, "metric": x.observations.metric}
                                  for label, x in results.items() for name, value in x.fit.params.items()], "csv"))
@@ -291,8 +80,7 @@ def cmd_fit(a) -> int:
 
 def cmd_frontier(a) -> int:
     """The optimal (N, V) per inference budget under the chosen cost model."""
-    from .results import render
-    from .scaling.analysis import nan_to_none
+    from ..scaling.analysis import nan_to_none
 
     _, _, _, analysis = _analysis(a)
     fr = analysis.frontier
@@ -327,8 +115,9 @@ def _ci_text(lo, hi) -> str:
 
 
 def cmd_propose(a) -> int:
-    from .scaling.analysis import TABLE_SUFFIXES, format_analysis, nan_to_none, next_spec
-    from .layout import atomic_write_text
+    from ..layout import atomic_write_text
+    from ..proposals import next_spec
+    from ..scaling.analysis import TABLE_SUFFIXES, format_analysis, nan_to_none
 
     if a.pool:
         return _propose_from_pool(a)
@@ -339,7 +128,10 @@ def cmd_propose(a) -> int:
         raise UsageError("propose needs an experiment (name or spec file), or --pool TABLE for a table of runs")
     if a.budget is not None and a.budget.strip().endswith("%"):
         raise UsageError("--budget as a share applies to --pool; for an experiment give training FLOPs, e.g. 1e15")
-    a.budget = float(a.budget) if a.budget is not None else None
+    try:
+        a.budget = float(a.budget) if a.budget is not None else None
+    except ValueError:
+        raise UsageError(f"--budget {a.budget!r}: give training FLOPs, e.g. 1e15") from None
     exp, spec_doc, obs, analysis = _analysis(a, a.k)
     if not analysis.picks:
         print("nothing to propose: every candidate cell is done or over --budget")
@@ -349,8 +141,6 @@ def cmd_propose(a) -> int:
     if a.format == "json":
         print(json.dumps({"output": output, **nan_to_none(analysis.as_dict())}, indent=2))
     elif a.format == "csv":
-        from .results import render
-
         sys.stdout.write(render(analysis.as_dict()["proposals"], "csv"))
     else:
         print(format_analysis(analysis))
@@ -360,10 +150,10 @@ def cmd_propose(a) -> int:
 
 def _propose_from_pool(a) -> int:
     """``propose --pool``: the next rows of a table of candidate runs, written as a CSV."""
-    from .layout import atomic_write_text
-    from .scaling.analysis import resolve_kind
-    from .scaling.pool import propose_from_pool
-    from .scaling.table import load_table, parse_inputs
+    from ..layout import atomic_write_text
+    from ..scaling.analysis import resolve_kind
+    from ..scaling.pool import propose_from_pool
+    from ..scaling.table import load_table, parse_inputs
 
     if a.source is not None:
         raise UsageError("give either an experiment or --pool, not both")
@@ -395,7 +185,7 @@ def _propose_from_pool(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .scaling.report import write_report
+    from ..scaling.report import write_report
 
     exp, _, _, analysis = _analysis(a, a.k, compare_all=True)
     written = write_report(analysis, a.output, title=f"{exp.name if exp else a.source}: scaling law")
@@ -405,12 +195,10 @@ def cmd_report(a) -> int:
 
 def cmd_profile(a) -> int:
     """Measure (or reuse) the experiment's inference profile and print it."""
-    from .profiling import run_profile
-    from .results import locate, render
-    from .schedule import check_writable
+    from ..profiling import run_profile
 
     exp, exp_dir = locate(a.file, a.storage, require_state=False)
-    check_writable(exp_dir)
+    exp_dir.check_writable()
     echo = print if a.format == "table" else (lambda line: print(line, file=sys.stderr))
     doc = run_profile(exp, exp_dir, a.address, a.fresh, echo)
     if a.format != "table":

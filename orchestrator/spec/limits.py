@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .spec import Experiment, SpecError
+from ..errors import SpecError
+from .experiment import Experiment
 
 CONFIGMAP_BYTES = 1 << 20  # the API server's limit on a ConfigMap's data
 MAX_SPEC_BYTES = CONFIGMAP_BYTES - 16 * 1024  # room for the object's metadata and the digest annotation

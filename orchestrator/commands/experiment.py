@@ -1,0 +1,132 @@
+"""The commands about an experiment's own state: validate, schema, run, resume, results, status, ui."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+from ..results import locate, render, rows
+from ..spec import json_schema, load
+from ..spec.limits import check_scale
+
+
+def _print_cells(exp) -> None:
+    cells = exp.cells()
+    print(f"{exp.name}: {len(cells)} cells (digest {exp.digest()})")
+    width = max(len(c.key) for c in cells)
+    print(f"  {'cell':<{width}}  {'llm':<20} {'V':>5}  {'compressor':<10} {'task':<8} seed")
+    for c in cells:
+        print(f"  {c.key:<{width}}  {c.llm:<20} {c.visual_tokens:>5}  {c.compressor:<10} {c.task:<8} {c.seed}")
+
+
+def cmd_validate(a) -> int:
+    exp = load(a.file)
+    check_scale(exp, a.force)
+    if a.format == "json":
+        print(json.dumps({"name": exp.name, "digest": exp.digest(), "cells": [c.params() for c in exp.cells()]},
+                         indent=2))
+    elif a.format == "csv":
+        sys.stdout.write(render([c.params() for c in exp.cells()], "csv"))
+    else:
+        _print_cells(exp)
+    return 0
+
+
+def cmd_schema(a) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _run(exp, spec_text: str, a, storage: str) -> int:
+    from ..driver import run_experiment
+
+    if a.rounds is not None and a.rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
+    if a.plain or not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's forwarded warnings without raw colour codes
+    outcome = run_experiment(exp, spec_text, address=a.address, live=None if not a.plain else False,
+                             rounds=a.rounds, storage=storage)
+    print(f"\n{exp.name}: {len(outcome.finished)} cells finished ({len(outcome.skipped)} from before), "
+          f"{len(outcome.errored)} errored, in {outcome.seconds:.0f} s")
+    for key, err in outcome.errored.items():
+        print(f"  {key}: {err}")
+    print(f"results:  vlmscale results {exp.name} --storage {outcome.exp_dir.root.parent}")
+    print(f"MLflow:   {outcome.tracking_uri} (vlmscale ui {exp.name} --storage {outcome.exp_dir.root.parent})")
+    return 0 if not outcome.errored else 1
+
+
+def cmd_run(a) -> int:
+    exp = load(a.file)
+    check_scale(exp, a.force)
+    return _run(exp, Path(a.file).read_text(), a, exp.storage_root(a.storage))
+
+
+def cmd_resume(a) -> int:
+    import yaml
+
+    exp, exp_dir = locate(a.name, a.storage)
+    manifest = json.loads(exp_dir.manifest.read_text())
+    return _run(exp, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False), a,
+                str(exp_dir.root.parent))
+
+
+def cmd_results(a) -> int:
+    exp, exp_dir = locate(a.name, a.storage)
+    sys.stdout.write(render(rows(exp, exp_dir), a.format))
+    return 0
+
+
+def cmd_status(a) -> int:
+    if a.cluster:
+        from ..kube.submit import status
+
+        from .kube import cluster_experiment
+
+        exp, api = cluster_experiment(a)
+        st = status(exp, api, a.namespace)
+        print(f"{exp.name}: job {st['jobStatus']}, deployment {st['deploymentStatus']}"
+              f"{', cluster ' + st['rayCluster'] if st['rayCluster'] else ''}; rayjob/{st['name']} in {st['namespace']}"
+              f"{(' — ' + st['message']) if st['message'] else ''}")
+        return 0
+    exp, exp_dir = locate(a.name, a.storage)
+    table = rows(exp, exp_dir)
+    counts: dict[str, int] = {}
+    for r in table:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    from ..calibrate import chosen_lrs
+
+    lrs = chosen_lrs(exp_dir)
+    if a.format == "json":
+        print(json.dumps({"name": exp.name, "state": str(exp_dir.root), "counts": counts, "learning_rates": lrs,
+                          "cells": table}, indent=2))
+        return 0
+    if a.format == "csv":
+        sys.stdout.write(render(table, "csv"))
+        return 0
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"{exp.name}: {len(table)} cells — {summary}; state in {exp_dir.root}")
+    if lrs:
+        print("calibrated learning rates: " + ", ".join(f"{llm} {lr:.3g}" for llm, lr in lrs.items()))
+    sys.stdout.write(render(table, "table"))
+    return 0
+
+
+def cmd_ui(a) -> int:
+    from ..track import tracking_target
+
+    exp, exp_dir = locate(a.name, a.storage)
+    uri, _, _ = tracking_target(exp, exp_dir)
+    if not uri.startswith("sqlite:///"):
+        print(f"{exp.name} tracks to {uri}: open that server's UI")
+        return 0
+    mlflow = Path(sys.executable).with_name("mlflow")
+    argv = [str(mlflow) if mlflow.exists() else "mlflow", "ui", "--backend-store-uri", uri,
+            "--host", "127.0.0.1", "--port", str(a.port), "--workers", "1"]
+    print(f"MLflow UI for {exp.name}: http://127.0.0.1:{a.port}", flush=True)
+    os.execvp(argv[0], argv)
+    return 0  # not reached
+
+

@@ -1,0 +1,97 @@
+"""Grid points as cells: each with a deterministic, human-readable key and its complete workload
+config — the one place where the spec's blocks become ``workloads.config`` objects."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
+
+from ..errors import SpecError
+from .document import Spec
+
+# spec field → workload field, for the blocks whose names differ; everything else maps by name
+VISION_TO_MODEL = {"model": "vision", "freeze": "freeze_vision", "feature_layer": "vision_feature_layer",
+                   "kv_layers": "kv_layers", "compressor_heads": "compressor_heads"}
+DATA_TO_DATA = ("source", "train_size", "eval_size", "cells", "questions_per_image", "llava_train", "llava_eval",
+                "image_root", "tokenizer")
+TRAINING_DERIVED = ("lr", "threads_per_worker")  # decided per cell below, not copied
+
+
+class _Experiment(Protocol):
+    name: str
+    spec: Spec
+
+
+def slug(value: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")
+    return s or "x"
+
+
+@dataclass(frozen=True)
+class Cell:
+    key: str
+    llm: str
+    visual_tokens: int
+    compressor: str
+    task: str
+    seed: int
+    config: CellConfig
+
+    def params(self) -> dict[str, Any]:
+        return {"cell": self.key, "llm": self.llm, "visual_tokens": self.visual_tokens,
+                "compressor": self.compressor, "task": self.task, "seed": self.seed}
+
+
+def cell_key(llm: str, visual_tokens: int, compressor: str, task: str, seed: int) -> str:
+    """``<llm>-v<V>-<compressor>-<task>-s<seed>``, lowercase [a-z0-9-]; long model ids get a short hash."""
+    llm_part = slug(llm.rsplit("/", 1)[-1])
+    if llm_part != slug(llm) or len(llm_part) > 24:
+        llm_part = f"{llm_part[:24].strip('-')}-{hashlib.sha1(llm.encode()).hexdigest()[:6]}"
+    return f"{llm_part}-v{visual_tokens}-{slug(compressor)}-{slug(task)}-s{seed}"
+
+
+def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = None) -> TrainConfig:
+    """The training config of a cell of ``llm``. With a calibration block its base rate is the one
+    found for ``llm`` (``lrs``; before that, the middle of the range), used as found — no width
+    scaling; workloads.optim turns the base rate into every step's."""
+    fields = s.training.model_dump(exclude=set(TRAINING_DERIVED))
+    cal = s.training.calibration
+    if cal is None:
+        lr = s.training.lr
+    else:
+        lr, fields["lr_reference_width"] = (lrs or {}).get(llm, cal.middle), None
+    threads = s.training.threads_per_worker or max(1, int(s.resources.cpus_per_worker))
+    return TrainConfig(**fields, lr=lr, threads_per_worker=threads, seed=seed)
+
+
+def make_cell(exp: _Experiment, llm: str, v: int, comp: str, task: str, seed: int,
+              vision_path: str | None = None, lrs: dict[str, float] | None = None) -> Cell:
+    """One cell of the experiment — a grid point or a later round's proposal — with its complete
+    workload config. ``vision_path`` replaces the vision preset by its pretrained copy; ``lrs``
+    holds the calibrated learning rate per LLM."""
+    s = exp.spec
+    key = cell_key(llm, v, comp, task, seed)
+    vision = {dst: getattr(s.vision, src) for src, dst in VISION_TO_MODEL.items()}
+    vision["vision"] = vision_path or vision["vision"]
+    vision["kv_layers"] = tuple(vision["kv_layers"])
+    fault = s.fault_injection
+    config = CellConfig(
+        model=ModelConfig(llm=llm, compressor=comp, visual_tokens=v, **vision),
+        data=DataConfig(tasks=(task,), seed=seed, **{f: getattr(s.data, f) for f in DATA_TO_DATA}),
+        train=train_config(s, llm, seed, lrs),
+        fault=FaultConfig(fault.step, fault.during) if fault and key in fault.cells else None,
+    )
+    return Cell(key, llm, v, comp, task, seed, config)
+
+
+def expand(exp: _Experiment, vision_path: str | None = None, lrs: dict[str, float] | None = None) -> list[Cell]:
+    """Every grid point as a :class:`Cell` (see :func:`make_cell`)."""
+    cells = [make_cell(exp, *point, vision_path=vision_path, lrs=lrs) for point in exp.spec.grid.combinations()]
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        raise SpecError(f"{exp.name}: two grid points map to the same cell key; rename an LLM")
+    return cells

@@ -1,0 +1,54 @@
+"""The ``spec`` section: every block, and the checks that span blocks (tasks, batch split, V)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from workloads.compressors import VisualTokenError, check_visual_tokens
+from workloads.data.synthetic import TASKS as SYNTHETIC_TASKS
+
+from .base import Strict
+from .grid import Grid
+from .platform import Failure, Kubernetes, Resources, Storage, Tracking
+from .study import Fit, Import, Profile, Rounds
+from .workload import Data, FaultInjection, Training, Vision
+
+
+class Spec(Strict):
+    grid: Grid
+    vision: Vision = Vision()
+    data: Data = Data()
+    training: Training = Training()
+    resources: Resources = Resources()
+    tracking: Tracking = Tracking()
+    storage: Storage = Storage()
+    failure: Failure = Failure()
+    fit: Fit = Fit()
+    kubernetes: Kubernetes = Kubernetes()
+    fault_injection: FaultInjection | None = None
+    imports: list[Import] = Field(default_factory=list, description="Finished cells to count without retraining")
+    rounds: Rounds = Rounds()
+    profile: Profile = Profile()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Spec":
+        combos = self.grid.combinations()
+        if self.data.source == "synthetic":
+            bad = [t for t in {c[3] for c in combos} if t not in SYNTHETIC_TASKS]
+            if bad:
+                raise ValueError(f"grid.tasks: unknown synthetic task {bad[0]!r}; choose from {', '.join(SYNTHETIC_TASKS)}")
+        t = self.training
+        per_step = t.micro_batch_size or t.grad_accum
+        divisor = self.resources.workers_per_cell * per_step
+        if t.batch_size % divisor:
+            what = "micro_batch_size" if t.micro_batch_size else "grad_accum"
+            raise ValueError(f"training.batch_size {t.batch_size} must be a multiple of "
+                             f"resources.workers_per_cell x training.{what} = {divisor}")
+        grid = self.vision.grid()
+        if grid is not None:
+            for v, compressor in sorted({(c[1], c[2]) for c in combos}):
+                try:
+                    check_visual_tokens(compressor, v, grid)
+                except VisualTokenError as e:
+                    raise ValueError(f"grid.visual_tokens: {v} with compressor {compressor!r}: {e}") from None
+        return self

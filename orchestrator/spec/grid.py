@@ -1,0 +1,103 @@
+"""The experiment's identity and its grid: LLMs × visual tokens × compressors × tasks × seeds, or
+explicit points."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+
+from workloads import compressors
+
+from .base import LABEL_KEY, LABEL_VALUE, RFC1123_LABEL, Strict, model_ref, one_of
+
+CompressorName = one_of(compressors.names())
+
+
+class Metadata(Strict):
+    name: str = Field(description="Experiment name: an RFC 1123 label (lowercase letters, digits, '-'; max 63)")
+    labels: dict[str, str] = Field(default_factory=dict, description="Kubernetes labels added to every object")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not LABEL_KEY.match(key) or len(key.split("/")[-1]) > 63:
+                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
+            if not LABEL_VALUE.match(str(value)):
+                raise ValueError(f"label {key}: {value!r} is not a valid Kubernetes label value "
+                                 "(at most 63 letters, digits, '-', '_', '.')")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if len(v) > 63 or not RFC1123_LABEL.match(v):
+            raise ValueError(
+                f"{v!r} is not an RFC 1123 label: use at most 63 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return v
+
+
+class GridPoint(Strict):
+    llm: str
+    visual_tokens: int = Field(ge=1)
+    compressor: CompressorName | None = None  # default: compressors[0]
+    task: str | None = None  # default: tasks[0]
+    seed: int | None = Field(None, ge=0)  # default: seeds[0]
+
+    @field_validator("llm")
+    @classmethod
+    def _llm(cls, v: str) -> str:
+        return model_ref(v, "LLM")
+
+
+class Grid(Strict):
+    """Either the axes ``llms`` × ``visual_tokens`` (× compressors × tasks × seeds), or explicit ``points``."""
+
+    llms: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="LLM presets or Hugging Face names/paths")
+    visual_tokens: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] | None = None
+    compressors: Annotated[list[CompressorName], Field(min_length=1)] = ["quecc"]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    tasks: Annotated[list[str], Field(min_length=1)] = ["shapes"]
+    points: Annotated[list[GridPoint], Field(min_length=1)] | None = Field(
+        None, description="Explicit cells instead of the llms x visual_tokens product")
+
+    @field_validator("llms")
+    @classmethod
+    def _llms(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            model_ref(name, "LLM")
+        if v and len(set(v)) != len(v):
+            raise ValueError("lists an LLM twice")
+        return v
+
+    @field_validator("visual_tokens", "seeds", "compressors", "tasks")
+    @classmethod
+    def _unique(cls, v: list | None) -> list | None:
+        if v and len(set(v)) != len(v):
+            raise ValueError("lists a value twice")
+        return v
+
+    @model_validator(mode="after")
+    def _axes_or_points(self) -> "Grid":
+        if self.points is None:
+            missing = [f for f in ("llms", "visual_tokens") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{missing[0]} is required (or list explicit points)")
+        elif self.llms is not None or self.visual_tokens is not None:
+            raise ValueError("give either llms and visual_tokens, or points, not both")
+        return self
+
+    def combinations(self) -> list[tuple[str, int, str, str, int]]:
+        """(llm, V, compressor, task, seed) of every cell, in a stable order."""
+        if self.points is not None:
+            out = [(p.llm, p.visual_tokens, p.compressor or self.compressors[0], p.task or self.tasks[0],
+                    self.seeds[0] if p.seed is None else p.seed) for p in self.points]
+            if len(set(out)) != len(out):
+                raise ValueError("points lists a cell twice")
+            return out
+        return list(itertools.product(self.llms, self.visual_tokens, self.compressors, self.tasks, self.seeds))

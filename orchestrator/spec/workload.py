@@ -1,0 +1,177 @@
+"""What one cell trains on and how: the vision tower, the data, the training loop (and its
+learning-rate calibration), and the fault drill.
+
+The defaults are the workload's own (``workloads.config``): one set of defaults, read here.
+Each block maps onto the workload's config in one place, ``spec/cells.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from workloads.config import (DataConfig, DrillMoment, ModelConfig, Precision, PretrainConfig, Source, Strategy,
+                              TrainConfig, ZeroStage)
+from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
+
+from .base import Strict, model_ref
+
+
+class VisionPretraining(Strict):
+    steps: int = Field(PretrainConfig.steps, ge=1)
+    batch_size: int = Field(PretrainConfig.batch_size, ge=1)
+    lr: float = Field(PretrainConfig.lr, gt=0)
+
+
+class Vision(Strict):
+    model: str = Field(ModelConfig.vision, description="A tiny preset or a Hugging Face CLIP/SigLIP name/path")
+    freeze: bool = ModelConfig.freeze_vision
+    # presets only: pretrain the tiny tower once per experiment (stand-in for a pretrained CLIP)
+    pretrain: VisionPretraining | None = VisionPretraining()
+    feature_layer: int = ModelConfig.vision_feature_layer
+    kv_layers: list[int] = list(ModelConfig.kv_layers)
+    compressor_heads: int = Field(ModelConfig.compressor_heads, ge=1)
+    patch_grid: int | None = Field(None, ge=1, description="Patch grid side of a hub model (e.g. 24 for ViT-L/14-336)")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        return model_ref(v, "vision model")
+
+    @model_validator(mode="after")
+    def _pretrain_only_presets(self) -> "Vision":
+        if self.pretrain is not None and not is_vision_preset(self.model):
+            raise ValueError(f"pretrain applies to tiny presets only ({', '.join(VISION_PRESETS)}); "
+                             f"set pretrain: null for the pretrained model {self.model!r}")
+        return self
+
+    def grid(self) -> int | None:
+        """The patch grid side when known without downloading anything: a preset, an explicit
+        ``patch_grid``, or a local checkpoint's ``config.json``; otherwise checked at build time."""
+        if is_vision_preset(self.model):
+            return vision_shape(self.model).grid
+        if self.patch_grid is not None:
+            return self.patch_grid
+        config = Path(self.model) / "config.json"
+        if config.is_file():
+            c = json.loads(config.read_text())
+            c = c.get("vision_config", c)
+            if "image_size" in c and "patch_size" in c:
+                return int(c["image_size"]) // int(c["patch_size"])
+        return None
+
+
+class Data(Strict):
+    source: Source = DataConfig.source
+    train_size: int = Field(DataConfig.train_size, ge=1)
+    eval_size: int = Field(DataConfig.eval_size, ge=1)
+    cells: int = Field(DataConfig.cells, ge=2, le=9)
+    questions_per_image: int = Field(DataConfig.questions_per_image, ge=1)
+    llava_train: str | None = None
+    llava_eval: str | None = None
+    image_root: str | None = None
+    tokenizer: str | None = None
+
+    @model_validator(mode="after")
+    def _llava(self) -> "Data":
+        if self.source == "llava" and not self.llava_train:
+            raise ValueError("source 'llava' needs llava_train: the path of a LLaVA-format JSON file")
+        return self
+
+
+class LRCalibration(Strict):
+    """Search the learning rate per LLM size before the grid (Ray Tune, Optuna TPE, ASHA)."""
+
+    low: float = Field(gt=0, description="Smallest learning rate tried")
+    high: float = Field(gt=0, description="Largest learning rate tried")
+    log: bool = Field(True, description="Sample on a log scale")
+    trials: int = Field(6, ge=2, description="Trials per LLM size")
+    steps: int | None = Field(None, ge=1, description="Steps of a trial (default: a third of training.steps)")
+    visual_tokens: int | None = Field(None, ge=1, description="V to calibrate at (default: the grid's smallest)")
+    seed: int = Field(0, ge=0, description="Seed of the TPE sampler (and of the trials' data)")
+    concurrent_trials: int = Field(
+        1, ge=1, description="Trials at once per size; 1 keeps the search deterministic for a seed (with more, "
+                             "TPE and ASHA decide on whichever trial reports first)")
+
+    @model_validator(mode="after")
+    def _range(self) -> "LRCalibration":
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high:g}) must be larger than low ({self.low:g})")
+        return self
+
+    def trial_steps(self, training_steps: int) -> int:
+        return self.steps or max(1, training_steps // 3)
+
+    @property
+    def middle(self) -> float:
+        """What a cell shows before its size is calibrated: the geometric middle of the range."""
+        return (self.low * self.high) ** 0.5
+
+
+T = TrainConfig  # the defaults
+
+
+class Training(Strict):
+    steps: int = Field(T.steps, ge=1)
+    batch_size: int = Field(T.batch_size, ge=1, description="Global batch: the same for every cell, whatever the workers")
+    grad_accum: int = Field(T.grad_accum, ge=1)
+    micro_batch_size: int | None = Field(
+        T.micro_batch_size, ge=1, description="Per-device micro-batch; accumulation steps = batch_size / (workers x this)")
+    gradient_checkpointing: bool = Field(T.gradient_checkpointing,
+                                         description="Recompute activations in backward (saves memory)")
+    lr: float | LRCalibration = Field(
+        T.lr, description="A learning rate (> 0), or a calibration block: the best per LLM size is searched first")
+    lr_reference_width: int | None = Field(T.lr_reference_width, ge=1,
+                                           description="Scale lr by this / the LLM's hidden size")
+    weight_decay: float = Field(T.weight_decay, ge=0)
+    warmup_ratio: float = Field(T.warmup_ratio, ge=0, le=1)
+    min_lr_ratio: float = Field(T.min_lr_ratio, ge=0, le=1)
+    grad_clip: float = Field(T.grad_clip, gt=0)
+    checkpoint_every: int = Field(T.checkpoint_every, ge=1)
+    eval_every: int = Field(T.eval_every, ge=0)
+    log_every: int = Field(T.log_every, ge=1)
+    strategy: Strategy = T.strategy
+    zero_stage: ZeroStage = T.zero_stage
+    precision: Precision = Field(T.precision,
+                                               description="bf16: mixed precision (DDP autocast, DeepSpeed bf16)")
+    threads_per_worker: int | None = Field(
+        None, ge=1, description="Intra-op threads of each worker; default: resources.cpus_per_worker (at least 1)")
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _lr(cls, v):
+        """A number, or a calibration block — each with its own errors (not a union's first one)."""
+        if isinstance(v, dict):
+            try:
+                return LRCalibration.model_validate(v)
+            except ValidationError as e:
+                err = e.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                msg = err["msg"].removeprefix("Value error, ")
+                if err["type"] == "extra_forbidden":
+                    msg = "unknown field of the calibration block"
+                raise ValueError(f"calibration {where + ': ' if where else ''}{msg}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"give a positive learning rate or a calibration block (low, high, ...), got {v!r}")
+        return float(v)
+
+    @property
+    def calibration(self) -> "LRCalibration | None":
+        return self.lr if isinstance(self.lr, LRCalibration) else None
+
+    @model_validator(mode="after")
+    def _one_batch_split(self) -> "Training":
+        if self.micro_batch_size is not None and self.grad_accum != 1:
+            raise ValueError("set micro_batch_size or grad_accum, not both: with micro_batch_size the "
+                             "accumulation steps follow from batch_size and the number of workers")
+        return self
+
+
+class FaultInjection(Strict):
+    """Crash the named cells once at a step (a drill for crash recovery)."""
+
+    cells: list[str]
+    step: int = Field(ge=1)
+    during: DrillMoment = Field(
+        "step", description="checkpoint: crash while writing that step's checkpoint, leaving it half-written")

@@ -1,0 +1,151 @@
+"""One cell, one Ray Tune trial: the trial function, the choice of launcher, and the grid of trials.
+
+A single-worker DDP cell trains in its trial's own process (Tune reuses the process, so torch and
+transformers are imported once); several workers or DeepSpeed make the cell a Ray Train
+``TorchTrainer`` driven by the trial (``resources.launcher: ray_train`` forces that for every
+cell). Both run the same loop and checkpoint the same way.
+
+Resumption happens at three levels, each idempotent:
+* a worker crash: Tune (in-trial) or Ray Train (``FailureConfig``) restarts it, and the loop
+  resumes from the cell's last complete checkpoint;
+* a trial (cell driver) crash: Tune reruns the trial function, whose re-created trainer finds
+  the same run directory and its checkpoints;
+* a driver (``vlmscale run``) crash: running again starts a Tune run over the cells the ledger
+  does not list as finished; they find their checkpoints and continue. (Restoring the old Tune
+  state instead would bring back its pickled callbacks — a stale MLflow client and console — and
+  adds nothing the ledger and the checkpoints do not already give.) Every trial also consults the
+  ledger first, so nothing finished is trained twice.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from workloads.config import CellConfig
+
+from .cluster import derive_concurrency, has_cell_slots
+from .errors import SpecError
+from .layout import ExperimentDir
+from .spec import CELL_SLOT, Cell, Experiment
+
+
+@dataclass(frozen=True)
+class Plan:
+    cells: list[Cell]
+    todo: list[Cell]
+    finished: dict[str, dict[str, Any]]
+    concurrency: int
+
+
+def plan(exp: Experiment, cells: list[Cell], exp_dir: ExperimentDir, cluster: dict[str, float]) -> Plan:
+    """What is left to train of ``cells``, at what concurrency; a finished cell whose config changed is refused."""
+    finished = exp_dir.finished()
+    for cell in cells:
+        record = finished.get(cell.key)
+        if record is not None and "imported_from" not in record and record.get("config_digest") != cell.config.digest():
+            raise SpecError(
+                f"{exp.name}: cell {cell.key} already finished with a different configuration; "
+                "revert the change or run it as a new experiment (metadata.name)"
+            )
+    todo = [c for c in cells if c.key not in finished]
+    return Plan(cells, todo, finished, derive_concurrency(exp, cluster, len(todo)))
+
+
+# ------------------------------------------------------------------------------------------------
+# the trial function (runs in a Tune trial actor)
+
+
+def cell_trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from workloads.launch import WorkerResources, build_trainer, metrics_log_callback, train_in_trial
+
+    job = config["cell"]
+    exp_dir = ExperimentDir.at(job["exp_dir"])
+    done = exp_dir.finished_record(job["key"])
+    if done is not None and done.get("config_digest") == job["config_digest"]:
+        tune.report({**done["metrics"], "skipped": 1})  # finished before a driver restart
+        return
+    cell, resources = CellConfig.from_dict(job["config"]), WorkerResources(**job["resources"])
+    if job["in_trial"]:
+        metrics, checkpoint = train_in_trial(cell, str(exp_dir.cells / job["key"]),
+                                             str(exp_dir.progress_path(job["key"])))
+        _record(exp_dir, job, metrics, checkpoint)
+        return
+    trainer = build_trainer(
+        cell,
+        resources,
+        storage_path=str(exp_dir.cells),
+        name=job["key"],
+        max_failures=job["retries"],
+        callbacks=[TuneReportCallback(), metrics_log_callback(str(exp_dir.progress_path(job["key"])))],
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    _record(exp_dir, job, result.metrics, result.checkpoint.path if result.checkpoint else None)
+
+
+def _record(exp_dir: ExperimentDir, job: dict[str, Any], metrics: dict[str, Any], checkpoint: str | None) -> None:
+    exp_dir.record_finished(job["key"], {
+        "key": job["key"], "params": job["params"], "config_digest": job["config_digest"], "metrics": metrics,
+        "checkpoint": checkpoint, "finished_at": time.time(),
+    })
+
+
+# ------------------------------------------------------------------------------------------------
+# the grid of trials (runs in the driver)
+
+
+def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) -> dict[str, Any]:
+    """Run (or resume) the Tune experiment over the cells that are not finished; each cell's error (or None)."""
+    from ray import tune
+
+    from workloads.launch import WorkerResources, needs_ray_train
+
+    r = exp.spec.resources
+    resources = {"num_workers": r.workers_per_cell, "cpus_per_worker": r.cpus_per_worker,
+                 "gpus_per_worker": r.gpus_per_worker}
+    per_cell = WorkerResources(**resources)
+    in_trial = r.launcher == "auto" and not any(needs_ray_train(c.config, per_cell) for c in p.todo)
+    retries = exp.spec.failure.retries_per_cell
+    jobs = [{
+        "key": c.key, "params": c.params(), "config": c.config.to_dict(), "config_digest": c.config.digest(),
+        "exp_dir": str(exp_dir.root), "resources": resources, "retries": retries, "in_trial": in_trial,
+    } for c in p.todo]
+    if in_trial:
+        trial = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
+    else:  # the trial only drives a Ray Train job: a cell slot, no CPU
+        trial = {"CPU": 0, CELL_SLOT: 1} if has_cell_slots() else {"CPU": 0.01}
+    trainable = tune.with_resources(cell_trainable, trial)
+    attempt = 1 + (sum(1 for d in exp_dir.tune.iterdir() if d.name.startswith("attempt-"))
+                   if exp_dir.tune.exists() else 0)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"cell": tune.grid_search(jobs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=p.concurrency, reuse_actors=in_trial,
+                                    trial_dirname_creator=_trial_name, trial_name_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=f"attempt-{attempt}", storage_path=str(exp_dir.tune), verbose=0, callbacks=callbacks,
+            # in a trial, a crashed cell is retried by Tune (and resumes from its checkpoints);
+            # under Ray Train, Ray Train retries the workers and Tune only the trial's driver
+            failure_config=tune.FailureConfig(max_failures=retries if in_trial else 1),
+        ),
+    )
+    try:
+        grid = tuner.fit()
+    except (EOFError, pickle.UnpicklingError) as e:
+        # Tune reads each failed trial's error back from storage; a full disk cut that file short
+        finished = exp_dir.finished()
+        lost = RuntimeError(f"the cell failed and its error could not be read back from storage "
+                            f"({type(e).__name__}: {e}); is the storage full?")
+        return {job["key"]: None if job["key"] in finished else lost for job in jobs}
+    return {r.config["cell"]["key"]: r.error for r in grid if r.config}
+
+
+def _trial_name(trial) -> str:
+    return trial.config["cell"]["key"]

@@ -1,0 +1,91 @@
+"""What every visual-token compressor declares: its name, which V it can produce on a patch grid
+(and why not, for any other V), its analytic FLOPs, and how it builds and runs its layers.
+
+Pure at import (no torch): the experiment spec validates every grid point against these rules
+before anything is scheduled, and the built module (:mod:`.module`) enforces the same rules, so
+the two can never disagree. A compressor is one file in this package defining one
+:class:`CompressorKind` subclass decorated with :func:`register`; the package finds it, and the
+spec's allowed values, its JSON Schema and the reference docs follow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class VisualTokenError(ValueError):
+    """A compressor cannot produce the requested number of visual tokens."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a compressor is built for: V tokens out of a ``grid``×``grid`` patch grid of width
+    ``dim``; ``llm_dim`` is the LLM's width (question embeddings), ``heads`` the attention heads,
+    ``num_layers`` the encoder layers a multi-layer compressor reads."""
+
+    visual_tokens: int
+    grid: int
+    dim: int
+    llm_dim: int
+    heads: int
+    num_layers: int
+
+
+def square_side(v: int) -> int | None:
+    side = math.isqrt(v)
+    return side if side * side == v else None
+
+
+def listed(values: list[int]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def either(words: list[str]) -> str:
+    """``a, b or c``."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+class CompressorKind:
+    """One compressor: patch features [B, P, D] on a g×g grid → exactly V tokens [B, V, D]."""
+
+    name: ClassVar[str]
+    order: ClassVar[int]  # place in listings (spec schema, docs)
+    summary: ClassVar[str]  # one line for the docs
+    needs_query: ClassVar[bool] = False  # reads the LLM's embedding of the question
+    reads_layers: ClassVar[bool] = False  # reads the encoder's ``kv_layers`` besides the features
+
+    def feasible(self, grid: int, limit: int | None = None) -> list[int]:
+        """Every V it can produce on a ``grid``×``grid`` patch grid (unbounded ones: up to ``limit``)."""
+        raise NotImplementedError
+
+    def refusal(self, v: int, grid: int) -> str | None:
+        """Why V is impossible on this grid (naming the valid values), or None."""
+        raise NotImplementedError
+
+    def init(self, module: Any, shape: Shape) -> None:
+        """Create the layers on ``module`` (an ``nn.Module``); torch is imported here, not at import."""
+
+    def forward(self, module: Any, x: Any) -> Any:
+        """``x``: :class:`.module.CompressorInputs` → [B, V, D]."""
+        raise NotImplementedError
+
+    def flops(self, shape: Shape) -> int:
+        """Analytic forward FLOPs per image (multiply-add = 2) beyond parameter-free reshapes."""
+        return 0
+
+
+REGISTRY: dict[str, CompressorKind] = {}
+
+
+def names() -> tuple[str, ...]:
+    """The registered compressors, in their listing order."""
+    return tuple(sorted(REGISTRY, key=lambda n: (REGISTRY[n].order, n)))
+
+
+def register(cls: type[CompressorKind]) -> type[CompressorKind]:
+    if cls.name in REGISTRY:
+        raise ValueError(f"compressor {cls.name!r} is registered twice")
+    REGISTRY[cls.name] = cls()
+    return cls
