@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S ?= 0.2
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
-.PHONY: venv demo test test-fast test-slow test-chaos test-gpu bench bench-gpu clean
+.PHONY: venv demo test test-fast test-slow test-chaos test-gpu bench bench-gpu docs clean
 
 venv: $(STAMP)
 
@@ -64,6 +64,10 @@ bench: venv
 	$(BIN)/python bench/proposals.py
 	$(BIN)/python bench/gpu_cell.py
 	$(BIN)/python bench/latency.py --json bench-latency.json
+
+# docs/reference.md from the registries and the spec's schema (a test checks it is current)
+docs: venv
+	$(BIN)/python -m orchestrator.reference > docs/reference.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .torch_extensions

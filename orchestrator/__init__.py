@@ -1,7 +1,7 @@
 """vlmscale's orchestrator: experiment spec → Ray Tune grid of cells → MLflow → the law.
 
-The public facade. Heavy parts load on first use, so importing the package (and running
-``vlmscale validate``) stays fast.
+The public facade. Everything but the error family loads on first use, so importing a part
+(the scaling-law engine, say) loads that part only, and ``vlmscale validate`` stays fast.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from importlib import import_module
 from typing import Any
 
 from .errors import BadInput, SpecError
-from .spec import Experiment, json_schema, load, parse
 
 _LAZY = {
+    "Experiment": "spec", "json_schema": "spec", "load": "spec", "parse": "spec",
     "Fit": "scaling.fit", "fit_law": "scaling.fit",
     "FitError": "scaling.forms", "predict": "scaling.forms", "FORMS": "scaling.forms",
     "closed_form_visual_tokens": "scaling.forms", "COST_MODELS": "scaling.cost",
@@ -22,7 +22,7 @@ _LAZY = {
     "run_experiment": "driver", "render": "kube.render", "submit": "kube.submit",
 }
 
-__all__ = ["BadInput", "Experiment", "SpecError", "json_schema", "load", "parse", *sorted(_LAZY)]
+__all__ = ["BadInput", "SpecError", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:

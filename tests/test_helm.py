@@ -137,6 +137,18 @@ def test_manifests_are_generated_from_the_chart_and_the_renderer():
                 validate(doc)
 
 
+def test_the_chart_names_the_platform_configmap_the_renderer_reads():
+    """One name on each side of the chart boundary: the chart's helper and the renderer's constant."""
+    from orchestrator.kube.render import render
+    from orchestrator.spec import PLATFORM_CONFIG, load
+
+    names = [d["metadata"]["name"] for d in _docs(template_chart(release="anything")) if d["kind"] == "ConfigMap"]
+    assert PLATFORM_CONFIG in names
+    _, job = render(load(ROOT / "examples" / "quickstart.yaml"))
+    pod = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {"configMapRef": {"name": PLATFORM_CONFIG, "optional": True}} in pod["envFrom"]
+
+
 @pytest.mark.parametrize("release", ["vlmscale", "ml-platform"])
 def test_experiments_find_the_releases_mlflow_whatever_its_name(release):
     """The platform ConfigMap carries the release's MLflow address: the rendered Ray pods read it."""

@@ -44,3 +44,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ include "vlmscale.selectorLabels" . }}
 app.kubernetes.io/component: mlflow
 {{- end }}
+
+{{- /*
+The ConfigMap every experiment's Ray pods read (envFrom, optional). Fixed, one platform per
+namespace, because `vlmscale submit` renders its name: PLATFORM_CONFIG in
+orchestrator/spec/platform.py, which a test compares with this.
+*/ -}}
+{{- define "vlmscale.platformConfig" -}}
+vlmscale-platform
+{{- end }}

@@ -1,0 +1,269 @@
+"""The structure the code keeps: no import circles, modules of a readable size, the engine and the
+spec importing only what they may, one source for each vocabulary and each default."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("orchestrator", "workloads")
+MAX_LINES = 450
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Every module of ours that ``name`` imports — at the top or inside a function — and every
+    outside top-level package, as names."""
+    base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                pkg = base[: len(base) - (node.level - 1)]
+                module = ".".join(pkg + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            targets = [f"{module}.{a.name}" for a in node.names] + [module]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules and "." in target:
+                target = target.rpartition(".")[0]
+            if target in modules or target.split(".")[0] not in PACKAGES:
+                found.add(target)
+    found.discard(name)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: {t for t in _imports(name, path, modules) if t in modules} for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle_anywhere():
+    graph = _graph()
+    assert len(graph) > 50 and graph["orchestrator.driver"]  # the graph is really read
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_over_450_lines():
+    long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+ENGINE_THIRD_PARTY = {"numpy", "scipy", "pandas", "matplotlib"}
+
+
+def test_the_engine_imports_only_itself_the_error_family_and_numerics():
+    """orchestrator/scaling/ takes tables and settings: nothing of the runtime, the spec or the workloads."""
+    modules = _modules()
+    for name, path in modules.items():
+        if not name.startswith("orchestrator.scaling"):
+            continue
+        for target in _imports(name, path, modules):
+            top = target.split(".")[0]
+            allowed = (target.startswith("orchestrator.scaling") or target == "orchestrator.errors"
+                       or top in STDLIB or top in ENGINE_THIRD_PARTY)
+            assert allowed, f"{name} imports {target}"
+
+
+def _loaded(modules: str) -> set[str]:
+    code = f"import sys; import {modules}; print(' '.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return set(out.stdout.split())
+
+
+def test_the_engine_and_the_spec_load_no_runtime():
+    heavy = {"ray", "torch", "mlflow", "kubernetes", "transformers"}
+    engine = _loaded("orchestrator.scaling.analysis, orchestrator.scaling.design, orchestrator.scaling.report, "
+                     "orchestrator.scaling.pool, orchestrator.scaling.cost")
+    ours = {m for m in engine if m.split(".")[0] in PACKAGES}
+    assert ours <= {"orchestrator", "orchestrator.errors"} | {m for m in ours if m.startswith("orchestrator.scaling")}
+    assert not engine & heavy
+    spec = _loaded("orchestrator.spec")
+    assert not spec & heavy and "workloads.compressors.module" not in spec
+
+
+# ------------------------------------------------------------------------------------------------
+# one source for each vocabulary
+
+
+def _schema_defs():
+    from orchestrator.spec import json_schema
+
+    return json_schema()["$defs"]
+
+
+def test_the_spec_schema_and_the_cli_list_what_the_registries_hold():
+    import click
+
+    from orchestrator.cli import cli
+    from orchestrator.scaling.cost import COST_MODELS
+    from orchestrator.scaling.fit import LOSSES
+    from orchestrator.scaling.forms import FORMS, METRIC_KINDS
+    from workloads import compressors
+
+    defs = _schema_defs()
+    assert defs["Grid"]["properties"]["compressors"]["items"]["enum"] == list(compressors.names())
+    assert defs["GridPoint"]["properties"]["compressor"]["anyOf"][0]["enum"] == list(compressors.names())
+    assert defs["Fit"]["properties"]["form"]["enum"] == list(FORMS)
+    assert defs["Fit"]["properties"]["loss"]["enum"] == list(LOSSES)
+    assert defs["Fit"]["properties"]["metric_kind"]["anyOf"][0]["enum"] == list(METRIC_KINDS)
+    fit = cli.commands["fit"]
+    params = {p.name: p for p in fit.get_params(click.Context(fit))}
+    assert list(params["form"].type.choices) == list(FORMS)
+    assert list(params["loss"].type.choices) == list(LOSSES)
+    assert list(params["metric_kind"].type.choices) == list(METRIC_KINDS)
+    assert all(k.syntax in params["cost_model"].help for k in COST_MODELS.values())
+
+
+def test_the_reference_docs_are_generated_from_the_registries_and_current():
+    from orchestrator.reference import render
+    from orchestrator.scaling.cost import COST_MODELS
+    from orchestrator.scaling.forms import FORMS
+    from workloads import compressors
+
+    text = render()
+    assert (ROOT / "docs" / "reference.md").read_text() == text, \
+        "docs/reference.md is stale: run `make docs` (python -m orchestrator.reference > docs/reference.md)"
+    for name in [*compressors.names(), *FORMS]:
+        assert f"| `{name}` |" in text, name
+    for kind in COST_MODELS.values():
+        assert f"| `{kind.syntax}` |" in text
+
+
+def test_a_registered_compressor_is_checked_and_built_like_the_others():
+    """What one new file in workloads/compressors/ gets: its token rule enforced by the spec's check
+    and by the builder, a module that trains, its FLOPs counted."""
+    import torch
+
+    from workloads.compressors import REGISTRY, CompressorKind, VisualTokenError, build_compressor, check_visual_tokens
+    from workloads.compressors.base import register
+
+    class Strided(CompressorKind):
+        name, order, summary = "test-strided", 99, "every k-th patch, then a linear map"
+
+        def feasible(self, grid, limit=None):
+            return [v for v in range(1, grid * grid + 1) if (grid * grid) % v == 0]
+
+        def refusal(self, v, grid):
+            return None if v in self.feasible(grid) else f"{v} does not divide {grid * grid}"
+
+        def init(self, m, s):
+            m.proj = torch.nn.Linear(s.dim, s.dim)
+
+        def forward(self, m, x):
+            return m.proj(x.features[:, :: x.features.shape[1] // m.visual_tokens])
+
+        def flops(self, s):
+            return 2 * s.visual_tokens * s.dim * s.dim
+
+    register(Strided)
+    try:
+        with pytest.raises(VisualTokenError, match="5 does not divide 16"):
+            check_visual_tokens("test-strided", 5, 4)
+        comp = build_compressor("test-strided", 4, 4, 8, 8, heads=2, num_layers=1)
+        from workloads.compressors import CompressorInputs
+
+        out = comp(CompressorInputs(torch.randn(2, 16, 8), 4))
+        assert out.shape == (2, 4, 8) and comp.flops_per_image() == 2 * 4 * 8 * 8
+        out.sum().backward()
+        assert comp.proj.weight.grad is not None
+    finally:
+        del REGISTRY["test-strided"]
+
+
+# ------------------------------------------------------------------------------------------------
+# one set of defaults
+
+
+def test_the_spec_takes_the_workloads_defaults():
+    """Every spec field that becomes a workload config field has the workload's default, so a cell
+    built by hand (tests, benchmarks) and one built from a default spec train alike."""
+    from orchestrator.spec import Data, Profile, Training, Vision, VisionPretraining
+    from orchestrator.spec.cells import DATA_TO_DATA, TRAINING_DERIVED, VISION_TO_MODEL
+    from workloads.config import DataConfig, ModelConfig, PretrainConfig, ProfileSettings, TrainConfig
+
+    def default(model, field):
+        value = model.model_fields[field].get_default(call_default_factory=True)
+        return tuple(value) if isinstance(value, list) else value
+
+    for src, dst in VISION_TO_MODEL.items():
+        assert default(Vision, src) == getattr(ModelConfig, dst), src
+    for field in DATA_TO_DATA:
+        assert default(Data, field) == getattr(DataConfig, field), field
+    for field in set(Training.model_fields) - set(TRAINING_DERIVED):
+        assert default(Training, field) == getattr(TrainConfig, field), field
+    assert default(Training, "lr") == TrainConfig.lr
+    for field in ("steps", "batch_size", "lr"):
+        assert default(VisionPretraining, field) == getattr(PretrainConfig, field), field
+    for field in ("batch_sizes", "text_tokens", "answer_tokens", "repeats", "warmup", "dtype"):
+        assert default(Profile, field) == getattr(ProfileSettings, field), field
+
+
+def test_a_default_spec_cell_equals_a_hand_built_one():
+    from orchestrator.spec import parse
+    from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
+
+    exp = parse({"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "d"},
+                 "spec": {"grid": {"llms": ["tiny-s"], "visual_tokens": [4], "compressors": ["avgpool"]}}})
+    (cell,) = exp.cells()
+    assert cell.config == CellConfig(ModelConfig(llm="tiny-s", compressor="avgpool", visual_tokens=4),
+                                     DataConfig(), TrainConfig())
