@@ -173,7 +173,8 @@ def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
 
     ``w`` [B, n]: per-problem point weights (bootstrap counts; 0 holds a point out);
     ``z0`` [B, k]: starting points. Returns the solutions [B, k] and their costs [B].
-    Each problem's d stays below the smallest error among the points it sees.
+    Each problem's floor (the law's ``floor`` parameter, d) stays below the smallest value among
+    the points it sees.
     ``prior`` (z̄, λ) adds ½λ‖z − z̄‖² to the objective: a maximum a posteriori fit that stays
     defined with fewer points than parameters (experiment design starts from nothing).
     """
@@ -187,7 +188,8 @@ def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
     lo, hi = law.bounds(1.0)
     lo = np.broadcast_to(lo, z0.shape).copy()
     hi = np.broadcast_to(hi, z0.shape).copy()
-    hi[:, -1] = visible.min(axis=1) * (1 - 1e-9)
+    if law.floor_index is not None:
+        hi[:, law.floor_index] = visible.min(axis=1) * (1 - 1e-9)
     z = np.clip(z0, lo, hi)
     r, _, _ = _objective(law, z, x, y, e, w, loss)
     cost = total(r, w, z)

@@ -49,6 +49,11 @@ class LawForm:
     params: tuple[str, ...]
     equation: str
     summary: str = ""
+    floor: str | None = "d"  # the parameter the fit keeps below the smallest observed value, if any
+
+    @property
+    def floor_index(self) -> int | None:
+        return None if self.floor is None else self.params.index(self.floor)
 
     def predict(self, p: dict[str, float], n: np.ndarray, v: np.ndarray) -> np.ndarray:
         """The law in original units, elementwise over arrays."""
