@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -307,19 +307,25 @@ class CostKind:
     summary: str
     batched: bool  # takes ":BATCH"
     profiled: bool  # needs `vlmscale profile`'s table
+    # (batch or None, Q, the profile's rows or None, compressor or None) → the model
+    make: Callable[[int | None, float, list[dict[str, Any]] | None, str | None], CostModel]
 
     def build(self, batch: int | None, text_tokens: float, rows: list[dict[str, Any]] | None,
               compressor: str | None) -> CostModel:
-        if self.profiled:
-            return measured_cost(rows or [], self.name, batch, compressor)
-        return FlopsCost(text_tokens)
+        return self.make(batch, text_tokens, rows, compressor)
+
+
+def _measured(kind: str):
+    return lambda batch, text_tokens, rows, compressor: measured_cost(rows or [], kind, batch, compressor)
 
 
 COST_MODELS: dict[str, CostKind] = {k.name: k for k in (
-    CostKind("flops", "flops", "2·N·(Q + V): the LLM's prefill FLOPs (the study's cost)", False, False),
+    CostKind("flops", "flops", "2·N·(Q + V): the LLM's prefill FLOPs (the study's cost)", False, False,
+             lambda batch, text_tokens, rows, compressor: FlopsCost(text_tokens)),
     CostKind("latency", "latency[:BATCH]", "measured prefill latency at a batch size, interpolated in log N, log V",
-             True, True),
-    CostKind("memory", "memory[:BATCH]", "measured peak memory of prefill and decode at a batch size", True, True),
+             True, True, _measured("latency")),
+    CostKind("memory", "memory[:BATCH]", "measured peak memory of prefill and decode at a batch size", True, True,
+             _measured("memory")),
 )}
 
 
