@@ -60,15 +60,16 @@ def _version() -> str:
         return "unknown"
 
 
-# -- completion of experiment names: the directories with a manifest under the storage root --------
+# -- completion of experiment names: the experiments kept under the storage root -----------------
 
 def _complete_experiment(ctx: click.Context, param: click.Parameter, incomplete: str):
     from click.shell_completion import CompletionItem
 
     from .spec import STORAGE_ENV
 
-    root = Path(ctx.params.get("storage") or os.environ.get(STORAGE_ENV) or "./vlmscale-runs")
-    names = sorted(p.parent.name for p in root.glob("*/manifest.json")) if root.is_dir() else []
+    from .layout import ExperimentDir
+
+    names = ExperimentDir.names_under(ctx.params.get("storage") or os.environ.get(STORAGE_ENV) or "./vlmscale-runs")
     specs = sorted(str(p) for p in Path(".").glob("*.y*ml")) + sorted(str(p) for p in Path(".").glob("*/*.y*ml"))
     return [CompletionItem(n) for n in names + specs if n.startswith(incomplete)]
 

@@ -59,6 +59,14 @@ class ExperimentDir:
         """The directory a trial was handed (``str(exp_dir.root)``)."""
         return cls(path_of(root))
 
+    @classmethod
+    def names_under(cls, storage: str) -> list[str]:
+        """The experiments kept under a local storage root (those with a manifest)."""
+        root = Path(storage).expanduser()
+        if is_remote(storage) or not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if cls(p).manifest.is_file())
+
     @property
     def remote(self) -> bool:
         return is_remote(self.root)

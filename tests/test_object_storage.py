@@ -189,7 +189,6 @@ def test_of_many_drivers_racing_on_s3_exactly_one_wins(s3, stale):
 
 
 def test_storage_that_cannot_be_written_is_refused_before_anything_starts(s3):
-
     with pytest.raises(StorageError, match=r"storage s3://no-such-bucket-here/p cannot be written .*bucket exists"):
         ExperimentDir.of("s3://no-such-bucket-here/p", "exp").check_writable()
     ExperimentDir.of(_prefix(s3), "exp").check_writable()  # a bucket that exists: fine, and nothing left behind

@@ -134,7 +134,6 @@ def test_grid_completes_with_one_parent_and_one_child_run_per_cell(tmp_path, no_
 
 
 def test_a_cell_that_crashes_once_resumes_to_the_uninterrupted_result(tmp_path, no_ray_left):
-    from workloads.config import CellConfig
     from workloads.train import train_local
 
     crashing = "tiny-s-v4-avgpool-shapes-s0"

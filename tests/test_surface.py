@@ -103,7 +103,7 @@ def test_shell_completion():
     with tempfile.TemporaryDirectory() as d:
         for name in ("alpha", "beta"):
             os.makedirs(os.path.join(d, "runs", name))
-            open(os.path.join(d, "runs", name, "manifest.json"), "w").write("{}")
+            open(os.path.join(d, "runs", name, "experiment.json"), "w").write("{}")
         os.makedirs(os.path.join(d, "runs", "not-an-experiment"))
         assert complete("vlmscale status ", cwd=d, VLMSCALE_STORAGE="runs") == ["alpha", "beta"]
         assert complete("vlmscale status --storage runs a", cwd=d) == ["alpha"]
