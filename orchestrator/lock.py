@@ -183,10 +183,21 @@ class ObjectLock(DriverLock):
     412), a take-over of a stale lock and every heartbeat are ``PutObject If-Match: <ETag it
     read>`` (of two take-overs of one stale lock one wins; a holder whose lock was taken over
     finds out at its next beat and never writes over the new owner), release is a conditional
-    delete. S3 has offered these since 2024 (and so do MinIO and moto)."""
+    delete. S3 has offered these since 2024 (and so do MinIO and moto).
 
-    def __init__(self, url: str, heartbeat_s: float = 5.0, stale_s: float | None = None):
+    Not every store that accepts the headers honours them atomically (moto checks, then writes,
+    without a lock; some stores ignore them): so a write that was accepted is only a claim. The
+    driver waits ``settle_s``, reads the lock back and holds it only if the object is still the
+    one it wrote (its token and ETag) — of claims racing within that interval, only the last
+    writer's survives, and exactly one driver finds its own. Before the first claim, a probe
+    refuses a store that ignores ``If-None-Match`` altogether (one line, naming it)."""
+
+    SETTLE_ENV = "VLMSCALE_LOCK_SETTLE_S"
+
+    def __init__(self, url: str, heartbeat_s: float = 5.0, stale_s: float | None = None,
+                 settle_s: float | None = None):
         super().__init__(Path("."), heartbeat_s, stale_s)
+        self.settle_s = settle_s if settle_s is not None else float(os.environ.get(self.SETTLE_ENV, 1.0))
         bucket_and_key = url.rstrip("/").split("://", 1)[1] + "/" + LOCK_FILE
         self.bucket, self.key = bucket_and_key.split("/", 1)
         self.url = f"s3://{self.bucket}/{self.key}"
@@ -204,24 +215,52 @@ class ObjectLock(DriverLock):
         return self._client
 
     def _prepare(self) -> None:
-        pass
+        self._check_conditional_writes()
 
-    def _put(self, **condition) -> bool:
+    def _put(self, key: str | None = None, body: bytes | None = None, **condition) -> str | None:
+        """PutObject (conditionally); the new ETag, or None when the condition failed."""
         from botocore.exceptions import ClientError
 
         try:
-            r = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(self._record()).encode(),
+            r = self.client.put_object(Bucket=self.bucket, Key=key or self.key,
+                                       Body=body if body is not None else json.dumps(self._record()).encode(),
                                        **condition)
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404"):
-                return False
+                return None
             raise
-        self.etag = r["ETag"]
+        return r["ETag"]
+
+    def _claim(self, **condition) -> bool:
+        """Write the lock under ``condition``, let concurrent claims land, and keep it only if the
+        object read back is still ours."""
+        etag = self._put(**condition)
+        if etag is None:
+            return False
+        time.sleep(self.settle_s)
+        found = self._read()
+        if found is None or found[0].get("token") != self.token or found[1] != etag:
+            return False
+        self.etag = etag
         return True
 
+    def _check_conditional_writes(self) -> None:
+        """Refuse a store that accepts ``If-None-Match: *`` over an existing object: there the lock
+        cannot hold (two drivers would both run)."""
+        probe = f"{self.key}.probe-{self.token}"
+        self._put(key=probe, body=b"probe")
+        try:
+            if self._put(key=probe, body=b"probe", IfNoneMatch="*") is not None:
+                raise StorageError(
+                    f"s3://{self.bucket}: the object store ignores conditional writes (If-None-Match), so the "
+                    "driver lock cannot keep a second driver out; use S3, MinIO or another store that honours "
+                    "them, or a shared filesystem for spec.storage.path")
+        finally:
+            self.client.delete_object(Bucket=self.bucket, Key=probe)
+
     def _create(self) -> bool:
-        return self._put(IfNoneMatch="*")
+        return self._claim(IfNoneMatch="*")
 
     def _read(self) -> tuple[dict, str] | None:
         from botocore.exceptions import ClientError
@@ -245,10 +284,15 @@ class ObjectLock(DriverLock):
         return {**h, "_etag": etag}
 
     def _take_over(self, h: dict) -> bool:
-        return self._put(IfMatch=h["_etag"])
+        return self._claim(IfMatch=h["_etag"])
 
     def beat(self) -> bool:
-        return self.etag is not None and self._put(IfMatch=self.etag)
+        if self.etag is None:
+            return False
+        etag = self._put(IfMatch=self.etag)
+        if etag is not None:
+            self.etag = etag
+        return etag is not None
 
     def release(self) -> None:
         from botocore.exceptions import ClientError
