@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .base import CompressorKind, listed, register, square_side
-
-
-def square_refusal(name: str, v: int, grid: int, feasible: list[int]) -> str | None:
-    """Why V is not a square grid of at most g×g tokens (pooling compressors), or None."""
-    if square_side(v) is None:
-        return (f"compressor {name!r} produces a square grid of tokens, so visual_tokens must be a perfect "
-                f"square (got {v}); valid: {listed(feasible)}")
-    if math.isqrt(v) > grid:
-        return (f"compressor {name!r} cannot produce {v} tokens from a {grid}x{grid} patch grid "
-                f"(at most {grid * grid}); valid: {listed(feasible)}")
-    return None
+from .base import CompressorKind, register, square_refusal
 
 
 @register

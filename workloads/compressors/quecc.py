@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .avgpool import square_refusal
-from .base import CompressorKind, listed, register
+from .base import CompressorKind, listed, register, square_refusal
 
 
 @register
