@@ -32,7 +32,7 @@ def _laws() -> list[str]:
     lines += ["", "| loss (`fit.loss`, `--loss`) | minimises |", "| --- | --- |"]
     lines += [f"| `{loss.name}` | {loss.summary} |" for loss in LOSSES.values()]
     lines += ["", "| metric kind (`fit.metric_kind`, `--metric-kind`) | admissible values |", "| --- | --- |"]
-    lines += [f"| `{kind}` | ({lo:g}, {'∞' if hi is None else f'{hi:g}'}) |" for kind, (lo, hi) in METRIC_KINDS.items()]
+    lines += [f"| `{kind.name}` | {kind.interval} |" for kind in METRIC_KINDS.values()]
     return lines
 
 

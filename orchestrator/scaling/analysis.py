@@ -30,7 +30,7 @@ class Observations:
     v: np.ndarray
     e: np.ndarray
     metric: str
-    kind: str = "error"  # of the metric: an error rate in (0, 1) or a positive loss (fit.METRIC_KINDS)
+    kind: str = "error"  # of the metric: an error rate in [0, 1] or a positive loss (forms.METRIC_KINDS)
     inputs: tuple[str, str] = VLM_INPUTS  # what n and v hold: the VLM's N and V, or any two columns
 
     @property
@@ -94,6 +94,7 @@ class Analysis:
             "n_points": f.n_points, "params": f.params, "ci": {k: list(v) for k, v in f.ci.items()},
             "ci_level": f.ci_level, "objective": f.objective, "rmse": f.rmse, "r2": f.r2, "loo_rel_error": f.loo_rel_error, "loo_max_rel_error": f.loo_max_rel_error,
             "holdout_largest_rel_error": f.holdout_largest_rel_error, "bootstrap": len(f.bootstrap),
+            "points_at_bound": f.at_bound,
             "inputs": list(self.observations.inputs),
             "frontier": self.frontier.as_dict() if self.frontier is not None else None,
             "other_frontiers": [{**fr.as_dict(), "comparison": cmp} for fr, cmp in self.alternatives],
@@ -162,6 +163,9 @@ def format_analysis(a: Analysis) -> str:
     hold = "n/a" if f.holdout_largest_rel_error is None else f"{100 * f.holdout_largest_rel_error:.1f}%"
     lines.append(f"  RMSE {f.rmse:.3g} ({a.observations.metric} units), R² {f.r2:.3f}, {f.loss} objective {f.objective:.3g}")
     lines.append(f"  leave-one-out relative error {loo}; largest {o.inputs[0] if not o.is_vlm else 'LLM'} held out {hold}")
+    if f.at_bound:
+        lines.append(f"  {f.at_bound} of {f.n_points} {unit} at a bound of the {f.kind} range (exactly 0 or 1): "
+                     "fitted as observations")
     if fr is None:
         return "\n".join(lines)
     if fr.optimal_visual_tokens is not None:

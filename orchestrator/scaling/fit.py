@@ -5,8 +5,12 @@ Law forms (registry ``FORMS``), with N the LLM's non-embedding parameters and V 
     multiplicative   error(N, V) = a · N^-α · V^-β + d            (Li et al. 2025, the default)
     additive         error(N, V) = A · N^-α + B · V^-β + d
 
-The fitted metric is an error rate in (0, 1) or a loss (any positive value, e.g. eval loss in
-nats); its kind only sets what values are admissible (``METRIC_KINDS``). Parameters are kept in
+The fitted metric is an error rate in [0, 1] or a loss (any positive value, e.g. eval loss in
+nats); its kind only sets what values are admissible (``METRIC_KINDS``). An error of exactly 0 or
+1 — what a small eval set produces — is an observation like any other: the floor d is then held at
+0 (it must stay below the smallest value), and a log-scale loss reads an error of 0 as
+``LOG_FLOOR`` (log 0 is −∞); relative errors (leave-one-out, hold-out) are taken over the points
+above 0. The fit says how many points sit at a bound. Parameters are kept in
 the meaningful region — coefficients ≥ 0, 0 ≤ exponents ≤ 3, 0 ≤ d < min(observed metric) — because an unconstrained fit of such data collapses (a ≫ 1 with
 d ≈ −a). Fitting is bounded least squares from a deterministic grid of starting points, in normalised units N/N₀, V/V₀ (N₀, V₀ the geometric means) for conditioning;
 coefficients are optimised as logarithms and reported in the original units. Losses:
@@ -32,6 +36,7 @@ import numpy as np
 from .forms import FORMS, METRIC_KINDS, FitError, LawForm, predict, reference_point
 
 HUBER_DELTA = 1e-3
+LOG_FLOOR = 1e-4  # what a log-scale loss reads for an observed 0 (below any eval set's resolution)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -72,7 +77,7 @@ class HuberLog(Loss):
 
     def residuals(self, pred, jac, e, w):
         pred = np.maximum(pred, 1e-300)
-        r = np.log(pred) - np.log(e)
+        r = np.log(pred) - np.log(np.maximum(e, LOG_FLOOR))
         huber = np.where(np.abs(r) <= HUBER_DELTA, 1.0, HUBER_DELTA / np.maximum(np.abs(r), 1e-300))
         return r, jac / pred[..., None], w * huber
 
@@ -114,6 +119,7 @@ class Fit:
     bootstrap: np.ndarray = field(repr=False)  # [B, k] parameter samples (original units, FORMS order)
     bootstrap_failures: int = 0
     kind: str = "error"
+    at_bound: int = 0  # points at a bound of the metric's range (an error of exactly 0 or 1)
 
     def predict(self, n, v) -> np.ndarray:
         return predict(self.form, self.params, n, v)
@@ -140,12 +146,11 @@ def check_data(n, v, e, form: str, kind: str = "error") -> tuple[np.ndarray, np.
         raise FitError("the data holds NaN or infinite values; drop or fix those cells")
     if np.any(n <= 0) or np.any(v <= 0):
         raise FitError("llm_params and visual_tokens must be positive")
-    lo, hi = METRIC_KINDS[kind]
-    outside = (e <= lo) | ((e >= hi) if hi is not None else np.zeros(len(e), bool))
+    outside = METRIC_KINDS[kind].outside(e)
     if outside.any():
         if kind == "error":
-            raise FitError(f"an error rate must lie strictly between 0 and 1 (found {e[outside][0]:g}); a perfect "
-                           "score cannot be fitted by this law, and a loss needs --metric-kind loss")
+            raise FitError(f"an error rate must lie between 0 and 1 (found {e[outside][0]:g}); a loss needs "
+                           "--metric-kind loss")
         raise FitError(f"a loss must be positive (found {e[outside][0]:g})")
     k = len(FORMS[form].params)
     if len(e) <= k:
@@ -253,8 +258,10 @@ def fit_map(n, v, e, form: str = "multiplicative", loss: str = "squared", kind: 
     if kind not in METRIC_KINDS:
         raise FitError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
     n, v, e = (np.asarray(a, dtype=float).ravel() for a in (n, v, e))
-    if not len(e) or np.any(n <= 0) or np.any(v <= 0) or np.any(e <= 0) or not np.all(np.isfinite(e)):
-        raise FitError("a MAP fit needs at least one point with positive inputs and metric")
+    admissible = np.all(np.isfinite(e)) and not METRIC_KINDS[kind].outside(e).any()
+    if not len(e) or np.any(n <= 0) or np.any(v <= 0) or not admissible:
+        raise FitError(f"a MAP fit needs at least one point with positive inputs and a metric in "
+                       f"{METRIC_KINDS[kind].interval}")
     law = FORMS[form]
     n0, v0 = reference or reference_point(n, v)
     x, y = np.log(n / n0), np.log(v / v0)
@@ -310,9 +317,15 @@ def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootst
     loo = loo_max = holdout = None
     if cross_validate:
         loo, loo_max = _leave_one_out(form, n, v, e, loss, n0, v0, z)
-        holdout = _holdout_largest(form, n, v, e, loss)
+        holdout = _holdout_largest(form, n, v, e, loss, kind)
     return Fit(form, loss, params, ci, ci_level, sse, objective, float(np.sqrt(sse / len(e))), r2, len(e), loo,
-               loo_max, holdout, boot, failures, kind)
+               loo_max, holdout, boot, failures, kind, int(METRIC_KINDS[kind].at_bound(e).sum()))
+
+
+def _relative(pred: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """|ê − e| / e over the points above 0 (an observed 0 has no relative error)."""
+    keep = e > 0
+    return np.abs(pred[keep] - e[keep]) / e[keep]
 
 
 def _leave_one_out(form, n, v, e, loss, n0, v0, z_full) -> tuple[float | None, float | None]:
@@ -332,16 +345,19 @@ def _leave_one_out(form, n, v, e, loss, n0, v0, z_full) -> tuple[float | None, f
     costs = np.where(np.isfinite(costs), costs, np.inf).reshape(len(held), len(starts))
     best = zs[np.arange(len(held)), np.argmin(costs, axis=1)]
     pred = law.predict_z(best, x, y)[np.arange(len(held)), held]
-    errs = np.abs(pred - e[held]) / e[held]
+    errs = _relative(pred, e[held])
+    if not len(errs):
+        return None, None
     return float(np.mean(errs)), float(np.max(errs))
 
 
-def _holdout_largest(form, n, v, e, loss) -> float | None:
+def _holdout_largest(form, n, v, e, loss, kind) -> float | None:
     """Fit on every LLM size but the largest, predict the largest (the study's 14B check)."""
     test = n == n.max()
     train = ~test
     try:
-        params = fit_params(n[train], v[train], e[train], form, loss, kind="loss")  # e was checked already
+        params = fit_params(n[train], v[train], e[train], form, loss, kind=kind)
     except FitError:
         return None
-    return float(np.mean(np.abs(predict(form, params, n[test], v[test]) - e[test]) / e[test]))
+    errs = _relative(predict(form, params, n[test], v[test]), e[test])
+    return float(np.mean(errs)) if len(errs) else None

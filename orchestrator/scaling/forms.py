@@ -7,7 +7,7 @@ a table): pure numpy, no I/O.
 Each form works on an internal parameter vector z over normalised coordinates
 x = log(x₁/x₁₀), y = log(x₂/x₂₀) (x₁₀, x₂₀ the geometric means of the data, for conditioning),
 coefficients as logarithms; ``to_params``/``from_params`` convert to and from original units.
-The metric is an error rate in (0, 1) or a loss (any positive value): ``METRIC_KINDS``.
+The metric is an error rate in [0, 1] or a loss (any positive value): ``METRIC_KINDS``.
 
 ``FORMS`` is the registry: a form is one :class:`LawForm` subclass registered here, and the
 spec's ``fit.form``, the CLI's ``--form`` and the reference docs list what it holds.
@@ -30,8 +30,34 @@ class FitError(TableError, ValueError):
     """The data cannot identify the law; the message says why and what would."""
 
 
-# what each kind of metric may be: (lower bound, upper bound or None), both exclusive
-METRIC_KINDS: dict[str, tuple[float, float | None]] = {"error": (0.0, 1.0), "loss": (0.0, None)}
+@dataclass(frozen=True)
+class MetricKind:
+    """What values a kind of metric may take. An error rate's bounds are observations (a small
+    eval set scores 0 or 1); a loss must be positive."""
+
+    name: str
+    low: float
+    high: float | None
+    closed: bool  # the bounds themselves are admissible
+
+    def outside(self, e: np.ndarray) -> np.ndarray:
+        if self.closed:
+            return (e < self.low) | ((e > self.high) if self.high is not None else False)
+        return (e <= self.low) | ((e >= self.high) if self.high is not None else False)
+
+    def at_bound(self, e: np.ndarray) -> np.ndarray:
+        if not self.closed:
+            return np.zeros(len(e), bool)
+        return (e == self.low) | ((e == self.high) if self.high is not None else False)
+
+    @property
+    def interval(self) -> str:
+        left, right = ("[", "]") if self.closed else ("(", ")")
+        return f"{left}{self.low:g}, {'∞)' if self.high is None else f'{self.high:g}{right}'}"
+
+
+METRIC_KINDS: dict[str, MetricKind] = {k.name: k for k in (MetricKind("error", 0.0, 1.0, closed=True),
+                                                           MetricKind("loss", 0.0, None, closed=False))}
 
 
 def metric_kind(metric: str) -> str:
