@@ -165,8 +165,12 @@ def _command(name: str, fn: Callable[[argparse.Namespace], int], help: str, *par
     cli.command(name, help=help)(_opts(*params)(callback))
 
 
-_command("validate", c.cmd_validate, "Check an experiment spec and print its expanded grid.",
-         click.argument("file", type=SPEC), FORCE, _format())
+_command("validate", c.cmd_validate, "Check an experiment spec, its models and data files, and print its "
+         "expanded grid.",
+         click.argument("file", type=SPEC), FORCE,
+         click.option("--syntax-only", is_flag=True,
+                      help="check the spec and its grid only, not its models and data (which may live on a cluster)"),
+         _format())
 _command("schema", c.cmd_schema, "Print the JSON Schema of the experiment spec.")
 _command("run", c.cmd_run, "Run (or resume) an experiment on a local Ray, or the cluster at --address.",
          click.argument("file", type=SPEC), FORCE, RUN_OPTS)

@@ -39,8 +39,10 @@ def vision_path(exp: Experiment, exp_dir: ExperimentDir) -> str | None:
 
 def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print) -> list[Cell]:
     """Write the manifest, pretrain the tiny vision tower if asked, and expand the grid."""
-    atomic_write_json(exp_dir.manifest, {"name": exp.name, "digest": exp.digest(), "spec": yaml.safe_load(spec_text),
-                                         "spec_yaml": spec_text})
+    manifest = {"name": exp.name, "digest": exp.digest(), "spec": yaml.safe_load(spec_text), "spec_yaml": spec_text}
+    if exp.source_dir is not None:  # relative paths in the spec resolve against it, also on `resume NAME`
+        manifest["source_dir"] = str(exp.source_dir)
+    atomic_write_json(exp_dir.manifest, manifest)
     path = vision_path(exp, exp_dir)
     if path is not None:
         from workloads.pretrain_vision import pretrain_vision

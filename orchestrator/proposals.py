@@ -46,7 +46,7 @@ def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
     for m in llms:
         if m not in sizes and is_llm_preset(m):
             sizes[m] = float(llm_non_embedding_params(m))
-    patch_grid = exp.spec.vision.grid()
+    patch_grid = exp.spec.vision.grid(exp.locate_vision(exp.spec.vision.model))
     vs = sorted({c[1] for c in combos})
     done = {(llm, int(v), comp) for llm, v, comp in zip(obs.llms, obs.v, obs.compressors)}
     samples = exp.spec.training.steps * exp.spec.training.batch_size

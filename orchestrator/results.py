@@ -44,7 +44,10 @@ def locate(name_or_file: str, storage: str | None = None, require_state: bool = 
             f"(or {STORAGE_ENV}) with the directory that holds it"
         )
     manifest = json.loads(exp_dir.manifest.read_text())
-    return parse(manifest["spec"], str(exp_dir.manifest)), exp_dir
+    exp = parse(manifest["spec"], str(exp_dir.manifest))
+    if manifest.get("source_dir"):
+        exp._source_dir = Path(manifest["source_dir"])
+    return exp, exp_dir
 
 
 def _finished(record: dict[str, Any]) -> dict[str, Any]:

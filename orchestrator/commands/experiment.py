@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..results import locate, render, rows
 from ..spec import json_schema, load
+from ..spec.checks import check_artifacts
 from ..spec.limits import check_scale
 
 
@@ -25,6 +26,8 @@ def _print_cells(exp) -> None:
 def cmd_validate(a) -> int:
     exp = load(a.file)
     check_scale(exp, a.force)
+    if not a.syntax_only:
+        check_artifacts(exp, a.file)
     if a.format == "json":
         print(json.dumps({"name": exp.name, "digest": exp.digest(), "cells": [c.params() for c in exp.cells()]},
                          indent=2))
@@ -61,6 +64,7 @@ def _run(exp, spec_text: str, a, storage: str) -> int:
 def cmd_run(a) -> int:
     exp = load(a.file)
     check_scale(exp, a.force)
+    check_artifacts(exp, a.file)  # before anything is written or started
     return _run(exp, Path(a.file).read_text(), a, exp.storage_root(a.storage))
 
 
@@ -68,6 +72,7 @@ def cmd_resume(a) -> int:
     import yaml
 
     exp, exp_dir = locate(a.name, a.storage)
+    check_artifacts(exp)
     manifest = json.loads(exp_dir.manifest.read_text())
     return _run(exp, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False), a,
                 str(exp_dir.root.parent))

@@ -197,7 +197,10 @@ def cmd_profile(a) -> int:
     """Measure (or reuse) the experiment's inference profile and print it."""
     from ..profiling import run_profile
 
+    from ..spec.checks import check_artifacts
+
     exp, exp_dir = locate(a.file, a.storage, require_state=False)
+    check_artifacts(exp, a.file)
     exp_dir.check_writable()
     echo = print if a.format == "table" else (lambda line: print(line, file=sys.stderr))
     doc = run_profile(exp, exp_dir, a.address, a.fresh, echo)

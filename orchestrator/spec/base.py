@@ -8,8 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-# Hugging Face repo ids / local paths: no shell metacharacters, no whitespace
-MODEL_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$")
+# presets, Hugging Face ids, local paths (absolute, ~/…, relative), s3://bucket/prefix: no whitespace,
+# no control characters, no shell metacharacters
+MODEL_REF = re.compile(r"^(s3://|~|/)?[A-Za-z0-9._/\-]+$")
+MAX_REF = 1024
 RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RFC1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
@@ -30,10 +32,11 @@ def one_of(names) -> object:
 
 
 def model_ref(value: str, what: str) -> str:
-    if not MODEL_REF.match(value) or ".." in value.split("/"):
+    if len(value) > MAX_REF or not MODEL_REF.match(value):
         raise ValueError(
-            f"{value!r} is not a safe {what} name: use a preset name, a Hugging Face id like 'Qwen/Qwen2-0.5B' "
-            "or a path made of letters, digits, '.', '_', '-' and '/'"
+            f"{value!r} is not a safe {what} name: use a preset name, a Hugging Face id like 'Qwen/Qwen2-0.5B', "
+            "s3://bucket/prefix or a path (absolute, ~/…, or relative to the spec file) made of letters, digits, "
+            "'.', '_', '-' and '/'"
         )
     return value
 

@@ -18,12 +18,19 @@ VISION_TO_MODEL = {"model": "vision", "freeze": "freeze_vision", "feature_layer"
                    "kv_layers": "kv_layers", "compressor_heads": "compressor_heads"}
 DATA_TO_DATA = ("source", "train_size", "eval_size", "cells", "questions_per_image", "llava_train", "llava_eval",
                 "image_root", "tokenizer")
+DATA_PATHS = ("llava_train", "llava_eval", "image_root")  # located against the spec file's folder
 TRAINING_DERIVED = ("lr", "threads_per_worker")  # decided per cell below, not copied
 
 
 class _Experiment(Protocol):
     name: str
     spec: Spec
+
+    def locate_llm(self, ref: str): ...
+
+    def locate_vision(self, ref: str): ...
+
+    def locate_file(self, ref: str | None) -> str | None: ...
 
 
 def slug(value: str) -> str:
@@ -76,12 +83,16 @@ def make_cell(exp: _Experiment, llm: str, v: int, comp: str, task: str, seed: in
     s = exp.spec
     key = cell_key(llm, v, comp, task, seed)
     vision = {dst: getattr(s.vision, src) for src, dst in VISION_TO_MODEL.items()}
-    vision["vision"] = vision_path or vision["vision"]
+    vision["vision"] = vision_path or exp.locate_vision(vision["vision"]).location
     vision["kv_layers"] = tuple(vision["kv_layers"])
+    data = {f: getattr(s.data, f) for f in DATA_TO_DATA}
+    data.update({f: exp.locate_file(data[f]) for f in DATA_PATHS})
+    if data["tokenizer"] is not None:
+        data["tokenizer"] = exp.locate_llm(data["tokenizer"]).location
     fault = s.fault_injection
     config = CellConfig(
-        model=ModelConfig(llm=llm, compressor=comp, visual_tokens=v, **vision),
-        data=DataConfig(tasks=(task,), seed=seed, **{f: getattr(s.data, f) for f in DATA_TO_DATA}),
+        model=ModelConfig(llm=exp.locate_llm(llm).location, compressor=comp, visual_tokens=v, **vision),
+        data=DataConfig(tasks=(task,), seed=seed, **data),
         train=train_config(s, llm, seed, lrs),
         fault=FaultConfig(fault.step, fault.during) if fault and key in fault.cells else None,
     )

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import PrivateAttr
 
+from .artifacts import Located, locate, locate_file, preset_llm, preset_vision
 from .base import Strict
 from .cells import Cell, expand
 from .document import Spec
@@ -42,6 +43,20 @@ class Experiment(Strict):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    @property
+    def source_dir(self) -> Path | None:
+        """The spec file's folder (what relative paths in it are relative to), if known."""
+        return self._source_dir
+
+    def locate_llm(self, ref: str) -> Located:
+        return locate(ref, self._source_dir, preset_llm)
+
+    def locate_vision(self, ref: str) -> Located:
+        return locate(ref, self._source_dir, preset_vision)
+
+    def locate_file(self, ref: str | None) -> str | None:
+        return locate_file(ref, self._source_dir)
 
     def cells(self) -> list[Cell]:
         return expand(self)

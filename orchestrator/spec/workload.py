@@ -7,7 +7,6 @@ Each block maps onto the workload's config in one place, ``spec/cells.py``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -46,20 +45,19 @@ class Vision(Strict):
                              f"set pretrain: null for the pretrained model {self.model!r}")
         return self
 
-    def grid(self) -> int | None:
-        """The patch grid side when known without downloading anything: a preset, an explicit
-        ``patch_grid``, or a local checkpoint's ``config.json``; otherwise checked at build time."""
+    def grid(self, located=None) -> int | None:
+        """The patch grid side when known without loading anything: a preset, an explicit
+        ``patch_grid``, or a local checkpoint's ``config.json`` (``located``: where the spec's
+        model reference points, see spec/artifacts.py; else only an absolute path is read)."""
+        from .artifacts import locate, preset_vision, vision_grid
+
         if is_vision_preset(self.model):
             return vision_shape(self.model).grid
         if self.patch_grid is not None:
             return self.patch_grid
-        config = Path(self.model) / "config.json"
-        if config.is_file():
-            c = json.loads(config.read_text())
-            c = c.get("vision_config", c)
-            if "image_size" in c and "patch_size" in c:
-                return int(c["image_size"]) // int(c["patch_size"])
-        return None
+        if located is None and Path(self.model).is_absolute():
+            located = locate(self.model, None, preset_vision)
+        return vision_grid(located) if located is not None else None
 
 
 class Data(Strict):

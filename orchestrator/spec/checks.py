@@ -1,0 +1,69 @@
+"""Whether an experiment's models and data can be used here: every problem at once, one line
+each, naming the field and the path — in seconds, before anything is written or started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workloads.compressors import VisualTokenError, check_visual_tokens
+
+from ..errors import SpecError
+from .artifacts import TOKENIZER_FILES, model_problems
+from .experiment import Experiment
+
+
+def _llm_fields(exp: Experiment) -> list[tuple[str, str]]:
+    """(field, reference) of every LLM the experiment trains or profiles, each once."""
+    g = exp.spec.grid
+    fields = ([(f"spec.grid.llms[{i}]", m) for i, m in enumerate(g.llms)] if g.llms is not None
+              else [(f"spec.grid.points[{i}].llm", p.llm) for i, p in enumerate(g.points)])
+    fields += [(f"spec.profile.llms[{i}]", m) for i, m in enumerate(exp.spec.profile.llms)]
+    seen: dict[str, str] = {}
+    for field, ref in fields:
+        seen.setdefault(ref, field)
+    return [(field, ref) for ref, field in seen.items()]
+
+
+def problems(exp: Experiment) -> list[str]:
+    s = exp.spec
+    out: list[str] = []
+    tokenizer = s.data.tokenizer
+    for field, ref in _llm_fields(exp):
+        loc = exp.locate_llm(ref)
+        if loc.kind == "preset" and s.data.source != "synthetic" and tokenizer is None:
+            out.append(f"{field}: the LLM preset {ref!r} has no tokenizer for {s.data.source} data; set "
+                       "spec.data.tokenizer to a tokenizer's directory or Hugging Face id")
+        out += model_problems(field, loc, () if tokenizer else ("tokenizer",), "causal LM")
+    if tokenizer is not None:
+        loc = exp.locate_llm(tokenizer)
+        if loc.kind == "local":
+            if not any((Path(loc.location) / f).is_file() for f in TOKENIZER_FILES):
+                out.append(f"spec.data.tokenizer: {loc.location} holds no tokenizer ({' or '.join(TOKENIZER_FILES)})")
+        elif loc.kind != "preset":
+            out += model_problems("spec.data.tokenizer", loc, (), "tokenizer")
+    vision = exp.locate_vision(s.vision.model)
+    out += model_problems("spec.vision.model", vision, ("image processor",), "vision tower")
+    grid = s.vision.grid(vision)
+    if grid is not None:
+        for v, compressor in sorted({(c[1], c[2]) for c in s.grid.combinations()}):
+            try:
+                check_visual_tokens(compressor, v, grid)
+            except VisualTokenError as e:
+                out.append(f"spec.grid.visual_tokens: {v} with compressor {compressor!r}: {e}")
+    if s.data.source == "llava":
+        for field in ("llava_train", "llava_eval"):
+            path = exp.locate_file(getattr(s.data, field))
+            if path is not None and not path.startswith("s3://") and not Path(path).is_file():
+                out.append(f"spec.data.{field}: {path}: no such file")
+        root = exp.locate_file(s.data.image_root)
+        if root is not None and not root.startswith("s3://") and not Path(root).is_dir():
+            out.append(f"spec.data.image_root: {root}: no such directory")
+    return list(dict.fromkeys(out))
+
+
+def check_artifacts(exp: Experiment, source: str | None = None) -> None:
+    """Refuse an experiment whose models or data cannot be used here (SpecError listing them all)."""
+    found = problems(exp)
+    if found:
+        head = f"{source or exp.name}: {len(found)} problem{'s' if len(found) > 1 else ''} with models or data"
+        raise SpecError(head + ":\n  " + "\n  ".join(found))
