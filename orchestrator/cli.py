@@ -47,8 +47,11 @@ def _quiet() -> None:
 
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
-    for name in ("mlflow", "alembic", "ray", "ray.tune", "ray.train", "optuna", "urllib3"):
+    for name in ("mlflow", "alembic", "ray", "optuna", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # a failed cell's traceback goes to its log under the experiment, the cause to the status line
+    for name in ("ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _version() -> str:

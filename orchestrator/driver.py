@@ -118,7 +118,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
         raise
     pool.shutdown()
     log = RoundLog.load(exp_dir)
-    errors: dict[str, Any] = {}
+    errors: dict[str, str | None] = {}  # each cell's cause of failure (one line)
     planned: list[Cell] = []
     vision = vision_path(exp, exp_dir)
     lrs: dict[str, float] = {}
@@ -157,8 +157,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
         ray.shutdown()
 
     finished = exp_dir.finished()
-    errored = {k: str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
-               for k, e in errors.items() if e is not None and k not in finished}
+    errored = {k: cause for k, cause in errors.items() if cause and k not in finished}
     tracker.log_metrics(parent, {"cells_total": len(planned), "cells_finished": len(finished),
                                  "cells_errored": len(errored)}, step=len(finished), dedup="cells_finished")
     done = not errored and all(c.key in finished for c in planned)
@@ -167,7 +166,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
 
 
 def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], number: int, tracker, parent: str,
-                 run_ids: dict[str, str], target, cluster: dict[str, float], live, echo) -> dict[str, Any]:
+                 run_ids: dict[str, str], target, cluster: dict[str, float], live, echo) -> dict[str, str | None]:
     """Train the round's cells that are not finished; every cell gets its MLflow run, tagged with the round."""
     from . import progress, track
 

@@ -9,6 +9,8 @@ finished cells.
         tune/                Ray Tune experiment state (the grid's and the calibration's)
         results/<key>.json   the ledger: final metrics of every finished cell (atomic writes)
         progress/<key>.jsonl every report of each cell (live progress)
+        errors/<key>.json    why a cell failed last (one line), while it is not finished
+        logs/<key>.log       every failure's full traceback, attempt by attempt
         rounds.json          the cells of every round after the grid, and each round's fit
         calibration.json     the learning rate found per LLM size; calibration/ its plots
         profile/             the inference profile: profile.json, and <digest>/ one file per point
@@ -151,6 +153,12 @@ class ExperimentDir:
     def progress_path(self, key: str) -> Path:
         return self.progress / f"{key}.jsonl"
 
+    def error_path(self, key: str) -> Path:
+        return self.root / "errors" / f"{key}.json"
+
+    def log_path(self, key: str) -> Path:
+        return self.root / "logs" / f"{key}.log"
+
     def publish(self, staged: Path, kept: Path) -> None:
         """Copy a file written locally (a plot, a report page) to where the experiment keeps it."""
         if staged != kept:
@@ -185,6 +193,35 @@ class ExperimentDir:
 
     def record_finished(self, key: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.result_path(key), record)
+
+    def cell_error(self, key: str) -> dict[str, Any] | None:
+        """Why the cell failed last ({cause, transient, log, at}), or None."""
+        try:
+            return json.loads(self.error_path(key).read_text())
+        except FileNotFoundError:
+            return None
+
+    def record_error(self, key: str, cause: str, transient: bool, details: str) -> None:
+        """Keep a failure: its traceback appended to the cell's log, its cause as the cell's error.
+        Best effort — storage that is full or gone must not hide the failure it is recording."""
+        import time
+
+        from workloads.storage import append_line
+
+        try:
+            append_line(self.log_path(key), f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                                            f"({'may pass: retried' if transient else 'will recur: not retried'})\n"
+                                            f"{details.rstrip()}")
+            atomic_write_json(self.error_path(key), {"cause": cause, "transient": transient,
+                                                     "log": str(self.log_path(key)), "at": time.time()})
+        except OSError:
+            pass
+
+    def clear_error(self, key: str) -> None:
+        try:
+            self.error_path(key).unlink()
+        except (FileNotFoundError, OSError):
+            pass
 
     def progress_history(self, key: str) -> list[dict[str, Any]]:
         """Every report of a cell, in order (a line cut by a kill is skipped)."""

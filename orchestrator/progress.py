@@ -24,6 +24,7 @@ class CellProgress:
     error: float | None = None
     samples_per_s: float | None = None
     batch_size: int = 0
+    cause: str | None = None  # why it failed last (one line)
 
     @property
     def eta_s(self) -> float | None:
@@ -45,10 +46,13 @@ class ProgressBoard:
             c.step, c.loss, c.error = int(m.get("step", steps)), m.get("loss"), m.get("error")
         self.cells[key] = c
 
-    def update(self, key: str, status: str | None = None, result: dict[str, Any] | None = None) -> None:
+    def update(self, key: str, status: str | None = None, result: dict[str, Any] | None = None,
+               cause: str | None = None) -> None:
         c = self.cells[key]
         if status:
             c.status = status
+        if cause is not None:
+            c.cause = cause
         if result:
             c.step = int(result.get("step", c.step))
             c.loss = result.get("loss", c.loss)
@@ -84,8 +88,10 @@ class ProgressBoard:
             t.add_column(col, justify="left" if col in ("cell", "status") else "right")
         style = {"finished": "green", "running": "cyan", "errored": "red", "skipped": "green dim"}
         for c in self.cells.values():
-            t.add_row(c.key, f"[{style.get(c.status, '')}]{c.status}[/]" if c.status in style else c.status,
-                      f"{c.step}/{c.steps}", _fmt(c.loss), _fmt(c.error),
+            status = f"[{style.get(c.status, '')}]{c.status}[/]" if c.status in style else c.status
+            if c.cause and c.status in ("errored", "retrying"):
+                status += f" ({c.cause[:60]})"
+            t.add_row(c.key, status, f"{c.step}/{c.steps}", _fmt(c.loss), _fmt(c.error),
                       f"{c.eta_s:.0f} s" if c.eta_s is not None else "")
         return t
 
@@ -114,7 +120,17 @@ def plain_line(c: CellProgress, board: ProgressBoard) -> str:
         parts.append(f"ETA {_duration(c.eta_s)}")
     if c.error is not None and c.status == "finished":
         parts.append(f"error {c.error:.4f}")
+    if c.cause and c.status in ("errored", "retrying"):
+        parts.append(c.cause)
     return " · ".join(parts) + f"  ({board.summary()})"
+
+
+def _cause(trial) -> str | None:
+    """The cell's last failure, as the trial function recorded it."""
+    from .layout import ExperimentDir
+
+    error = ExperimentDir.at(trial.config["cell"]["exp_dir"]).cell_error(trial.config["cell"]["key"])
+    return error["cause"] if error else None
 
 
 def tune_callback(board: ProgressBoard, live: bool | None = None):
@@ -155,6 +171,9 @@ def tune_callback(board: ProgressBoard, live: bool | None = None):
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             key = trial.config["cell"]["key"]
+            if result.get("cell_error"):  # a failure that would recur: the cell ends here, with its cause
+                self.board.update(key, "errored", cause=result["cell_error"])
+                return
             self.board.update(key, "skipped" if result.get("skipped") else None, result)
             if not result.get("skipped") and not result.get("final"):
                 self._line(key)  # every report: training is visible in logs
@@ -162,20 +181,20 @@ def tune_callback(board: ProgressBoard, live: bool | None = None):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             key = trial.config["cell"]["key"]
-            if self.board.cells[key].status != "skipped":
+            if self.board.cells[key].status not in ("skipped", "errored"):
                 self.board.update(key, "finished")
             self._line(key)
             self._draw()
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             key = trial.config["cell"]["key"]
-            self.board.update(key, "retrying")
+            self.board.update(key, "retrying", cause=_cause(trial))
             self._line(key)
             self._draw()
 
         def on_trial_error(self, iteration, trials, trial, **info):
             key = trial.config["cell"]["key"]
-            self.board.update(key, "errored")
+            self.board.update(key, "errored", cause=_cause(trial))
             self._line(key)
             self._draw()
 

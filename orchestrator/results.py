@@ -81,6 +81,9 @@ def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
             row["status"] = "started" if last else "pending"
             if last:
                 row["step"] = int(last.get("step", 0))
+            failed = exp_dir.cell_error(cell.key)
+            if failed is not None and not failed.get("transient"):
+                row.update(status="errored", cause=failed["cause"], log=failed["log"])
         out.append(row)
     keys = {c.key for c in grid}
     for key, record in sorted(finished.items()):
@@ -111,7 +114,7 @@ def render(table: list[dict[str, Any]], fmt: str) -> str:
         t.add_column(col, justify="right" if col not in ("cell", "llm", "compressor", "task", "status") else "left")
     for r in table:
         t.add_row(*[_cell(r.get(c)) for c in COLUMNS])
-    t.caption = ("error: error rate in (0, 1), 1 − exact match; eval_loss: loss, mean nats per answer token "
+    t.caption = ("error: error rate in [0, 1], 1 − exact match; eval_loss: loss, mean nats per answer token "
                  "(fit either: vlmscale fit NAME --metric eval_loss)")
     import shutil
 

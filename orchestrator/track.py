@@ -54,6 +54,7 @@ TUNE_BOOKKEEPING = {
     "node_ip", "config", "trial_id", "experiment_tag", "done", "iterations_since_restore",
     "checkpoint_dir_name", "should_checkpoint", "time_since_restore", "timesteps_total", "episodes_total",
     "timesteps_since_restore", "episodes_this_iter", "timesteps_this_iter", "checkpoint_path", "skipped",
+    "cell_error", "cell_log",
 }
 
 
@@ -259,14 +260,24 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             key, run_id = self._run(trial)
-            record = ExperimentDir.at(trial.config["cell"]["exp_dir"]).finished_record(key)
+            exp_dir = ExperimentDir.at(trial.config["cell"]["exp_dir"])
+            record = exp_dir.finished_record(key)
+            if record is None:  # the cell ended with a failure that would recur: it reported its cause
+                self._failed(run_id, exp_dir.cell_error(key))
+                return
             self.courier.submit("log_cell_record", run_id, trial.config["cell"]["config"], record)
             self.courier.submit("set_tags", run_id, {"vlmscale.status": "finished"})
             self.courier.submit("finish", run_id, "FINISHED")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            _, run_id = self._run(trial)
-            self.courier.submit("set_tags", run_id, {"vlmscale.status": "errored"})
+            key, run_id = self._run(trial)
+            self._failed(run_id, ExperimentDir.at(trial.config["cell"]["exp_dir"]).cell_error(key))
+
+        def _failed(self, run_id: str, error: dict | None) -> None:
+            tags = {"vlmscale.status": "errored"}
+            if error:
+                tags["vlmscale.error"] = error["cause"][:5000]
+            self.courier.submit("set_tags", run_id, tags)
             self.courier.submit("finish", run_id, "FAILED")
 
         def on_experiment_end(self, trials, **info):

@@ -59,10 +59,13 @@ def plan(exp: Experiment, cells: list[Cell], exp_dir: ExperimentDir, cluster: di
 
 
 def cell_trainable(config: dict[str, Any]) -> None:
+    """Train one cell (in this trial's process, or as a Ray Train job) and record it. A failure
+    that will recur ends the cell at once with its cause (reported as ``cell_error``, not raised:
+    Tune would retry it); one that may pass is raised, and Tune retries the cell from its last
+    checkpoint. Either way its traceback goes to the cell's log under the experiment."""
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
-    from workloads.launch import WorkerResources, build_trainer, metrics_log_callback, train_in_trial
+    from workloads.failures import describe
 
     job = config["cell"]
     exp_dir = ExperimentDir.at(job["exp_dir"])
@@ -70,24 +73,40 @@ def cell_trainable(config: dict[str, Any]) -> None:
     if done is not None and done.get("config_digest") == job["config_digest"]:
         tune.report({**done["metrics"], "skipped": 1})  # finished before a driver restart
         return
-    cell, resources = CellConfig.from_dict(job["config"]), WorkerResources(**job["resources"])
-    if job["in_trial"]:
-        metrics, checkpoint = train_in_trial(cell, str(exp_dir.cells / job["key"]),
-                                             str(exp_dir.progress_path(job["key"])))
-        _record(exp_dir, job, metrics, checkpoint)
+    exp_dir.clear_error(job["key"])  # this attempt supersedes the last one's failure
+    try:
+        metrics, checkpoint = _train(job, exp_dir)
+    except Exception as e:  # noqa: BLE001 — every failure is classified and kept, then retried or reported
+        failure = describe(e)
+        exp_dir.record_error(job["key"], failure.cause, failure.transient, failure.details)
+        if failure.transient:
+            raise
+        tune.report({"cell_error": failure.cause, "cell_log": str(exp_dir.log_path(job["key"]))})
         return
-    trainer = build_trainer(
-        cell,
-        resources,
-        storage_path=str(exp_dir.cells),
-        name=job["key"],
-        max_failures=job["retries"],
-        callbacks=[TuneReportCallback(), metrics_log_callback(str(exp_dir.progress_path(job["key"])))],
-    )
-    result = trainer.fit()
-    if result.error is not None:
-        raise result.error
-    _record(exp_dir, job, result.metrics, result.checkpoint.path if result.checkpoint else None)
+    _record(exp_dir, job, metrics, checkpoint)
+
+
+def _train(job: dict[str, Any], exp_dir: ExperimentDir) -> tuple[dict[str, Any], str | None]:
+    """The cell's final metrics and last checkpoint. As a Ray Train job it is retried here, from its
+    checkpoints, while its failures may pass: Ray Train itself would retry any failure."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from workloads.failures import is_transient
+    from workloads.launch import WorkerResources, build_trainer, metrics_log_callback, train_in_trial
+
+    cell, resources = CellConfig.from_dict(job["config"]), WorkerResources(**job["resources"])
+    progress = str(exp_dir.progress_path(job["key"]))
+    if job["in_trial"]:
+        return train_in_trial(cell, str(exp_dir.cells / job["key"]), progress)
+    for attempt in range(job["retries"] + 1):
+        trainer = build_trainer(cell, resources, storage_path=str(exp_dir.cells), name=job["key"], max_failures=0,
+                                callbacks=[TuneReportCallback(), metrics_log_callback(progress)])
+        result = trainer.fit()  # a trainer of the same name finds the checkpoints of the last attempt
+        if result.error is None:
+            return result.metrics, result.checkpoint.path if result.checkpoint else None
+        if attempt == job["retries"] or not is_transient(result.error):
+            raise result.error
+    raise AssertionError("unreachable")
 
 
 def _record(exp_dir: ExperimentDir, job: dict[str, Any], metrics: dict[str, Any], checkpoint: str | None) -> None:
@@ -95,14 +114,16 @@ def _record(exp_dir: ExperimentDir, job: dict[str, Any], metrics: dict[str, Any]
         "key": job["key"], "params": job["params"], "config_digest": job["config_digest"], "metrics": metrics,
         "checkpoint": checkpoint, "finished_at": time.time(),
     })
+    exp_dir.clear_error(job["key"])
 
 
 # ------------------------------------------------------------------------------------------------
 # the grid of trials (runs in the driver)
 
 
-def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) -> dict[str, Any]:
-    """Run (or resume) the Tune experiment over the cells that are not finished; each cell's error (or None)."""
+def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) -> dict[str, str | None]:
+    """Run (or resume) the Tune experiment over the cells that are not finished; each cell's cause
+    of failure (one line), or None."""
     from ray import tune
 
     from workloads.launch import WorkerResources, needs_ray_train
@@ -141,10 +162,18 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) 
     except (EOFError, pickle.UnpicklingError) as e:
         # Tune reads each failed trial's error back from storage; a full disk cut that file short
         finished = exp_dir.finished()
-        lost = RuntimeError(f"the cell failed and its error could not be read back from storage "
-                            f"({type(e).__name__}: {e}); is the storage full?")
+        lost = (f"the cell failed and its error could not be read back from storage ({type(e).__name__}: {e}); "
+                "is the storage full?")
         return {job["key"]: None if job["key"] in finished else lost for job in jobs}
-    return {r.config["cell"]["key"]: r.error for r in grid if r.config}
+    return {r.config["cell"]["key"]: _cause(r) for r in grid if r.config}
+
+
+def _cause(result) -> str | None:
+    from workloads.failures import cause_line
+
+    if result.error is not None:
+        return cause_line(result.error)
+    return (result.metrics or {}).get("cell_error")
 
 
 def _trial_name(trial) -> str:

@@ -83,7 +83,8 @@ def test_every_problem_is_listed_at_once_naming_the_field_and_path(models, tmp_p
     with pytest.raises(SpecError) as e:
         check_artifacts(exp)
     lines = str(e.value).splitlines()
-    assert lines[0].endswith("5 problems with models or data:")
+    assert lines[0].endswith("7 problems with models or data:")
+    assert any(f"spec.grid.llms[1]: {no_tokenizer} holds no weights" in x for x in lines)
     assert any(f"spec.grid.llms[0]: {tmp_path / 'missing'} is not a directory" in x for x in lines)
     assert any(f"spec.grid.llms[1]: {no_tokenizer} has no tokenizer" in x for x in lines)
     assert any(f"spec.vision.model: {no_processor} has no image processor" in x for x in lines)
@@ -93,7 +94,7 @@ def test_every_problem_is_listed_at_once_naming_the_field_and_path(models, tmp_p
     t0 = time.time()
     r = _cli("validate", str(tmp_path / "exp.yaml"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
-    assert len(r.stderr.strip().splitlines()) == 6 and time.time() - t0 < 20
+    assert len(r.stderr.strip().splitlines()) == 8 and time.time() - t0 < 20
     r = _cli("validate", str(tmp_path / "exp.yaml"), "--syntax-only")  # a spec whose files live on a cluster
     assert r.returncode == 0, r.stderr
 

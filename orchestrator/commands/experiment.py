@@ -54,8 +54,8 @@ def _run(exp, spec_text: str, a, storage: str) -> int:
                              rounds=a.rounds, storage=storage)
     print(f"\n{exp.name}: {len(outcome.finished)} cells finished ({len(outcome.skipped)} from before), "
           f"{len(outcome.errored)} errored, in {outcome.seconds:.0f} s")
-    for key, err in outcome.errored.items():
-        print(f"  {key}: {err}")
+    for key, cause in outcome.errored.items():
+        print(f"  {key}: {cause}  (log: {outcome.exp_dir.log_path(key)})")
     print(f"results:  vlmscale results {exp.name} --storage {outcome.exp_dir.root.parent}")
     print(f"MLflow:   {outcome.tracking_uri} (vlmscale ui {exp.name} --storage {outcome.exp_dir.root.parent})")
     return 0 if not outcome.errored else 1
@@ -116,6 +116,9 @@ def cmd_status(a) -> int:
     if lrs:
         print("calibrated learning rates: " + ", ".join(f"{llm} {lr:.3g}" for llm, lr in lrs.items()))
     sys.stdout.write(render(table, "table"))
+    for r in table:
+        if r.get("cause"):
+            print(f"{r['cell']}: {r['cause']}  (log: {r['log']})")
     return 0
 
 

@@ -20,6 +20,7 @@ from workloads.presets import is_llm_preset, is_vision_preset
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 IMAGE_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def model_problems(where: str, loc: Located, needs: tuple[str, ...], what: str) 
     if problem:
         return [problem]
     out = []
+    if not any((directory / f).is_file() for f in WEIGHT_FILES):
+        out.append(f"{where}: {directory} holds no weights ({' or '.join(WEIGHT_FILES)})")
     for need in needs:
         files = TOKENIZER_FILES if need == "tokenizer" else IMAGE_PROCESSOR_FILES
         if not any((directory / f).is_file() for f in files):
