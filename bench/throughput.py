@@ -52,6 +52,7 @@ def plain_loop(config: dict) -> float:
 
     from workloads.config import CellConfig
     from workloads.data.batch import Collator, ImageTransform
+    from workloads.data.chat import Plain
     from workloads.model import build_vlm, vision_geometry
     from workloads.optim import make_optimizer, schedule
     from workloads.tokenizer import load_tokenizer
@@ -63,8 +64,8 @@ def plain_loop(config: dict) -> float:
     tokenizer = load_tokenizer(cell.model.llm, dc.source, dc.tokenizer)
     model = build_vlm(cell.model, tokenizer)
     _, _, image_size = vision_geometry(model.vision)
-    collate = Collator(tokenizer, cell.model.visual_tokens, ImageTransform(image_size), dc.user_prefix,
-                       dc.assistant_prefix)
+    collate = Collator(tokenizer, cell.model.visual_tokens, ImageTransform(image_size),
+                       Plain(dc.user_prefix, dc.assistant_prefix))
     sampler = StepSampler(datasets(dc, "train", image_size), tc.batch_size, dc.seed)
     optimizer = make_optimizer(model, schedule(tc, model.llm.config.hidden_size).peak, tc.weight_decay)
     model.train()

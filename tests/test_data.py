@@ -88,10 +88,10 @@ def _write_llava(tmp_path, n=3):
 
 def test_llava_format_loads_real_png_files(tmp_path):
     ds = LlavaDataset(_write_llava(tmp_path))
-    assert len(ds) == 6  # two turn pairs per record
+    assert len(ds) == 3  # a record is one sample: its whole conversation
     s = ds[0]
-    assert s.image.shape == (40, 30, 3) and s.question == "what is shown ?" and s.answer == "noise"
-    assert ds[1].question == "is it red ?"
+    assert s.image.shape == (40, 30, 3) and s.question == "<image>\nwhat is shown ?" and s.answer == "noise"
+    assert [t.question for t in s.turns] == ["<image>\nwhat is shown ?", "is it red ?"]
     pixels = ImageTransform(64)(s.image)
     assert pixels.shape == (3, 64, 64)
 
@@ -99,7 +99,7 @@ def test_llava_format_loads_real_png_files(tmp_path):
 def test_llava_format_errors_name_the_file_and_record(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"image": "x.png"}]))
-    with pytest.raises(LlavaFormatError, match=r"bad.json: record 0: needs 'image' and 'conversations'"):
+    with pytest.raises(LlavaFormatError, match=r"bad.json: record 0: needs 'conversations'"):
         LlavaDataset(bad)
     missing = tmp_path / "missing.json"
     missing.write_text(json.dumps([{"image": "nope.png", "conversations": [

@@ -14,12 +14,16 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from .data.chat import FORMATS
+
 Strategy = Literal["ddp", "deepspeed"]
 Precision = Literal["fp32", "bf16"]
 Source = Literal["synthetic", "llava"]
 DrillMoment = Literal["step", "checkpoint"]
 ProfileDtype = Literal["auto", "float32", "bfloat16", "float16"]
 ZeroStage = Literal[1, 2, 3]
+Conversation = Literal[("auto", *FORMATS)]
+AspectRatio = Literal["pad", "square"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class DataConfig:
     user_prefix: str = "USER:"
     assistant_prefix: str = "ASSISTANT:"
     tokenizer: str | None = None  # defaults to the LLM's own tokenizer, or the synthetic word-level one
+    # how turns become tokens (workloads/data/chat.py): auto = plain for synthetic data, else the
+    # tokenizer's chat template if it has one, else LLaVA's v1 conversation
+    conversation: Conversation = "auto"
+    image_aspect_ratio: AspectRatio = "pad"  # pad: to a square in the processor's mean colour (LLaVA-1.5); square: as is
+    max_length: int = 2048  # tokens of a training sequence (cut after it, never inside the image's placeholders)
 
     def __post_init__(self):
         if self.source == "llava" and not self.llava_train:

@@ -79,6 +79,8 @@ class VisionLanguageModel(nn.Module):
                 f"image placeholders and image features do not match: {n_tokens} <image> tokens in the "
                 f"batch, {n_features} visual tokens ({image_features.shape[0]} images x {image_features.shape[1]})"
             )
+        if not n_features:
+            return embeds
         mask = mask.unsqueeze(-1).expand_as(embeds)
         return embeds.masked_scatter(mask, image_features.to(embeds.dtype))
 
@@ -89,8 +91,18 @@ class VisionLanguageModel(nn.Module):
         for tower in towers:
             _enable_checkpointing(tower)
 
-    def forward(self, input_ids, attention_mask, pixel_values, labels=None, query_ids=None, query_mask=None):
-        features = self.encode_images(pixel_values, query_ids, query_mask)
+    def forward(self, input_ids, attention_mask, pixel_values, labels=None, query_ids=None, query_mask=None,
+                image_mask=None):
+        """``image_mask`` [B] bool marks the samples that have an image (None: all of them); only
+        those are encoded, and their V features fill their placeholders."""
+        if image_mask is not None:
+            pixel_values = pixel_values[image_mask]
+            query_ids = None if query_ids is None else query_ids[image_mask]
+            query_mask = None if query_mask is None else query_mask[image_mask]
+        if len(pixel_values):
+            features = self.encode_images(pixel_values, query_ids, query_mask)
+        else:  # a batch of text-only conversations
+            features = self.llm.get_input_embeddings().weight.new_zeros((0, self.visual_tokens, 1))
         embeds = self.merge(input_ids, features)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
 

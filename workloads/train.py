@@ -22,7 +22,8 @@ import torch
 import torch.distributed as dist
 
 from .config import CellConfig, DataConfig
-from .data.batch import Collator, ImageTransform
+from .data.batch import Collator, transform_for
+from .data.chat import conversation_format
 from .data.synthetic import SyntheticVQA
 from .device import all_reduce_sum, to_device
 from .checkpoint import newest_complete, seal
@@ -49,12 +50,12 @@ def seed_everything(seed: int) -> None:
 
 
 def datasets(cfg: DataConfig, split: str, image_size: int) -> list:
-    """One data set per task (synthetic) or the LLaVA file of the split."""
+    """One data set per task (synthetic) or the LLaVA file of the split (eval: its first eval_size records)."""
     if cfg.source == "llava":
         from .data.llava import LlavaDataset
 
         path = cfg.llava_train if split == "train" else (cfg.llava_eval or cfg.llava_train)
-        return [LlavaDataset(path, cfg.image_root)]
+        return [LlavaDataset(path, cfg.image_root, limit=None if split == "train" else cfg.eval_size)]
     size, turns = (cfg.train_size, cfg.questions_per_image) if split == "train" else (cfg.eval_size, 1)
     return [SyntheticVQA(t, split, size, cfg.seed, image_size, cfg.cells, turns) for t in cfg.tasks]
 
@@ -114,8 +115,9 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     tokenizer = load_tokenizer(cell.model.llm, dc.source, dc.tokenizer)
     model = build_vlm(cell.model, tokenizer)
     _, _, image_size = vision_geometry(model.vision)
-    collate = Collator(tokenizer, cell.model.visual_tokens, ImageTransform(image_size),
-                       dc.user_prefix, dc.assistant_prefix)
+    fmt = conversation_format(dc.conversation, dc.source, tokenizer, dc.user_prefix, dc.assistant_prefix)
+    collate = Collator(tokenizer, cell.model.visual_tokens,
+                       transform_for(cell.model.vision, image_size, dc.image_aspect_ratio), fmt, dc.max_length)
     sampler = StepSampler(datasets(dc, "train", image_size), tc.batch_size, dc.seed)
     lr = schedule(tc, model.llm.config.hidden_size)
     eval_sources = datasets(dc, "eval", image_size)

@@ -17,7 +17,7 @@ from .document import Spec
 VISION_TO_MODEL = {"model": "vision", "freeze": "freeze_vision", "feature_layer": "vision_feature_layer",
                    "kv_layers": "kv_layers", "compressor_heads": "compressor_heads"}
 DATA_TO_DATA = ("source", "train_size", "eval_size", "cells", "questions_per_image", "llava_train", "llava_eval",
-                "image_root", "tokenizer")
+                "image_root", "tokenizer", "conversation", "image_aspect_ratio", "max_length")
 DATA_PATHS = ("llava_train", "llava_eval", "image_root")  # located against the spec file's folder
 TRAINING_DERIVED = ("lr", "threads_per_worker")  # decided per cell below, not copied
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from workloads.config import (DataConfig, DrillMoment, ModelConfig, Precision, PretrainConfig, Source, Strategy,
-                              TrainConfig, ZeroStage)
+from workloads.config import (AspectRatio, Conversation, DataConfig, DrillMoment, ModelConfig, Precision,
+                              PretrainConfig, Source, Strategy, TrainConfig, ZeroStage)
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 
 from .base import Strict, model_ref
@@ -66,10 +66,18 @@ class Data(Strict):
     eval_size: int = Field(DataConfig.eval_size, ge=1)
     cells: int = Field(DataConfig.cells, ge=2, le=9)
     questions_per_image: int = Field(DataConfig.questions_per_image, ge=1)
-    llava_train: str | None = None
-    llava_eval: str | None = None
-    image_root: str | None = None
-    tokenizer: str | None = None
+    llava_train: str | None = Field(None, description="LLaVA-format JSON or JSONL (relative: to the spec file)")
+    llava_eval: str | None = Field(None, description="LLaVA-format held-out records (its first eval_size)")
+    image_root: str | None = Field(None, description="Folder the records' image paths are relative to")
+    tokenizer: str | None = Field(None, description="A tokenizer's directory or hub id (default: the LLM's own)")
+    conversation: Conversation = Field(DataConfig.conversation, description=(
+        "How turns become tokens: auto = plain for synthetic data, else the LLM tokenizer's chat template "
+        "if it has one, else LLaVA's v1 conversation"))
+    image_aspect_ratio: AspectRatio = Field(DataConfig.image_aspect_ratio, description=(
+        "pad: to a square in the image processor's mean colour first (LLaVA-1.5); square: the processor's "
+        "own resize and crop"))
+    max_length: int = Field(DataConfig.max_length, ge=16, le=1 << 20,
+                            description="Tokens of a training sequence (cut after, never inside the image)")
 
     @model_validator(mode="after")
     def _llava(self) -> "Data":
