@@ -36,6 +36,13 @@ def _laws() -> list[str]:
     return lines
 
 
+def _scorers() -> list[str]:
+    from workloads.scorers import SCORERS
+
+    lines = ["| scorer (`evaluation.benchmarks[].scorer`) | scores an answer |", "| --- | --- |"]
+    return lines + [f"| `{s.name}` | {s.summary} |" for s in SCORERS.values()]
+
+
 def _costs() -> list[str]:
     from .scaling.cost import COST_MODELS
 
@@ -104,6 +111,10 @@ def render() -> str:
         "## Laws, losses, metric kinds",
         "",
         *_laws(),
+        "",
+        "## Benchmark scorers",
+        "",
+        *_scorers(),
         "",
         "## Inference cost models",
         "",

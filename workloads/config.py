@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from .data.chat import FORMATS
+from .scorers import SCORERS
 
 Strategy = Literal["ddp", "deepspeed"]
 Precision = Literal["fp32", "bf16"]
@@ -24,6 +25,7 @@ ProfileDtype = Literal["auto", "float32", "bfloat16", "float16"]
 ZeroStage = Literal[1, 2, 3]
 Conversation = Literal[("auto", *FORMATS)]
 AspectRatio = Literal["pad", "square"]
+ScorerName = Literal[tuple(SCORERS)]
 
 
 @dataclass(frozen=True)
@@ -152,10 +154,28 @@ class FaultConfig:
 
 
 @dataclass(frozen=True)
+class BenchmarkConfig:
+    """A benchmark scored on generated answers (workloads/benchmarks.py)."""
+
+    name: str
+    questions: str  # JSONL in LLaVA-1.5's evaluation layout
+    scorer: ScorerName
+    image_root: str | None = None  # default: the questions file's folder
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    benchmarks: tuple[BenchmarkConfig, ...] = ()
+    max_new_tokens: int = 16
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
 class CellConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     fault: FaultConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,10 +184,13 @@ class CellConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CellConfig":
         fault = d.get("fault")
+        evaluation = dict(d.get("eval", {}))
+        evaluation["benchmarks"] = tuple(_build(BenchmarkConfig, b) for b in evaluation.get("benchmarks", ()))
         return cls(
             model=_build(ModelConfig, d.get("model", {})),
             data=_build(DataConfig, d.get("data", {})),
             train=_build(TrainConfig, d.get("train", {})),
+            eval=_build(EvalConfig, evaluation),
             fault=_build(FaultConfig, fault) if fault is not None else None,
         )
 

@@ -24,9 +24,10 @@ from .grid import Grid, GridPoint, Metadata
 from .load import json_schema, load, parse
 from .platform import CELL_SLOT, PLATFORM_CONFIG, Failure, Kubernetes, Resources, Storage, Tracking
 from .study import Fit, Import, Profile, Rounds
-from .workload import Data, FaultInjection, LRCalibration, Training, Vision, VisionPretraining
+from .workload import Benchmark, Data, Evaluation, FaultInjection, LRCalibration, Training, Vision, VisionPretraining
 
-__all__ = ["API_VERSION", "CELL_SLOT", "KIND", "PLATFORM_CONFIG", "STORAGE_ENV", "Cell", "Data", "Experiment",
+__all__ = ["API_VERSION", "CELL_SLOT", "KIND", "PLATFORM_CONFIG", "STORAGE_ENV", "Benchmark", "Cell", "Data",
+           "Evaluation", "Experiment",
            "Failure", "FaultInjection", "Fit", "Grid", "GridPoint", "Import", "Kubernetes", "LRCalibration", "Metadata",
            "Profile", "Resources", "Rounds", "Spec", "SpecError", "Storage", "Tracking", "Training", "Vision",
            "VisionPretraining", "cell_key", "expand", "json_schema", "load", "make_cell", "parse", "slug"]

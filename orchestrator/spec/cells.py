@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
+from workloads.config import BenchmarkConfig, CellConfig, DataConfig, EvalConfig, FaultConfig, ModelConfig, TrainConfig
 
 from ..errors import SpecError
 from .document import Spec
@@ -75,6 +75,12 @@ def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = No
     return TrainConfig(**fields, lr=lr, threads_per_worker=threads, seed=seed)
 
 
+def eval_config(exp: _Experiment) -> EvalConfig:
+    e = exp.spec.evaluation
+    return EvalConfig(tuple(BenchmarkConfig(b.name, exp.locate_file(b.questions), b.scorer, exp.locate_file(b.image_root))
+                            for b in e.benchmarks), e.max_new_tokens, e.batch_size)
+
+
 def make_cell(exp: _Experiment, llm: str, v: int, comp: str, task: str, seed: int,
               vision_path: str | None = None, lrs: dict[str, float] | None = None) -> Cell:
     """One cell of the experiment — a grid point or a later round's proposal — with its complete
@@ -94,6 +100,7 @@ def make_cell(exp: _Experiment, llm: str, v: int, comp: str, task: str, seed: in
         model=ModelConfig(llm=exp.locate_llm(llm).location, compressor=comp, visual_tokens=v, **vision),
         data=DataConfig(tasks=(task,), seed=seed, **data),
         train=train_config(s, llm, seed, lrs),
+        eval=eval_config(exp),
         fault=FaultConfig(fault.step, fault.during) if fault and key in fault.cells else None,
     )
     return Cell(key, llm, v, comp, task, seed, config)

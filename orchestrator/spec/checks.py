@@ -58,6 +58,12 @@ def problems(exp: Experiment) -> list[str]:
         root = exp.locate_file(s.data.image_root)
         if root is not None and not root.startswith("s3://") and not Path(root).is_dir():
             out.append(f"spec.data.image_root: {root}: no such directory")
+    for i, b in enumerate(s.evaluation.benchmarks):
+        questions, root = exp.locate_file(b.questions), exp.locate_file(b.image_root)
+        if not questions.startswith("s3://") and not Path(questions).is_file():
+            out.append(f"spec.evaluation.benchmarks[{i}].questions: {questions}: no such file")
+        if root is not None and not root.startswith("s3://") and not Path(root).is_dir():
+            out.append(f"spec.evaluation.benchmarks[{i}].image_root: {root}: no such directory")
     return list(dict.fromkeys(out))
 
 

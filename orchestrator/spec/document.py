@@ -11,7 +11,7 @@ from .base import Strict
 from .grid import Grid
 from .platform import Failure, Kubernetes, Resources, Storage, Tracking
 from .study import Fit, Import, Profile, Rounds
-from .workload import Data, FaultInjection, Training, Vision
+from .workload import Data, Evaluation, FaultInjection, Training, Vision
 
 
 class Spec(Strict):
@@ -19,6 +19,7 @@ class Spec(Strict):
     vision: Vision = Vision()
     data: Data = Data()
     training: Training = Training()
+    evaluation: Evaluation = Evaluation()
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
     storage: Storage = Storage()
@@ -37,6 +38,9 @@ class Spec(Strict):
             bad = [t for t in {c[3] for c in combos} if t not in SYNTHETIC_TASKS]
             if bad:
                 raise ValueError(f"grid.tasks: unknown synthetic task {bad[0]!r}; choose from {', '.join(SYNTHETIC_TASKS)}")
+        elif len({c[3] for c in combos}) > 1:
+            raise ValueError("grid.tasks: LLaVA data is one task (its files), so several tasks would train the same "
+                             "cells twice; list the benchmarks to score in spec.evaluation.benchmarks")
         t = self.training
         per_step = t.micro_batch_size or t.grad_accum
         divisor = self.resources.workers_per_cell * per_step

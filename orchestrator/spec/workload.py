@@ -7,11 +7,12 @@ Each block maps onto the workload's config in one place, ``spec/cells.py``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from workloads.config import (AspectRatio, Conversation, DataConfig, DrillMoment, ModelConfig, Precision,
-                              PretrainConfig, Source, Strategy, TrainConfig, ZeroStage)
+from workloads.config import (AspectRatio, Conversation, DataConfig, DrillMoment, EvalConfig, ModelConfig, Precision,
+                              PretrainConfig, ScorerName, Source, Strategy, TrainConfig, ZeroStage)
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 
 from .base import Strict, model_ref
@@ -84,6 +85,44 @@ class Data(Strict):
         if self.source == "llava" and not self.llava_train:
             raise ValueError("source 'llava' needs llava_train: the path of a LLaVA-format JSON file")
         return self
+
+
+class Benchmark(Strict):
+    """A benchmark scored on generated answers: LLaVA-1.5's evaluation layout, one scorer."""
+
+    name: str = Field(description="Its metric is error/<name>: lowercase letters, digits, '_', '-', '.'")
+    questions: str = Field(description="JSONL: question_id, image, text, answer or answers (options for choices)")
+    scorer: ScorerName = Field(description="How an answer is scored (see docs/reference.md)")
+    image_root: str | None = Field(None, description="Folder the questions' images are relative to "
+                                                     "(default: the questions file's)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9_.\-]{0,62}$", v):
+            raise ValueError(f"{v!r}: a benchmark name is lowercase letters, digits, '_', '-' and '.' (at most 63)")
+        return v
+
+    @field_validator("questions", "image_root")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return None if v is None else model_ref(v, "benchmark file")
+
+
+class Evaluation(Strict):
+    """The study's evaluation: the cell's error is the mean over these benchmarks' errors."""
+
+    benchmarks: list[Benchmark] = Field(default_factory=list)
+    max_new_tokens: int = Field(EvalConfig.max_new_tokens, ge=1, le=4096, description="Longest generated answer")
+    batch_size: int = Field(EvalConfig.batch_size, ge=1, le=4096, description="Questions generated at once per worker")
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _unique(cls, v: list[Benchmark]) -> list[Benchmark]:
+        names = [b.name for b in v]
+        if len(set(names)) != len(names):
+            raise ValueError("names a benchmark twice")
+        return v
 
 
 class LRCalibration(Strict):

@@ -158,6 +158,15 @@ class Collator:
             ids, labels = ids[:keep], labels[:keep]
         return ids, labels, self._encode(without_marker(sample.question))
 
+    def prompt(self, sample: Sample) -> list[int]:
+        """The tokens before the first answer: what generation starts from."""
+        ids: list[int] = list(self.bos)
+        for text, answer in self.fmt.segments(sample, self.tok):
+            if answer:
+                break
+            ids += self._encode(text)
+        return ids
+
     def __call__(self, samples: list[Sample]) -> Batch:
         encoded = [self.encode(s) for s in samples]
         length = max(len(ids) for ids, _, _ in encoded)

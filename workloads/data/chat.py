@@ -29,12 +29,12 @@ class ConversationFormat:
         """(text, labelled) pieces of the conversation, in order; the image marker inside the text."""
         raise NotImplementedError
 
-    def prompt(self, question: str, tokenizer) -> str:
-        """What is fed before generating the answer to a single question (evaluation)."""
-        raise NotImplementedError
-
     bos: bool = False  # prepend the tokenizer's bos token
     eos_after_answer: bool = True  # the tokenizer's eos closes each answer (labelled)
+
+    def stop_ids(self, tokenizer) -> list[int]:
+        """Tokens that end a generated answer."""
+        return [tokenizer.eos_token_id]
 
 
 class Plain(ConversationFormat):
@@ -54,10 +54,6 @@ class Plain(ConversationFormat):
             out += [(without_marker(turn.question), False), (self.assistant, False), (turn.answer, True)]
         return out
 
-    def prompt(self, question, tokenizer):
-        return " ".join(x for x in (self.user, IMAGE_MARKER, question.replace(IMAGE_MARKER, "").strip(),
-                                    self.assistant) if x)
-
 
 class LlavaV1(ConversationFormat):
     name = "llava_v1"
@@ -69,9 +65,6 @@ class LlavaV1(ConversationFormat):
             out.append((f"{head}USER: {turn.question} ASSISTANT:", False))
             out.append((f" {turn.answer}", True))
         return out
-
-    def prompt(self, question, tokenizer):
-        return f"{LLAVA_V1_SYSTEM} USER: {question} ASSISTANT:"
 
 
 class ChatTemplate(ConversationFormat):
@@ -93,9 +86,15 @@ class ChatTemplate(ConversationFormat):
             rendered = full
         return out
 
-    def prompt(self, question, tokenizer):
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                             add_generation_prompt=True)
+    def stop_ids(self, tokenizer):
+        """The eos, and the token the template closes an assistant turn with (e.g. <|im_end|>)."""
+        messages = [{"role": "user", "content": "q"}]
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": "x"}], tokenize=False)
+        tail = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+        answer = tokenizer("x", add_special_tokens=False)["input_ids"]
+        closing = tail[len(answer):len(answer) + 1] if tail[:len(answer)] == answer else []
+        return list(dict.fromkeys([tokenizer.eos_token_id, *closing]))
 
 
 def without_marker(text: str) -> str:
