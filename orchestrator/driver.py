@@ -181,7 +181,7 @@ def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], num
     tc = exp.spec.training
     for cell in cells:
         record = p.finished.get(cell.key)
-        board.add(cell.key, tc.steps, tc.batch_size, "finished" if record else "pending", record)
+        board.add(cell.key, cell.config.train.total_steps, tc.batch_size, "finished" if record else "pending", record)
     label = f" round {number}:" if exp.spec.rounds.count > 1 or number > 1 else ""
     echo(f"{exp.name}:{label} {len(cells)} cells, {len(cells) - len(p.todo)} already finished, {len(p.todo)} to run, "
          f"{p.concurrency} at a time; MLflow: {target[0]}")

@@ -49,7 +49,9 @@ def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
     patch_grid = exp.spec.vision.grid(exp.locate_vision(exp.spec.vision.model))
     vs = sorted({c[1] for c in combos})
     done = {(llm, int(v), comp) for llm, v, comp in zip(obs.llms, obs.v, obs.compressors)}
-    samples = exp.spec.training.steps * exp.spec.training.batch_size
+    t = exp.spec.training
+    samples = (sum((st.steps or t.steps) * (st.batch_size or t.batch_size) for st in t.stages) if t.stages
+               else t.steps * t.batch_size)  # every stage's samples count
     out = []
     for comp in list(dict.fromkeys(c[2] for c in combos)):
         feasible = feasible_visual_tokens(comp, patch_grid, limit=max(vs)) if patch_grid else vs

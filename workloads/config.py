@@ -41,6 +41,9 @@ class ModelConfig:
     compressor_heads: int = 4
     freeze_vision: bool = True  # a pretrained tower, as in the study
     freeze_llm: bool = False
+    # start these parts from saved weights (LLaVA's mm_projector.bin; a vlmscale checkpoint's model.pt)
+    projector_from: str | None = None
+    compressor_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,22 @@ class DataConfig:
     def __post_init__(self):
         if self.source == "llava" and not self.llava_train:
             raise ValueError("data.llava_train is required when data.source is 'llava'")
+
+
+Part = Literal["compressor", "projector", "llm", "vision"]
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One phase of a cell's training (LLaVA-1.5: the projector on captions, then everything on
+    instructions): its own data, trainable parts, steps, learning rate and global batch."""
+
+    name: str
+    trainable: tuple[Part, ...]
+    steps: int
+    lr: float
+    batch_size: int
+    data: str | None = None  # a LLaVA-format file; None: data.llava_train (or the synthetic training set)
 
 
 @dataclass(frozen=True)
@@ -97,6 +116,11 @@ class TrainConfig:
     precision: Precision = "fp32"
     seed: int = 0
     threads_per_worker: int = 1
+    stages: tuple[StageConfig, ...] = ()  # none: one stage of `steps` training what the model leaves trainable
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages) if self.stages else self.steps
 
     def micro_and_accum(self, world: int) -> tuple[int, int]:
         """(per-device micro-batch, accumulation steps) that make up ``batch_size`` on ``world`` workers."""
@@ -184,12 +208,14 @@ class CellConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CellConfig":
         fault = d.get("fault")
+        train = dict(d.get("train", {}))
+        train["stages"] = tuple(_build(StageConfig, st) for st in train.get("stages", ()))
         evaluation = dict(d.get("eval", {}))
         evaluation["benchmarks"] = tuple(_build(BenchmarkConfig, b) for b in evaluation.get("benchmarks", ()))
         return cls(
             model=_build(ModelConfig, d.get("model", {})),
             data=_build(DataConfig, d.get("data", {})),
-            train=_build(TrainConfig, d.get("train", {})),
+            train=_build(TrainConfig, train),
             eval=_build(EvalConfig, evaluation),
             fault=_build(FaultConfig, fault) if fault is not None else None,
         )

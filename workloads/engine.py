@@ -53,9 +53,16 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def read_step(directory: Path) -> int:
+    """The global step a checkpoint was taken at."""
+    return int(_read_state(directory, None)["step"])
+
+
 class DDPEngine:
-    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, lr: LRSchedule):
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, lr: LRSchedule,
+                 micro: int | None = None):
         self.cfg, self.device = cfg, device
+        self.micro = micro or cfg.batch_size // max(cfg.grad_accum, 1)
         self.module = model.to(device)
         if _distributed():
             ids = [device.index] if device.type == "cuda" else None
@@ -97,12 +104,14 @@ class DDPEngine:
             (directory / STATE_FILE).write_text(json.dumps({"step": step, "strategy": "ddp"}))
         torch.save(rng_state(self.device), directory / f"rng_rank{rank}.pt")
 
-    def load(self, directory: Path, rank: int) -> int:
+    def load(self, directory: Path, rank: int, optimizer: bool = True) -> int:
+        """Weights and RNG states — and, inside a stage, the optimizer and schedule too."""
         state = _read_state(directory, "ddp")
         self.module.load_state_dict(torch.load(directory / "model.pt", map_location=self.device, weights_only=True))
-        opt = torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(opt["optimizer"])
-        self.scheduler.load_state_dict(opt["scheduler"])
+        if optimizer:
+            opt = torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=True)
+            self.optimizer.load_state_dict(opt["optimizer"])
+            self.scheduler.load_state_dict(opt["scheduler"])
         _load_rng(directory, rank, self.device)
         return int(state["step"])
 
@@ -118,7 +127,7 @@ class DeepSpeedEngine:
     def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, micro_batch: int, lr: LRSchedule):
         import deepspeed
 
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.micro = cfg, device, micro_batch
         optimizer = make_optimizer(model, lr.peak, cfg.weight_decay)
         scheduler = make_scheduler(optimizer, lr)
         ds_config = {
@@ -163,9 +172,10 @@ class DeepSpeedEngine:
             (directory / STATE_FILE).write_text(json.dumps({"step": step, "strategy": "deepspeed"}))
         torch.save(rng_state(self.device), directory / f"rng_rank{rank}.pt")
 
-    def load(self, directory: Path, rank: int) -> int:
+    def load(self, directory: Path, rank: int, optimizer: bool = True) -> int:
         state = _read_state(directory, "deepspeed")
-        self.engine.load_checkpoint(str(directory), tag=self.TAG)
+        self.engine.load_checkpoint(str(directory), tag=self.TAG, load_optimizer_states=optimizer,
+                                    load_lr_scheduler_states=optimizer)
         _load_rng(directory, rank, self.device)
         return int(state["step"])
 
@@ -174,12 +184,12 @@ class DeepSpeedEngine:
         self.engine.destroy()
 
 
-def _read_state(directory: Path, strategy: str) -> dict:
+def _read_state(directory: Path, strategy: str | None) -> dict:
     path = directory / STATE_FILE
     if not path.exists():
         raise RuntimeError(f"checkpoint {directory} is incomplete: {STATE_FILE} is missing")
     state = json.loads(path.read_text())
-    if state.get("strategy") != strategy:
+    if strategy is not None and state.get("strategy") != strategy:
         raise RuntimeError(
             f"checkpoint {directory} was written by strategy {state.get('strategy')!r}, not {strategy!r}; "
             "resume with the strategy it was trained with"

@@ -159,17 +159,66 @@ def build_vlm(cfg: ModelConfig, tokenizer, weights: bool = True) -> VisionLangua
                                   cfg.compressor_heads, num_layers=len(cfg.kv_layers))
     model = VisionLanguageModel(vision, compressor, Projector(v_dim, llm_dim), llm,
                                 image_token_id(tokenizer), grid, cfg.vision_feature_layer, tuple(cfg.kv_layers))
-    # The VLM reads hidden states, never the tower's pooled output: freeze the pooling-only parts
-    # (CLIP's post_layernorm, SigLIP's attention-pooling head) so DDP sees no unused parameters.
-    tower = getattr(vision, "vision_model", vision)
+    set_trainable(model, default_trainable(cfg))
+    if cfg.projector_from or cfg.compressor_from:
+        load_parts(model, cfg.projector_from, cfg.compressor_from)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# trainable parts (a training stage trains some of them) and weights started from a file
+
+PARTS = ("compressor", "projector", "llm", "vision")
+
+
+def default_trainable(cfg: ModelConfig) -> tuple[str, ...]:
+    """Every part, less a frozen tower or LLM."""
+    return tuple(p for p in PARTS if not (p == "vision" and cfg.freeze_vision or p == "llm" and cfg.freeze_llm))
+
+
+def set_trainable(model: VisionLanguageModel, parts: tuple[str, ...]) -> None:
+    for part in PARTS:
+        getattr(model, part).requires_grad_(part in parts)
+    # The VLM reads hidden states, never the tower's pooled output: the pooling-only parts (CLIP's
+    # post_layernorm, SigLIP's attention-pooling head) stay frozen, so DDP sees no unused parameters.
+    tower = getattr(model.vision, "vision_model", model.vision)
     for pooling_only in ("post_layernorm", "head"):
         if isinstance(getattr(tower, pooling_only, None), nn.Module):
             getattr(tower, pooling_only).requires_grad_(False)
-    if cfg.freeze_vision:
-        model.vision.requires_grad_(False)
-    if cfg.freeze_llm:
-        model.llm.requires_grad_(False)
-    return model
+
+
+def _state_dict_file(path: str) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file: safetensors, or a torch file loaded with weights_only (never unpickled)."""
+    local = localize(path)
+    if local.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(local)
+    state = torch.load(local, map_location="cpu", weights_only=True)
+    return state.get("module", state) if isinstance(state, dict) else state
+
+
+def _part_of(state: dict[str, torch.Tensor], part: str, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The keys of ``part`` in a file: under one of ``prefixes`` (``model.mm_projector.``, a VLM's
+    ``projector.net.``…), or bare."""
+    for prefix in prefixes:
+        found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if found:
+            return found
+    return state
+
+
+def load_parts(model: VisionLanguageModel, projector_from: str | None, compressor_from: str | None) -> None:
+    """Start the projector (LLaVA's ``mm_projector.bin``: Linear–GELU–Linear as ``0.*``, ``2.*``,
+    or a vlmscale checkpoint's ``projector.*``) and the compressor (a checkpoint's ``compressor.*``)
+    from saved weights; every key must fit."""
+    if projector_from:
+        state = _part_of(_state_dict_file(projector_from), "projector",
+                         ("model.mm_projector.", "mm_projector.", "projector.net.", "net."))
+        model.projector.net.load_state_dict(state, strict=True)
+    if compressor_from:
+        model.compressor.load_state_dict(_part_of(_state_dict_file(compressor_from), "compressor", ("compressor.",)),
+                                         strict=True)
 
 
 # ----------------------------------------------------------------------------------------------

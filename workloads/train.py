@@ -11,6 +11,7 @@ checkpoint sees exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import random
 import tempfile
@@ -21,17 +22,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .config import CellConfig, DataConfig
+from .config import CellConfig, DataConfig, StageConfig, TrainConfig
 from .data.batch import Collator, transform_for
 from .data.chat import conversation_format
 from .data.synthetic import SyntheticVQA
 from .device import all_reduce_sum, to_device
 from .checkpoint import newest_complete, seal
 from .drill import drilled
-from .engine import DDPEngine, DeepSpeedEngine
+from .engine import DDPEngine, DeepSpeedEngine, read_step
 from .evaluate import evaluate
 from .flops import sample_cost
-from .model import build_vlm, parameter_counts, vision_geometry
+from .model import build_vlm, default_trainable, parameter_counts, set_trainable, vision_geometry
 from .optim import schedule
 from .profile import measure_prefill_latency
 from .session import LocalSession, RaySession, Session
@@ -101,14 +102,21 @@ def configure_process(threads: int, device: torch.device) -> None:
     torch.set_num_threads(threads)
 
 
+def stage_plan(cell: CellConfig) -> tuple[StageConfig, ...]:
+    """The cell's stages: as configured, or one stage training what the model leaves trainable."""
+    tc = cell.train
+    return tc.stages or (StageConfig("train", default_trainable(cell.model), tc.steps, tc.lr, tc.batch_size),)
+
+
 def train(cell: CellConfig, session: Session) -> dict[str, float]:
     tc, dc = cell.train, cell.data
     world, rank, device = session.world_size, session.rank, session.device
     configure_process(tc.threads_per_worker, device)
-    micro, accum = tc.micro_and_accum(world)
-    tc = dataclasses.replace(tc, grad_accum=accum, micro_batch_size=None)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL's object collectives use the current device
+    stages = stage_plan(cell)
+    ends = list(itertools.accumulate(st.steps for st in stages))  # global step at each stage's end
+    begins, total = [0, *ends[:-1]], ends[-1]
 
     # ---- model and data (same seed on every rank, so the replicas start identical)
     seed_everything(tc.seed)
@@ -118,57 +126,66 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     fmt = conversation_format(dc.conversation, dc.source, tokenizer, dc.user_prefix, dc.assistant_prefix)
     collate = Collator(tokenizer, cell.model.visual_tokens,
                        transform_for(cell.model.vision, image_size, dc.image_aspect_ratio), fmt, dc.max_length)
-    sampler = StepSampler(datasets(dc, "train", image_size), tc.batch_size, dc.seed)
-    lr = schedule(tc, model.llm.config.hidden_size)
     eval_sources = datasets(dc, "eval", image_size)
     if tc.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    if tc.strategy == "deepspeed":
-        engine = DeepSpeedEngine(model, tc, device, micro, lr)
-    else:
-        engine = DDPEngine(model, tc, device, lr)
-    counts = parameter_counts(engine.module)
+    counts = parameter_counts(model)
 
-    # ---- resume
-    start = 0
+    # ---- resume: inside a stage, everything is restored; at a stage's end, its weights (the next
+    # stage starts its own optimizer from them)
     with session.restore_dir() as restored:
         complete = newest_complete(restored) if restored is not None else None
+        start = read_step(complete) if complete is not None else 0
+        current = next((i for i, end in enumerate(ends) if start < end), len(stages) - 1)
+        set_trainable(model, stages[current].trainable)
+        engine = _engine(model, tc, stages[current], device, world)
         if complete is not None:
-            start = engine.load(complete, rank)
+            engine.load(complete, rank, optimizer=start > begins[current])
     session = drilled(session, cell.fault, resumed=start > 0)  # a crash drill, if the cell has one
 
-    # ---- train
+    # ---- train, stage by stage, each from the last one's weights
     # losses stay on the device until a log step: one host sync per log, not per micro-step
-    losses: list[torch.Tensor] = []
     t0, samples_done = time.perf_counter(), 0
-    for step in range(start, tc.steps):
-        for m in range(tc.grad_accum):
-            first = rank * micro * tc.grad_accum + m * micro
-            batch = collate(sampler.samples(step, first, micro))
-            inputs = to_device(batch.model_inputs(), device)
-            losses.append(engine.loss(inputs, last_micro_step=m == tc.grad_accum - 1))
-        grad_norm = engine.step()
-        samples_done += tc.batch_size
-        done = step + 1
-        checkpoint_now = done % tc.checkpoint_every == 0 or done == tc.steps
-        if done % tc.log_every == 0 or checkpoint_now or (tc.eval_every and done % tc.eval_every == 0):
-            mean_loss = all_reduce_sum(torch.stack(losses).double().mean().reshape(1), device)
-            metrics = {
-                "step": done,
-                "loss": float(mean_loss) / world,
-                "lr": engine.lr,
-                "grad_norm": float(grad_norm),
-                "samples_per_s": samples_done / (time.perf_counter() - t0),
-            }
-            losses.clear()
-            if tc.eval_every and done % tc.eval_every == 0 and done != tc.steps:
-                metrics.update(_evaluate(engine, eval_sources, collate, session, micro))
-            if done == tc.steps:
-                break  # the final report carries the last checkpoint together with the final metrics
-            _report(session, engine, metrics, checkpoint_now, done)
+    for index in range(current, len(stages)):
+        stage = stages[index]
+        if index > current:
+            engine.close()
+            set_trainable(model, stage.trainable)
+            engine = _engine(model, tc, stage, device, world)
+        micro, accum = engine.micro, engine.cfg.grad_accum
+        stage_data = dataclasses.replace(dc, llava_train=stage.data or dc.llava_train)
+        sampler = StepSampler(datasets(stage_data, "train", image_size), stage.batch_size, dc.seed)
+        losses: list[torch.Tensor] = []
+        for step in range(max(start, begins[index]), ends[index]):
+            for m in range(accum):
+                first = rank * micro * accum + m * micro
+                batch = collate(sampler.samples(step - begins[index], first, micro))
+                inputs = to_device(batch.model_inputs(), device)
+                losses.append(engine.loss(inputs, last_micro_step=m == accum - 1))
+            grad_norm = engine.step()
+            samples_done += stage.batch_size
+            done = step + 1
+            checkpoint_now = done % tc.checkpoint_every == 0 or done == ends[index]
+            if done % tc.log_every == 0 or checkpoint_now or (tc.eval_every and done % tc.eval_every == 0):
+                mean_loss = all_reduce_sum(torch.stack(losses).double().mean().reshape(1), device)
+                metrics = {
+                    "step": done,
+                    "loss": float(mean_loss) / world,
+                    "lr": engine.lr,
+                    "grad_norm": float(grad_norm),
+                    "samples_per_s": samples_done / (time.perf_counter() - t0),
+                    **({"stage": float(index)} if len(stages) > 1 else {}),
+                }
+                losses.clear()
+                if tc.eval_every and done % tc.eval_every == 0 and done != total:
+                    metrics.update(_evaluate(engine, eval_sources, collate, session, micro))
+                if done == total:
+                    break  # the final report carries the last checkpoint together with the final metrics
+                _report(session, engine, metrics, checkpoint_now, done)
 
     # ---- final evaluation and cost
-    metrics = metrics if tc.steps > start else {"step": tc.steps}
+    metrics = metrics if total > start else {"step": total}
+    micro = engine.micro
     metrics.update(_evaluate(engine, eval_sources, collate, session, micro))
     if cell.eval.benchmarks:  # the study's error: benchmarks scored on generated answers
         metrics.update(_benchmarks(engine, collate, cell, session))
@@ -180,9 +197,20 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     metrics["visual_tokens"] = float(cell.model.visual_tokens)
     metrics["resumed_from_step"] = float(start)
     metrics["final"] = 1.0  # not "done": Ray Tune would take that as the end of the trial
-    _report(session, engine, metrics, checkpoint=tc.steps > start, step=tc.steps)
+    _report(session, engine, metrics, checkpoint=total > start, step=total)
     engine.close()
     return metrics
+
+
+def _engine(model, tc: TrainConfig, stage: StageConfig, device: torch.device, world: int):
+    """The optimizer and parallelism of one stage: its trainable parameters, its learning rate."""
+    stc = dataclasses.replace(tc, steps=stage.steps, lr=stage.lr, batch_size=stage.batch_size)
+    micro, accum = stc.micro_and_accum(world)
+    stc = dataclasses.replace(stc, grad_accum=accum, micro_batch_size=None)
+    lr = schedule(stc, model.llm.config.hidden_size)
+    if tc.strategy == "deepspeed":
+        return DeepSpeedEngine(model, stc, device, micro, lr)
+    return DDPEngine(model, stc, device, lr, micro)
 
 
 def _evaluate(engine, sources, collate, session: Session, batch_size: int) -> dict[str, float]:

@@ -8,18 +8,20 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from workloads.config import BenchmarkConfig, CellConfig, DataConfig, EvalConfig, FaultConfig, ModelConfig, TrainConfig
+from workloads.config import (BenchmarkConfig, CellConfig, DataConfig, EvalConfig, FaultConfig, ModelConfig, StageConfig,
+                              TrainConfig)
 
 from ..errors import SpecError
 from .document import Spec
 
 # spec field → workload field, for the blocks whose names differ; everything else maps by name
 VISION_TO_MODEL = {"model": "vision", "freeze": "freeze_vision", "feature_layer": "vision_feature_layer",
-                   "kv_layers": "kv_layers", "compressor_heads": "compressor_heads"}
+                   "kv_layers": "kv_layers", "compressor_heads": "compressor_heads", "projector_from": "projector_from",
+                   "compressor_from": "compressor_from"}
 DATA_TO_DATA = ("source", "train_size", "eval_size", "cells", "questions_per_image", "llava_train", "llava_eval",
                 "image_root", "tokenizer", "conversation", "image_aspect_ratio", "max_length")
 DATA_PATHS = ("llava_train", "llava_eval", "image_root")  # located against the spec file's folder
-TRAINING_DERIVED = ("lr", "threads_per_worker")  # decided per cell below, not copied
+TRAINING_DERIVED = ("lr", "threads_per_worker", "stages")  # decided per cell below, not copied
 
 
 class _Experiment(Protocol):
@@ -61,7 +63,7 @@ def cell_key(llm: str, visual_tokens: int, compressor: str, task: str, seed: int
     return f"{llm_part}-v{visual_tokens}-{slug(compressor)}-{slug(task)}-s{seed}"
 
 
-def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = None) -> TrainConfig:
+def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = None, locate=lambda p: p) -> TrainConfig:
     """The training config of a cell of ``llm``. With a calibration block its base rate is the one
     found for ``llm`` (``lrs``; before that, the middle of the range), used as found — no width
     scaling; workloads.optim turns the base rate into every step's."""
@@ -72,7 +74,10 @@ def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = No
     else:
         lr, fields["lr_reference_width"] = (lrs or {}).get(llm, cal.middle), None
     threads = s.training.threads_per_worker or max(1, int(s.resources.cpus_per_worker))
-    return TrainConfig(**fields, lr=lr, threads_per_worker=threads, seed=seed)
+    t = s.training
+    stages = tuple(StageConfig(st.name, tuple(st.trainable), st.steps or t.steps, st.lr or lr,
+                               st.batch_size or t.batch_size, locate(st.data)) for st in t.stages)
+    return TrainConfig(**fields, lr=lr, threads_per_worker=threads, seed=seed, stages=stages)
 
 
 def eval_config(exp: _Experiment) -> EvalConfig:
@@ -91,7 +96,11 @@ def make_cell(exp: _Experiment, llm: str, v: int, comp: str, task: str, seed: in
     vision = {dst: getattr(s.vision, src) for src, dst in VISION_TO_MODEL.items()}
     vision["vision"] = vision_path or exp.locate_vision(vision["vision"]).location
     vision["kv_layers"] = tuple(vision["kv_layers"])
+    vision["projector_from"] = exp.locate_file(vision["projector_from"])
+    vision["compressor_from"] = exp.locate_file(vision["compressor_from"])
     data = {f: getattr(s.data, f) for f in DATA_TO_DATA}
+    if data["llava_train"] is None and s.training.stages and s.data.source == "llava":
+        data["llava_train"] = s.training.stages[-1].data  # every stage names its data: the last one's
     data.update({f: exp.locate_file(data[f]) for f in DATA_PATHS})
     if data["tokenizer"] is not None:
         data["tokenizer"] = exp.locate_llm(data["tokenizer"]).location
@@ -99,7 +108,7 @@ def make_cell(exp: _Experiment, llm: str, v: int, comp: str, task: str, seed: in
     config = CellConfig(
         model=ModelConfig(llm=exp.locate_llm(llm).location, compressor=comp, visual_tokens=v, **vision),
         data=DataConfig(tasks=(task,), seed=seed, **data),
-        train=train_config(s, llm, seed, lrs),
+        train=train_config(s, llm, seed, lrs, exp.locate_file),
         eval=eval_config(exp),
         fault=FaultConfig(fault.step, fault.during) if fault and key in fault.cells else None,
     )

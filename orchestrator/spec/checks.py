@@ -58,6 +58,14 @@ def problems(exp: Experiment) -> list[str]:
         root = exp.locate_file(s.data.image_root)
         if root is not None and not root.startswith("s3://") and not Path(root).is_dir():
             out.append(f"spec.data.image_root: {root}: no such directory")
+    for i, st in enumerate(s.training.stages):
+        path = exp.locate_file(st.data)
+        if path is not None and not path.startswith("s3://") and not Path(path).is_file():
+            out.append(f"spec.training.stages[{i}].data: {path}: no such file")
+    for field in ("projector_from", "compressor_from"):
+        path = exp.locate_file(getattr(s.vision, field))
+        if path is not None and not path.startswith("s3://") and not Path(path).is_file():
+            out.append(f"spec.vision.{field}: {path}: no such file")
     for i, b in enumerate(s.evaluation.benchmarks):
         questions, root = exp.locate_file(b.questions), exp.locate_file(b.image_root)
         if not questions.startswith("s3://") and not Path(questions).is_file():

@@ -44,10 +44,17 @@ class Spec(Strict):
         t = self.training
         per_step = t.micro_batch_size or t.grad_accum
         divisor = self.resources.workers_per_cell * per_step
-        if t.batch_size % divisor:
-            what = "micro_batch_size" if t.micro_batch_size else "grad_accum"
-            raise ValueError(f"training.batch_size {t.batch_size} must be a multiple of "
-                             f"resources.workers_per_cell x training.{what} = {divisor}")
+        what = "micro_batch_size" if t.micro_batch_size else "grad_accum"
+        for field, batch in [("training.batch_size", t.batch_size)] + [
+                (f"training.stages[{i}].batch_size", st.batch_size) for i, st in enumerate(t.stages) if st.batch_size]:
+            if batch % divisor:
+                raise ValueError(f"{field} {batch} must be a multiple of resources.workers_per_cell x "
+                                 f"training.{what} = {divisor}")
+        if self.data.source == "llava" and not self.data.llava_train and not (t.stages and all(st.data for st in t.stages)):
+            raise ValueError("data: source 'llava' needs llava_train (a LLaVA-format JSON or JSONL file), or a data "
+                             "file for every training stage")
+        if self.data.source == "synthetic" and any(st.data for st in t.stages):
+            raise ValueError("training.stages: a stage's data is a LLaVA-format file; set data.source: llava")
         grid = self.vision.grid()
         if grid is not None:
             for v, compressor in sorted({(c[1], c[2]) for c in combos}):

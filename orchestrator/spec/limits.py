@@ -41,11 +41,11 @@ def check_scale(exp: Experiment, force: bool = False) -> None:
     if force:
         return
     cells = grid_cells(exp)
-    steps = cells * exp.spec.training.steps
+    steps = cells * exp.spec.training.total_steps
     if cells > MAX_CELLS:
         raise SpecError(f"{exp.name}: spec.grid asks for {cells:,} cells (more than {MAX_CELLS:,}): check the grid's "
                         "axes, or pass --force if you mean it")
     if steps > MAX_CELL_STEPS:
-        raise SpecError(f"{exp.name}: {cells:,} cells × spec.training.steps {exp.spec.training.steps:,} = {steps:,} "
+        raise SpecError(f"{exp.name}: {cells:,} cells × {exp.spec.training.total_steps:,} steps of spec.training = {steps:,} "
                         f"training steps (more than {MAX_CELL_STEPS:,}): check the grid and the steps, or pass "
                         "--force if you mean it")

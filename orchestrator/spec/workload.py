@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from workloads.config import (AspectRatio, Conversation, DataConfig, DrillMoment, EvalConfig, ModelConfig, Precision,
-                              PretrainConfig, ScorerName, Source, Strategy, TrainConfig, ZeroStage)
+from workloads.config import (AspectRatio, Conversation, DataConfig, DrillMoment, EvalConfig, ModelConfig, Part,
+                              Precision, PretrainConfig, ScorerName, Source, Strategy, TrainConfig, ZeroStage)
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 
 from .base import Strict, model_ref
@@ -33,11 +33,19 @@ class Vision(Strict):
     kv_layers: list[int] = list(ModelConfig.kv_layers)
     compressor_heads: int = Field(ModelConfig.compressor_heads, ge=1)
     patch_grid: int | None = Field(None, ge=1, description="Patch grid side of a hub model (e.g. 24 for ViT-L/14-336)")
+    projector_from: str | None = Field(None, description=(
+        "Start the projector from saved weights: LLaVA's mm_projector.bin, or a vlmscale checkpoint's model.pt"))
+    compressor_from: str | None = Field(None, description="Start the compressor from a vlmscale checkpoint's model.pt")
 
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
         return model_ref(v, "vision model")
+
+    @field_validator("projector_from", "compressor_from")
+    @classmethod
+    def _weights(cls, v: str | None) -> str | None:
+        return None if v is None else model_ref(v, "weights file")
 
     @model_validator(mode="after")
     def _pretrain_only_presets(self) -> "Vision":
@@ -67,7 +75,8 @@ class Data(Strict):
     eval_size: int = Field(DataConfig.eval_size, ge=1)
     cells: int = Field(DataConfig.cells, ge=2, le=9)
     questions_per_image: int = Field(DataConfig.questions_per_image, ge=1)
-    llava_train: str | None = Field(None, description="LLaVA-format JSON or JSONL (relative: to the spec file)")
+    llava_train: str | None = Field(None, description="LLaVA-format JSON or JSONL (relative: to the spec file); the "
+                                                      "data of stages that name none (default: the last stage's)")
     llava_eval: str | None = Field(None, description="LLaVA-format held-out records (its first eval_size)")
     image_root: str | None = Field(None, description="Folder the records' image paths are relative to")
     tokenizer: str | None = Field(None, description="A tokenizer's directory or hub id (default: the LLM's own)")
@@ -80,11 +89,6 @@ class Data(Strict):
     max_length: int = Field(DataConfig.max_length, ge=16, le=1 << 20,
                             description="Tokens of a training sequence (cut after, never inside the image)")
 
-    @model_validator(mode="after")
-    def _llava(self) -> "Data":
-        if self.source == "llava" and not self.llava_train:
-            raise ValueError("source 'llava' needs llava_train: the path of a LLaVA-format JSON file")
-        return self
 
 
 class Benchmark(Strict):
@@ -157,6 +161,36 @@ class LRCalibration(Strict):
 T = TrainConfig  # the defaults
 
 
+class Stage(Strict):
+    """A phase of every cell's training; unset fields take training's."""
+
+    name: str = Field(description="Lowercase letters, digits, '_' and '-'")
+    trainable: list[Part] = Field(min_length=1, description="The parts this stage trains; the others stay frozen")
+    data: str | None = Field(None, description="A LLaVA-format file (default: data.llava_train)")
+    steps: int | None = Field(None, ge=1, le=10**8, description="Default: training.steps")
+    lr: float | None = Field(None, gt=0, le=10.0, description="Default: training.lr")
+    batch_size: int | None = Field(None, ge=1, le=1 << 20, description="Global batch (default: training.batch_size)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9_\-]{0,62}$", v):
+            raise ValueError(f"{v!r}: a stage name is lowercase letters, digits, '_' and '-' (at most 63)")
+        return v
+
+    @field_validator("trainable")
+    @classmethod
+    def _parts(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists a part twice")
+        return v
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: str | None) -> str | None:
+        return None if v is None else model_ref(v, "stage data file")
+
+
 class Training(Strict):
     steps: int = Field(T.steps, ge=1)
     batch_size: int = Field(T.batch_size, ge=1, description="Global batch: the same for every cell, whatever the workers")
@@ -182,6 +216,13 @@ class Training(Strict):
                                                description="bf16: mixed precision (DDP autocast, DeepSpeed bf16)")
     threads_per_worker: int | None = Field(
         None, ge=1, description="Intra-op threads of each worker; default: resources.cpus_per_worker (at least 1)")
+    stages: list[Stage] = Field(default_factory=list, description=(
+        "Phases of every cell (e.g. the projector on captions with the LLM frozen, then everything on "
+        "instructions), each from the last one's weights; none: one stage of `steps` on data.llava_train"))
+
+    @property
+    def total_steps(self) -> int:
+        return sum(st.steps or self.steps for st in self.stages) if self.stages else self.steps
 
     @field_validator("lr", mode="before")
     @classmethod
@@ -210,6 +251,14 @@ class Training(Strict):
         if self.micro_batch_size is not None and self.grad_accum != 1:
             raise ValueError("set micro_batch_size or grad_accum, not both: with micro_batch_size the "
                              "accumulation steps follow from batch_size and the number of workers")
+        names = [st.name for st in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError("stages: names a stage twice")
+        if self.stages and self.calibration is not None:
+            raise ValueError("stages: give each stage its lr; a calibration block searches one rate for one stage")
+        if self.stages and self.strategy == "deepspeed" and self.zero_stage == 3:
+            raise ValueError("stages with DeepSpeed ZeRO-3: a stage re-creates the engine over the same module, "
+                             "which ZeRO-3 has partitioned; use zero_stage 1 or 2 (or one stage)")
         return self
 
 
