@@ -81,3 +81,23 @@ def test_deepspeed_zero2_trains_and_resumes(ray_cluster, tmp_path):
     assert all(l == l for l in losses) and losses[-1] < losses[0]
     with result.checkpoint.as_directory() as d:
         assert (__import__("pathlib").Path(d) / "state").is_dir()  # DeepSpeed's own checkpoint layout
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "deepspeed"])
+def test_two_stages_on_two_workers_change_what_trains_and_resume(ray_cluster, tmp_path, strategy):
+    """A stage's trainable parts change the parameters DDP (or DeepSpeed) holds: each stage builds
+    its own wrapper, on every rank; a crash in stage 2 resumes from its checkpoint."""
+    from workloads.config import StageConfig
+
+    stages = (StageConfig("align", ("compressor", "projector"), 6, 3e-3, 16),
+              StageConfig("all", ("compressor", "projector", "llm", "vision"), 6, 1e-3, 16))
+    ref = _fit(_cell(steps=12, checkpoint_every=3, stages=stages, strategy=strategy), tmp_path, f"ref-{strategy}")
+    assert ref.error is None, ref.error
+    assert {m.get("stage") for m in ref.reports if "loss" in m} == {0.0, 1.0} and ref.metrics["step"] == 12
+    if strategy == "deepspeed":
+        return  # DeepSpeed's resume is tested with one stage above; here: the engine re-created per stage
+    crashed = _fit(_cell(steps=12, checkpoint_every=3, stages=stages, fault=FaultConfig(8)), tmp_path, "crash-stages",
+                   max_failures=1)
+    assert crashed.error is None and crashed.metrics["resumed_from_step"] == 6
+    a, b = _weights(ref), _weights(crashed)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -53,8 +53,12 @@ def _sample(q: dict, b: BenchmarkConfig, prompt: str) -> Sample:
     image = None
     if q.get("image"):
         path = Path(b.image_root or Path(b.questions).parent) / q["image"]
-        with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                image = np.asarray(im.convert("RGB"))
+        except FileNotFoundError:
+            raise BenchmarkFormatError(f"benchmark {b.name}: image {path} of question {q.get('question_id')!r} does "
+                                       "not exist; set the benchmark's image_root") from None
         if IMAGE_MARKER not in prompt:
             prompt = f"{IMAGE_MARKER}\n{prompt}"
     return Sample(image, (Turn(prompt, "", b.name),), b.name)

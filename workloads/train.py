@@ -145,9 +145,9 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
 
     # ---- train, stage by stage, each from the last one's weights
     # losses stay on the device until a log step: one host sync per log, not per micro-step
-    t0, samples_done = time.perf_counter(), 0
+    t0, samples_done, stage_seconds = time.perf_counter(), 0, {}
     for index in range(current, len(stages)):
-        stage = stages[index]
+        stage, stage_t0 = stages[index], time.perf_counter()
         if index > current:
             engine.close()
             set_trainable(model, stage.trainable)
@@ -182,6 +182,7 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
                 if done == total:
                     break  # the final report carries the last checkpoint together with the final metrics
                 _report(session, engine, metrics, checkpoint_now, done)
+        stage_seconds[f"seconds/stage/{stage.name}"] = time.perf_counter() - stage_t0
 
     # ---- final evaluation and cost
     metrics = metrics if total > start else {"step": total}
@@ -196,6 +197,8 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     metrics.update({k: float(v) for k, v in counts.items()})
     metrics["visual_tokens"] = float(cell.model.visual_tokens)
     metrics["resumed_from_step"] = float(start)
+    if len(stages) > 1:
+        metrics.update(stage_seconds)  # this process's time in each stage it trained
     metrics["final"] = 1.0  # not "done": Ray Tune would take that as the end of the trial
     _report(session, engine, metrics, checkpoint=total > start, step=total)
     engine.close()

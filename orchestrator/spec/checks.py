@@ -72,7 +72,25 @@ def problems(exp: Experiment) -> list[str]:
             out.append(f"spec.evaluation.benchmarks[{i}].questions: {questions}: no such file")
         if root is not None and not root.startswith("s3://") and not Path(root).is_dir():
             out.append(f"spec.evaluation.benchmarks[{i}].image_root: {root}: no such directory")
+        elif Path(questions).is_file():
+            out += _first_image(f"spec.evaluation.benchmarks[{i}]", Path(questions), Path(root) if root else None)
     return list(dict.fromkeys(out))
+
+
+def _first_image(field: str, questions: Path, root: Path | None) -> list[str]:
+    """Whether the first question's image is where the benchmark says (a cheap look at a large file)."""
+    import json
+
+    with open(questions) as f:
+        first = next((line for line in f if line.strip()), None)
+    try:
+        image = json.loads(first).get("image") if first else None
+    except (json.JSONDecodeError, AttributeError):
+        return [f"{field}.questions: {questions}: line 1 is not a JSON object"]
+    if image and not ((root or questions.parent) / image).is_file():
+        return [f"{field}: the first question's image {(root or questions.parent) / image} does not exist; "
+                "set its image_root to the folder its images are relative to"]
+    return []
 
 
 def check_artifacts(exp: Experiment, source: str | None = None) -> None:
