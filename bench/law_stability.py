@@ -81,9 +81,12 @@ def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], 
     v = exp.spec.vision
     vision_path = None
     if v.pretrain is not None:
-        cache = Path(tempfile.gettempdir()) / "vlmscale-bench" / f"{v.model}-{exp.spec.data.cells}"
-        vision_path = str(pretrain_vision(v.model, cache, steps=v.pretrain.steps, batch_size=v.pretrain.batch_size,
-                                          lr=v.pretrain.lr, cells=exp.spec.data.cells).path)
+        from orchestrator.spec.cells import tower
+
+        t = tower(exp.spec)  # one directory per pretraining settings, as an experiment keeps them
+        cache = Path(tempfile.gettempdir()) / "vlmscale-bench" / t.name()
+        vision_path = str(pretrain_vision(t.preset, cache, steps=t.steps, batch_size=t.batch_size, lr=t.lr,
+                                          seed=t.seed, cells=t.cells).path)
     lrs = None
     if exp.spec.training.calibration is not None:  # the experiment's own calibration, as `vlmscale run` does it
         import ray

@@ -26,12 +26,32 @@ from .spec import Experiment, make_cell
 
 
 def settings_digest(exp: Experiment, llm: str) -> str:
-    """What a size's calibration depends on: the search, and the cell it trains (but the LR)."""
+    """What a size's calibration depends on: the search, and the settings of the cell it trains
+    but its LR (as the spec names them: a moved experiment keeps its calibration)."""
     cal = exp.spec.training.calibration
-    cell = trial_cell(exp, llm).to_dict()
-    cell["train"].pop("lr")
-    blob = json.dumps({"search": cal.model_dump(mode="json"), "cell": cell}, sort_keys=True, default=str)
+    cell = _base_cell(exp, llm)
+    settings = {k: v for k, v in cell.settings.items() if k != "train.lr"}
+    blob = json.dumps({"search": cal.model_dump(mode="json"), "cell": settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def current_lrs(exp: Experiment, exp_dir: ExperimentDir) -> dict[str, float]:
+    """The calibrated LR of every size calibrated under the spec's current settings (none without
+    a calibration block): what the cells of those sizes train at."""
+    if exp.spec.training.calibration is None:
+        return {}
+    sizes = load(exp_dir)["sizes"]
+    llms = dict.fromkeys(p[0] for p in exp.spec.grid.combinations())
+    return {llm: sizes[llm]["lr"] for llm in llms
+            if llm in sizes and sizes[llm].get("settings") == settings_digest(exp, llm)}
+
+
+def _base_cell(exp: Experiment, llm: str, vision_path: str | None = None):
+    s = exp.spec
+    cal = s.training.calibration
+    combos = s.grid.combinations()
+    v = cal.visual_tokens or min(c[1] for c in combos)
+    return make_cell(exp, llm, v, combos[0][2], combos[0][3], cal.seed, vision_path=vision_path)
 
 
 def trial_cell(exp: Experiment, llm: str, vision_path: str | None = None):
@@ -40,10 +60,7 @@ def trial_cell(exp: Experiment, llm: str, vision_path: str | None = None):
 
     s = exp.spec
     cal = s.training.calibration
-    g = s.grid
-    combos = g.combinations()
-    v = cal.visual_tokens or min(c[1] for c in combos)
-    cell = make_cell(exp, llm, v, combos[0][2], combos[0][3], cal.seed, vision_path=vision_path)
+    cell = _base_cell(exp, llm, vision_path)
     steps = cal.trial_steps(s.training.steps)
     train = dataclasses.replace(cell.config.train, steps=steps, checkpoint_every=10**9, eval_every=0,
                                 log_every=max(1, min(s.training.log_every, steps // 6 or 1)))
@@ -52,10 +69,10 @@ def trial_cell(exp: Experiment, llm: str, vision_path: str | None = None):
 
 
 def load(exp_dir: ExperimentDir) -> dict[str, Any]:
-    try:
-        return json.loads(exp_dir.calibration.read_text())
-    except FileNotFoundError:
-        return {"sizes": {}}
+    from .state import calibration_problem, read, repair_fix
+
+    return read(exp_dir.calibration, calibration_problem, repair_fix(exp_dir.root.name) + " (the sizes are "
+                "calibrated again)", missing={"sizes": {}})
 
 
 def chosen_lrs(exp_dir: ExperimentDir) -> dict[str, float]:
@@ -72,7 +89,7 @@ def calibration_trainable(config: dict[str, Any], cell: dict[str, Any]) -> None:
     train(CellConfig.from_dict(cell), TuneSession())
 
 
-def _search(exp: Experiment, llm: str, cell: dict[str, Any], storage: Path) -> list[dict[str, Any]]:
+def _search(exp: Experiment, llm: str, cell: dict[str, Any], storage: Path, stopper=None) -> list[dict[str, Any]]:
     """Run one size's Tune search; every trial's LR, final metrics and loss curve."""
     import optuna
     from ray import tune
@@ -94,7 +111,7 @@ def _search(exp: Experiment, llm: str, cell: dict[str, Any], storage: Path) -> l
                                     grace_period=max(1, steps // 3), reduction_factor=2),
             num_samples=cal.trials, max_concurrent_trials=cal.concurrent_trials, reuse_actors=False),
         run_config=tune.RunConfig(name=f"calibrate-{llm.replace('/', '-')}-{int(time.time())}",
-                                  storage_path=str(storage), verbose=0),
+                                  storage_path=str(storage), verbose=0, stop=stopper),
     )
     trials = []
     for result in tuner.fit():
@@ -112,10 +129,11 @@ def _search(exp: Experiment, llm: str, cell: dict[str, Any], storage: Path) -> l
 
 
 def calibrate(exp: Experiment, exp_dir: ExperimentDir, llms: list[str], vision: str | None = None, tracker=None,
-              parent: str | None = None, echo=print) -> dict[str, float]:
+              parent: str | None = None, echo=print, interrupt=None) -> dict[str, float]:
     """The calibrated LR of every LLM in ``llms`` — searched now, or reused from the experiment's
     state when its settings are unchanged. ``vision``: the pretrained tower the cells use. Needs a
-    running Ray (``ray.init``)."""
+    running Ray (``ray.init``). ``interrupt`` (orchestrator/interrupts.py): a search a signal cut
+    short is not recorded — its best LR would be the best of the trials that happened to run."""
     state = load(exp_dir)
     for llm in llms:
         digest = settings_digest(exp, llm)
@@ -123,7 +141,13 @@ def calibrate(exp: Experiment, exp_dir: ExperimentDir, llms: list[str], vision: 
             continue
         t0 = time.time()
         cell = trial_cell(exp, llm, vision).to_dict()
-        trials = _search(exp, llm, cell, exp_dir.tune)
+        if interrupt is not None:
+            from .interrupts import tune_stopper
+
+            trials = _search(exp, llm, cell, exp_dir.tune, tune_stopper(interrupt))
+            interrupt.check(len(exp_dir.finished()), None, f"the learning-rate calibration of {llm}")
+        else:
+            trials = _search(exp, llm, cell, exp_dir.tune)
         done = [t for t in trials if t["completed"] and t["eval_loss"] is not None]
         if not done:
             raise RuntimeError(f"calibration of {llm}: no trial finished; the errors: "

@@ -21,6 +21,7 @@ import click
 
 from . import commands as c
 from .errors import EXIT_BAD_INPUT, BadInput
+from .interrupts import Interrupted
 from .scaling.cost import COST_MODELS
 from .scaling.fit import LOSSES
 from .scaling.forms import FORMS, METRIC_KINDS
@@ -145,6 +146,9 @@ RUN_OPTS = _opts(
                  help="a line per cell as it trains (step, loss, samples/s, ETA) instead of the live table"),
     click.option("--rounds", type=int, metavar="R",
                  help="rounds in all: the grid, then R-1 rounds of proposed cells (default: spec.rounds.count)"),
+    click.option("--restart-changed", is_flag=True,
+                 help="train again, into new MLflow runs, the cells whose results or checkpoints were made under "
+                      "other settings (their old state is kept under superseded/); without it such a run is refused"),
 )
 
 
@@ -182,6 +186,8 @@ _command("resume", c.cmd_resume, "Resume an experiment by name from its storage.
 _command("results", c.cmd_results, "One row per cell: parameters, error, FLOPs, status.", EXPERIMENT, _format())
 _command("status", c.cmd_status, "How far an experiment has got (locally, or --cluster).",
          EXPERIMENT, _cluster(), _format())
+_command("repair", c.cmd_repair, "Check every state file of an experiment; set aside (or restore) what is "
+         "damaged, so the next run makes it again.", EXPERIMENT)
 _command("render", c.cmd_render, "Print the Kubernetes objects of an experiment (a YAML stream).",
          click.argument("file", type=SPEC), FORCE,
          click.option("--image", help="runtime image (default: spec.kubernetes.image)"),
@@ -253,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         rv = cli.main(args=argv, prog_name="vlmscale", complete_var=COMPLETE_VAR, standalone_mode=False)
     except click.ClickException as e:  # a bad option or value: Click's usage line and message, exit 2
         e.show()
+        return e.exit_code
+    except Interrupted as e:  # SIGINT/SIGTERM during `run`: the cells checkpointed, MLflow says KILLED
+        print(f"[vlmscale] {e}", file=sys.stderr)
         return e.exit_code
     # bad input — and a value refused deep inside a library, which is bad input we did not foresee
     except (BadInput, ValueError) as e:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import yaml
 
 from .errors import SpecError
+from .identity import Change, changes, planned_cells, refusal, supersede, tower_dir, write_identity
+from .interrupts import Interrupt, Interrupted, tune_stopper
 from .layout import ExperimentDir, atomic_write_json
 from .spec import Cell, Experiment, expand
+from .spec.cells import tower
+from .spec.load import read_yaml
 from .trials import plan, run_grid
 
 
@@ -29,51 +30,68 @@ class RunOutcome:
     seconds: float
 
 
-def vision_path(exp: Experiment, exp_dir: ExperimentDir) -> str | None:
-    """Where the experiment's pretrained tiny vision tower lives, if it pretrains one."""
-    from workloads.presets import is_vision_preset
-
-    v = exp.spec.vision
-    return str(exp_dir.vision) if v.pretrain is not None and is_vision_preset(v.model) else None
-
-
 def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print) -> list[Cell]:
     """Write the manifest, pretrain the tiny vision tower if asked, and expand the grid."""
-    manifest = {"name": exp.name, "digest": exp.digest(), "spec": yaml.safe_load(spec_text), "spec_yaml": spec_text}
+    manifest = {"name": exp.name, "digest": exp.digest(), "spec": read_yaml(spec_text, "the spec"), "spec_yaml": spec_text}
     if exp.source_dir is not None:  # relative paths in the spec resolve against it, also on `resume NAME`
         manifest["source_dir"] = str(exp.source_dir)
     atomic_write_json(exp_dir.manifest, manifest)
-    path = vision_path(exp, exp_dir)
+    path = tower_dir(exp, exp_dir)
     if path is not None:
         from workloads.pretrain_vision import pretrain_vision
 
-        v = exp.spec.vision
-        done = pretrain_vision(v.model, exp_dir.vision, steps=v.pretrain.steps, batch_size=v.pretrain.batch_size,
-                               lr=v.pretrain.lr, cells=exp.spec.data.cells)
+        v, t = exp.spec.vision, tower(exp.spec)
+        done = pretrain_vision(t.preset, path, steps=t.steps, batch_size=t.batch_size, lr=t.lr, seed=t.seed,
+                               cells=t.cells)
         if done.seconds:
             echo(f"pretrained vision tower {v.model}: cell accuracy {done.cell_accuracy:.3f} in {done.seconds:.0f} s")
     return expand(exp, path)
 
 
 def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, live: bool | None = None,
-                   echo=print, rounds: int | None = None, storage: str | None = None) -> RunOutcome:
+                   echo=print, rounds: int | None = None, storage: str | None = None,
+                   restart_changed: bool = False) -> RunOutcome:
     """Run (or resume) the experiment: round 1 is the grid; each further round (``rounds``, else
     ``spec.rounds.count``) trains the cells the previous round's fit proposed. ``storage``: the
     storage root (default: :meth:`Experiment.storage_root`). One driver per experiment: a second
-    one refuses (``lock.LockHeld``) while the first is alive."""
+    one refuses (``lock.LockHeld``) while the first is alive. SIGINT or SIGTERM stops it cleanly
+    (orchestrator/interrupts.py): :class:`Interrupted`, the lock released, every cell resumable.
+    A cell whose finished result or checkpoints were made under other settings is refused before
+    anything is written, or with ``restart_changed`` moved aside and trained again
+    (orchestrator/identity.py)."""
     from .lock import lock_for
+
+    from .track import check_reachable, tracking_target
 
     t0 = time.time()
     exp_dir = ExperimentDir.of(storage or exp.storage_root(), exp.name)
+    check_reachable(tracking_target(exp, exp_dir)[0])  # in seconds, not MLflow's minutes of retries
     exp_dir.check_writable()
     lock = lock_for(exp_dir.root).acquire(f"experiment {exp.name}")  # before anything is written
     try:
-        return _run_locked(exp, exp_dir, spec_text, address, live, echo, rounds, t0)
+        from .repair import heal_ledger
+
+        heal_ledger(exp_dir, echo)  # a damaged record: its cell is evaluated again from its final checkpoint
+        superseded = _decide(exp, exp_dir, restart_changed, echo)
+        with Interrupt(exp_dir, exp.spec.failure.grace_seconds, echo) as interrupt:
+            return _run_locked(exp, exp_dir, spec_text, address, live, echo, rounds, t0, interrupt, superseded)
     finally:
         lock.release()
 
 
-def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, echo):
+def _decide(exp: Experiment, exp_dir: ExperimentDir, restart_changed: bool, echo) -> list[Change]:
+    """Refuse (writing nothing) or, asked to, set aside every cell whose state another spec made."""
+    found = changes(exp_dir, [c for _, c in planned_cells(exp, exp_dir)], exp_dir.finished())
+    if found and not restart_changed:
+        raise refusal(exp.name, found)
+    if found:
+        supersede(exp_dir, found)
+        echo(f"{exp.name}: {len(found)} cell(s) changed since they trained; their state is kept under "
+             f"{exp_dir.root / 'superseded'} and they train again")
+    return found
+
+
+def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, echo, superseded: list[Change]):
     """Manifest, tower, imports, MLflow's parent and finished runs (brought up to date)."""
     from . import track
     from .imports import import_cells
@@ -84,14 +102,18 @@ def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, ech
     tracker = track.Tracker(*target)
     parent = tracker.parent_run(exp.name, exp.digest(), spec_text)
     tracker.mark_running(parent)
-    run_ids = {key: tracker.child_run(parent, exp.name, key, record.get("params", {}))
+    for change in superseded:  # their runs stay, marked; the cells get new ones
+        tracker.mark_superseded(exp.name, change.key, change.old_digest)
+    # a rebuilt MLflow store gets every param of a finished cell back
+    run_ids = {key: tracker.child_run(parent, exp.name, key, track.record_params(record),
+                                      digest=record.get("config_digest"))
                for key, record in finished.items()}
     track.reconcile(tracker, run_ids, finished, exp_dir)
     return grid, set(finished), tracker, parent, run_ids
 
 
 def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address: str | None, live: bool | None,
-                echo, rounds: int | None, t0: float) -> RunOutcome:
+                echo, rounds: int | None, t0: float, interrupt: Interrupt, superseded: list[Change]) -> RunOutcome:
     import ray
 
     from .cluster import start_ray
@@ -108,7 +130,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="vlmscale-setup")
-    setting_up = pool.submit(_set_up, exp, exp_dir, spec_text, target, echo)
+    setting_up = pool.submit(_set_up, exp, exp_dir, spec_text, target, echo, superseded)
     try:
         cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
         grid, before, tracker, parent, run_ids = setting_up.result()
@@ -120,23 +142,26 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
     log = RoundLog.load(exp_dir)
     errors: dict[str, str | None] = {}  # each cell's cause of failure (one line)
     planned: list[Cell] = []
-    vision = vision_path(exp, exp_dir)
+    vision = tower_dir(exp, exp_dir)
     lrs: dict[str, float] = {}
     try:
         for number in range(1, count + 1):
+            interrupt.check(len(exp_dir.finished()), len(planned) or len(grid))
             if not log.proposed(number):
                 break  # the last fit proposed nothing more
             if exp.spec.training.calibration is not None:  # the round's LLM sizes not calibrated yet
                 from .calibrate import calibrate
 
                 llms = [c.llm for c in grid] if number == 1 else [p[0] for p in round_points(log, number)]
-                lrs.update(calibrate(exp, exp_dir, list(dict.fromkeys(llms)), vision, tracker, parent, echo))
+                lrs.update(calibrate(exp, exp_dir, list(dict.fromkeys(llms)), vision, tracker, parent, echo,
+                                     interrupt))
                 if number == 1:
                     grid = expand(exp, vision, lrs)
             cells = cells_of_round(exp, log, number, grid, vision, lrs)
             planned += cells
             errors.update(_train_round(exp, exp_dir, cells, number, tracker, parent, run_ids, target, cluster,
-                                       live, echo))
+                                       live, echo, interrupt))
+            interrupt.check(len(exp_dir.finished()), len(planned))  # no fit of a grid cut short
             if not exp.spec.fit.enabled:
                 break
             analysis = finalize(exp, exp_dir, spec_text, tracker, parent, echo, number, log.rounds)
@@ -153,6 +178,9 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
                 log.add_round(number + 1, points)
                 log.save(exp_dir)  # before anything of round number+1 trains: a restart resumes it
                 echo(f"round {number + 1}: {len(points)} proposed cells")
+    except Interrupted:
+        _mark_killed(tracker, parent, run_ids, exp_dir)
+        raise
     finally:
         ray.shutdown()
 
@@ -165,15 +193,30 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
     return RunOutcome(exp_dir, target[0], parent, sorted(finished), errored, sorted(before), time.time() - t0)
 
 
+def _mark_killed(tracker, parent: str, run_ids: dict[str, str], exp_dir: ExperimentDir) -> None:
+    """MLflow's side of an interrupt: every unfinished cell's run and the parent are KILLED (the
+    ledger, not MLflow, says what finished; the next run marks them RUNNING again)."""
+    finished = exp_dir.finished()
+    for key, run_id in run_ids.items():
+        if key not in finished:
+            tracker.set_tags(run_id, {"vlmscale.status": "interrupted"})
+            tracker.finish(run_id, "KILLED")
+    tracker.finish(parent, "KILLED")
+
+
 def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], number: int, tracker, parent: str,
-                 run_ids: dict[str, str], target, cluster: dict[str, float], live, echo) -> dict[str, str | None]:
+                 run_ids: dict[str, str], target, cluster: dict[str, float], live, echo,
+                 interrupt: Interrupt) -> dict[str, str | None]:
     """Train the round's cells that are not finished; every cell gets its MLflow run, tagged with the round."""
     from . import progress, track
 
     for cell in cells:
-        run_ids[cell.key] = tracker.child_run(parent, exp.name, cell.key, track.flat_params(cell), round_no=number)
+        run_ids[cell.key] = tracker.child_run(parent, exp.name, cell.key, track.flat_params(cell), round_no=number,
+                                              digest=cell.digest)
     p = plan(exp, cells, exp_dir, cluster)
     for cell in p.todo:  # RUNNING only once its trial starts (the Tune callback marks it)
+        if not exp_dir.identity_path(cell.key).exists():
+            write_identity(exp_dir, cell)
         tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
         # reports a driver never delivered (it died while MLflow was away), before the cell resumes
         tracker.log_history(run_ids[cell.key], exp_dir.progress_history(cell.key))
@@ -188,4 +231,4 @@ def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], num
     if not p.todo:
         return {}
     callbacks = [track.tune_callback(target, run_ids), progress.tune_callback(board, live)]
-    return run_grid(exp, exp_dir, p, callbacks)
+    return run_grid(exp, exp_dir, p, callbacks, stopper=tune_stopper(interrupt))

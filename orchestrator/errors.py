@@ -29,3 +29,11 @@ class TableError(BadInput):
 
 class StorageError(BadInput):
     """Where the experiment lives: storage that cannot be written, or holds no such experiment."""
+
+
+class ServiceError(BadInput):
+    """A service the experiment needs (its MLflow server) cannot be reached where it is configured."""
+
+
+class StateError(BadInput):
+    """A state file of an experiment (its ledger, manifest, round log, calibration) is damaged."""

@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .layout import ExperimentDir, atomic_write_text
 from .spec import Experiment
 
@@ -66,12 +64,13 @@ def _write(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, obs, analysi
     from .calibrate import chosen_lrs
     from .proposals import next_spec
     from .scaling.report import write_report
+    from .spec.load import read_yaml
 
     out = exp_dir.fit_staging
     written = write_report(analysis, out, title=f"{exp.name}: scaling law", rounds=rounds,
                            learning_rates=chosen_lrs(exp_dir), on_figure=on_figure)
     next_yaml = out / "next.yaml"
-    atomic_write_text(next_yaml, next_spec(exp, yaml.safe_load(spec_text), obs, list(analysis.picks)))
+    atomic_write_text(next_yaml, next_spec(exp, read_yaml(spec_text, "the spec"), obs, list(analysis.picks)))
     for path in [*written, next_yaml]:
         exp_dir.publish(path, exp_dir.fit / str(path.relative_to(out)))
     return written, next_yaml

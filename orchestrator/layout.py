@@ -4,13 +4,17 @@ finished cells.
     <storage>/<name>/
         experiment.json      the validated spec and its digest (what a restarted driver resumes)
         driver.lock          who runs it now: host, pid, since, heartbeat (orchestrator/lock.py)
-        vision/              the pretrained tiny vision tower (embedded default)
-        cells/<key>/         checkpoints of each cell (Ray Train runs, or the trial's own)
+        vision/<tower>/      the pretrained tiny vision towers, one per pretraining settings (embedded default)
+        cells/<key>/         checkpoints of each cell (Ray Train runs, or the trial's own), and
+                             identity.json: the settings they were trained under
+        superseded/          cells retrained under changed settings (`run --restart-changed`), kept
         tune/                Ray Tune experiment state (the grid's and the calibration's)
         results/<key>.json   the ledger: final metrics of every finished cell (atomic writes)
         progress/<key>.jsonl every report of each cell (live progress)
         errors/<key>.json    why a cell failed last (one line), while it is not finished
+        stop                 a stop request (SIGINT, SIGTERM) the running cells see: they checkpoint and end
         logs/<key>.log       every failure's full traceback, attempt by attempt
+        damaged/             state files that failed their check, set aside (orchestrator/state.py)
         rounds.json          the cells of every round after the grid, and each round's fit
         calibration.json     the learning rate found per LLM size; calibration/ its plots
         profile/             the inference profile: profile.json, and <digest>/ one file per point
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ from workloads.storage import is_remote, local_mirror, path_of, write_bytes_atom
 from .errors import StorageError
 
 LOCK_FILE = "driver.lock"
+NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # metadata.name (spec/base.py's RFC 1123 label)
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -52,6 +58,9 @@ class ExperimentDir:
 
     @classmethod
     def of(cls, storage: str, name: str) -> "ExperimentDir":
+        if len(name) > 63 or not NAME.fullmatch(name):  # a name typed on the command line becomes a path
+            raise StorageError(f"{name!r} is not an experiment name (metadata.name: lowercase letters, digits and "
+                               "'-'), nor a spec file (.yaml)")
         if is_remote(storage):
             return cls(path_of(storage.rstrip("/") + "/" + name))
         return cls(Path(storage).expanduser().resolve() / name)
@@ -153,6 +162,27 @@ class ExperimentDir:
     def progress_path(self, key: str) -> Path:
         return self.progress / f"{key}.jsonl"
 
+    @property
+    def stop_request(self) -> Path:
+        return self.root / "stop"
+
+    def read_manifest(self) -> dict[str, Any]:
+        """experiment.json, checked: the spec the experiment runs under."""
+        from .state import manifest_problem, read
+
+        doc = read(self.manifest, manifest_problem, f"`vlmscale repair {self.root.name}` restores it from the "
+                                                   "experiment's MLflow run, or rerun `vlmscale run` with its spec file")
+        if doc is None:
+            raise StorageError(f"{self.manifest}: no such file")
+        return doc
+
+    def identity_path(self, key: str) -> Path:
+        return self.cells / key / "identity.json"
+
+    def superseded(self, key: str, digest: str) -> Path:
+        """Where a cell's state goes when it is retrained under other settings (nothing is deleted)."""
+        return self.root / "superseded" / f"{key}-{digest}"
+
     def error_path(self, key: str) -> Path:
         return self.root / "errors" / f"{key}.json"
 
@@ -167,7 +197,10 @@ class ExperimentDir:
     # -- the ledger and progress -----------------------------------------------------------------
 
     def finished(self) -> dict[str, dict[str, Any]]:
-        """The ledger: cell key → its final record."""
+        """The ledger: cell key → its final record, every one checked (orchestrator/state.py): a
+        damaged record is a :class:`StateError` naming it, never a cell silently left out."""
+        from .state import ledger_problem, parse, repair_fix
+
         if not self.results.exists():
             return {}
         paths = sorted(self.results.glob("*.json"))
@@ -176,30 +209,39 @@ class ExperimentDir:
             texts = [blobs[p.path] for p in paths]
         else:
             texts = [p.read_bytes() for p in paths]
-        out = {}
-        for p, text in zip(paths, texts):
+        fix = repair_fix(self.root.name)
+        return {p.stem: parse(text, p, ledger_problem, fix) for p, text in zip(paths, texts)}
+
+    def damaged_records(self) -> list[Path]:
+        """The ledger's records that do not pass their check."""
+        from .state import StateError, ledger_problem, parse
+
+        out = []
+        for p in sorted(self.results.glob("*.json")) if self.results.exists() else []:
             try:
-                out[p.stem] = json.loads(text)
-            except json.JSONDecodeError:  # cannot happen with atomic writes; tolerate hand edits
-                continue
+                parse(p.read_bytes(), p, ledger_problem, "")
+            except StateError:
+                out.append(p)
         return out
 
     def finished_record(self, key: str) -> dict[str, Any] | None:
         """One cell's ledger entry, or None."""
-        try:
-            return json.loads(self.result_path(key).read_text())
-        except FileNotFoundError:
-            return None
+        from .state import ledger_problem, read, repair_fix
+
+        return read(self.result_path(key), ledger_problem, repair_fix(self.root.name))
 
     def record_finished(self, key: str, record: dict[str, Any]) -> None:
         atomic_write_json(self.result_path(key), record)
 
     def cell_error(self, key: str) -> dict[str, Any] | None:
-        """Why the cell failed last ({cause, transient, log, at}), or None."""
+        """Why the cell failed last ({cause, transient, log, at}), or None (also for an unreadable one:
+        it only explains, and the next failure rewrites it)."""
         try:
-            return json.loads(self.error_path(key).read_text())
-        except FileNotFoundError:
+            doc = json.loads(self.error_path(key).read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+        ok = isinstance(doc, dict) and isinstance(doc.get("cause"), str) and isinstance(doc.get("log", ""), str)
+        return {"transient": False, "log": "", **doc} if ok else None
 
     def record_error(self, key: str, cause: str, transient: bool, details: str) -> None:
         """Keep a failure: its traceback appended to the cell's log, its cause as the cell's error.
@@ -226,16 +268,19 @@ class ExperimentDir:
     def progress_history(self, key: str) -> list[dict[str, Any]]:
         """Every report of a cell, in order (a line cut by a kill is skipped)."""
         try:
-            text = self.progress_path(key).read_text()
+            text = self.progress_path(key).read_text(errors="replace")
         except FileNotFoundError:
             return []
         out = []
         if text:
             for line in text.splitlines():
                 try:
-                    out.append(json.loads(line))
+                    report = json.loads(line)
                 except json.JSONDecodeError:
-                    pass
+                    continue
+                step = report.get("step") if isinstance(report, dict) else None
+                if isinstance(step, (int, float)) and not isinstance(step, bool):  # else not a report
+                    out.append(report)
         return out
 
     def last_progress(self, key: str) -> dict[str, Any] | None:

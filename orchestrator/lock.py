@@ -50,6 +50,22 @@ def _ago(seconds: float) -> str:
     return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
+UNREADABLE_GRACE_S = 2.0  # how long an unreadable lock may be one being written
+
+
+def checked(text: bytes, written: float) -> dict:
+    """A lock's record, validated: host, pid, since, heartbeat and token of the right types; else
+    (empty, cut short, garbage) one marked unreadable, dated when it was written."""
+    try:
+        h = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        h = None
+    types = {"host": str, "pid": int, "since": (int, float), "heartbeat": (int, float), "token": str}
+    if isinstance(h, dict) and all(isinstance(h.get(k), t) and not isinstance(h.get(k), bool) for k, t in types.items()):
+        return h
+    return {"host": "?", "pid": -1, "since": written, "heartbeat": written, "token": "?", "unreadable": True}
+
+
 class DriverLock:
     def __init__(self, directory: Path, heartbeat_s: float = 5.0, stale_s: float | None = None):
         self.path = Path(directory) / LOCK_FILE
@@ -83,13 +99,17 @@ class DriverLock:
 
     def holder(self) -> dict | None:
         try:
-            return json.loads(self.path.read_text())
+            text = self.path.read_bytes()
+            written = self.path.stat().st_mtime
         except FileNotFoundError:
             return None
-        except (json.JSONDecodeError, OSError):  # being written right now: treat as held, fresh
-            return {"host": "?", "pid": -1, "since": time.time(), "heartbeat": time.time(), "token": "?"}
+        except OSError:
+            written, text = time.time(), b""
+        return checked(text, written)
 
     def _is_gone(self, h: dict) -> bool:
+        if h.get("unreadable"):  # written whole within milliseconds: an old unreadable lock is no one's
+            return time.time() - h["heartbeat"] > UNREADABLE_GRACE_S
         if time.time() - float(h.get("heartbeat", 0)) > self.stale_s:
             return True
         return h.get("host") == self.host and int(h.get("pid", -1)) > 0 and not _pid_alive(int(h["pid"]))
@@ -125,14 +145,14 @@ class DriverLock:
         except FileNotFoundError:
             return False
         try:
-            if json.loads(aside.read_text()).get("token") != h.get("token"):
+            if checked(aside.read_bytes(), 0.0)["token"] != h.get("token"):
                 # the file changed between our read and the rename: a live holder's; put it back
                 # (link: never over a lock someone created meanwhile)
                 try:
                     os.link(aside, self.path)
                 except FileExistsError:
                     pass
-        except (json.JSONDecodeError, OSError):
+        except OSError:
             pass
         aside.unlink(missing_ok=True)
         return False
@@ -271,10 +291,7 @@ class ObjectLock(DriverLock):
             if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
-        try:
-            return json.loads(r["Body"].read()), r["ETag"]
-        except json.JSONDecodeError:
-            return {"host": "?", "pid": -1, "since": time.time(), "heartbeat": time.time(), "token": "?"}, r["ETag"]
+        return checked(r["Body"].read(), r["LastModified"].timestamp()), r["ETag"]
 
     def holder(self) -> dict | None:
         found = self._read()

@@ -148,10 +148,10 @@ def cost_models(exp, exp_dir, text: str | None, text_tokens: float, compare_all:
 
 
 def load(exp_dir) -> dict[str, Any] | None:
-    try:
-        return json.loads(exp_dir.profile.read_text())
-    except FileNotFoundError:
-        return None
+    from .state import profile_problem, read
+
+    return read(exp_dir.profile, profile_problem, f"move it aside and run `vlmscale profile {exp_dir.root.name}` "
+                "again (its points are measured again)")
 
 
 def _log_to_mlflow(exp, exp_dir, doc: dict[str, Any]) -> None:

@@ -86,7 +86,7 @@ class ProgressBoard:
         t = Table(title=f"vlmscale — {self.summary()}")
         for col in ("cell", "status", "step", "loss", "error", "ETA"):
             t.add_column(col, justify="left" if col in ("cell", "status") else "right")
-        style = {"finished": "green", "running": "cyan", "errored": "red", "skipped": "green dim"}
+        style = {"finished": "green", "running": "cyan", "errored": "red", "skipped": "green dim", "interrupted": "yellow"}
         for c in self.cells.values():
             status = f"[{style.get(c.status, '')}]{c.status}[/]" if c.status in style else c.status
             if c.cause and c.status in ("errored", "retrying"):
@@ -174,6 +174,9 @@ def tune_callback(board: ProgressBoard, live: bool | None = None):
             if result.get("cell_error"):  # a failure that would recur: the cell ends here, with its cause
                 self.board.update(key, "errored", cause=result["cell_error"])
                 return
+            if result.get("cell_interrupted"):
+                self.board.update(key, "interrupted")
+                return
             self.board.update(key, "skipped" if result.get("skipped") else None, result)
             if not result.get("skipped") and not result.get("final"):
                 self._line(key)  # every report: training is visible in logs
@@ -181,8 +184,12 @@ def tune_callback(board: ProgressBoard, live: bool | None = None):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             key = trial.config["cell"]["key"]
-            if self.board.cells[key].status not in ("skipped", "errored"):
-                self.board.update(key, "finished")
+            if self.board.cells[key].status not in ("skipped", "errored", "interrupted"):
+                from .layout import ExperimentDir
+
+                exp_dir = ExperimentDir.at(trial.config["cell"]["exp_dir"])
+                stopped = exp_dir.finished_record(key) is None and exp_dir.stop_request.exists()
+                self.board.update(key, "interrupted" if stopped else "finished")
             self._line(key)
             self._draw()
 

@@ -7,7 +7,6 @@ experiments, presets and compressors. No Ray, torch or MLflow.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from .scaling.analysis import TABLE_SUFFIXES, Observations, observations_from_ro
 from .scaling.design import Candidate, Pick, training_cost
 from .scaling.table import VLM_INPUTS
 from .spec import Experiment, cell_key, parse
+from .spec.load import read_yaml
 
 TRAIN_TEXT_TOKENS = 12.0  # a synthetic prompt + answer, for the training-cost estimate
 
@@ -115,8 +115,8 @@ def load_source(source: str, metric: str = "error", storage: str | None = None, 
         raise UsageError("--inputs and --group apply to a table (CSV or Parquet); an experiment's inputs are N and V")
     exp, exp_dir = locate(source, storage)
     if exp_dir.manifest.is_file():
-        manifest = json.loads(exp_dir.manifest.read_text())
-        spec_doc = yaml.safe_load(manifest["spec_yaml"]) if "spec_yaml" in manifest else manifest["spec"]
+        manifest = exp_dir.read_manifest()
+        spec_doc = read_yaml(manifest["spec_yaml"], str(exp_dir.manifest)) if "spec_yaml" in manifest else manifest["spec"]
     else:
-        spec_doc = yaml.safe_load(Path(source).read_text())
+        spec_doc = read_yaml(Path(source).read_text(), source)
     return exp, spec_doc, [("all", observations_from_rows(rows(exp, exp_dir), metric, kind))]

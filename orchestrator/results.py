@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import StorageError
+from .errors import BadInput, StorageError
 from .layout import ExperimentDir
-from .rounds import all_cells
 from .spec import STORAGE_ENV, Experiment, load, parse
 
 COLUMNS = ("cell", "llm", "llm_params", "visual_tokens", "compressor", "task", "seed", "error", "eval_loss",
@@ -43,7 +42,7 @@ def locate(name_or_file: str, storage: str | None = None, require_state: bool = 
             f"no experiment {name_or_file!r} under {exp_dir.root.parent}: pass the spec file, or --storage "
             f"(or {STORAGE_ENV}) with the directory that holds it"
         )
-    manifest = json.loads(exp_dir.manifest.read_text())
+    manifest = exp_dir.read_manifest()
     exp = parse(manifest["spec"], str(exp_dir.manifest))
     if manifest.get("source_dir"):
         exp._source_dir = Path(manifest["source_dir"])
@@ -65,17 +64,24 @@ def _finished(record: dict[str, Any]) -> dict[str, Any]:
 
 def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
     """One row per cell of every round (the grid is round 1), then one per imported cell outside
-    them (they count in fits too)."""
+    them (they count in fits too) and one per finished cell the spec no longer plans whose
+    settings it would still give it. A result made under other settings is never a finished row:
+    its cell shows ``changed`` (orchestrator/identity.py)."""
+    from .identity import counts, planned_cells
+    from .spec import make_cell
+
     finished = exp_dir.finished()
     out = []
-    planned = all_cells(exp, exp_dir)
-    grid = [c for _, c in planned]
+    planned = planned_cells(exp, exp_dir)
     for number, cell in planned:
         record = finished.get(cell.key)
         row: dict[str, Any] = {**cell.params(), "llm_params": None, "error": None, "eval_loss": None,
                                "inference_flops": None, "step": 0, "round": number}
-        if record is not None:
+        if record is not None and counts(record, cell):
             row.update(_finished(record))
+        elif record is not None:
+            row.update(status="changed", cause="finished under other settings: `vlmscale run --restart-changed` "
+                                               "trains it again")
         else:
             last = exp_dir.last_progress(cell.key)
             row["status"] = "started" if last else "pending"
@@ -85,12 +91,22 @@ def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
             if failed is not None and not failed.get("transient"):
                 row.update(status="errored", cause=failed["cause"], log=failed["log"])
         out.append(row)
-    keys = {c.key for c in grid}
+    keys = {c.key for _, c in planned}
+    lrs = {c.llm: c.config.train.lr for _, c in planned}
     for key, record in sorted(finished.items()):
-        if key not in keys:
-            params = record.get("params", {})
-            out.append({"cell": key, **{k: params.get(k) for k in ("llm", "visual_tokens", "compressor", "task", "seed")},
-                        **_finished(record)})
+        if key in keys:
+            continue
+        params = record.get("params", {})
+        point = tuple(params.get(k) for k in ("llm", "visual_tokens", "compressor", "task", "seed"))
+        if not record.get("imported_from"):
+            try:  # a cell an earlier grid had: it counts if this spec would train it the same way
+                same = None not in point and counts(record, make_cell(exp, *point, lrs=lrs))
+            except (BadInput, ValueError, TypeError):  # a point this spec cannot build is not its result
+                same = False
+            if not same:
+                continue
+        out.append({"cell": key, **dict(zip(("llm", "visual_tokens", "compressor", "task", "seed"), point)),
+                    **_finished(record)})
     return out
 
 

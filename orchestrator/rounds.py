@@ -10,7 +10,6 @@ Pure: no ray, torch or mlflow.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +28,11 @@ class RoundLog:
 
     @classmethod
     def load(cls, exp_dir: ExperimentDir) -> "RoundLog":
-        try:
-            return cls(json.loads(exp_dir.rounds.read_text())["rounds"])
-        except FileNotFoundError:
-            return cls()
+        from .state import read, rounds_problem
+
+        doc = read(exp_dir.rounds, rounds_problem, f"`vlmscale repair {exp_dir.root.name}` rebuilds it from the "
+                                                   "ledger (the proposed cells that trained keep counting)")
+        return cls() if doc is None else cls(doc["rounds"])
 
     def save(self, exp_dir: ExperimentDir) -> None:
         atomic_write_json(exp_dir.rounds, {"rounds": self.rounds})
@@ -67,13 +67,14 @@ def cells_of_round(exp: Experiment, log: RoundLog, number: int, grid: list[Cell]
 
 
 def all_cells(exp: Experiment, exp_dir: ExperimentDir, grid: list[Cell] | None = None,
-              vision_path: str | None = None) -> list[tuple[int, Cell]]:
-    """(round, cell) of every cell the study has so far, grid first."""
+              vision_path: str | None = None, lrs: dict[str, float] | None = None) -> list[tuple[int, Cell]]:
+    """(round, cell) of every cell the study has so far, grid first (orchestrator/identity.py's
+    ``planned_cells`` builds them exactly as ``run`` does)."""
     grid = grid if grid is not None else exp.cells()
     log = RoundLog.load(exp_dir)
     out = [(1, c) for c in grid]
     for number in range(2, len(log.rounds) + 1):
-        out += [(number, c) for c in cells_of_round(exp, log, number, grid, vision_path)]
+        out += [(number, c) for c in cells_of_round(exp, log, number, grid, vision_path, lrs)]
     return out
 
 

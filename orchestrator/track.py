@@ -25,6 +25,7 @@ TAG_EXPERIMENT = "vlmscale.experiment"
 TAG_ROLE = "vlmscale.role"
 TAG_CELL = "vlmscale.cell"
 TAG_DIGEST = "vlmscale.digest"
+TAG_CELL_DIGEST = "vlmscale.cell_digest"  # the settings a cell's run trained under (orchestrator/identity.py)
 TAG_ROUND = "vlmscale.round"
 TAG_LLM = "vlmscale.llm"
 PARENT_TAG = "mlflow.parentRunId"
@@ -54,7 +55,7 @@ TUNE_BOOKKEEPING = {
     "node_ip", "config", "trial_id", "experiment_tag", "done", "iterations_since_restore",
     "checkpoint_dir_name", "should_checkpoint", "time_since_restore", "timesteps_total", "episodes_total",
     "timesteps_since_restore", "episodes_this_iter", "timesteps_this_iter", "checkpoint_path", "skipped",
-    "cell_error", "cell_log",
+    "cell_error", "cell_log", "cell_interrupted",
 }
 
 
@@ -91,21 +92,38 @@ class Tracker:
         self.client.log_text(run_id, spec_text, "spec.yaml")
         return run_id
 
-    def child_run(self, parent_id: str, name: str, key: str, params: dict[str, Any], round_no: int | None = None) -> str:
-        """Get or create a cell's run (found again by its tags); ``round_no`` tags the study round."""
-        run = self._find(f"tags.`{TAG_CELL}` = '{key}' and tags.`{TAG_EXPERIMENT}` = '{name}'")
+    def child_run(self, parent_id: str, name: str, key: str, params: dict[str, Any], round_no: int | None = None,
+                  digest: str | None = None) -> str:
+        """Get or create a cell's run, found again by its key and the digest of its settings (a cell
+        trained again under changed settings gets a run of its own); ``round_no`` tags the study round."""
+        same = f" and tags.`{TAG_CELL_DIGEST}` = '{digest}'" if digest else ""
+        run = self._find(f"tags.`{TAG_CELL}` = '{key}' and tags.`{TAG_EXPERIMENT}` = '{name}'{same}")
         if run is not None:
             if round_no is not None and run.data.tags.get(TAG_ROUND) is None:
                 self.set_tags(run.info.run_id, {TAG_ROUND: str(round_no)})
             return run.info.run_id
         tags = {PARENT_TAG: parent_id, TAG_ROLE: "cell", TAG_CELL: key, TAG_EXPERIMENT: name}
+        if digest:
+            tags[TAG_CELL_DIGEST] = digest
         if round_no is not None:
             tags[TAG_ROUND] = str(round_no)
         run = self.client.create_run(self.experiment_id, run_name=key, tags=tags)
         from mlflow.entities import Param
 
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        batch = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(batch), 100):  # MLflow's per-request limit on params
+            self.client.log_batch(run.info.run_id, params=batch[i:i + 100])
         return run.info.run_id
+
+    def mark_superseded(self, name: str, key: str, old_digest: str) -> None:
+        """Tag the runs of a cell trained under other settings: kept, and no longer the cell's."""
+        runs = self.client.search_runs([self.experiment_id], max_results=100, filter_string=(
+            f"tags.`{TAG_CELL}` = '{key}' and tags.`{TAG_EXPERIMENT}` = '{name}'"))
+        for run in runs:
+            if run.data.tags.get(TAG_CELL_DIGEST, "unknown") in (old_digest, "unknown"):
+                self.set_tags(run.info.run_id, {"vlmscale.status": "superseded", TAG_CELL: f"{key}~{old_digest}"})
+                if run.info.status in ("RUNNING", "SCHEDULED"):
+                    self.finish(run.info.run_id, "KILLED")
 
     def fit_run(self, parent_id: str, name: str, round_no: int = 1) -> str:
         """Get or create the fit run of a round (one per round of the experiment)."""
@@ -217,6 +235,12 @@ def _metric_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
 
 
+def stopped(trial, exp_dir: ExperimentDir) -> bool:
+    """Whether an unfinished trial ended on the run's stop request (it checkpointed, or Tune stopped it
+    when the grace period was over, or it never started) rather than on a failure."""
+    return bool((trial.last_result or {}).get("cell_interrupted")) or exp_dir.stop_request.exists()
+
+
 def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, str]):
     """A Ray Tune ``Callback`` (runs in the driver) that logs every cell's reports to its child run,
     through a ``Courier``: the driver never waits for MLflow.
@@ -262,6 +286,10 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
             key, run_id = self._run(trial)
             exp_dir = ExperimentDir.at(trial.config["cell"]["exp_dir"])
             record = exp_dir.finished_record(key)
+            if record is None and stopped(trial, exp_dir):
+                self.courier.submit("set_tags", run_id, {"vlmscale.status": "interrupted"})
+                self.courier.submit("finish", run_id, "KILLED")
+                return
             if record is None:  # the cell ended with a failure that would recur: it reported its cause
                 self._failed(run_id, exp_dir.cell_error(key))
                 return
@@ -295,6 +323,29 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
 # the experiment's side
 
 
+def check_reachable(uri: str, timeout_s: float = 5.0, tries: int = 2) -> None:
+    """Refuse, in seconds, an MLflow server that does not answer (its client would retry for minutes)."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    why = ""
+    for attempt in range(tries):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answered (an auth wall, an old server without /health): reachable
+        except (urllib.error.URLError, OSError) as e:
+            why = str(getattr(e, "reason", e))
+            time.sleep(0.5 * (attempt + 1))
+    from .errors import ServiceError
+
+    raise ServiceError(f"MLflow at {uri} is not reachable ({why}): start the server, or point "
+                       "spec.tracking.mlflow_uri (or MLFLOW_TRACKING_URI) at one")
+
+
 def tracking_target(exp, exp_dir: ExperimentDir) -> tuple[str, str, str | None]:
     """(tracking URI, MLflow experiment name, artifact root) — the local store by default."""
     t = exp.spec.tracking
@@ -304,12 +355,14 @@ def tracking_target(exp, exp_dir: ExperimentDir) -> tuple[str, str, str | None]:
 
 
 def flat_params(cell) -> dict[str, Any]:
-    """A cell's MLflow params: its grid point and every field of its config (``section.field``)."""
-    out = dict(cell.params())
-    for section, values in cell.config.to_dict().items():
-        for k, v in (values or {}).items():
-            out[f"{section}.{k}"] = v
-    return out
+    """A cell's MLflow params: its grid point and every setting its result depends on
+    (``section.field``, models and files as the spec names them: spec/cells.py)."""
+    return {**cell.params(), **cell.settings}
+
+
+def record_params(record: dict[str, Any]) -> dict[str, Any]:
+    """The same params, from a finished cell's ledger record (a rebuilt MLflow store gets them all)."""
+    return {**record.get("params", {}), **record.get("settings", {})}
 
 
 def reconcile(tracker: Tracker, run_ids: dict[str, str], finished: dict[str, dict[str, Any]],

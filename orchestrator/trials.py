@@ -27,7 +27,6 @@ from typing import Any
 from workloads.config import CellConfig
 
 from .cluster import derive_concurrency, has_cell_slots
-from .errors import SpecError
 from .layout import ExperimentDir
 from .spec import CELL_SLOT, Cell, Experiment
 
@@ -41,15 +40,14 @@ class Plan:
 
 
 def plan(exp: Experiment, cells: list[Cell], exp_dir: ExperimentDir, cluster: dict[str, float]) -> Plan:
-    """What is left to train of ``cells``, at what concurrency; a finished cell whose config changed is refused."""
+    """What is left to train of ``cells``, at what concurrency; a cell whose state other settings
+    made is refused (the driver checks every cell before it writes anything: orchestrator/identity.py)."""
+    from .identity import changes, refusal
+
     finished = exp_dir.finished()
-    for cell in cells:
-        record = finished.get(cell.key)
-        if record is not None and "imported_from" not in record and record.get("config_digest") != cell.config.digest():
-            raise SpecError(
-                f"{exp.name}: cell {cell.key} already finished with a different configuration; "
-                "revert the change or run it as a new experiment (metadata.name)"
-            )
+    found = changes(exp_dir, cells, finished)
+    if found:
+        raise refusal(exp.name, found)
     todo = [c for c in cells if c.key not in finished]
     return Plan(cells, todo, finished, derive_concurrency(exp, cluster, len(todo)))
 
@@ -65,7 +63,7 @@ def cell_trainable(config: dict[str, Any]) -> None:
     checkpoint. Either way its traceback goes to the cell's log under the experiment."""
     from ray import tune
 
-    from workloads.failures import describe
+    from workloads.failures import describe, interrupted
 
     job = config["cell"]
     exp_dir = ExperimentDir.at(job["exp_dir"])
@@ -73,10 +71,16 @@ def cell_trainable(config: dict[str, Any]) -> None:
     if done is not None and done.get("config_digest") == job["config_digest"]:
         tune.report({**done["metrics"], "skipped": 1})  # finished before a driver restart
         return
+    if exp_dir.stop_request.exists():  # the run is stopping: no new cells start
+        tune.report({"cell_interrupted": 1})
+        return
     exp_dir.clear_error(job["key"])  # this attempt supersedes the last one's failure
     try:
         metrics, checkpoint = _train(job, exp_dir)
     except Exception as e:  # noqa: BLE001 — every failure is classified and kept, then retried or reported
+        if interrupted(e):
+            tune.report({"cell_interrupted": 1})  # it checkpointed on the run's stop request: not a failure
+            return
         failure = describe(e)
         exp_dir.record_error(job["key"], failure.cause, failure.transient, failure.details)
         if failure.transient:
@@ -91,27 +95,28 @@ def _train(job: dict[str, Any], exp_dir: ExperimentDir) -> tuple[dict[str, Any],
     checkpoints, while its failures may pass: Ray Train itself would retry any failure."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from workloads.failures import is_transient
+    from workloads.failures import interrupted, is_transient
     from workloads.launch import WorkerResources, build_trainer, metrics_log_callback, train_in_trial
 
     cell, resources = CellConfig.from_dict(job["config"]), WorkerResources(**job["resources"])
-    progress = str(exp_dir.progress_path(job["key"]))
+    progress, stop = str(exp_dir.progress_path(job["key"])), str(exp_dir.stop_request)
     if job["in_trial"]:
-        return train_in_trial(cell, str(exp_dir.cells / job["key"]), progress)
+        return train_in_trial(cell, str(exp_dir.cells / job["key"]), progress, stop_file=stop)
     for attempt in range(job["retries"] + 1):
         trainer = build_trainer(cell, resources, storage_path=str(exp_dir.cells), name=job["key"], max_failures=0,
-                                callbacks=[TuneReportCallback(), metrics_log_callback(progress)])
+                                callbacks=[TuneReportCallback(), metrics_log_callback(progress)], stop_file=stop)
         result = trainer.fit()  # a trainer of the same name finds the checkpoints of the last attempt
         if result.error is None:
             return result.metrics, result.checkpoint.path if result.checkpoint else None
-        if attempt == job["retries"] or not is_transient(result.error):
+        if attempt == job["retries"] or not is_transient(result.error) or interrupted(result.error):
             raise result.error
     raise AssertionError("unreachable")
 
 
 def _record(exp_dir: ExperimentDir, job: dict[str, Any], metrics: dict[str, Any], checkpoint: str | None) -> None:
     exp_dir.record_finished(job["key"], {
-        "key": job["key"], "params": job["params"], "config_digest": job["config_digest"], "metrics": metrics,
+        "key": job["key"], "params": job["params"], "config_digest": job["config_digest"],
+        "settings": job["settings"], "metrics": metrics,
         "checkpoint": checkpoint, "finished_at": time.time(),
     })
     exp_dir.clear_error(job["key"])
@@ -121,7 +126,8 @@ def _record(exp_dir: ExperimentDir, job: dict[str, Any], metrics: dict[str, Any]
 # the grid of trials (runs in the driver)
 
 
-def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) -> dict[str, str | None]:
+def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list,
+             stopper=None) -> dict[str, str | None]:
     """Run (or resume) the Tune experiment over the cells that are not finished; each cell's cause
     of failure (one line), or None."""
     from ray import tune
@@ -135,7 +141,8 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) 
     in_trial = r.launcher == "auto" and not any(needs_ray_train(c.config, per_cell) for c in p.todo)
     retries = exp.spec.failure.retries_per_cell
     jobs = [{
-        "key": c.key, "params": c.params(), "config": c.config.to_dict(), "config_digest": c.config.digest(),
+        "key": c.key, "params": c.params(), "config": c.config.to_dict(), "config_digest": c.digest,
+        "settings": c.settings,
         "exp_dir": str(exp_dir.root), "resources": resources, "retries": retries, "in_trial": in_trial,
     } for c in p.todo]
     if in_trial:
@@ -151,7 +158,7 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list) 
         tune_config=tune.TuneConfig(max_concurrent_trials=p.concurrency, reuse_actors=in_trial,
                                     trial_dirname_creator=_trial_name, trial_name_creator=_trial_name),
         run_config=tune.RunConfig(
-            name=f"attempt-{attempt}", storage_path=str(exp_dir.tune), verbose=0, callbacks=callbacks,
+            name=f"attempt-{attempt}", storage_path=str(exp_dir.tune), verbose=0, callbacks=callbacks, stop=stopper,
             # in a trial, a crashed cell is retried by Tune (and resumes from its checkpoints);
             # under Ray Train, Ray Train retries the workers and Tune only the trial's driver
             failure_config=tune.FailureConfig(max_failures=retries if in_trial else 1),

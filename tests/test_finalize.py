@@ -30,7 +30,7 @@ def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
     prepare(exp, exp_dir, text)
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.config.digest(),
+        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
                                            "metrics": {"step": 600, "llm_params": n, "error": MEASURED[(cell.llm, cell.visual_tokens)],
                                                        "eval_loss": 0.4, "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}})
     tracker = Tracker(*tracking_target(exp, exp_dir))
@@ -85,7 +85,7 @@ def test_fit_eval_loss_of_a_finished_experiment_in_nats(tmp_path):
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
         err = MEASURED[(cell.llm, cell.visual_tokens)]
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.config.digest(),
+        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
                                            "metrics": {"step": 600, "llm_params": n, "error": err, "eval_loss": 3 * err + 0.2,
                                                        "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}})
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", exp.name, "--storage", str(tmp_path / "runs"),
@@ -115,7 +115,7 @@ def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch)
     parent = tracker.parent_run(exp.name, exp.digest(), text)
     seen = {}
 
-    def fake_grid(exp, exp_dir, p, callbacks):
+    def fake_grid(exp, exp_dir, p, callbacks, stopper=None):
         seen.update({c.key: tracker.client.get_run(run_ids[c.key]).info.status for c in p.todo})
         return {}
 
@@ -127,6 +127,8 @@ def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch)
 
     monkeypatch.setattr(track, "tune_callback", lambda *a: None)
     run_ids: dict[str, str] = {}
+    from orchestrator.interrupts import Interrupt
+
     driver._train_round(exp, exp_dir, cells, 1, tracker, parent, run_ids, ("uri", "x", None), {"CPU": 2}, False,
-                          lambda *_: None)
+                        lambda *_: None, Interrupt(exp_dir, 1.0))
     assert len(seen) == 9 and set(seen.values()) == {"SCHEDULED"}

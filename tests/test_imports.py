@@ -33,7 +33,7 @@ def _finish_all(exp, exp_dir):
     prepare(exp, exp_dir, yaml.safe_dump(exp.model_dump(mode="json")), echo=lambda *_: None)
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.config.digest(),
+        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
                                            "metrics": {"step": 600, "llm_params": n, "error": 0.5 - 0.01 * cell.visual_tokens,
                                                        "eval_loss": 0.4, "inference_flops": 1e6}})
 

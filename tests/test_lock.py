@@ -48,6 +48,20 @@ def test_a_stale_heartbeat_is_taken_over(tmp_path):
         DriverLock(tmp_path, stale_s=45).acquire()
 
 
+@pytest.mark.parametrize("content", [b"", b'{"host": "a", "pi', b"[]", b'{"host": 1, "pid": "x"}', b"\xff\xfe"])
+def test_an_empty_or_unreadable_lock_is_stale_once_it_is_not_being_written(tmp_path, content):
+    import os
+
+    (tmp_path / LOCK_FILE).write_bytes(content)
+    with pytest.raises(LockHeld, match="host [?], pid -1"):  # it may be a lock being written this instant
+        DriverLock(tmp_path, stale_s=3600).acquire()
+    old = time.time() - 5
+    os.utime(tmp_path / LOCK_FILE, (old, old))
+    lock = DriverLock(tmp_path, stale_s=3600).acquire()  # a driver killed mid-write, a full disk: no one's
+    assert lock.owned()
+    lock.release()
+
+
 def test_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -43,7 +43,7 @@ def test_plan_skips_finished_cells_and_refuses_a_changed_one(tmp_path):
     exp_dir = ExperimentDir(tmp_path / "s")
     cells = exp.cells()
     done = cells[0]
-    atomic_write_json(exp_dir.result_path(done.key), {"key": done.key, "config_digest": done.config.digest(),
+    atomic_write_json(exp_dir.result_path(done.key), {"key": done.key, "config_digest": done.digest, "settings": done.settings,
                                                       "metrics": {"error": 0.5}})
     p = plan(exp, cells, exp_dir, {"CPU": 2})
     assert [c.key for c in p.todo] == [c.key for c in cells[1:]] and p.concurrency == 2
@@ -51,7 +51,7 @@ def test_plan_skips_finished_cells_and_refuses_a_changed_one(tmp_path):
     changed = yaml.safe_load(yaml.safe_dump(BASE))
     changed["spec"]["training"] = {"steps": 999}
     exp2 = parse(changed)
-    with pytest.raises(SpecError, match=f"cell {done.key} already finished with a different configuration"):
+    with pytest.raises(SpecError, match=rf"1 finished cell\(s\) were trained under \(train.steps 600 → 999\): {done.key}"):
         plan(exp2, exp2.cells(), exp_dir, {"CPU": 2})
 
 

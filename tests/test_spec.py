@@ -216,3 +216,70 @@ def test_absurd_grids_need_force(tmp_path):
         check_scale(parse(long))
     check_scale(parse(long), force=True)
     check_scale(parse(GOOD))
+
+
+# ---- nothing absurd gets through: bounds, types, and the YAML itself
+
+
+@pytest.mark.parametrize(
+    "doc,fragment",
+    [
+        (_with("spec.grid.seeds", [2 ** 64]), "spec.grid.seeds[0]: Input should be less than or equal to"),
+        (_with("spec.grid.seeds", [True]), "spec.grid.seeds: expected whole numbers, got [True]"),
+        (_with("spec.training", {"steps": True}), "spec.training.steps: expected a whole number, got True"),
+        (_with("spec.training", {"steps": 10 ** 12}), "spec.training.steps: Input should be less than or equal to"),
+        (_with("spec.training", {"lr": float("inf")}), "spec.training.lr"),
+        (_with("spec.training", {"lr": float("nan")}), "spec.training.lr"),
+        (_with("spec.training", {"lr": 50.0}), "spec.training.lr"),
+        (_with("spec.training", {"batch_size": 10 ** 7}), "spec.training.batch_size: Input should be less than"),
+        (_with("spec.resources", {"cpus_per_worker": float("inf")}), "spec.resources.cpus_per_worker"),
+        (_with("spec.grid.visual_tokens", [10 ** 9]), "spec.grid.visual_tokens[0]: Input should be less than"),
+        (_with("metadata.name", "abc\n"), "metadata.name"),
+        (_with("spec.grid.llms", ["tiny-s\n"]), "is not a safe LLM name"),
+    ],
+)
+def test_absurd_values_are_refused_naming_the_field(doc, fragment):
+    with pytest.raises(SpecError) as e:
+        parse(doc, "exp.yaml")
+    msg = str(e.value)
+    assert fragment in msg and "\n" not in msg.rstrip("\n"), msg
+
+
+def test_a_bound_says_why_it_is_there():
+    with pytest.raises(SpecError, match=r"steps: Input should be less than or equal to [\d_,]+ \(") as e:
+        parse(_with("spec.training", {"steps": 10 ** 12}))
+    assert len(str(e.value)) < 400
+
+
+def test_a_huge_refused_value_is_quoted_short():
+    with pytest.raises(SpecError) as e:
+        parse(_with("spec.training", {"steps": "x" * 100_000}))
+    assert len(str(e.value)) < 400
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+    for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        (BOMB, "expands to more than 500,000 YAML nodes"),
+        ("a: " + "[" * 200 + "]" * 200 + "\n", "nested more than 64 deep"),
+        ("a: !!python/object/apply:os.system ['true']\n", "malformed YAML"),
+        ("\xff\xfe not text", "not a text file"),
+    ],
+)
+def test_hostile_yaml_is_refused_before_it_is_built(tmp_path, text, fragment):
+    import time
+
+    f = tmp_path / "exp.yaml"
+    f.write_bytes(text.encode("latin-1") if text.startswith("\xff") else text.encode())
+    t0 = time.perf_counter()
+    with pytest.raises(SpecError) as e:
+        load(f)
+    assert time.perf_counter() - t0 < 10  # a billion-node bomb would never return: this bound is not a speed target
+    assert str(e.value).startswith(str(f)) and fragment in str(e.value), str(e.value)
+    r = _cli("validate", str(f))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr

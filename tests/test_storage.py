@@ -34,7 +34,7 @@ def _finished_experiment(folder: Path) -> Path:
     prepare(exp, exp_dir, spec.read_text(), echo=lambda *_: None)
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.config.digest(),
+        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
                                            "metrics": {"step": 600, "llm_params": n, "error": 0.6 - 0.01 * cell.visual_tokens
                                                        - 0.02 * cell.llm.count("s") - 0.03 * cell.llm.count("m"),
                                                        "eval_loss": 0.5, "inference_flops": 1e6}})

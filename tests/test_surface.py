@@ -27,14 +27,14 @@ def _options(cmd):
 def test_cli_commands():
     assert sorted(_subcommands()) == sorted([
         "validate", "schema", "run", "resume", "results", "status", "ui", "fit", "propose", "report",
-        "render", "submit", "logs", "delete", "completion", "profile", "frontier"])
+        "render", "submit", "logs", "delete", "completion", "profile", "frontier", "repair"])
 
 
 def test_cli_flags_of_the_main_commands():
     def flags(cmd):
         return sorted(o for opts, _ in _options(_subcommands()[cmd]) for o in opts if o.startswith("--"))
 
-    assert flags("run") == ["--address", "--force", "--help", "--plain", "--rounds", "--storage"]
+    assert flags("run") == ["--address", "--force", "--help", "--plain", "--restart-changed", "--rounds", "--storage"]
     assert flags("results") == ["--format", "--help", "--storage"]
     fit_flags = ["--bootstrap", "--ci-level", "--form", "--group", "--help", "--inputs", "--loss", "--metric",
                  "--metric-kind", "--no-cross-validation", "--seed", "--storage", "--text-tokens"]

@@ -176,3 +176,32 @@ def test_a_half_written_checkpoint_falls_back_to_the_last_complete_one(tmp_path,
     assert "checkpoint_00000008 is incomplete" in capsys.readouterr().out
     for key in ("error", "eval_loss", "loss"):
         assert metrics[key] == ref_metrics[key], key
+
+
+def test_a_stop_request_checkpoints_at_the_next_log_step_and_the_rerun_is_bit_exact(tmp_path):
+    from workloads.failures import CellInterrupted
+    from workloads.session import LocalSession
+    from workloads.train import train
+
+    ref_metrics, ref = train_local(_cell(), tmp_path / "ref")
+    stop = tmp_path / "stop"
+
+    class SignalAtStep4(LocalSession):  # the driver's signal handler writes the request between steps
+        def report(self, metrics, checkpoint_dir=None):
+            super().report(metrics, checkpoint_dir)
+            if metrics["step"] == 4:
+                stop.write_text("SIGTERM\n")
+
+    session = SignalAtStep4(tmp_path / "cut", stop_file=str(stop))
+    with pytest.raises(CellInterrupted, match="step 6"):
+        train(_cell(), session)
+    # step 6 is no checkpoint_every step: the stop request made one there, and nothing after it ran
+    assert [p.name for p in session.checkpoints()] == ["checkpoint_00000004", "checkpoint_00000006"]
+    assert session.history[-1]["step"] == 6
+
+    stop.unlink()
+    metrics, resumed = train_local(_cell(), tmp_path / "cut")
+    assert metrics["resumed_from_step"] == 6
+    a, b = _weights(ref), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert metrics["error"] == ref_metrics["error"] and metrics["loss"] == ref_metrics["loss"]

@@ -147,6 +147,15 @@ class PretrainConfig:
     steps: int = 300
     batch_size: int = 64
     lr: float = 2e-3
+    preset: str = "vit-tiny"
+    seed: int = 0
+    cells: int = 4  # the scene grid it learns to read (the data's cells)
+
+    def name(self) -> str:
+        """The tower's directory name: its preset and a hash of every setting, so that towers of
+        different settings live side by side and none is ever overwritten by another."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return f"{self.preset}-{hashlib.sha256(blob).hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ class DrilledSession:
     def restore_dir(self):
         return self._session.restore_dir()
 
+    def stop_requested(self) -> bool:
+        return self._session.stop_requested()
+
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:
         step = int(metrics["step"])
         if self.fault.during == "step" and step > self.fault.step:

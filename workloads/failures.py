@@ -15,6 +15,16 @@ from dataclasses import dataclass
 from functools import cache
 
 
+class CellInterrupted(RuntimeError):
+    """The run was asked to stop (SIGINT, SIGTERM): the cell checkpointed at this step and ended; a
+    rerun resumes it. Neither a failure nor retried."""
+
+
+def interrupted(e: BaseException) -> bool:
+    """Whether ``e`` (through Ray's wrappers, on any rank) is a cell that stopped on request."""
+    return any(isinstance(c, CellInterrupted) for c in root_causes(e))
+
+
 @cache
 def _transient_types() -> tuple[type, ...]:
     """Exception types that name a fault outside the cell's own work."""

@@ -24,7 +24,8 @@ class WorkerResources:
 
 
 def build_trainer(cell: CellConfig, resources: WorkerResources, storage_path: str, name: str,
-                  max_failures: int = 0, callbacks: list | None = None):
+                  max_failures: int = 0, callbacks: list | None = None, stop_file: str | None = None):
+    """``stop_file``: where a stop request appears (the workers checkpoint and end at their next log step)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -35,7 +36,7 @@ def build_trainer(cell: CellConfig, resources: WorkerResources, storage_path: st
         per_worker["GPU"] = resources.gpus_per_worker
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
-        train_loop_config=cell.to_dict(),
+        train_loop_config={"cell": cell.to_dict(), "stop_file": stop_file},
         torch_config=TorchConfig(backend="nccl" if resources.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=resources.num_workers, use_gpu=resources.use_gpu, resources_per_worker=per_worker
@@ -72,13 +73,14 @@ def needs_ray_train(cell: CellConfig, resources: WorkerResources) -> bool:
     return resources.num_workers > 1 or cell.train.strategy != "ddp"
 
 
-def train_in_trial(cell: CellConfig, root: str, progress_path: str) -> tuple[dict[str, float], str | None]:
+def train_in_trial(cell: CellConfig, root: str, progress_path: str,
+                   stop_file: str | None = None) -> tuple[dict[str, float], str | None]:
     """Train a single-worker cell in this (Tune trial) process; returns the final metrics and the
     last checkpoint's directory."""
     from .session import TrialSession
     from .train import train
 
-    session = TrialSession(root, progress_path)
+    session = TrialSession(root, progress_path, stop_file=stop_file)
     metrics = train(cell, session)
     found = session.checkpoints()
     return metrics, str(found[-1]) if found else None

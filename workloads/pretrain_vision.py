@@ -15,6 +15,7 @@ the LLM (rotary positions only) could not otherwise tell where a visual token ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -35,6 +36,27 @@ from .storage import is_remote, path_of, publish_dir
 META_FILE = "vlmscale_pretraining.json"
 
 
+def read_meta(out) -> dict | None:
+    """The tower's metadata (written last: its presence says the tower is complete), or None."""
+    try:
+        meta = json.loads((out / META_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return meta if isinstance(meta, dict) and isinstance(meta.get("settings"), dict) else None
+
+
+def intact(out, meta: dict) -> bool:
+    """Whether every file the pretraining wrote is there at the size it wrote (a tower cut short by
+    a full disk or a partial copy is made again, not loaded into every cell to fail there)."""
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files or not isinstance(meta.get("cell_accuracy"), (int, float)):
+        return False
+    try:
+        return all((out / name).stat().st_size == size for name, size in files.items())
+    except (FileNotFoundError, OSError):
+        return False
+
+
 def layout_classes() -> list[str]:
     return [""] + [f"{c} {s}" for c in COLOURS for s in SHAPES] + list(LETTERS)
 
@@ -48,20 +70,23 @@ class PretrainedVision:
 
 
 def pretrain_vision(preset: str, out_dir: str | Path, steps: int = PretrainConfig.steps,
-                    batch_size: int = PretrainConfig.batch_size, lr: float = PretrainConfig.lr, seed: int = 0, cells: int = 4, threads: int = 1) -> PretrainedVision:
+                    batch_size: int = PretrainConfig.batch_size, lr: float = PretrainConfig.lr, seed: int = 0,
+                    cells: int = 4, threads: int = 1) -> PretrainedVision:
     """Pretrain the tiny ViT ``preset`` on cell recognition and save it to ``out_dir`` (atomically).
 
-    Reuses ``out_dir`` if it already holds a finished pretraining with the same settings.
+    Reuses ``out_dir`` if it holds a finished pretraining with the same settings whose files are
+    all there at the sizes it wrote; an incomplete or damaged one is pretrained again (the same
+    seed gives the same tower). A finished tower of other settings is never overwritten.
     """
     from transformers import CLIPVisionModel
 
     out = path_of(out_dir)
-    settings = {"preset": preset, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "cells": cells}
-    try:
-        meta = json.loads((out / META_FILE).read_text())
-    except FileNotFoundError:
-        meta = {}
-    if meta.get("settings") == settings:
+    settings = dataclasses.asdict(PretrainConfig(steps, batch_size, lr, preset, seed, cells))
+    meta = read_meta(out)
+    if meta is not None and meta.get("settings") != settings:
+        raise ValueError(f"{out} holds a vision tower pretrained with other settings ({meta.get('settings')}); "
+                         f"it is not overwritten: pretrain {settings} elsewhere")
+    if meta is not None and intact(out, meta):
         return PretrainedVision(out, meta["cell_accuracy"], steps, 0.0)
 
     torch.set_num_threads(threads)
@@ -116,9 +141,10 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = PretrainConfi
     # beside the target (one rename) on a local disk; anywhere for an object store (uploaded)
     staging = Path(tempfile.mkdtemp(prefix=".staging_", dir=None if is_remote(out) else out.parent))
     vision.save_pretrained(staging)
+    files = {p.name: p.stat().st_size for p in sorted(staging.iterdir()) if p.is_file()}
     (staging / META_FILE).write_text(json.dumps({"settings": settings, "cell_accuracy": accuracy,
-                                                 "position_accuracy": position_accuracy, "seconds": seconds},
-                                                indent=2))
+                                                 "position_accuracy": position_accuracy, "seconds": seconds,
+                                                 "files": files}, indent=2))
     publish_dir(staging, out, last=(META_FILE,))  # readers take the metadata file as "complete"
     shutil.rmtree(staging, ignore_errors=True)
     return PretrainedVision(out, accuracy, steps, seconds)

@@ -38,14 +38,27 @@ class Session(Protocol):
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:
         """Publish metrics (all ranks call it together); attach a checkpoint directory if given."""
 
+    def stop_requested(self) -> bool:
+        """Whether the run was asked to stop (SIGINT, SIGTERM): the loop checkpoints and ends."""
+
+
+def _stop_file_exists(path: str | None) -> bool:
+    if path is None:
+        return False
+    try:
+        return path_of(path).exists()
+    except OSError:  # storage hiccup: no stop today
+        return False
+
 
 class RaySession:
     """Inside ``TorchTrainer(train_loop_per_worker=…)`` (Ray Train V2 APIs)."""
 
-    def __init__(self):
+    def __init__(self, stop_file: str | None = None):
         import ray.train
         import ray.train.torch
 
+        self.stop_file = stop_file
         ctx = ray.train.get_context()
         self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
@@ -67,6 +80,9 @@ class RaySession:
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
+    def stop_requested(self) -> bool:
+        return _stop_file_exists(self.stop_file)
+
 
 class TuneSession:
     """Inside a Ray Tune function trainable — one process, no Train worker group (the short
@@ -86,6 +102,9 @@ class TuneSession:
 
         tune.report(dict(metrics))
 
+    def stop_requested(self) -> bool:
+        return False  # a calibration trial is short: Tune stops it
+
 
 class LocalSession:
     """One process, no Ray: checkpoints are kept under ``root`` (atomic rename), metrics in memory.
@@ -98,7 +117,8 @@ class LocalSession:
     to run the NCCL code path without Ray.
     """
 
-    def __init__(self, root: str | Path, keep: int = 2, echo: bool = False, device: str | torch.device = "cpu"):
+    def __init__(self, root: str | Path, keep: int = 2, echo: bool = False, device: str | torch.device = "cpu",
+                 stop_file: str | None = None):
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -106,7 +126,7 @@ class LocalSession:
         self.rank, self.world_size, self.device = 0, 1, torch.device(device)
         self.root = path_of(root)
         self.remote = is_remote(root)
-        self.keep, self.echo = keep, echo
+        self.keep, self.echo, self.stop_file = keep, echo, stop_file
         self.history: list[dict[str, float]] = []
 
     def checkpoint_path(self, step: float) -> Path:
@@ -151,6 +171,9 @@ class LocalSession:
         for old in self.checkpoints()[: -self.keep]:
             remove_tree(old)
 
+    def stop_requested(self) -> bool:
+        return _stop_file_exists(self.stop_file)
+
 
 class TrialSession(LocalSession):
     """One single-worker cell inside a Ray Tune trial, with no Ray Train worker group to start.
@@ -162,8 +185,10 @@ class TrialSession(LocalSession):
     from the newest complete one; every report is appended to ``progress_path`` and sent to Tune.
     """
 
-    def __init__(self, root: str | Path, progress_path: str | Path, device: str | torch.device | None = None):
-        super().__init__(root, keep=2, device=device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
+    def __init__(self, root: str | Path, progress_path: str | Path, device: str | torch.device | None = None,
+                 stop_file: str | None = None):
+        super().__init__(root, keep=2, device=device or ("cuda:0" if torch.cuda.is_available() else "cpu"),
+                         stop_file=stop_file)
         self.progress_path = progress_path
 
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:

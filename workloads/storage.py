@@ -120,6 +120,21 @@ def remove_tree(path: Any) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+def move(src: Any, dst: Any) -> bool:
+    """Move a file or directory tree to ``dst`` (its parents made); False if ``src`` is absent."""
+    s, d = path_of(src), path_of(dst)
+    if is_remote(src):
+        if not s.fs.exists(s.path):
+            return False
+        s.fs.mv(s.path, d.path, recursive=True)
+        return True
+    if not s.exists():
+        return False
+    d.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(s, d)
+    return True
+
+
 def publish_dir(local: Path, dest: Any, last: tuple[str, ...] = ()) -> None:
     """Put the local directory ``local`` at ``dest``, replacing what was there.
 

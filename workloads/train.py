@@ -31,6 +31,7 @@ from .checkpoint import newest_complete, seal
 from .drill import drilled
 from .engine import DDPEngine, DeepSpeedEngine, read_step
 from .evaluate import evaluate
+from .failures import CellInterrupted
 from .flops import sample_cost
 from .model import build_vlm, default_trainable, parameter_counts, set_trainable, vision_geometry
 from .optim import schedule
@@ -40,8 +41,8 @@ from .tokenizer import load_tokenizer
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point: ``config`` is ``CellConfig.to_dict()``."""
-    train(CellConfig.from_dict(config), RaySession())
+    """Ray Train entry point: ``config`` is {"cell": ``CellConfig.to_dict()``, "stop_file": …}."""
+    train(CellConfig.from_dict(config["cell"]), RaySession(config.get("stop_file")))
 
 
 def seed_everything(seed: int) -> None:
@@ -167,6 +168,9 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
             done = step + 1
             checkpoint_now = done % tc.checkpoint_every == 0 or done == ends[index]
             if done % tc.log_every == 0 or checkpoint_now or (tc.eval_every and done % tc.eval_every == 0):
+                # asked to stop (on any rank): checkpoint here and end; a rerun resumes from it
+                stopping = bool(all_reduce_sum([float(session.stop_requested())], device).item() > 0)
+                checkpoint_now = checkpoint_now or stopping
                 mean_loss = all_reduce_sum(torch.stack(losses).double().mean().reshape(1), device)
                 metrics = {
                     "step": done,
@@ -182,6 +186,9 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
                 if done == total:
                     break  # the final report carries the last checkpoint together with the final metrics
                 _report(session, engine, metrics, checkpoint_now, done)
+                if stopping:
+                    engine.close()
+                    raise CellInterrupted(f"stopped at step {done}: checkpointed, a rerun resumes from it")
         stage_seconds[f"seconds/stage/{stage.name}"] = time.perf_counter() - stage_t0
 
     # ---- final evaluation and cost

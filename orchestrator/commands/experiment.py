@@ -51,7 +51,7 @@ def _run(exp, spec_text: str, a, storage: str) -> int:
     if a.plain or not sys.stdout.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's forwarded warnings without raw colour codes
     outcome = run_experiment(exp, spec_text, address=a.address, live=None if not a.plain else False,
-                             rounds=a.rounds, storage=storage)
+                             rounds=a.rounds, storage=storage, restart_changed=a.restart_changed)
     print(f"\n{exp.name}: {len(outcome.finished)} cells finished ({len(outcome.skipped)} from before), "
           f"{len(outcome.errored)} errored, in {outcome.seconds:.0f} s")
     for key, cause in outcome.errored.items():
@@ -73,7 +73,7 @@ def cmd_resume(a) -> int:
 
     exp, exp_dir = locate(a.name, a.storage)
     check_artifacts(exp)
-    manifest = json.loads(exp_dir.manifest.read_text())
+    manifest = exp_dir.read_manifest()
     return _run(exp, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False), a,
                 str(exp_dir.root.parent))
 
@@ -81,6 +81,24 @@ def cmd_resume(a) -> int:
 def cmd_results(a) -> int:
     exp, exp_dir = locate(a.name, a.storage)
     sys.stdout.write(render(rows(exp, exp_dir), a.format))
+    return 0
+
+
+def cmd_repair(a) -> int:
+    from ..layout import ExperimentDir
+    from ..repair import repair
+    from ..spec import STORAGE_ENV
+
+    p = Path(a.name)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        exp = load(p)
+        exp_dir = ExperimentDir.of(exp.storage_root(a.storage), exp.name)
+    else:
+        exp_dir = ExperimentDir.of(a.storage or os.environ.get(STORAGE_ENV) or "./vlmscale-runs", a.name)
+    if not exp_dir.root.exists():
+        raise UsageError(f"no experiment {a.name!r} under {exp_dir.root.parent}: pass --storage with the directory "
+                         "that holds it")
+    repair(exp_dir)
     return 0
 
 
@@ -118,7 +136,7 @@ def cmd_status(a) -> int:
     sys.stdout.write(render(table, "table"))
     for r in table:
         if r.get("cause"):
-            print(f"{r['cell']}: {r['cause']}  (log: {r['log']})")
+            print(f"{r['cell']}: {r['cause']}" + (f"  (log: {r['log']})" if r.get("log") else ""))
     return 0
 
 

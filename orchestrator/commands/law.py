@@ -35,13 +35,31 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
         raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
     exp, spec_doc, groups = load_source(a.source, a.metric, a.storage, a.metric_kind, parse_inputs(a.inputs), a.group)
     cost, compare = _cost_models(a, exp, located[1] if located else None, compare_all)
+    table = rows(*located) if exp is not None else []
+    if exp is not None:
+        _say_if_partial(exp.name, table)
     out = []
     for label, obs in groups:
         # an experiment's candidates shape its frontier whether or not picks are asked for: one analysis
-        cands = experiment_candidates(exp, obs, rows(*located)) if exp is not None else []
+        cands = experiment_candidates(exp, obs, table) if exp is not None else []
         out.append((label, obs, analyze(obs, a.form, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
                                         getattr(a, "budget", None), a.ci_level, a.cross_validate, cost, compare)))
     return exp, spec_doc, out
+
+
+def _say_if_partial(name: str, table: list[dict]) -> None:
+    """A fit of a grid not finished is asked for, and allowed — but never unannounced (on stderr:
+    the JSON and CSV on stdout stay clean)."""
+    planned = [r for r in table if "round" in r]
+    done = sum(r["status"] == "finished" for r in planned)
+    if done < len(planned):
+        left: dict[str, int] = {}
+        for r in planned:
+            if r["status"] != "finished":
+                left[r["status"]] = left.get(r["status"], 0) + 1
+        print(f"note: {name}'s grid is partial — {done} of {len(planned)} cells finished ("
+              + ", ".join(f"{n} {s}" for s, n in sorted(left.items())) + "); this fit uses the finished ones",
+              file=sys.stderr)
 
 
 def _cost_models(a, exp, exp_dir, compare_all: bool):

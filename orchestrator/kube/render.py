@@ -129,7 +129,7 @@ def render(exp: Experiment, image: str | None = None, namespace: str | None = No
     except ValueError as e:
         raise UsageError(f"--image: {e}") from None
     namespace = namespace or k.namespace
-    if not RFC1123_LABEL.match(namespace) or len(namespace) > 63:
+    if not RFC1123_LABEL.fullmatch(namespace) or len(namespace) > 63:
         raise UsageError(f"namespace {namespace!r} is not an RFC 1123 name (lowercase letters, digits and '-')")
     r = exp.spec.resources
     if r.gpus_per_worker != int(r.gpus_per_worker):

@@ -4,12 +4,13 @@ config — the one place where the spec's blocks become ``workloads.config`` obj
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
 
-from workloads.config import (BenchmarkConfig, CellConfig, DataConfig, EvalConfig, FaultConfig, ModelConfig, StageConfig,
-                              TrainConfig)
+from workloads.config import (BenchmarkConfig, CellConfig, DataConfig, EvalConfig, FaultConfig, ModelConfig,
+                              PretrainConfig, StageConfig, TrainConfig)
 
 from ..errors import SpecError
 from .document import Spec
@@ -22,6 +23,9 @@ DATA_TO_DATA = ("source", "train_size", "eval_size", "cells", "questions_per_ima
                 "image_root", "tokenizer", "conversation", "image_aspect_ratio", "max_length")
 DATA_PATHS = ("llava_train", "llava_eval", "image_root")  # located against the spec file's folder
 TRAINING_DERIVED = ("lr", "threads_per_worker", "stages")  # decided per cell below, not copied
+# what a cell's result does not depend on: how many threads a worker uses (a test holds its
+# metrics equal whatever they are) and the fault drill (a drilled cell resumes bit-identically)
+NOT_IDENTITY = ("train.threads_per_worker", "fault")
 
 
 class _Experiment(Protocol):
@@ -42,6 +46,12 @@ def slug(value: str) -> str:
 
 @dataclass(frozen=True)
 class Cell:
+    """A grid point. ``config`` is what its workers run (paths resolved on this machine);
+    ``settings`` is what its result depends on — every setting, models and files named as the spec
+    names them, the pretrained tower by its pretraining — and ``digest`` their hash: a finished
+    cell or a checkpoint counts under a spec only while the digest is unchanged, wherever the
+    experiment and its files live."""
+
     key: str
     llm: str
     visual_tokens: int
@@ -49,6 +59,8 @@ class Cell:
     task: str
     seed: int
     config: CellConfig
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)
+    digest: str = ""
 
     def params(self) -> dict[str, Any]:
         return {"cell": self.key, "llm": self.llm, "visual_tokens": self.visual_tokens,
@@ -61,6 +73,39 @@ def cell_key(llm: str, visual_tokens: int, compressor: str, task: str, seed: int
     if llm_part != slug(llm) or len(llm_part) > 24:
         llm_part = f"{llm_part[:24].strip('-')}-{hashlib.sha1(llm.encode()).hexdigest()[:6]}"
     return f"{llm_part}-v{visual_tokens}-{slug(compressor)}-{slug(task)}-s{seed}"
+
+
+def tower(s: Spec) -> PretrainConfig | None:
+    """The tiny vision tower the experiment pretrains (None: it uses its vision model as it is)."""
+    p = s.vision.pretrain
+    return None if p is None else PretrainConfig(p.steps, p.batch_size, p.lr, s.vision.model, 0, s.data.cells)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1}} → {"train.lr": 1}; lists of mappings by index (train.stages.0.steps)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, name + "."))
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+            for i, x in enumerate(v):
+                out.update(flatten(x, f"{name}.{i}."))
+        else:
+            out[name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def identity(portable: CellConfig, pretrained: PretrainConfig | None) -> tuple[dict[str, Any], str]:
+    """(settings, digest) of a cell from its config with unresolved references (see :class:`Cell`)."""
+    import dataclasses
+
+    settings = {k: v for k, v in flatten(portable.to_dict()).items()
+                if not any(k == n or k.startswith(n + ".") for n in NOT_IDENTITY)}
+    if pretrained is not None:
+        settings.update(flatten(dataclasses.asdict(pretrained), "model.vision_pretrain."))
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return settings, hashlib.sha256(blob).hexdigest()[:16]
 
 
 def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = None, locate=lambda p: p) -> TrainConfig:
@@ -80,39 +125,49 @@ def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = No
     return TrainConfig(**fields, lr=lr, threads_per_worker=threads, seed=seed, stages=stages)
 
 
-def eval_config(exp: _Experiment) -> EvalConfig:
-    e = exp.spec.evaluation
-    return EvalConfig(tuple(BenchmarkConfig(b.name, exp.locate_file(b.questions), b.scorer, exp.locate_file(b.image_root))
-                            for b in e.benchmarks), e.max_new_tokens, e.batch_size)
-
-
 def make_cell(exp: _Experiment, llm: str, v: int, comp: str, task: str, seed: int,
               vision_path: str | None = None, lrs: dict[str, float] | None = None) -> Cell:
     """One cell of the experiment — a grid point or a later round's proposal — with its complete
     workload config. ``vision_path`` replaces the vision preset by its pretrained copy; ``lrs``
     holds the calibrated learning rate per LLM."""
-    s = exp.spec
     key = cell_key(llm, v, comp, task, seed)
+    point = (llm, v, comp, task, seed)
+    config = _config(exp, point, key, lrs, lambda r: exp.locate_llm(r).location,
+                     lambda r: vision_path or exp.locate_vision(r).location, exp.locate_file)
+    portable = _config(exp, point, key, lrs, _as_written, _as_written, _as_written)
+    settings, digest = identity(portable, tower(exp.spec))
+    return Cell(key, llm, v, comp, task, seed, config, settings, digest)
+
+
+def _as_written(ref):
+    return ref
+
+
+def _config(exp: _Experiment, point: tuple, key: str, lrs: dict[str, float] | None, llm_at: Callable,
+            vision_at: Callable, file_at: Callable) -> CellConfig:
+    s = exp.spec
+    llm, v, comp, task, seed = point
     vision = {dst: getattr(s.vision, src) for src, dst in VISION_TO_MODEL.items()}
-    vision["vision"] = vision_path or exp.locate_vision(vision["vision"]).location
+    vision["vision"] = vision_at(vision["vision"])
     vision["kv_layers"] = tuple(vision["kv_layers"])
-    vision["projector_from"] = exp.locate_file(vision["projector_from"])
-    vision["compressor_from"] = exp.locate_file(vision["compressor_from"])
+    vision["projector_from"] = file_at(vision["projector_from"])
+    vision["compressor_from"] = file_at(vision["compressor_from"])
     data = {f: getattr(s.data, f) for f in DATA_TO_DATA}
     if data["llava_train"] is None and s.training.stages and s.data.source == "llava":
         data["llava_train"] = s.training.stages[-1].data  # every stage names its data: the last one's
-    data.update({f: exp.locate_file(data[f]) for f in DATA_PATHS})
+    data.update({f: file_at(data[f]) for f in DATA_PATHS})
     if data["tokenizer"] is not None:
-        data["tokenizer"] = exp.locate_llm(data["tokenizer"]).location
+        data["tokenizer"] = llm_at(data["tokenizer"])
     fault = s.fault_injection
-    config = CellConfig(
-        model=ModelConfig(llm=exp.locate_llm(llm).location, compressor=comp, visual_tokens=v, **vision),
+    e = s.evaluation
+    return CellConfig(
+        model=ModelConfig(llm=llm_at(llm), compressor=comp, visual_tokens=v, **vision),
         data=DataConfig(tasks=(task,), seed=seed, **data),
-        train=train_config(s, llm, seed, lrs, exp.locate_file),
-        eval=eval_config(exp),
+        train=train_config(s, llm, seed, lrs, file_at),
+        eval=EvalConfig(tuple(BenchmarkConfig(b.name, file_at(b.questions), b.scorer, file_at(b.image_root))
+                              for b in e.benchmarks), e.max_new_tokens, e.batch_size),
         fault=FaultConfig(fault.step, fault.during) if fault and key in fault.cells else None,
     )
-    return Cell(key, llm, v, comp, task, seed, config)
 
 
 def expand(exp: _Experiment, vision_path: str | None = None, lrs: dict[str, float] | None = None) -> list[Cell]:

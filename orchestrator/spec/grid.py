@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from workloads import compressors
 
-from .base import LABEL_KEY, LABEL_VALUE, RFC1123_LABEL, Strict, model_ref, one_of
+from .base import LABEL_KEY, LABEL_VALUE, RFC1123_LABEL, SEED_MAX, V_MAX, Strict, model_ref, one_of
 
 CompressorName = one_of(compressors.names())
 
@@ -23,9 +23,9 @@ class Metadata(Strict):
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
         for key, value in v.items():
-            if not LABEL_KEY.match(key) or len(key.split("/")[-1]) > 63:
+            if not LABEL_KEY.fullmatch(key) or len(key.split("/")[-1]) > 63:
                 raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
-            if not LABEL_VALUE.match(str(value)):
+            if not LABEL_VALUE.fullmatch(str(value)):
                 raise ValueError(f"label {key}: {value!r} is not a valid Kubernetes label value "
                                  "(at most 63 letters, digits, '-', '_', '.')")
         return v
@@ -33,7 +33,7 @@ class Metadata(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if len(v) > 63 or not RFC1123_LABEL.match(v):
+        if len(v) > 63 or not RFC1123_LABEL.fullmatch(v):
             raise ValueError(
                 f"{v!r} is not an RFC 1123 label: use at most 63 lowercase letters, digits and '-', "
                 "starting and ending with a letter or digit"
@@ -43,10 +43,10 @@ class Metadata(Strict):
 
 class GridPoint(Strict):
     llm: str
-    visual_tokens: int = Field(ge=1)
+    visual_tokens: int = Field(ge=1, le=V_MAX)
     compressor: CompressorName | None = None  # default: compressors[0]
     task: str | None = None  # default: tasks[0]
-    seed: int | None = Field(None, ge=0)  # default: seeds[0]
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)  # default: seeds[0]
 
     @field_validator("llm")
     @classmethod
@@ -59,9 +59,9 @@ class Grid(Strict):
 
     llms: Annotated[list[str], Field(min_length=1)] | None = Field(
         None, description="LLM presets or Hugging Face names/paths")
-    visual_tokens: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] | None = None
+    visual_tokens: Annotated[list[Annotated[int, Field(ge=1, le=V_MAX)]], Field(min_length=1)] | None = None
     compressors: Annotated[list[CompressorName], Field(min_length=1)] = ["quecc"]
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, le=SEED_MAX)]], Field(min_length=1)] = [0]
     tasks: Annotated[list[str], Field(min_length=1)] = ["shapes"]
     points: Annotated[list[GridPoint], Field(min_length=1)] | None = Field(
         None, description="Explicit cells instead of the llms x visual_tokens product")

@@ -8,17 +8,17 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from .base import RFC1123_SUBDOMAIN, Strict, check_dns_label, check_image, check_quantity
+from .base import GPUS_MAX, RFC1123_SUBDOMAIN, THREADS_MAX, WORKERS_MAX, Strict, check_dns_label, check_image, check_quantity
 
 PLATFORM_CONFIG = "vlmscale-platform"  # the Helm chart's ConfigMap of in-cluster defaults (MLFLOW_TRACKING_URI)
 CELL_SLOT = "vlmscale_cell_slot"  # the custom Ray resource a cell's trial driver holds instead of a CPU
 
 
 class Resources(Strict):
-    workers_per_cell: int = Field(1, ge=1)
-    cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
-    max_concurrent_cells: int | None = Field(None, ge=1)
+    workers_per_cell: int = Field(1, ge=1, le=WORKERS_MAX)
+    cpus_per_worker: float = Field(1.0, gt=0, le=THREADS_MAX)
+    gpus_per_worker: float = Field(0.0, ge=0, le=GPUS_MAX)
+    max_concurrent_cells: int | None = Field(None, ge=1, le=100_000)
     memory_per_worker: str = Field("16Gi", description="Kubernetes memory quantity per worker pod")
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
@@ -51,7 +51,7 @@ class Storage(Strict):
     @classmethod
     def _path(cls, v: str) -> str:
         if v.startswith("s3://"):
-            if not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9._\-/]*)?$", v):
+            if not re.fullmatch(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9._\-/]*)?$", v):
                 raise ValueError(f"{v!r} is not a valid s3://bucket/prefix")
         elif "://" in v:
             raise ValueError(f"{v!r}: only local paths and s3:// are supported")
@@ -59,8 +59,13 @@ class Storage(Strict):
 
 
 class Failure(Strict):
-    retries_per_cell: int = Field(2, ge=0)
-    job_retries: int = Field(2, ge=0, description="RayJob backoffLimit: reruns of the whole driver on a cluster")
+    retries_per_cell: int = Field(2, ge=0, le=100, description="Retries of a cell's faults that may pass "
+                                                               "(a lost worker or node, a timeout); a failure that "
+                                                               "recurs is not retried")
+    grace_seconds: float = Field(20.0, ge=0, le=3600, description=(
+        "After SIGINT or SIGTERM, how long running cells have to checkpoint before they are stopped (Kubernetes "
+        "kills 30 s after SIGTERM)"))
+    job_retries: int = Field(2, ge=0, le=100, description="RayJob backoffLimit: reruns of the whole driver on a cluster")
 
 
 class Kubernetes(Strict):
@@ -77,10 +82,10 @@ class Kubernetes(Strict):
     mlflow_uri: str | None = Field(
         None, description="MLflow server for the in-cluster run when spec.tracking.mlflow_uri is unset; default: "
                           f"the platform's (the Helm release writes it into the ConfigMap {PLATFORM_CONFIG})")
-    head_cpus: int = Field(4, ge=1)
+    head_cpus: int = Field(4, ge=1, le=THREADS_MAX)
     head_memory: str = "16Gi"
-    ttl_seconds_after_finished: int = Field(3600, ge=0, description="RayJob: delete the finished job after this")
-    active_deadline_seconds: int | None = Field(None, ge=1, description="RayJob: fail the job after this long")
+    ttl_seconds_after_finished: int = Field(3600, ge=0, le=10**9, description="RayJob: delete the finished job after this")
+    active_deadline_seconds: int | None = Field(None, ge=1, le=10**9, description="RayJob: fail the job after this long")
     image_pull_secrets: list[str] = Field(default_factory=list, description="Secrets for a private registry")
     priority_class_name: str | None = Field(None, description="PriorityClass of the Ray pods")
 
@@ -97,7 +102,7 @@ class Kubernetes(Strict):
     @field_validator("priority_class_name")
     @classmethod
     def _priority(cls, v: str | None) -> str | None:
-        if v is not None and (len(v) > 253 or not RFC1123_SUBDOMAIN.match(v)):
+        if v is not None and (len(v) > 253 or not RFC1123_SUBDOMAIN.fullmatch(v)):
             raise ValueError(f"{v!r} is not a PriorityClass name (lowercase letters, digits, '-' and '.')")
         return v
 

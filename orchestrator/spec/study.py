@@ -9,7 +9,7 @@ from workloads.config import ProfileSettings, ProfileDtype
 
 from ..scaling.fit import LOSSES
 from ..scaling.forms import FORMS, METRIC_KINDS
-from .base import RFC1123_LABEL, Strict, one_of
+from .base import BOOTSTRAP_MAX, GPUS_MAX, RFC1123_LABEL, THREADS_MAX, TOKENS_MAX, Strict, one_of
 
 LawFormName = one_of(FORMS)
 LossName = one_of(LOSSES)
@@ -24,11 +24,11 @@ class Fit(Strict):
     metric_kind: MetricKind | None = Field(
         None, description="error: a rate in (0, 1); loss: any positive value, fitted raw (e.g. nats). "
                           "Default: loss when the metric's name contains 'loss', else error")
-    text_tokens: float = Field(0.0, ge=0)
-    bootstrap: int = Field(200, ge=0)
+    text_tokens: float = Field(0.0, ge=0, le=TOKENS_MAX)
+    bootstrap: int = Field(200, ge=0, le=BOOTSTRAP_MAX)
     ci_level: float = Field(0.9, gt=0, lt=1, description="Coverage of the bootstrap intervals")
     cross_validate: bool = Field(True, description="Leave-one-out and largest-LLM hold-out errors")
-    propose: int = Field(4, ge=0)
+    propose: int = Field(4, ge=0, le=10_000)
 
 
 class Import(Strict):
@@ -43,7 +43,7 @@ class Import(Strict):
     def _one_source(self) -> "Import":
         if (self.experiment is None) == (self.results is None):
             raise ValueError("give either experiment (with optional storage) or results, not both and not neither")
-        if self.experiment is not None and (len(self.experiment) > 63 or not RFC1123_LABEL.match(self.experiment)):
+        if self.experiment is not None and (len(self.experiment) > 63 or not RFC1123_LABEL.fullmatch(self.experiment)):
             raise ValueError(f"{self.experiment!r} is not an experiment name (an RFC 1123 label)")
         if self.results is not None and self.storage is not None:
             raise ValueError("storage applies to an imported experiment, not to a results CSV")
@@ -53,8 +53,8 @@ class Import(Strict):
 class Rounds(Strict):
     """A study in rounds: the grid, then each round the cells the fitted law most wants next."""
 
-    count: int = Field(1, ge=1, description="Rounds in all; 1 runs the grid only")
-    cells_per_round: int | None = Field(None, ge=1, description="Cells proposed per round (default: fit.propose)")
+    count: int = Field(1, ge=1, le=1000, description="Rounds in all; 1 runs the grid only")
+    cells_per_round: int | None = Field(None, ge=1, le=10_000, description="Cells proposed per round (default: fit.propose)")
     stop_v_star_ci_width: float | None = Field(
         None, gt=0, description="Stop early once the frontier's V* interval is narrower than this (in tokens)")
 
@@ -65,22 +65,22 @@ P = ProfileSettings  # the defaults
 class Profile(Strict):
     """The ``spec.profile`` block: what `vlmscale profile` measures, and where."""
 
-    batch_sizes: list[int] = Field(list(P.batch_sizes), min_length=1,
+    batch_sizes: list[int] = Field(list(P.batch_sizes), min_length=1, max_length=64,
                                    description="Batch sizes served (prompts per forward)")
-    text_tokens: int = Field(P.text_tokens, ge=1, description="Text tokens per prompt besides the visual ones (Q)")
-    answer_tokens: int = Field(P.answer_tokens, ge=1, description="Decode steps timed per prefill (a short answer)")
-    repeats: int = Field(P.repeats, ge=3, description="Timed prefills per point (median and 10th/90th percentiles)")
-    warmup: int = Field(P.warmup, ge=0)
+    text_tokens: int = Field(P.text_tokens, ge=1, le=TOKENS_MAX, description="Text tokens per prompt besides the visual ones (Q)")
+    answer_tokens: int = Field(P.answer_tokens, ge=1, le=10**5, description="Decode steps timed per prefill (a short answer)")
+    repeats: int = Field(P.repeats, ge=3, le=10**4, description="Timed prefills per point (median and 10th/90th percentiles)")
+    warmup: int = Field(P.warmup, ge=0, le=10**4)
     llms: list[str] = Field(default_factory=list, description="LLMs to profile besides the grid's (wider frontier)")
     dtype: ProfileDtype = Field(P.dtype, description="auto: bfloat16 on a GPU, float32 on a CPU")
-    cpus: float = Field(1.0, gt=0, description="CPUs per profiling task (and its torch threads)")
-    gpus: float = Field(0.0, ge=0, description="GPUs per profiling task (1 on a GPU cluster)")
+    cpus: float = Field(1.0, gt=0, le=THREADS_MAX, description="CPUs per profiling task (and its torch threads)")
+    gpus: float = Field(0.0, ge=0, le=GPUS_MAX, description="GPUs per profiling task (1 on a GPU cluster)")
     accelerator_type: str | None = Field(None, description="Ray accelerator type to profile on, e.g. H100 or A10G")
     max_concurrent: int | None = Field(None, ge=1, description="Points measured at once (default: 1 on CPUs)")
 
     @field_validator("batch_sizes")
     @classmethod
     def _batches(cls, v: list[int]) -> list[int]:
-        if any(b < 1 for b in v):
-            raise ValueError("batch sizes must be positive")
+        if any(b < 1 or b > 1 << 16 for b in v):
+            raise ValueError("batch sizes must lie in [1, 65536]")
         return sorted(set(v))

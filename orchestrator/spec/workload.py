@@ -15,13 +15,13 @@ from workloads.config import (AspectRatio, Conversation, DataConfig, DrillMoment
                               Precision, PretrainConfig, ScorerName, Source, Strategy, TrainConfig, ZeroStage)
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 
-from .base import Strict, model_ref
+from .base import BATCH_MAX, EVAL_MAX, LR_MAX, SEED_MAX, SIZE_MAX, STEPS_MAX, THREADS_MAX, Strict, model_ref
 
 
 class VisionPretraining(Strict):
-    steps: int = Field(PretrainConfig.steps, ge=1)
-    batch_size: int = Field(PretrainConfig.batch_size, ge=1)
-    lr: float = Field(PretrainConfig.lr, gt=0)
+    steps: int = Field(PretrainConfig.steps, ge=1, le=10**6)
+    batch_size: int = Field(PretrainConfig.batch_size, ge=1, le=1 << 16)
+    lr: float = Field(PretrainConfig.lr, gt=0, le=LR_MAX)
 
 
 class Vision(Strict):
@@ -31,7 +31,7 @@ class Vision(Strict):
     pretrain: VisionPretraining | None = VisionPretraining()
     feature_layer: int = ModelConfig.vision_feature_layer
     kv_layers: list[int] = list(ModelConfig.kv_layers)
-    compressor_heads: int = Field(ModelConfig.compressor_heads, ge=1)
+    compressor_heads: int = Field(ModelConfig.compressor_heads, ge=1, le=1024)
     patch_grid: int | None = Field(None, ge=1, description="Patch grid side of a hub model (e.g. 24 for ViT-L/14-336)")
     projector_from: str | None = Field(None, description=(
         "Start the projector from saved weights: LLaVA's mm_projector.bin, or a vlmscale checkpoint's model.pt"))
@@ -71,10 +71,10 @@ class Vision(Strict):
 
 class Data(Strict):
     source: Source = DataConfig.source
-    train_size: int = Field(DataConfig.train_size, ge=1)
-    eval_size: int = Field(DataConfig.eval_size, ge=1)
+    train_size: int = Field(DataConfig.train_size, ge=1, le=SIZE_MAX)
+    eval_size: int = Field(DataConfig.eval_size, ge=1, le=EVAL_MAX)
     cells: int = Field(DataConfig.cells, ge=2, le=9)
-    questions_per_image: int = Field(DataConfig.questions_per_image, ge=1)
+    questions_per_image: int = Field(DataConfig.questions_per_image, ge=1, le=64)
     llava_train: str | None = Field(None, description="LLaVA-format JSON or JSONL (relative: to the spec file); the "
                                                       "data of stages that name none (default: the last stage's)")
     llava_eval: str | None = Field(None, description="LLaVA-format held-out records (its first eval_size)")
@@ -103,7 +103,7 @@ class Benchmark(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.match(r"^[a-z0-9][a-z0-9_.\-]{0,62}$", v):
+        if not re.fullmatch(r"^[a-z0-9][a-z0-9_.\-]{0,62}$", v):
             raise ValueError(f"{v!r}: a benchmark name is lowercase letters, digits, '_', '-' and '.' (at most 63)")
         return v
 
@@ -132,15 +132,15 @@ class Evaluation(Strict):
 class LRCalibration(Strict):
     """Search the learning rate per LLM size before the grid (Ray Tune, Optuna TPE, ASHA)."""
 
-    low: float = Field(gt=0, description="Smallest learning rate tried")
-    high: float = Field(gt=0, description="Largest learning rate tried")
+    low: float = Field(gt=0, le=LR_MAX, description="Smallest learning rate tried")
+    high: float = Field(gt=0, le=LR_MAX, description="Largest learning rate tried")
     log: bool = Field(True, description="Sample on a log scale")
-    trials: int = Field(6, ge=2, description="Trials per LLM size")
-    steps: int | None = Field(None, ge=1, description="Steps of a trial (default: a third of training.steps)")
+    trials: int = Field(6, ge=2, le=1000, description="Trials per LLM size")
+    steps: int | None = Field(None, ge=1, le=STEPS_MAX, description="Steps of a trial (default: a third of training.steps)")
     visual_tokens: int | None = Field(None, ge=1, description="V to calibrate at (default: the grid's smallest)")
-    seed: int = Field(0, ge=0, description="Seed of the TPE sampler (and of the trials' data)")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the TPE sampler (and of the trials' data)")
     concurrent_trials: int = Field(
-        1, ge=1, description="Trials at once per size; 1 keeps the search deterministic for a seed (with more, "
+        1, ge=1, le=1000, description="Trials at once per size; 1 keeps the search deterministic for a seed (with more, "
                              "TPE and ASHA decide on whichever trial reports first)")
 
     @model_validator(mode="after")
@@ -167,14 +167,14 @@ class Stage(Strict):
     name: str = Field(description="Lowercase letters, digits, '_' and '-'")
     trainable: list[Part] = Field(min_length=1, description="The parts this stage trains; the others stay frozen")
     data: str | None = Field(None, description="A LLaVA-format file (default: data.llava_train)")
-    steps: int | None = Field(None, ge=1, le=10**8, description="Default: training.steps")
-    lr: float | None = Field(None, gt=0, le=10.0, description="Default: training.lr")
-    batch_size: int | None = Field(None, ge=1, le=1 << 20, description="Global batch (default: training.batch_size)")
+    steps: int | None = Field(None, ge=1, le=STEPS_MAX, description="Default: training.steps")
+    lr: float | None = Field(None, gt=0, le=LR_MAX, description="Default: training.lr")
+    batch_size: int | None = Field(None, ge=1, le=BATCH_MAX, description="Global batch (default: training.batch_size)")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.match(r"^[a-z0-9][a-z0-9_\-]{0,62}$", v):
+        if not re.fullmatch(r"^[a-z0-9][a-z0-9_\-]{0,62}$", v):
             raise ValueError(f"{v!r}: a stage name is lowercase letters, digits, '_' and '-' (at most 63)")
         return v
 
@@ -192,30 +192,31 @@ class Stage(Strict):
 
 
 class Training(Strict):
-    steps: int = Field(T.steps, ge=1)
-    batch_size: int = Field(T.batch_size, ge=1, description="Global batch: the same for every cell, whatever the workers")
-    grad_accum: int = Field(T.grad_accum, ge=1)
+    steps: int = Field(T.steps, ge=1, le=STEPS_MAX)
+    batch_size: int = Field(T.batch_size, ge=1, le=BATCH_MAX,
+                            description="Global batch: the same for every cell, whatever the workers")
+    grad_accum: int = Field(T.grad_accum, ge=1, le=1 << 16)
     micro_batch_size: int | None = Field(
-        T.micro_batch_size, ge=1, description="Per-device micro-batch; accumulation steps = batch_size / (workers x this)")
+        T.micro_batch_size, ge=1, le=BATCH_MAX, description="Per-device micro-batch; accumulation steps = batch_size / (workers x this)")
     gradient_checkpointing: bool = Field(T.gradient_checkpointing,
                                          description="Recompute activations in backward (saves memory)")
     lr: float | LRCalibration = Field(
         T.lr, description="A learning rate (> 0), or a calibration block: the best per LLM size is searched first")
-    lr_reference_width: int | None = Field(T.lr_reference_width, ge=1,
+    lr_reference_width: int | None = Field(T.lr_reference_width, ge=1, le=1 << 20,
                                            description="Scale lr by this / the LLM's hidden size")
-    weight_decay: float = Field(T.weight_decay, ge=0)
+    weight_decay: float = Field(T.weight_decay, ge=0, le=100)
     warmup_ratio: float = Field(T.warmup_ratio, ge=0, le=1)
     min_lr_ratio: float = Field(T.min_lr_ratio, ge=0, le=1)
-    grad_clip: float = Field(T.grad_clip, gt=0)
-    checkpoint_every: int = Field(T.checkpoint_every, ge=1)
-    eval_every: int = Field(T.eval_every, ge=0)
-    log_every: int = Field(T.log_every, ge=1)
+    grad_clip: float = Field(T.grad_clip, gt=0, le=1e6)
+    checkpoint_every: int = Field(T.checkpoint_every, ge=1, le=STEPS_MAX)
+    eval_every: int = Field(T.eval_every, ge=0, le=STEPS_MAX)
+    log_every: int = Field(T.log_every, ge=1, le=STEPS_MAX)
     strategy: Strategy = T.strategy
     zero_stage: ZeroStage = T.zero_stage
     precision: Precision = Field(T.precision,
                                                description="bf16: mixed precision (DDP autocast, DeepSpeed bf16)")
     threads_per_worker: int | None = Field(
-        None, ge=1, description="Intra-op threads of each worker; default: resources.cpus_per_worker (at least 1)")
+        None, ge=1, le=THREADS_MAX, description="Intra-op threads of each worker; default: resources.cpus_per_worker (at least 1)")
     stages: list[Stage] = Field(default_factory=list, description=(
         "Phases of every cell (e.g. the projector on captions with the LLM frozen, then everything on "
         "instructions), each from the last one's weights; none: one stage of `steps` on data.llava_train"))
@@ -238,8 +239,9 @@ class Training(Strict):
                 if err["type"] == "extra_forbidden":
                     msg = "unknown field of the calibration block"
                 raise ValueError(f"calibration {where + ': ' if where else ''}{msg}") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f"give a positive learning rate or a calibration block (low, high, ...), got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= LR_MAX:
+            raise ValueError(f"give a learning rate in (0, {LR_MAX:g}] or a calibration block (low, high, ...), "
+                             f"got {v!r}")
         return float(v)
 
     @property
@@ -266,6 +268,6 @@ class FaultInjection(Strict):
     """Crash the named cells once at a step (a drill for crash recovery)."""
 
     cells: list[str]
-    step: int = Field(ge=1)
+    step: int = Field(ge=1, le=STEPS_MAX)
     during: DrillMoment = Field(
         "step", description="checkpoint: crash while writing that step's checkpoint, leaving it half-written")
