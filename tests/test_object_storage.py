@@ -82,7 +82,8 @@ def test_the_ledger_and_progress_files_live_in_the_bucket(s3):
     exp_dir = ExperimentDir.of(_prefix(s3), "exp")
     assert exp_dir.remote and exp_dir.finished() == {} and exp_dir.finished_record("c1") is None
     for key in ("c1", "c2"):
-        exp_dir.record_finished(key, {"key": key, "metrics": {"error": 0.5}})
+        exp_dir.record_finished(key, {"key": key, "config_digest": "0" * 16,
+                                      "metrics": {"error": 0.5, "llm_params": 1e6}})
     storage.append_line(exp_dir.progress_path("c1"), json.dumps({"step": 5}))
     storage.append_line(exp_dir.progress_path("c1"), "{cut by a kill")
     assert sorted(exp_dir.finished()) == ["c1", "c2"]

@@ -44,7 +44,7 @@ def test_plan_skips_finished_cells_and_refuses_a_changed_one(tmp_path):
     cells = exp.cells()
     done = cells[0]
     atomic_write_json(exp_dir.result_path(done.key), {"key": done.key, "config_digest": done.digest, "settings": done.settings,
-                                                      "metrics": {"error": 0.5}})
+                                                      "metrics": {"error": 0.5, "llm_params": 1e6}})
     p = plan(exp, cells, exp_dir, {"CPU": 2})
     assert [c.key for c in p.todo] == [c.key for c in cells[1:]] and p.concurrency == 2
 
@@ -57,9 +57,10 @@ def test_plan_skips_finished_cells_and_refuses_a_changed_one(tmp_path):
 
 def test_ledger_writes_are_atomic(tmp_path):
     exp_dir = ExperimentDir(tmp_path / "x")
-    exp_dir.record_finished("a", {"metrics": {"error": 0.1}})
-    exp_dir.record_finished("a", {"metrics": {"error": 0.2}})
-    assert exp_dir.finished() == {"a": {"metrics": {"error": 0.2}}}
+    first, second = ({"config_digest": "0" * 16, "metrics": {"error": err, "llm_params": 1e6}} for err in (0.1, 0.2))
+    exp_dir.record_finished("a", first)
+    exp_dir.record_finished("a", second)
+    assert exp_dir.finished() == {"a": second}
     assert [p.name for p in exp_dir.results.iterdir()] == ["a.json"]  # no temp files left behind
     exp_dir.progress.mkdir(parents=True)
     exp_dir.progress_path("a").write_text('{"step": 5}\n{"step": 10}\n{"step": 1')  # a line cut by a kill

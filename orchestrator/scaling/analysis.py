@@ -94,7 +94,7 @@ class Analysis:
             "n_points": f.n_points, "params": f.params, "ci": {k: list(v) for k, v in f.ci.items()},
             "ci_level": f.ci_level, "objective": f.objective, "rmse": f.rmse, "r2": f.r2, "loo_rel_error": f.loo_rel_error, "loo_max_rel_error": f.loo_max_rel_error,
             "holdout_largest_rel_error": f.holdout_largest_rel_error, "bootstrap": len(f.bootstrap),
-            "points_at_bound": f.at_bound,
+            "bootstrap_subset": f.subset, "folds": f.folds, "points_at_bound": f.at_bound,
             "inputs": list(self.observations.inputs),
             "frontier": self.frontier.as_dict() if self.frontier is not None else None,
             "other_frontiers": [{**fr.as_dict(), "comparison": cmp} for fr, cmp in self.alternatives],
@@ -162,7 +162,11 @@ def format_analysis(a: Analysis) -> str:
     loo = "n/a" if f.loo_rel_error is None else f"{100 * f.loo_rel_error:.1f}% (max {100 * f.loo_max_rel_error:.1f}%)"
     hold = "n/a" if f.holdout_largest_rel_error is None else f"{100 * f.holdout_largest_rel_error:.1f}%"
     lines.append(f"  RMSE {f.rmse:.3g} ({a.observations.metric} units), R² {f.r2:.3f}, {f.loss} objective {f.objective:.3g}")
-    lines.append(f"  leave-one-out relative error {loo}; largest {o.inputs[0] if not o.is_vlm else 'LLM'} held out {hold}")
+    cv = "leave-one-out" if f.folds in (0, f.n_points) else f"{f.folds}-fold"
+    lines.append(f"  {cv} relative error {loo}; largest {o.inputs[0] if not o.is_vlm else 'LLM'} held out {hold}")
+    if f.subset < f.n_points and len(f.bootstrap):
+        lines.append(f"  intervals: bag of little bootstraps ({len(f.bootstrap)} replicates over subsets of "
+                     f"{f.subset} of the {f.n_points} {unit})")
     if f.at_bound:
         lines.append(f"  {f.at_bound} of {f.n_points} {unit} at a bound of the {f.kind} range (exactly 0 or 1): "
                      "fitted as observations")

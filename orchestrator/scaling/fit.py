@@ -24,7 +24,14 @@ and R² = 1 − Σ(ê − e)² / Σ(e − ē)² in the metric's own units.
 Uncertainty: a seeded case bootstrap (resample cells with replacement, refit) gives percentile
 intervals; leave-one-out and hold-out-the-largest-N give out-of-sample relative errors. Every
 solve is a projected Levenberg–Marquardt batched over problems (starts, bootstrap replicates,
-held-out points are weight vectors over the same data), so 1000 replicates take about a second.
+held-out points are weight vectors over the same data), so 1000 replicates of a grid take about a
+second.
+
+Large tables (a pool of runs, a sweep logged per step) fit in bounded memory and time: the solver
+works in chunks of problems × points (``solve.CHUNK_ELEMENTS``); above ``SCREEN_ROWS`` points the
+starts are screened on a subsample; above a few thousand points cross-validation is k-fold and the
+bootstrap a bag of little bootstraps (``resample``). The fit reports its folds and subset size
+(bench/fit_size.py: rows, seconds, peak RSS).
 """
 
 from __future__ import annotations
@@ -33,68 +40,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forms import FORMS, METRIC_KINDS, FitError, LawForm, predict, reference_point
+from .forms import FORMS, METRIC_KINDS, FitError, predict, reference_point
+from . import resample
+from .solve import HUBER_DELTA, LOG_FLOOR, LOSSES, best_of, loss_of, objective_of, solve_batch, solve_chunked
 
-HUBER_DELTA = 1e-3
-LOG_FLOOR = 1e-4  # what a log-scale loss reads for an observed 0 (below any eval set's resolution)
+__all__ = ["Fit", "LOSSES", "HUBER_DELTA", "LOG_FLOOR", "check_data", "fit_law", "fit_map", "fit_params"]
 
-
-# ------------------------------------------------------------------------------------------------
-# losses: what the fit minimises (a registry: the spec's fit.loss and the CLI's --loss list it)
-
-
-class Loss:
-    name: str
-    summary: str
-
-    def residuals(self, pred, jac, e, w):
-        """(residuals [B, n], their Jacobian [B, n, k], IRLS weights) at predictions ``pred``."""
-        raise NotImplementedError
-
-    def cost(self, r, w) -> np.ndarray:
-        raise NotImplementedError
-
-    def objective(self, r, w, sse: float) -> float:
-        """The minimised objective at the fit, as reported (``sse``: Σ (ê − e)² of the reported law)."""
-        return float(self.cost(r, w)[0])
-
-
-class Squared(Loss):
-    name, summary = "squared", "Σ (ê − e)²: least squares in the metric's units"
-
-    def residuals(self, pred, jac, e, w):
-        return pred - e, jac, w
-
-    def cost(self, r, w):
-        return 0.5 * np.sum(w * r * r, axis=-1)
-
-    def objective(self, r, w, sse):
-        return 0.5 * sse
-
-
-class HuberLog(Loss):
-    name, summary = "huber_log", f"Σ Huber_δ(log ê − log e), δ = {HUBER_DELTA:g} (Chinchilla's approach 3)"
-
-    def residuals(self, pred, jac, e, w):
-        pred = np.maximum(pred, 1e-300)
-        r = np.log(pred) - np.log(np.maximum(e, LOG_FLOOR))
-        huber = np.where(np.abs(r) <= HUBER_DELTA, 1.0, HUBER_DELTA / np.maximum(np.abs(r), 1e-300))
-        return r, jac / pred[..., None], w * huber
-
-    def cost(self, r, w):
-        a = np.abs(r)
-        rho = np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
-        return np.sum(w * rho, axis=-1)
-
-
-LOSSES: dict[str, Loss] = {loss.name: loss for loss in (Squared(), HuberLog())}
-
-
-def _loss(name: str) -> Loss:
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise FitError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+SCREEN_ROWS = 20_000  # above: the starts are screened on a subsample of this many points
 
 
 # ------------------------------------------------------------------------------------------------
@@ -120,6 +72,9 @@ class Fit:
     bootstrap_failures: int = 0
     kind: str = "error"
     at_bound: int = 0  # points at a bound of the metric's range (an error of exactly 0 or 1)
+    bootstrap_requested: int = 0
+    subset: int = 0  # points per bootstrap subset: n_points (the case bootstrap) or b (little bootstraps)
+    folds: int = 0  # cross-validation folds (n_points: leave-one-out; 0: none)
 
     def predict(self, n, v) -> np.ndarray:
         return predict(self.form, self.params, n, v)
@@ -163,82 +118,19 @@ def check_data(n, v, e, form: str, kind: str = "error") -> tuple[np.ndarray, np.
     return n, v, e
 
 
-def _objective(law: LawForm, z, x, y, e, w, loss: str):
-    """Residuals [B, n], their Jacobian [B, n, k] and the IRLS weights for ``loss``."""
-    return _loss(loss).residuals(law.predict_z(z, x, y), law.jac_z(z, x, y), e, w)
-
-
-def _cost(r, w, loss: str) -> np.ndarray:
-    return _loss(loss).cost(r, w)
-
-
-def _solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
-                 prior: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Projected Levenberg–Marquardt on B weighted problems at once.
-
-    ``w`` [B, n]: per-problem point weights (bootstrap counts; 0 holds a point out);
-    ``z0`` [B, k]: starting points. Returns the solutions [B, k] and their costs [B].
-    Each problem's floor (the law's ``floor`` parameter, d) stays below the smallest value among
-    the points it sees.
-    ``prior`` (z̄, λ) adds ½λ‖z − z̄‖² to the objective: a maximum a posteriori fit that stays
-    defined with fewer points than parameters (experiment design starts from nothing).
-    """
-    k = z0.shape[1]
-    zbar, lam = prior if prior is not None else (np.zeros(k), 0.0)
-
-    def total(r, ww, zz):
-        return _cost(r, ww, loss) + 0.5 * lam * np.sum((zz - zbar) ** 2, axis=-1)
-
-    visible = np.where(w > 0, e, np.inf)
-    lo, hi = law.bounds(1.0)
-    lo = np.broadcast_to(lo, z0.shape).copy()
-    hi = np.broadcast_to(hi, z0.shape).copy()
-    if law.floor_index is not None:
-        hi[:, law.floor_index] = visible.min(axis=1) * (1 - 1e-9)
-    z = np.clip(z0, lo, hi)
-    r, _, _ = _objective(law, z, x, y, e, w, loss)
-    cost = total(r, w, z)
-    damping = np.full(len(z), 1e-3)
-    eye = np.eye(k)
-    active = np.arange(len(z))  # problems still moving; converged ones drop out of the batch
-    for _ in range(iters):
-        if not len(active):
-            break
-        za, wa, ca, da = z[active], w[active], cost[active], damping[active]
-        r, jac, wt = _objective(law, za, x, y, e, wa, loss)
-        jw = jac * wt[..., None]
-        a = np.einsum("bnk,bnj->bkj", jw, jac) + lam * eye
-        g = np.einsum("bnk,bn->bk", jw, r) + lam * (za - zbar)
-        diag = np.einsum("bkk->bk", a)
-        lhs = a + (da[:, None] * np.maximum(diag, 1e-12))[:, :, None] * eye + 1e-12 * eye
-        step = -np.linalg.solve(lhs, g[..., None])[..., 0]
-        z_new = np.clip(za + step, lo[active], hi[active])
-        r_new, _, _ = _objective(law, z_new, x, y, e, wa, loss)
-        c_new = total(r_new, wa, z_new)
-        better = np.isfinite(c_new) & (c_new < ca)
-        gain = np.where(better, (ca - c_new) / np.maximum(ca, 1e-300), 0.0)
-        z[active] = np.where(better[:, None], z_new, za)
-        cost[active] = np.where(better, c_new, ca)
-        damping[active] = np.where(better, np.maximum(da / 3, 1e-9), np.minimum(da * 4, 1e12))
-        done = (better & (gain < 1e-10)) | (damping[active] >= 1e12)
-        active = active[~done]
-    return z, cost
-
-
-def _best_of(law, x, y, e, w_one: np.ndarray, starts: np.ndarray, loss: str) -> np.ndarray:
-    """Solve one problem from many starts (batched) and keep the best."""
-    z, cost = _solve_batch(law, x, y, e, np.broadcast_to(w_one, (len(starts), len(e))), starts, loss)
-    cost = np.where(np.isfinite(cost), cost, np.inf)
-    if not np.isfinite(cost).any():
-        raise FitError("no starting point converged; check the data")
-    return z[int(np.argmin(cost))]
-
-
 def _fit_z(form: str, n, v, e, loss: str, n0: float, v0: float) -> np.ndarray:
+    """The best fit from the law's grid of starts. Above ``SCREEN_ROWS`` points the starts are
+    screened on a seeded subsample and the best two refined on every point: the basin is found
+    from a few thousand points, and the full table is touched by two solves, not the whole grid."""
     law = FORMS[form]
-    _loss(loss)
+    loss_of(loss)
     x, y = np.log(n / n0), np.log(v / v0)
-    return _best_of(law, x, y, e, np.ones(len(e)), np.array(law.starts(e)), loss)
+    starts = np.array(law.starts(e))
+    if len(e) > SCREEN_ROWS:
+        pick = np.sort(np.random.default_rng(0).choice(len(e), SCREEN_ROWS, replace=False))
+        z, cost = solve_batch(law, x[pick], y[pick], e[pick], np.ones((len(starts), SCREEN_ROWS)), starts, loss)
+        starts = z[np.argsort(np.where(np.isfinite(cost), cost, np.inf))[:2]]
+    return best_of(law, x, y, e, np.ones(len(e)), starts, loss)
 
 
 def fit_params(n, v, e, form: str = "multiplicative", loss: str = "squared", kind: str = "error") -> dict[str, float]:
@@ -267,7 +159,7 @@ def fit_map(n, v, e, form: str = "multiplicative", loss: str = "squared", kind: 
     x, y = np.log(n / n0), np.log(v / v0)
     starts = np.array(law.starts(e))
     prior = (starts[len(starts) // 2], strength * float(np.mean(e)) ** 2)
-    z, cost = _solve_batch(law, x, y, e, np.ones((len(starts), len(e))), starts, loss, prior=prior)
+    z, cost = solve_chunked(law, x, y, e, lambda i, j: np.ones((j - i, len(e))), starts, loss, prior=prior)
     return law.to_params(z[int(np.argmin(np.where(np.isfinite(cost), cost, np.inf)))], n0, v0)
 
 
@@ -288,67 +180,26 @@ def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootst
     x, y = np.log(n / n0), np.log(v / v0)
     residuals = predict(form, params, n, v) - e
     sse = float(np.sum(residuals ** 2))
-    r, _, w = _objective(law, z[None], x, y, e, np.ones((1, len(e))), loss)
-    objective = _loss(loss).objective(r, w, sse)
+    r, _, w = objective_of(law, z[None], x, y, e, np.ones((1, len(e))), loss)
+    objective = loss_of(loss).objective(r, w, sse)
     spread = float(np.sum((e - e.mean()) ** 2))
     r2 = 1.0 - sse / spread if spread > 0 else float("nan")
 
-    # bootstrap: all replicates in one batch, each from the full fit and two grid starts
-    rng = np.random.default_rng(seed)
-    counts = np.array([np.bincount(rng.integers(0, len(e), len(e)), minlength=len(e)) for _ in range(bootstrap)],
-                      dtype=float).reshape(bootstrap, len(e))
-    usable = np.array([len(np.unique(n[c > 0])) >= 2 and len(np.unique(v[c > 0])) >= 2 for c in counts], dtype=bool)
-    failures = int((~usable).sum())
-    counts = counts[usable]
-    boot = np.zeros((0, len(law.params)))
-    if len(counts):
-        grid_starts = np.array(law.starts(e))
-        starts = [z, grid_starts[len(grid_starts) // 2], grid_starts[-1]]
-        zs, costs = _solve_batch(law, x, y, e, np.repeat(counts, len(starts), axis=0).astype(float),
-                                 np.tile(np.array(starts), (len(counts), 1)), loss)
-        zs = zs.reshape(len(counts), len(starts), -1)
-        costs = np.where(np.isfinite(costs), costs, np.inf).reshape(len(counts), len(starts))
-        best = zs[np.arange(len(counts)), np.argmin(costs, axis=1)]
-        boot = np.array([[law.to_params(zb, n0, v0)[p] for p in law.params] for zb in best], dtype=float)
+    zs, failures = resample.bootstrap(law, x, y, n, v, e, z, loss, bootstrap, seed)
+    boot = np.array([[law.to_params(zb, n0, v0)[p] for p in law.params] for zb in zs],
+                    dtype=float).reshape(len(zs), len(law.params))
     tail = (1 - ci_level) / 2
     ci = {p: ((float(np.quantile(boot[:, i], tail)), float(np.quantile(boot[:, i], 1 - tail)))
               if len(boot) else (float("nan"), float("nan"))) for i, p in enumerate(law.params)}
 
     loo = loo_max = holdout = None
     if cross_validate:
-        loo, loo_max = _leave_one_out(form, n, v, e, loss, n0, v0, z)
+        loo, loo_max = resample.cross_validate(law, x, y, n, v, e, z, loss, seed)
         holdout = _holdout_largest(form, n, v, e, loss, kind)
     return Fit(form, loss, params, ci, ci_level, sse, objective, float(np.sqrt(sse / len(e))), r2, len(e), loo,
-               loo_max, holdout, boot, failures, kind, int(METRIC_KINDS[kind].at_bound(e).sum()))
-
-
-def _relative(pred: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """|ê − e| / e over the points above 0 (an observed 0 has no relative error)."""
-    keep = e > 0
-    return np.abs(pred[keep] - e[keep]) / e[keep]
-
-
-def _leave_one_out(form, n, v, e, loss, n0, v0, z_full) -> tuple[float | None, float | None]:
-    law = FORMS[form]
-    x, y = np.log(n / n0), np.log(v / v0)
-    held = [i for i in range(len(e)) if len(np.unique(np.delete(n, i))) >= 2 and len(np.unique(np.delete(v, i))) >= 2
-            and len(e) - 1 > len(law.params)]
-    if not held:
-        return None, None
-    # one point moves the optimum little: each held-out fit starts from the full fit (one start,
-    # not the grid), which makes leave-one-out one batched solve of n problems
-    starts = z_full[None]
-    w = np.ones((len(held), len(e)))
-    w[np.arange(len(held)), held] = 0.0
-    zs, costs = _solve_batch(law, x, y, e, np.repeat(w, len(starts), axis=0), np.tile(starts, (len(held), 1)), loss)
-    zs = zs.reshape(len(held), len(starts), -1)
-    costs = np.where(np.isfinite(costs), costs, np.inf).reshape(len(held), len(starts))
-    best = zs[np.arange(len(held)), np.argmin(costs, axis=1)]
-    pred = law.predict_z(best, x, y)[np.arange(len(held)), held]
-    errs = _relative(pred, e[held])
-    if not len(errs):
-        return None, None
-    return float(np.mean(errs)), float(np.max(errs))
+               loo_max, holdout, boot, failures, kind, int(METRIC_KINDS[kind].at_bound(e).sum()),
+               bootstrap_requested=bootstrap, subset=resample.subset_size(len(e)),
+               folds=resample.folds(len(e)) if cross_validate else 0)
 
 
 def _holdout_largest(form, n, v, e, loss, kind) -> float | None:
@@ -359,5 +210,5 @@ def _holdout_largest(form, n, v, e, loss, kind) -> float | None:
         params = fit_params(n[train], v[train], e[train], form, loss, kind=kind)
     except FitError:
         return None
-    errs = _relative(predict(form, params, n[test], v[test]), e[test])
+    errs = resample.relative(predict(form, params, n[test], v[test]), e[test])
     return float(np.mean(errs)) if len(errs) else None
