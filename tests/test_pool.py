@@ -58,6 +58,21 @@ def test_cost_expressions_refuse_anything_but_arithmetic(expr, why):
     assert not Path("/tmp/pwned").exists()
 
 
+def test_cost_expressions_are_bounded_and_evaluated_in_floats():
+    df = pd.DataFrame({"N": [2.0, 3.0], "E": [4.0, 8.0]})
+    np.testing.assert_allclose(evaluate_cost(df, "6*N*E**0.5 + N**-1 / 2", "pool.csv"), [24.25, 6 * 3 * 8 ** 0.5 + 1 / 6])
+    # what hung (a ten-billion-digit integer) is an overflow to ∞ at once, refused as a cost
+    with pytest.raises(TableError, match=r"row 1: cost '10\*\*10\*\*10' is inf"):
+        evaluate_cost(df, "10**10**10", "pool.csv")
+    with pytest.raises(TableError, match="20001 characters; a cost expression has at most 1000"):
+        evaluate_cost(df, "+".join(["N"] * 10_001)[:20_001], "pool.csv")  # was a RecursionError
+    deep = "-" * 70 + "N"
+    with pytest.raises(TableError, match="nested more than 64 deep"):
+        evaluate_cost(df, deep, "pool.csv")
+    with pytest.raises(TableError, match="not an arithmetic expression"):
+        evaluate_cost(df, "(" * 300 + "N" + ")" * 300, "pool.csv")  # the parser's own limit
+
+
 def test_costs_must_be_positive():
     with pytest.raises(TableError, match="row 2: cost 'N - 1' is 0"):
         evaluate_cost(pd.DataFrame({"N": [2.0, 1.0]}), "N - 1", "pool.csv")

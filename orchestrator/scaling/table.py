@@ -5,9 +5,11 @@ a metric, optionally a group column (one law per group) and a cost (a column, or
 expression over columns such as ``6*N*D`` or ``6*N_dense*D1 + 6*N_active*D2``).
 
 Cost expressions are parsed with Python's ``ast`` and accepted only if they are numbers, column
-names, + − × ÷ ** and parentheses; they are then evaluated by pandas (``DataFrame.eval``), never
-by Python's ``eval``. Anything else — a call, an attribute, a subscript, a name that is not a
-column — is refused with the reason.
+names, + − × ÷ ** and parentheses, at most ``COST_CHARS`` characters nested at most ``COST_DEPTH``
+deep; anything else — a call, an attribute, a subscript, a name that is not a column — is refused
+with the reason. They are evaluated here, node by node, in float64 over whole columns — never by
+Python's ``eval`` and never in Python integers, so ``10**10**10`` overflows to ∞ at once (and is
+refused as a cost) instead of computing a ten-billion-digit number.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ import numpy as np
 from ..errors import TableError
 
 VLM_INPUTS = ("llm_params", "visual_tokens")
-_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
+COST_CHARS = 1000
+COST_DEPTH = 64
+_BINARY = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide, ast.Pow: np.power}
+_UNARY = {ast.USub: np.negative, ast.UAdd: np.positive}
+_OPERATORS = tuple(_BINARY) + tuple(_UNARY)
 
 
 def load_table(path: str | Path):
@@ -71,12 +77,29 @@ def numeric(df, columns, source: str, allow_missing: tuple[str, ...] = ()) -> di
     return out
 
 
-def check_cost_expression(expr: str, columns) -> str:
-    """The expression if it is arithmetic over ``columns``; otherwise a TableError saying why."""
+def _depth(node: ast.AST) -> int:
+    """How deep the tree goes (iteratively: a deep tree must not exhaust the stack being measured)."""
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        node, d = todo.pop()
+        deepest = max(deepest, d)
+        todo.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def check_cost_expression(expr: str, columns) -> ast.Expression:
+    """The parsed expression if it is arithmetic over ``columns``; otherwise a TableError saying why."""
+    shown = expr if len(expr) <= 80 else expr[:77] + "..."
+    if len(expr) > COST_CHARS:
+        raise TableError(f"--cost {shown!r}: {len(expr)} characters; a cost expression has at most {COST_CHARS} "
+                        "(put a long formula into a column of the table and name the column)")
     try:
         tree = ast.parse(expr, mode="eval")
-    except SyntaxError:
-        raise TableError(f"--cost {expr!r}: not an arithmetic expression") from None
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        raise TableError(f"--cost {shown!r}: not an arithmetic expression") from None
+    if _depth(tree) > COST_DEPTH:
+        raise TableError(f"--cost {shown!r}: nested more than {COST_DEPTH} deep; write it flatter or put it "
+                        "into a column of the table")
     for node in ast.walk(tree):
         if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Load) + _OPERATORS):
             continue
@@ -89,13 +112,27 @@ def check_cost_expression(expr: str, columns) -> str:
             continue
         raise TableError(f"--cost {expr!r}: only numbers, column names, + - * / ** and parentheses are allowed "
                         f"(found {type(node).__name__})")
-    return expr
+    return tree
+
+
+def _evaluate(node: ast.AST, df) -> np.ndarray:
+    """Float64 arithmetic over columns (the tree is checked and at most ``COST_DEPTH`` deep)."""
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body, df)
+    if isinstance(node, ast.Constant):
+        return np.asarray(float(node.value))
+    if isinstance(node, ast.Name):
+        return np.asarray(df[node.id], dtype=float)
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY[type(node.op)](_evaluate(node.operand, df))
+    return _BINARY[type(node.op)](_evaluate(node.left, df), _evaluate(node.right, df))
 
 
 def evaluate_cost(df, expr: str, source: str) -> np.ndarray:
     """Per-row cost: a column's values or an arithmetic expression over columns (see module docstring)."""
-    check_cost_expression(expr, df.columns)
-    values = np.asarray(df.eval(expr, engine="python"), dtype=float).reshape(-1)
+    tree = check_cost_expression(expr, df.columns)
+    with np.errstate(all="ignore"):  # overflow is ∞ and division by zero ±∞ or NaN: refused below, naming the row
+        values = np.asarray(_evaluate(tree, df), dtype=float).reshape(-1)
     if values.shape != (len(df),):
         values = np.broadcast_to(values, (len(df),)).astype(float)
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
