@@ -133,6 +133,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
     setting_up = pool.submit(_set_up, exp, exp_dir, spec_text, target, echo, superseded)
     try:
         cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
+        interrupt.install()  # ray.init replaced our SIGTERM handler with its own
         grid, before, tracker, parent, run_ids = setting_up.result()
     except BaseException:
         pool.shutdown(wait=True)

@@ -45,10 +45,17 @@ class Interrupt:
 
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # this handler, not Tune's, decides what SIGINT does
         self.clear_request()  # a request left by a run that died must not stop this one
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._saved[sig] = signal.signal(sig, self._handle)
+        self.install()
         return self
+
+    def install(self) -> None:
+        """Answer SIGINT and SIGTERM here. Called again after ``ray.init``: Ray's core worker puts its
+        own SIGTERM handler in place (it aborts the process with a C++ stack dump, exit −6)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            previous = signal.signal(sig, self._handle)
+            self._saved.setdefault(sig, previous)
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._saved.items():
