@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from .mlflow_server import MlflowServer
+from .stored import stored_tower
 from .test_orchestrator_e2e import _env, _spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,7 +193,7 @@ def _reference(exp_dir: Path, key: str, tmp_path: Path) -> dict:
 
     config = json.loads((exp_dir / "experiment.json").read_text())
     config["spec"]["spec"].pop("fault_injection", None)  # undisturbed
-    cell = next(c for c in expand(parse(config["spec"]), _tower(config["spec"], exp_dir)) if c.key == key)
+    cell = next(c for c in expand(parse(config["spec"]), stored_tower(config["spec"], exp_dir)) if c.key == key)
     metrics, _ = train_local(cell.config, tmp_path / f"reference-{key}")
     return metrics
 
@@ -321,11 +322,3 @@ def test_storage_filling_up_mid_run_ends_with_one_clear_line_and_an_intact_ledge
     finally:
         subprocess.run(["umount", str(store)], capture_output=True)
 
-
-def _tower(spec: dict, exp_dir: Path) -> str | None:
-    """Where the stored experiment's pretrained tower is (one directory per pretraining settings)."""
-    from orchestrator.identity import tower_dir
-    from orchestrator.layout import ExperimentDir
-    from orchestrator.spec import parse
-
-    return tower_dir(parse(spec), ExperimentDir.at(str(exp_dir)))

@@ -14,6 +14,7 @@ import pytest
 from workloads import storage
 
 from .s3_server import S3Server
+from .stored import stored_tower
 from .test_orchestrator_e2e import ROOT, _runs, _spec, kill_midway, no_ray_left  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,7 @@ def test_driver_killed_on_object_storage_resumes_without_retraining(s3, tmp_path
 
     manifest = json.loads(storage.path_of(f"{url}/experiment.json").read_text())
     resumed = sorted(set(after) - set(before))[0][:-len(".json")]
-    cell = next(c for c in expand(parse(manifest["spec"]), f"{url}/vision") if c.key == resumed)
+    cell = next(c for c in expand(parse(manifest["spec"]), stored_tower(manifest["spec"], url)) if c.key == resumed)
     reference, _ = train_local(cell.config, tmp_path / "reference")
     assert json.loads(after[f"{resumed}.json"])["metrics"]["error"] == reference["error"]
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from .mlflow_server import MlflowServer
+from .stored import stored_tower
 from .ray_utils import ray_processes
 
 pytestmark = pytest.mark.slow
@@ -151,7 +152,7 @@ def test_a_cell_that_crashes_once_resumes_to_the_uninterrupted_result(tmp_path, 
     config = json.loads((exp_dir / "experiment.json").read_text())
     from orchestrator.spec import expand, parse
 
-    cell = next(c for c in expand(parse(config["spec"]), _tower(config["spec"], exp_dir)) if c.key == crashing)
+    cell = next(c for c in expand(parse(config["spec"]), stored_tower(config["spec"], exp_dir)) if c.key == crashing)
     clean = dataclasses.replace(cell.config, fault=None)
     reference, _ = train_local(clean, tmp_path / "reference")
     assert record["metrics"]["error"] == reference["error"]
@@ -191,7 +192,7 @@ def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp
 
     resumed = sorted(set(after) - set(before))[0][:-len(".json")]
     cell = next(c for c in expand(parse(json.loads((exp_dir / "experiment.json").read_text())["spec"]),
-                                  _tower(json.loads((exp_dir / "experiment.json").read_text())["spec"], exp_dir)) if c.key == resumed)
+                                  stored_tower(json.loads((exp_dir / "experiment.json").read_text())["spec"], exp_dir)) if c.key == resumed)
     reference, _ = train_local(cell.config, tmp_path / "reference")
     assert json.loads(after[f"{resumed}.json"][1])["metrics"]["error"] == reference["error"]
 
@@ -297,11 +298,3 @@ def test_an_mlflow_server_with_basic_auth(tmp_path, no_ray_left):
                 os.environ.pop(k)
         assert len(parents) == 1 and len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
 
-
-def _tower(spec: dict, exp_dir: Path) -> str | None:
-    """Where the stored experiment's pretrained tower is (one directory per pretraining settings)."""
-    from orchestrator.identity import tower_dir
-    from orchestrator.layout import ExperimentDir
-    from orchestrator.spec import parse
-
-    return tower_dir(parse(spec), ExperimentDir.at(str(exp_dir)))
