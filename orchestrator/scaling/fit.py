@@ -72,7 +72,6 @@ class Fit:
     bootstrap_failures: int = 0
     kind: str = "error"
     at_bound: int = 0  # points at a bound of the metric's range (an error of exactly 0 or 1)
-    bootstrap_requested: int = 0
     subset: int = 0  # points per bootstrap subset: n_points (the case bootstrap) or b (little bootstraps)
     folds: int = 0  # cross-validation folds (n_points: leave-one-out; 0: none)
 
@@ -198,7 +197,7 @@ def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootst
         holdout = _holdout_largest(form, n, v, e, loss, kind)
     return Fit(form, loss, params, ci, ci_level, sse, objective, float(np.sqrt(sse / len(e))), r2, len(e), loo,
                loo_max, holdout, boot, failures, kind, int(METRIC_KINDS[kind].at_bound(e).sum()),
-               bootstrap_requested=bootstrap, subset=resample.subset_size(len(e)),
+               subset=resample.subset_size(len(e)),
                folds=resample.folds(len(e)) if cross_validate else 0)
 
 

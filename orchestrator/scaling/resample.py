@@ -66,8 +66,8 @@ def _usable(levels_n: np.ndarray, levels_v: np.ndarray, w: np.ndarray) -> np.nda
 def _refit(law: LawForm, x, y, e, counts: np.ndarray, starts: np.ndarray, loss: str) -> np.ndarray:
     """The best of ``starts`` for each weight row of ``counts`` (solved a chunk at a time)."""
     s = len(starts)
-    zs, costs = solve_chunked(law, x, y, e, lambda a, b: np.repeat(counts, s, axis=0)[a:b],
-                              np.tile(starts, (len(counts), 1)), loss)
+    weights = np.repeat(counts, s, axis=0)  # one row per (replicate, start), made once, sliced per chunk
+    zs, costs = solve_chunked(law, x, y, e, lambda a, b: weights[a:b], np.tile(starts, (len(counts), 1)), loss)
     zs = zs.reshape(len(counts), s, -1)
     costs = np.where(np.isfinite(costs), costs, np.inf).reshape(len(counts), s)
     return zs[np.arange(len(counts)), np.argmin(costs, axis=1)]
