@@ -24,12 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from orchestrator.scaling.cost import llm_prefill_flops  # noqa: E402
+
 from workloads.config import ModelConfig, TrainConfig  # noqa: E402
 from workloads.data.batch import Collator, ImageTransform  # noqa: E402
 from workloads.data.synthetic import SyntheticVQA  # noqa: E402
 from workloads.device import synchronize, to_device  # noqa: E402
 from workloads.engine import DDPEngine  # noqa: E402
-from workloads.flops import sample_cost  # noqa: E402
 from workloads.model import build_vlm, parameter_counts  # noqa: E402
 from workloads.optim import schedule  # noqa: E402
 from workloads.profile import measure_prefill_latency  # noqa: E402
@@ -96,7 +97,7 @@ def bench_v(llm: str, vision: str, v: int, batch_size: int, steps: int, warmup: 
         "mfu": flops_per_step / seconds / peak if peak else None,
         "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         "prefill_latency_ms": latency * 1e3,
-        "inference_flops_llm": sample_cost(engine.module, batch).llm_flops,
+        "inference_flops_llm": llm_prefill_flops(counts["llm_params"], v, float(batch.text_tokens[0])),
     }
     del engine, model
     if device.type == "cuda":

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from orchestrator.profiling import priced  # noqa: E402
 from orchestrator.scaling.cost import leave_one_out, ratios  # noqa: E402
 from workloads.config import DataConfig, ModelConfig, ProfileSettings  # noqa: E402
 from workloads.profile import profile_model  # noqa: E402
@@ -45,17 +46,19 @@ def main() -> int:
     rows, t0 = [], time.time()
     for llm in llms:
         for v in vs:
-            rows += profile_model(ModelConfig(llm=llm, vision=vision, compressor="avgpool", visual_tokens=v),
-                                  DataConfig(), settings, device, threads=None if device == "cuda" else 1)
+            rows += [priced(r) for r in profile_model(ModelConfig(llm=llm, vision=vision, compressor="avgpool",
+                                                                  visual_tokens=v),
+                                                      DataConfig(), settings, device,
+                                                      threads=None if device == "cuda" else 1)]
             if device == "cuda":
                 torch.cuda.empty_cache()
     print(f"device: {rows[0]['device']}, dtype {rows[0]['dtype']}, Q = {a.text_tokens} text tokens, "
           f"{len(rows)} points in {time.time() - t0:.0f} s")
-    print(f"{'llm':<18} {'V':>4} {'batch':>5} {'prefill ms':>11} {'decode ms/tok':>13} {'peak GB':>8} {'GFLOPs':>9}")
+    print(f"{'llm':<18} {'V':>4} {'batch':>5} {'prefill ms':>11} {'decode ms/tok':>13} {'peak GB':>8} {'GFLOPs VLM':>10}")
     for r in rows:
         print(f"{r['llm']:<18} {r['visual_tokens']:>4} {r['batch_size']:>5} {1e3 * r['prefill_latency_s']:>11.3f} "
               f"{1e3 * r['decode_latency_s']:>13.3f} {r['peak_memory_bytes'] / 1e9:>8.3f} "
-              f"{r['inference_flops'] / 1e9:>9.2f}")
+              f"{r['inference_flops_vlm'] / 1e9:>10.2f}")
     table = ratios(rows)
     print(f"\n{'llm':<18} {'batch':>5} {'V':>9} {'latency ratio':>14} {'FLOPs ratio':>12} {'latency/FLOPs':>14}")
     for q in table:

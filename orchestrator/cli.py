@@ -25,6 +25,7 @@ from .interrupts import Interrupted
 from .scaling.cost import COST_MODELS
 from .scaling.fit import LOSSES
 from .scaling.forms import FORMS, METRIC_KINDS
+from .spec.study import FIT_DEFAULTS
 
 SHELLS = ("bash", "zsh", "fish")
 COMPLETE_VAR = "_VLMSCALE_COMPLETE"
@@ -110,25 +111,32 @@ def _cluster(flag: bool = True) -> Callable:
                  click.option("--context", help="the kubeconfig context (default: the current one)"))
 
 
+def _spec_default(name: str) -> str:
+    """How --help names a fit setting's default: the spec's, else the one default (spec/study.py)."""
+    value = FIT_DEFAULTS[name]
+    return f"default: the spec's fit.{name}, else {value:g}" if isinstance(value, float) else \
+        f"default: the spec's fit.{name}, else {value}"
+
+
 def _analysis_opts(source_optional: bool = False) -> Callable:
     return _opts(
         click.argument("source", required=not source_optional, shell_complete=_complete_experiment),
         STORAGE,
-        click.option("--form", type=click.Choice(list(FORMS)),
-                     help="the law (default: the spec's fit.form for an experiment, else multiplicative)"),
+        click.option("--form", type=click.Choice(list(FORMS)), help=f"the law ({_spec_default('form')})"),
         click.option("--loss", type=click.Choice(list(LOSSES)),
-                     help="the fitting objective (default: the spec's fit.loss, else squared)"),
-        click.option("--metric", help="the column to fit, e.g. eval_loss (default: the spec's fit.metric, else error)"),
+                     help=f"the fitting objective ({_spec_default('loss')})"),
+        click.option("--metric", help=f"the column to fit, e.g. eval_loss ({_spec_default('metric')})"),
         click.option("--inputs", metavar="COL,COL",
                      help="a table's two input columns (default llm_params,visual_tokens: N and V)"),
         click.option("--group", metavar="COL", help="fit one law per value of this column of a table"),
         click.option("--metric-kind", type=click.Choice(list(METRIC_KINDS)),
-                     help="error: a rate in (0, 1); loss: any positive value (default: loss if the name has 'loss')"),
-        click.option("--ci-level", type=float, help="bootstrap interval coverage (default: the spec's, else 0.9)"),
+                     help="error: a rate in (0, 1); loss: any positive value (default: the spec's fit.metric_kind, "
+                          "else loss if the name has 'loss')"),
+        click.option("--ci-level", type=float, help=f"bootstrap interval coverage ({_spec_default('ci_level')})"),
         click.option("--no-cross-validation", is_flag=True, help="skip leave-one-out and the largest-N hold-out"),
         click.option("--text-tokens", type=float,
-                     help="Q of the frontier, 0 for cached text (default: the spec's, else 0)"),
-        click.option("--bootstrap", type=int, help="bootstrap resamples (default: the spec's fit.bootstrap, else 1000)"),
+                     help=f"Q of every FLOPs figure, 2·N·(Q + V); 0 for cached text ({_spec_default('text_tokens')})"),
+        click.option("--bootstrap", type=int, help=f"bootstrap resamples ({_spec_default('bootstrap')})"),
         click.option("--seed", type=int, default=0, show_default=True, help="seed of the bootstrap"),
     )
 

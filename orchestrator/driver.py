@@ -108,7 +108,7 @@ def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, ech
     run_ids = {key: tracker.child_run(parent, exp.name, key, track.record_params(record),
                                       digest=record.get("config_digest"))
                for key, record in finished.items()}
-    track.reconcile(tracker, run_ids, finished, exp_dir)
+    track.reconcile(tracker, run_ids, finished, exp_dir, exp.spec.fit.text_tokens)
     return grid, set(finished), tracker, parent, run_ids
 
 
@@ -221,7 +221,7 @@ def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], num
         tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
         # reports a driver never delivered (it died while MLflow was away), before the cell resumes
         tracker.log_history(run_ids[cell.key], exp_dir.progress_history(cell.key))
-    board = progress.ProgressBoard()
+    board = progress.ProgressBoard(slots=p.concurrency)
     tc = exp.spec.training
     for cell in cells:
         record = p.finished.get(cell.key)
@@ -231,5 +231,6 @@ def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], num
          f"{p.concurrency} at a time; MLflow: {target[0]}")
     if not p.todo:
         return {}
-    callbacks = [track.tune_callback(target, run_ids), progress.tune_callback(board, live)]
+    callbacks = [track.tune_callback(target, run_ids, exp.spec.fit.text_tokens),
+                 progress.tune_callback(board, live)]
     return run_grid(exp, exp_dir, p, callbacks, stopper=tune_stopper(interrupt))

@@ -27,9 +27,20 @@ def points(exp) -> list[tuple[str, int, str]]:
     return [(llm, v, comp) for llm in llms for v in vs for comp in comps]
 
 
+def measured_q(exp) -> int:
+    """Q of the measured prompts: the experiment's one Q (spec.fit.text_tokens), at least one token."""
+    return max(1, int(round(exp.spec.fit.text_tokens)))
+
+
+def settings(exp) -> dict[str, Any]:
+    """What the profile measured under: spec.profile's settings and Q."""
+    return {**exp.spec.profile.model_dump(), "text_tokens": measured_q(exp)}
+
+
 def settings_digest(exp) -> str:
     p = exp.spec.profile
-    what = {"profile": p.model_dump(exclude={"llms", "max_concurrent"}), "vision": exp.spec.vision.model,
+    what = {"profile": p.model_dump(exclude={"llms", "max_concurrent"}), "text_tokens": measured_q(exp),
+            "vision": exp.spec.vision.model,
             "feature_layer": exp.spec.vision.feature_layer, "kv_layers": list(exp.spec.vision.kv_layers),
             "heads": exp.spec.vision.compressor_heads, "tokenizer": exp.spec.data.tokenizer}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
@@ -63,10 +74,12 @@ def run_profile(exp, exp_dir, address: str | None = None, fresh: bool = False, e
         except FileNotFoundError:
             todo.append((llm, v, comp, path))
     echo(f"{exp.name}: profiling {len(todo)} of {len(points(exp))} architectures "
-         f"(batch sizes {', '.join(map(str, p.batch_sizes))}; Q = {p.text_tokens}; {p.repeats} repeats)")
+         f"(batch sizes {', '.join(map(str, p.batch_sizes))}; Q = {measured_q(exp)}; {p.repeats} repeats)")
     if todo:
         rows += _measure_all(exp, todo, address, echo, write_text_atomic)
     doc = assemble(exp, rows, digest)
+    if doc["warning"]:
+        echo(f"warning: {doc['warning']}")
     write_text_atomic(exp_dir.profile, json.dumps(doc, indent=2) + "\n")
     _log_to_mlflow(exp, exp_dir, doc)
     return doc
@@ -85,7 +98,7 @@ def _measure_all(exp, todo, address, echo, write) -> list[dict]:
         options["accelerator_type"] = p.accelerator_type
     task = ray.remote(measure).options(**options)
     limit = p.max_concurrent or (1 if p.gpus == 0 else len(todo))
-    settings = {"batch_sizes": tuple(p.batch_sizes), "text_tokens": p.text_tokens, "answer_tokens": p.answer_tokens,
+    settings = {"batch_sizes": tuple(p.batch_sizes), "text_tokens": measured_q(exp), "answer_tokens": p.answer_tokens,
                 "repeats": p.repeats, "warmup": p.warmup, "dtype": p.dtype}
     data = {"source": s.data.source, "tokenizer": s.data.tokenizer}
     pending: dict[Any, tuple] = {}
@@ -120,7 +133,7 @@ def assemble(exp, rows: list[dict], digest: str) -> dict[str, Any]:
     order = {(llm, v, comp): i for i, (llm, v, comp) in enumerate(points(exp))}
     rows = sorted(rows, key=lambda r: (order.get((r["llm"], r["visual_tokens"], r["compressor"]), 1 << 30),
                                        r["batch_size"]))
-    rows = [{c: r.get(c) for c in COLUMNS} for r in rows]
+    rows = [priced({c: r.get(c) for c in COLUMNS}) for r in rows]
     checks = []
     for kind in ("latency", "memory"):
         for b in exp.spec.profile.batch_sizes:
@@ -132,9 +145,36 @@ def assemble(exp, rows: list[dict], digest: str) -> dict[str, Any]:
             if errs:
                 checks.append({"cost": f"{kind}:{b}", "points": len(errs), "median_rel_error": errs[len(errs) // 2],
                                "max_rel_error": errs[-1]})
-    return {"name": exp.name, "digest": digest, "settings": exp.spec.profile.model_dump(),
+    return {"name": exp.name, "digest": digest, "settings": settings(exp),
             "devices": sorted({str(r["device"]) for r in rows}), "rows": rows, "leave_one_out": checks,
-            "ratios": ratios(rows)}
+            "ratios": ratios(rows), "warning": spread_warning(rows)}
+
+
+SPREAD_LIMIT = 0.5  # (p90 − p10) / median of a point's timed prefills beyond which its timing is noise
+
+
+def spread_warning(rows: list[dict]) -> str | None:
+    """A busy machine (other processes, frequency scaling) spreads a point's repeats widely: say so
+    when a quarter of the points spread past SPREAD_LIMIT, so nobody builds a frontier on noise."""
+    spreads = [(float(r["prefill_latency_p90_s"]) - float(r["prefill_latency_p10_s"])) / float(r["prefill_latency_s"])
+               for r in rows if r.get("prefill_latency_s")]
+    wide = [x for x in spreads if x > SPREAD_LIMIT]
+    if not spreads or len(wide) * 4 < len(spreads):
+        return None
+    return (f"the machine is busy: timings unreliable ({len(wide)} of {len(spreads)} points spread more than "
+            f"{SPREAD_LIMIT:.0%} of their median between the 10th and 90th percentile, up to {max(wide):.0%}); "
+            "profile again on an idle machine (`vlmscale profile --fresh`)")
+
+
+def priced(row: dict[str, Any]) -> dict[str, Any]:
+    """A measured row with its FLOPs at the prompt it measured: the LLM's and the whole VLM's."""
+    from .scaling.cost import llm_prefill_flops, vlm_inference_flops
+
+    n, v, q = float(row["llm_params"]), float(row["visual_tokens"]), float(row["text_tokens"])
+    return {**row, "inference_flops_llm": llm_prefill_flops(n, v, q),
+            "inference_flops_vlm": float(vlm_inference_flops(n, v, q, row["inference_flops_vision"],
+                                                             row["inference_flops_compressor"],
+                                                             row["compressor_reads_question"]))}
 
 
 def cost_models(exp, exp_dir, text: str | None, text_tokens: float, compare_all: bool = False,

@@ -38,6 +38,7 @@ class ProgressBoard:
     cells: dict[str, CellProgress] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     cell_rate: float | None = None  # samples/s of one running cell, last measured
+    slots: int | None = None  # cells trained at once (the scheduler's concurrency), if known
 
     def add(self, key: str, steps: int, batch_size: int, status: str = "pending", record: dict | None = None):
         c = CellProgress(key, status=status, steps=steps, batch_size=batch_size)
@@ -60,19 +61,22 @@ class ProgressBoard:
             c.samples_per_s = result.get("samples_per_s", c.samples_per_s)
 
     def eta_s(self) -> float | None:
-        """Seconds left for the whole experiment: the samples still to train over the running
-        cells' combined throughput. A cell that has not reported yet counts at the mean rate of
-        those that have (or, between reports, of the last cells that did), so the estimate does
-        not vanish each time a new cell starts. None before the first report."""
+        """Seconds left for the whole experiment: the samples still to train over the throughput of
+        the cells that will train at once — the scheduler's slots, or fewer when fewer cells are
+        left — each at the mean rate of the running cells (between reports, of the last that
+        reported). Counting slots rather than the cells running right now keeps the estimate from
+        jumping in the moment between one cell's end and the next one's start. None before the
+        first report."""
         running = [c for c in self.cells.values() if c.status == "running"]
         rates = [c.samples_per_s for c in running if c.samples_per_s]
         if rates:
             self.cell_rate = sum(rates) / len(rates)
         if not self.cell_rate:
             return None
-        left = sum((c.steps - c.step) * c.batch_size for c in self.cells.values()
-                   if c.status in ("running", "pending", "retrying"))
-        return left / (self.cell_rate * max(len(running), 1))
+        todo = [c for c in self.cells.values() if c.status in ("running", "pending", "retrying")]
+        left = sum((c.steps - c.step) * c.batch_size for c in todo)
+        parallel = min(self.slots, len(todo)) if self.slots else len(running)
+        return left / (self.cell_rate * max(parallel, 1))
 
     def summary(self) -> str:
         done = sum(c.status in ("finished", "skipped") for c in self.cells.values())

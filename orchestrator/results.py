@@ -19,7 +19,7 @@ from .layout import ExperimentDir
 from .spec import STORAGE_ENV, Experiment, load, parse
 
 COLUMNS = ("cell", "llm", "llm_params", "visual_tokens", "compressor", "task", "seed", "error", "eval_loss",
-           "inference_flops", "status", "step")
+           "inference_flops_llm", "inference_flops_vlm", "status", "step")
 
 
 def locate(name_or_file: str, storage: str | None = None, require_state: bool = True
@@ -49,12 +49,33 @@ def locate(name_or_file: str, storage: str | None = None, require_state: bool = 
     return exp, exp_dir
 
 
-def _finished(record: dict[str, Any]) -> dict[str, Any]:
+def inference_flops(metrics: dict[str, Any], compressor: str, text_tokens: float) -> dict[str, float | None]:
+    """A cell's two inference costs at the experiment's Q — ``inference_flops_llm`` = 2·N·(Q + V),
+    ``inference_flops_vlm`` = that plus the tower, the compressor and its question pass — from what
+    it reported (orchestrator/scaling/cost.py prices both; the frontier uses the first)."""
+    from workloads.compressors import kind
+
+    from .scaling.cost import llm_prefill_flops, vlm_inference_flops
+
+    n, v = float(metrics["llm_params"]), float(metrics["visual_tokens"])
+    out: dict[str, float | None] = {"inference_flops_llm": float(llm_prefill_flops(n, v, text_tokens)),
+                                    "inference_flops_vlm": None}
+    vision, comp = metrics.get("inference_flops_vision"), metrics.get("inference_flops_compressor")
+    reads = metrics.get("compressor_reads_question")
+    if reads is None and kind(compressor).needs_query:  # an older record: its question pass is folded in at
+        return out                                     # its own prompt's length, which it did not keep
+    if vision is not None and comp is not None:
+        out["inference_flops_vlm"] = float(vlm_inference_flops(n, v, text_tokens, vision, comp, reads or 0.0))
+    return out
+
+
+def _finished(record: dict[str, Any], compressor: str, text_tokens: float) -> dict[str, Any]:
     """The row fields of a finished cell's ledger record."""
     m = record["metrics"]
     out = {"status": "finished", "llm_params": int(m["llm_params"]), "error": m["error"], "eval_loss": m.get("eval_loss"),
-           "inference_flops": m.get("inference_flops"), "step": int(m.get("step", 0)),
-           **{k: v for k, v in m.items() if k.startswith("error/")}}
+           **inference_flops({"visual_tokens": record.get("params", {}).get("visual_tokens"), **m}, compressor,
+                             text_tokens),
+           "step": int(m.get("step", 0)), **{k: v for k, v in m.items() if k.startswith("error/")}}
     if record.get("checkpoint"):
         out["checkpoint"] = record["checkpoint"]
     if record.get("imported_from"):
@@ -71,14 +92,16 @@ def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
     from .spec import make_cell
 
     finished = exp_dir.finished()
+    q = exp.spec.fit.text_tokens
     out = []
     planned = planned_cells(exp, exp_dir)
     for number, cell in planned:
         record = finished.get(cell.key)
         row: dict[str, Any] = {**cell.params(), "llm_params": None, "error": None, "eval_loss": None,
-                               "inference_flops": None, "step": 0, "round": number}
+                               "inference_flops_llm": None, "inference_flops_vlm": None, "text_tokens": q, "step": 0,
+                               "round": number}
         if record is not None and counts(record, cell):
-            row.update(_finished(record))
+            row.update(_finished(record, cell.compressor, q))
         elif record is not None:
             row.update(status="changed", cause="finished under other settings: `vlmscale run --restart-changed` "
                                                "trains it again")
@@ -106,7 +129,7 @@ def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
             if not same:
                 continue
         out.append({"cell": key, **dict(zip(("llm", "visual_tokens", "compressor", "task", "seed"), point)),
-                    **_finished(record)})
+                    "text_tokens": q, **_finished(record, str(point[2]), q)})
     return out
 
 
@@ -130,8 +153,11 @@ def render(table: list[dict[str, Any]], fmt: str) -> str:
         t.add_column(col, justify="right" if col not in ("cell", "llm", "compressor", "task", "status") else "left")
     for r in table:
         t.add_row(*[_cell(r.get(c)) for c in COLUMNS])
+    q = table[0].get("text_tokens") if table else None
     t.caption = ("error: error rate in [0, 1], 1 − exact match; eval_loss: loss, mean nats per answer token "
-                 "(fit either: vlmscale fit NAME --metric eval_loss)")
+                 "(fit either: vlmscale fit NAME --metric eval_loss); inference_flops_llm: the LLM's prefill "
+                 "2·N·(Q + V), the frontier's cost; inference_flops_vlm: the whole VLM's, tower and compressor "
+                 f"included{'' if q is None else f' (Q = {q:g} text tokens, spec.fit.text_tokens)'}")
     import shutil
 
     width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200  # a pipe: no wrapping

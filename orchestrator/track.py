@@ -206,8 +206,13 @@ class Tracker:
         if new:
             self.client.log_batch(run_id, params=new)
 
-    def log_cell_record(self, run_id: str, config: dict[str, Any] | None, record: dict[str, Any] | None) -> None:
-        """The cell's full config and its checkpoint reference, as the run's artifact cell.json."""
+    def log_cell_record(self, run_id: str, config: dict[str, Any] | None, record: dict[str, Any] | None,
+                        text_tokens: float | None = None) -> None:
+        """A finished cell's constants as params — its sizes, its image cost and its two inference
+        FLOPs at the experiment's Q (``inference_flops_llm``, ``inference_flops_vlm``) — and its full
+        config and checkpoint reference as the artifact cell.json."""
+        if record is not None and text_tokens is not None:
+            self.log_params_once(run_id, cell_params(record, text_tokens))
         self.client.log_dict(run_id, {"config": config, "checkpoint": (record or {}).get("checkpoint"),
                                       "imported_from": (record or {}).get("imported_from")}, "cell.json")
 
@@ -224,11 +229,36 @@ class Tracker:
 
 
 def _metrics(values: dict[str, Any], step: int, now: int) -> list:
-    """The finite numbers of a report as MLflow metrics at ``step``."""
+    """The finite numbers of a report as MLflow metrics at ``step`` — not the cell's constants
+    (its sizes, its image cost: params, workloads/report.py), which would chart as single points."""
     from mlflow.entities import Metric
 
+    from workloads.report import BOOKKEEPING, is_constant
+
     return [Metric(_metric_name(k), float(v), now, step) for k, v in values.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+            and not is_constant(k) and k not in BOOKKEEPING]
+
+
+def cell_params(record: dict[str, Any], text_tokens: float) -> dict[str, Any]:
+    """The params a finished cell's run gets: its constants and its inference FLOPs at Q."""
+    from workloads.report import is_constant
+
+    from .results import inference_flops
+
+    m = record.get("metrics", {})
+    params = record.get("params", {})
+    out = {k: _param_value(v) for k, v in m.items() if is_constant(k)}
+    if "llm_params" in m and params.get("compressor"):
+        flops = inference_flops({"visual_tokens": params.get("visual_tokens"), **m}, params["compressor"], text_tokens)
+        out.update({k: f"{v:.6g}" for k, v in flops.items() if v is not None})
+        out["text_tokens"] = f"{text_tokens:g}"
+    return out
+
+
+def _param_value(v: Any) -> Any:
+    """Whole numbers without a trailing .0, so the runs table reads N = 18720, not 18720.0."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 def _metric_name(key: str) -> str:
@@ -241,7 +271,7 @@ def stopped(trial, exp_dir: ExperimentDir) -> bool:
     return bool((trial.last_result or {}).get("cell_interrupted")) or exp_dir.stop_request.exists()
 
 
-def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, str]):
+def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, str], text_tokens: float):
     """A Ray Tune ``Callback`` (runs in the driver) that logs every cell's reports to its child run,
     through a ``Courier``: the driver never waits for MLflow.
 
@@ -252,11 +282,12 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
 
     class MlflowCells(tune.Callback):
         def __init__(self):
-            self.tracker_args, self.run_ids = tracker_args, dict(run_ids)
+            self.tracker_args, self.run_ids, self.text_tokens = tracker_args, dict(run_ids), text_tokens
             self._courier: Courier | None = None
 
         def __getstate__(self):
-            return {"tracker_args": self.tracker_args, "run_ids": self.run_ids, "_courier": None}
+            return {"tracker_args": self.tracker_args, "run_ids": self.run_ids, "text_tokens": self.text_tokens,
+                    "_courier": None}
 
         @property
         def courier(self) -> Courier:
@@ -293,7 +324,7 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
             if record is None:  # the cell ended with a failure that would recur: it reported its cause
                 self._failed(run_id, exp_dir.cell_error(key))
                 return
-            self.courier.submit("log_cell_record", run_id, trial.config["cell"]["config"], record)
+            self.courier.submit("log_cell_record", run_id, trial.config["cell"]["config"], record, self.text_tokens)
             self.courier.submit("set_tags", run_id, {"vlmscale.status": "finished"})
             self.courier.submit("finish", run_id, "FINISHED")
 
@@ -366,7 +397,7 @@ def record_params(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def reconcile(tracker: Tracker, run_ids: dict[str, str], finished: dict[str, dict[str, Any]],
-              exp_dir: ExperimentDir) -> None:
+              exp_dir: ExperimentDir, text_tokens: float) -> None:
     """Bring MLflow up to date with the ledger: a driver killed between a cell's last report and
     its completion callback (or while MLflow was unreachable) left that cell's run unfinished and
     its curves short, and a rerun will not train it again: the progress file fills the curves."""
@@ -377,7 +408,7 @@ def reconcile(tracker: Tracker, run_ids: dict[str, str], finished: dict[str, dic
         tracker.log_history(run_id, exp_dir.progress_history(key))
         metrics = record["metrics"]
         tracker.log_metrics(run_id, metrics, int(metrics.get("step", 0)))
-        tracker.log_cell_record(run_id, None, record)
+        tracker.log_cell_record(run_id, None, record, text_tokens)
         tags = {"vlmscale.status": "finished"}
         if record.get("checkpoint"):
             tags["vlmscale.checkpoint"] = record["checkpoint"]

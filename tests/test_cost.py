@@ -7,7 +7,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from workloads.config import ModelConfig
 from workloads.model import build_vlm
-from workloads.flops import sample_cost
+from orchestrator.results import inference_flops
+from orchestrator.scaling.cost import llm_prefill_flops
+from workloads.flops import model_image_cost
 from workloads.data.batch import IGNORE, Collator, ImageTransform
 from workloads.data.synthetic import SyntheticVQA
 from workloads import device as devmod
@@ -27,21 +29,22 @@ def _probe(tok, model, v):
 
 
 def test_visual_tokens_are_counted_once(tok):
-    """inference_flops_llm(V=576) − inference_flops_llm(V=1) = 2·N·575 exactly (one LLM, same prompt)."""
+    """A cell's inference_flops_llm(V=576) − inference_flops_llm(V=1) = 2·N·575 exactly, at the
+    experiment's Q whatever the prompt holds; the whole VLM's adds the same image cost to both but the
+    projector's per-token part."""
     costs, n = {}, set()
     for v in (1, 576):
         torch.manual_seed(0)
         model = build_vlm(ModelConfig(llm="tiny-s", vision="vit-tiny-24", compressor="avgpool", visual_tokens=v), tok)
-        probe = _probe(tok, model, v)
-        costs[v] = sample_cost(model, probe).as_metrics()
-        n.add(parameter_counts(model)["llm_params"])
-        # Q is the prompt's text: the same for both V, and it holds no placeholder
-        assert int((probe.input_ids[0] == probe.image_token_id).sum()) == v
+        counts = parameter_counts(model)
+        metrics = {**model_image_cost(model).as_metrics(), "llm_params": counts["llm_params"], "visual_tokens": v}
+        costs[v] = inference_flops(metrics, "avgpool", 50.0)
+        n.add(counts["llm_params"])
+        assert int((_probe(tok, model, v).input_ids[0] == model.image_token_id).sum()) == v
     (n,) = n
-    assert costs[1]["text_tokens"] == costs[576]["text_tokens"]
     assert costs[576]["inference_flops_llm"] - costs[1]["inference_flops_llm"] == 2 * n * 575
-    q = costs[1]["text_tokens"]
-    assert costs[1]["inference_flops_llm"] == 2 * n * (q + 1)
+    assert costs[1]["inference_flops_llm"] == 2 * n * (50 + 1)
+    assert costs[1]["inference_flops_vlm"] > costs[1]["inference_flops_llm"]
 
 
 def test_text_tokens_are_the_prompt_without_placeholders(tok):
@@ -61,7 +64,7 @@ def test_analytic_prefill_flops_match_the_flop_counter(tok, v):
     torch.manual_seed(0)
     model = build_vlm(ModelConfig(llm="tiny-l", vision="vit-tiny", compressor="avgpool", visual_tokens=v), tok).eval()
     probe = _probe(tok, model, v)
-    analytic = sample_cost(model, probe).llm_flops
+    analytic = llm_prefill_flops(parameter_counts(model)["llm_params"], v, float(probe.text_tokens[0]))
     prompt = (probe.attention_mask[0] == 1) & (probe.labels[0] == IGNORE)
     ids = probe.input_ids[:, prompt]
     with torch.no_grad():

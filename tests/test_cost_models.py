@@ -18,7 +18,7 @@ VS = [1, 4, 16, 64]
 def _rows(latency, ns=NS, vs=VS, batches=(1, 8), compressor="avgpool", **extra):
     return [{"llm": f"m{i}", "llm_params": n, "visual_tokens": v, "compressor": compressor, "batch_size": b,
              "prefill_latency_s": latency(n, v, b), "peak_memory_bytes": 4 * n + 1000 * v * b,
-             "inference_flops": 2 * n * (50 + v), "device": "test-gpu", **extra}
+             "inference_flops_vlm": 2 * n * (50 + v) + 1e6, "device": "test-gpu", **extra}
             for i, n in enumerate(ns) for v in vs for b in batches]
 
 
@@ -153,7 +153,8 @@ def test_latency_over_flops_ratios():
     first = r[0]
     assert (first["v_low"], first["v_high"]) == (1, 64)
     assert first["latency_ratio"] == pytest.approx(64 ** 0.25)
-    assert first["flops_ratio"] == pytest.approx((50 + 64) / 51)
+    n = NS[0]  # the whole VLM's FLOPs: the image's fixed part dilutes the LLM's ratio
+    assert first["flops_ratio"] == pytest.approx((2 * n * (50 + 64) + 1e6) / (2 * n * 51 + 1e6))
     assert first["latency_over_flops"] == pytest.approx(first["latency_ratio"] / first["flops_ratio"])
 
 
@@ -167,7 +168,10 @@ def test_the_profile_block_of_the_spec():
 
     doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml").read_text())
     exp = parse(doc)
-    assert exp.spec.profile.batch_sizes == [1, 8] and exp.spec.profile.text_tokens == 50  # the defaults
+    assert exp.spec.profile.batch_sizes == [1, 8]  # the default
+    from orchestrator.profiling import measured_q
+
+    assert measured_q(exp) == exp.spec.fit.text_tokens == 50  # one Q: the fit's, 50 by default
     assert len(points(exp)) == 9
     doc["spec"]["profile"] = {"batch_sizes": [8, 1, 8], "llms": ["tiny-xl"], "gpus": 1, "accelerator_type": "H100"}
     exp = parse(doc)
@@ -177,4 +181,7 @@ def test_the_profile_block_of_the_spec():
         parse(doc)
     doc["spec"]["profile"] = {"repeat": 5}
     with pytest.raises(SpecError, match="profile.repeat"):
+        parse(doc)
+    doc["spec"]["profile"] = {"text_tokens": 20}  # a second Q would make two FLOPs per cell
+    with pytest.raises(SpecError, match="text_tokens: Q is one setting, spec.fit.text_tokens"):
         parse(doc)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from workloads.config import ModelConfig
-from workloads.flops import inference_cost, llm_prefill_flops, model_inference_cost
+from orchestrator.scaling.cost import llm_prefill_flops, vlm_inference_flops
+from workloads.flops import image_cost, model_image_cost
 from workloads.data.batch import Collator, ImageTransform
 from workloads.data.synthetic import SyntheticVQA
 from workloads.evaluate import greedy_decode, score_batch
@@ -93,20 +94,25 @@ def test_teacher_forced_exact_match_equals_literal_greedy_decoding(tok):
 def test_flops_formula_matches_a_hand_computation():
     # 2 * N * (Q + V): N = 1e6, Q = 50, V = 16
     assert llm_prefill_flops(1_000_000, 16, 50) == 2 * 1_000_000 * 66 == 132_000_000
-    c = inference_cost(llm_params=1_000_000, visual_tokens=16, text_tokens=50, vision_params=80_000,
-                       vision_tokens=65, compressor_flops=1000, question_tokens=10)
-    assert c.vision_flops == 2 * 80_000 * 65
-    assert c.compressor_flops == 1000 + 2 * 1_000_000 * 10
-    assert c.total_flops == 132_000_000 + 10_400_000 + 20_001_000
+    c = image_cost(vision_params=80_000, vision_tokens=65, compressor_flops=1000, reads_question=True)
+    assert c.vision_flops == 2 * 80_000 * 65 == 10_400_000
+    # the whole VLM: the LLM's prefill, the tower, the compressor and its pass over the question (Q = 50)
+    assert vlm_inference_flops(1_000_000, 16, 50, c.vision_flops, c.compressor_flops, c.reads_question) \
+        == 132_000_000 + 10_400_000 + 1000 + 2 * 1_000_000 * 50
+    assert vlm_inference_flops(1_000_000, 16, 50, c.vision_flops, c.compressor_flops, False) \
+        == 132_000_000 + 10_400_000 + 1000
 
 
-def test_model_cost_uses_non_embedding_params_and_grows_with_v(tok):
+def test_model_image_cost_counts_the_tower_once_and_the_projector_per_token(tok):
     small = build_vlm(ModelConfig(llm="tiny-s", vision="vit-tiny", compressor="avgpool", visual_tokens=1), tok)
     large = build_vlm(ModelConfig(llm="tiny-s", vision="vit-tiny", compressor="avgpool", visual_tokens=16), tok)
-    n = parameter_counts(small)["llm_params"]
-    a, b = model_inference_cost(small, 12, 8), model_inference_cost(large, 12, 8)
-    assert a.llm_flops == 2 * n * (12 + 1) and b.llm_flops == 2 * n * (12 + 16)
+    a, b = model_image_cost(small), model_image_cost(large)
     assert a.vision_flops == b.vision_flops == 2 * parameter_counts(small)["vision_params"] * 65
+    projector = parameter_counts(small)["projector_params"]
+    assert b.compressor_flops - a.compressor_flops == 2 * projector * 15  # avgpool's own count does not move
+    assert not a.reads_question
+    quecc = build_vlm(ModelConfig(llm="tiny-s", vision="vit-tiny", compressor="quecc", visual_tokens=4), tok)
+    assert model_image_cost(quecc).reads_question
 
 
 def test_pretrained_code_path_loads_saved_models(tmp_path, tok):

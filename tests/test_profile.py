@@ -17,7 +17,7 @@ from .test_storage import _cli, _finished_experiment
 pytestmark = pytest.mark.slow
 
 REQUIRED = ["llm_params", "visual_tokens", "compressor", "batch_size", "prefill_latency_s", "decode_latency_s",
-            "peak_memory_bytes", "inference_flops"]
+            "peak_memory_bytes", "inference_flops_llm", "inference_flops_vlm", "text_tokens"]
 
 
 def test_profile_then_fit_and_report_under_measured_latency(tmp_path):
@@ -38,6 +38,10 @@ def test_profile_then_fit_and_report_under_measured_latency(tmp_path):
         assert 0 < float(x["prefill_latency_s"]) < 1 and 0 < float(x["decode_latency_s"]) < 1
         assert float(x["prefill_latency_p10_s"]) <= float(x["prefill_latency_s"]) <= float(x["prefill_latency_p90_s"])
         assert int(x["peak_memory_bytes"]) > 0 and x["device"] == "cpu"
+        # the experiment's one Q (the spec's fit.text_tokens, 50 by default) prices every FLOPs figure
+        assert float(x["text_tokens"]) == 50
+        assert float(x["inference_flops_llm"]) == 2 * float(x["llm_params"]) * (50 + int(x["visual_tokens"]))
+        assert float(x["inference_flops_vlm"]) > float(x["inference_flops_llm"])
     assert "profiled tiny-m V=16 avgpool on cpu" in r.stderr  # progress on stderr, the table alone on stdout
     stored = json.loads((ExperimentDir.of(exp.storage_root(), exp.name).root / "profile" / "profile.json").read_text())
     assert len(stored["rows"]) == 18 and {c["cost"] for c in stored["leave_one_out"]} >= {"latency:1", "latency:8"}

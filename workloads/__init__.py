@@ -15,7 +15,7 @@ _LAZY = {
     "build_compressor": "compressors", "SyntheticVQA": "data.synthetic", "LlavaDataset": "data.llava",
     "train": "train", "train_loop_per_worker": "train", "train_local": "train",
     "build_trainer": "launch", "pretrain_vision": "pretrain_vision",
-    "llm_prefill_flops": "flops", "inference_cost": "flops", "FaultConfig": "config",
+    "image_cost": "flops", "model_image_cost": "flops", "FaultConfig": "config",
 }
 
 __all__ = ["CellConfig", "DataConfig", "ModelConfig", "TrainConfig", *sorted(_LAZY)]

@@ -163,7 +163,7 @@ class ProfileSettings:
     """What ``vlmscale profile`` measures per architecture (workloads/profile.py)."""
 
     batch_sizes: tuple[int, ...] = (1, 8)  # prompts per forward
-    text_tokens: int = 50  # Q: text tokens per prompt besides the visual ones
+    text_tokens: int = 50  # Q: text tokens per prompt besides the visual ones (the spec's fit.text_tokens)
     answer_tokens: int = 8  # decode steps timed per prefill (a short answer)
     repeats: int = 10  # timed prefills per point
     warmup: int = 2

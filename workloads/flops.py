@@ -1,15 +1,18 @@
-"""What one sample costs at inference, analytically: the FLOPs of a built VLM, part by part.
+"""What one image costs at inference before the LLM sees it, analytically: the FLOPs of a built
+VLM's vision tower and compressor (with the projector).
 
-Pure at import (no torch). Logged with every cell (``inference_flops*``); the scaling-law
-engine's FLOPs cost model (orchestrator/scaling/cost.py) prices a grid point with the same
-LLM prefill formula.
+Pure at import (no torch). A cell reports these parts with its results (``inference_flops_vision``,
+``inference_flops_compressor``, ``compressor_reads_question``); they do not depend on the prompt.
+The LLM's prefill ``2·N·(Q + V)`` and the whole VLM's cost are priced from them by the scaling-law
+engine (orchestrator/scaling/cost.py: ``llm_prefill_flops``, ``vlm_inference_flops``) with the
+experiment's one Q (``spec.fit.text_tokens``), so every figure of a cell uses the same Q.
 
-    LLM prefill        2 · N · (Q + V)          N = LLM non-embedding parameters
     vision encoder     2 · N_vision · T_vision  T_vision = patches (+ class token)
-    compressor         its own analytic count (QueCC adds a question pass 2 · N · Q_question)
+    compressor         its own analytic count, plus the projector's 2 · N_projector · V
+    question pass      a compressor that reads the question (QueCC) runs the LLM over it first:
+                       the engine adds 2 · N · Q for it
 
-Multiply-accumulate = 2 FLOPs; attention's quadratic term is left out of the LLM part, as in the
-study (it is small for short prompts).
+Multiply-accumulate = 2 FLOPs.
 """
 
 from __future__ import annotations
@@ -17,59 +20,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-def llm_prefill_flops(llm_params: float, visual_tokens: float, text_tokens: float):
-    """``2 · N · (Q + V)``; works elementwise on numpy arrays too."""
-    return 2 * llm_params * (text_tokens + visual_tokens)
-
-
 @dataclass(frozen=True)
-class InferenceCost:
-    llm_flops: float
+class ImageCost:
     vision_flops: float
-    compressor_flops: float
-    text_tokens: float
-    visual_tokens: int
-
-    @property
-    def total_flops(self) -> float:
-        return self.llm_flops + self.vision_flops + self.compressor_flops
+    compressor_flops: float  # the compressor and the projector
+    reads_question: bool  # the compressor needs the LLM's pass over the question (QueCC)
 
     def as_metrics(self) -> dict[str, float]:
-        return {
-            "inference_flops": self.total_flops,
-            "inference_flops_llm": self.llm_flops,
-            "inference_flops_vision": self.vision_flops,
-            "inference_flops_compressor": self.compressor_flops,
-            "text_tokens": self.text_tokens,
-        }
+        return {"inference_flops_vision": self.vision_flops, "inference_flops_compressor": self.compressor_flops,
+                "compressor_reads_question": float(self.reads_question)}
 
 
-def inference_cost(llm_params: int, visual_tokens: int, text_tokens: float, vision_params: int,
-                   vision_tokens: int, compressor_flops: float, question_tokens: float = 0.0) -> InferenceCost:
-    return InferenceCost(
-        llm_flops=llm_prefill_flops(llm_params, visual_tokens, text_tokens),
-        vision_flops=2.0 * vision_params * vision_tokens,
-        compressor_flops=compressor_flops + 2.0 * llm_params * question_tokens,
-        text_tokens=text_tokens,
-        visual_tokens=visual_tokens,
-    )
+def image_cost(vision_params: int, vision_tokens: int, compressor_flops: float, reads_question: bool) -> ImageCost:
+    return ImageCost(vision_flops=2.0 * vision_params * vision_tokens, compressor_flops=float(compressor_flops),
+                     reads_question=reads_question)
 
 
-def model_inference_cost(model, text_tokens: float, question_tokens: float) -> InferenceCost:
-    """The analytic cost of one sample for a built :class:`workloads.model.VisionLanguageModel`."""
-    from .model import count_parameters, llm_parameter_counts
+def model_image_cost(model) -> ImageCost:
+    """The analytic image cost of a built :class:`workloads.model.VisionLanguageModel`."""
+    from .model import count_parameters
 
     patches = model.grid * model.grid
     # CLIP runs a class token through every layer as well (SigLIP has none)
     embeddings = getattr(model.vision, "vision_model", model.vision).embeddings
     vision_tokens = patches + (1 if hasattr(embeddings, "class_embedding") else 0)
-    llm_n = llm_parameter_counts(model.llm)["non_embedding"]
     comp = model.compressor.flops_per_image() + 2.0 * count_parameters(model.projector) * model.visual_tokens
-    return inference_cost(llm_n, model.visual_tokens, text_tokens, count_parameters(model.vision), vision_tokens,
-                          comp, question_tokens if model.compressor.needs_query else 0.0)
-
-
-def sample_cost(model, probe) -> InferenceCost:
-    """The analytic cost of the first sample of ``probe`` (a collated Batch): its prompt's text
-    tokens (placeholders excluded) and, for query-conditioned compressors, its question tokens."""
-    return model_inference_cost(model, float(probe.text_tokens[0]), float(probe.query_mask[0].sum()))
+    return image_cost(count_parameters(model.vision), vision_tokens, comp, model.compressor.needs_query)

@@ -29,7 +29,7 @@ from .device import median_seconds, module_device, seconds_of, synchronize, timi
 
 COLUMNS = ("llm", "llm_params", "visual_tokens", "compressor", "batch_size", "text_tokens", "prefill_latency_s",
            "prefill_latency_p10_s", "prefill_latency_p90_s", "decode_latency_s", "peak_memory_bytes",
-           "inference_flops", "device", "dtype")
+           "inference_flops_vision", "inference_flops_compressor", "compressor_reads_question", "device", "dtype")
 
 
 def measure_prefill_latency(model, batch, repeats: int = 7) -> float:
@@ -55,7 +55,7 @@ def device_name(device: torch.device) -> str:
 def profile_model(model: ModelConfig, data: DataConfig, settings: ProfileSettings,
                   device: torch.device | str | None = None, threads: int | None = None) -> list[dict]:
     """One row per batch size for the architecture ``model`` (see the module docstring)."""
-    from .flops import model_inference_cost
+    from .flops import model_image_cost
     from .model import build_vlm, parameter_counts, vision_geometry
     from .tokenizer import load_tokenizer
 
@@ -72,9 +72,9 @@ def profile_model(model: ModelConfig, data: DataConfig, settings: ProfileSetting
     with device:  # initialised where it runs: a 7B's random init on a host CPU takes minutes
         vlm = build_vlm(model, tokenizer, weights=False)
     vlm = vlm.to(dtype=dtype).eval()
-    q = settings.text_tokens
+    q = max(settings.text_tokens, 1)  # a prompt needs a token to answer from (and QueCC a question)
     n = parameter_counts(vlm)["llm_params"]
-    flops = model_inference_cost(vlm, float(q), float(q) if vlm.compressor.needs_query else 0.0).total_flops
+    image = model_image_cost(vlm).as_metrics()
     _, _, image_size = vision_geometry(vlm.vision)
     with torch.no_grad():  # the first calls of a fresh process pay one-off costs (allocator, kernels' set-up)
         _decode(vlm, _inputs(vlm, tokenizer, max(settings.batch_sizes), q, image_size, device, dtype), 2, device)
@@ -92,7 +92,7 @@ def profile_model(model: ModelConfig, data: DataConfig, settings: ProfileSetting
             "prefill_latency_p10_s": ordered[int(0.1 * (len(ordered) - 1))],
             "prefill_latency_p90_s": ordered[int(round(0.9 * (len(ordered) - 1)))],
             "decode_latency_s": statistics.median(decode), "peak_memory_bytes": int(peak),
-            "inference_flops": float(flops), "device": device_name(device), "dtype": str(dtype).removeprefix("torch."),
+            **image, "device": device_name(device), "dtype": str(dtype).removeprefix("torch."),
         })
     return rows
 

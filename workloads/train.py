@@ -32,7 +32,7 @@ from .drill import drilled
 from .engine import DDPEngine, DeepSpeedEngine, read_step
 from .evaluate import evaluate
 from .failures import CellInterrupted
-from .flops import sample_cost
+from .flops import model_image_cost
 from .model import build_vlm, default_trainable, parameter_counts, set_trainable, vision_geometry
 from .optim import schedule
 from .profile import measure_prefill_latency
@@ -198,7 +198,7 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     if cell.eval.benchmarks:  # the study's error: benchmarks scored on generated answers
         metrics.update(_benchmarks(engine, collate, cell, session))
     probe = collate([eval_sources[0][0]])
-    metrics.update(sample_cost(engine.module, probe).as_metrics())
+    metrics.update(model_image_cost(engine.module).as_metrics())
     with engine.autocast():
         metrics["prefill_latency_s"] = measure_prefill_latency(engine.module, probe)
     metrics.update({k: float(v) for k, v in counts.items()})

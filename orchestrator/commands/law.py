@@ -14,13 +14,13 @@ from ..results import locate, render, rows
 def _fit_settings(a, exp) -> None:
     """Fill the analysis flags left unset: from the experiment's spec (so `fit`, `propose`,
     `report` and the run's own summary are one analysis), else the engine's defaults."""
+    from ..spec.study import FIT_DEFAULTS
+
     f = exp.spec.fit if exp is not None else None
-    defaults = {"form": "multiplicative", "loss": "squared", "metric": "error", "metric_kind": None,
-                "ci_level": 0.9, "text_tokens": 0.0, "bootstrap": 1000}
-    for name, default in defaults.items():
-        if getattr(a, name) is None:
+    for name, default in FIT_DEFAULTS.items():
+        if name != "cross_validate" and getattr(a, name) is None:
             setattr(a, name, getattr(f, name) if f is not None else default)
-    a.cross_validate = not a.no_cross_validation and (f.cross_validate if f is not None else True)
+    a.cross_validate = not a.no_cross_validation and (f.cross_validate if f is not None else FIT_DEFAULTS["cross_validate"])
 
 
 def _analyses(a, k: int = 0, compare_all: bool = False):
@@ -232,7 +232,7 @@ def cmd_profile(a) -> int:
 def _profile_table(doc) -> str:
     rows = doc["rows"]
     head = (f"{'llm':<16} {'N':>9} {'V':>5} {'compressor':<10} {'batch':>5} {'prefill ms':>11} {'p10-p90 ms':>13} "
-            f"{'decode ms/tok':>13} {'peak MB':>9} {'GFLOPs':>8}")
+            f"{'decode ms/tok':>13} {'peak MB':>9} {'GFLOPs LLM':>10} {'GFLOPs VLM':>10}")
     lines = [f"inference profile on {', '.join(doc['devices'])} (Q = {doc['settings']['text_tokens']} text tokens, "
              f"{doc['settings']['answer_tokens']} decoded):", head]
     for r in rows:
@@ -240,7 +240,7 @@ def _profile_table(doc) -> str:
                      f"{r['batch_size']:>5} {1e3 * r['prefill_latency_s']:>11.3g} "
                      f"{1e3 * r['prefill_latency_p10_s']:>6.3g}-{1e3 * r['prefill_latency_p90_s']:<6.3g} "
                      f"{1e3 * r['decode_latency_s']:>13.3g} {r['peak_memory_bytes'] / 2**20:>9.3g} "
-                     f"{r['inference_flops'] / 1e9:>8.3g}")
+                     f"{r['inference_flops_llm'] / 1e9:>10.3g} {r['inference_flops_vlm'] / 1e9:>10.3g}")
     if doc["ratios"]:
         lines.append("\nprefill latency at the largest V over the smallest, beside the FLOPs ratio:")
         for q in doc["ratios"]:
@@ -250,5 +250,7 @@ def _profile_table(doc) -> str:
     for c in doc["leave_one_out"]:
         lines.append(f"cost model {c['cost']}: leave-one-out relative error median {100 * c['median_rel_error']:.1f}%, "
                      f"max {100 * c['max_rel_error']:.1f}% over {c['points']} points")
+    if doc.get("warning"):
+        lines.append(f"warning: {doc['warning']}")
     lines.append("use it: vlmscale fit|propose|report NAME --cost latency[:BATCH] | memory[:BATCH]")
     return "\n".join(lines)

@@ -65,8 +65,27 @@ class CostModel(Protocol):
 
 
 def llm_prefill_flops(llm_params, visual_tokens, text_tokens: float):
-    """``2 · N · (Q + V)``: the LLM's prefill over Q text and V visual tokens; elementwise on arrays."""
+    """``2 · N · (Q + V)``: the LLM's prefill over Q text and V visual tokens (N its non-embedding
+    parameters); elementwise on arrays. A cell's ``inference_flops_llm``, and the study's cost."""
     return 2 * llm_params * (text_tokens + visual_tokens)
+
+
+def vlm_inference_flops(llm_params, visual_tokens, text_tokens: float, vision_flops, compressor_flops,
+                        reads_question):
+    """The whole VLM's inference FLOPs for one image and a prompt of Q text tokens (a cell's
+    ``inference_flops_vlm``)::
+
+        2·N·(Q + V) + F_vision + F_compressor (+ 2·N·Q when the compressor reads the question first)
+
+    F_vision and F_compressor (with the projector) are what the cell reported of its built model
+    (workloads/flops.py); elementwise on arrays."""
+    question = 2 * llm_params * text_tokens * np.asarray(reads_question, float)
+    return llm_prefill_flops(llm_params, visual_tokens, text_tokens) + vision_flops + compressor_flops + question
+
+
+def flops_label(text_tokens: float) -> str:
+    """How tables and axes name the frontier's FLOPs: whose they are and with which Q."""
+    return f"LLM inference FLOPs 2·N·(Q + V), Q = {text_tokens:g}"
 
 
 @dataclass(frozen=True)
@@ -78,7 +97,7 @@ class FlopsCost:
 
     @property
     def label(self) -> str:
-        return f"inference FLOPs (Q = {self.text_tokens:g})"
+        return flops_label(self.text_tokens)
 
     @property
     def linear_text_tokens(self) -> float:
@@ -277,7 +296,7 @@ def _predict_without(rest: list[dict[str, Any]], full: MeasuredCost, n: float, v
 
 def ratios(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per LLM, batch size and compressor: measured prefill latency at the largest V over the
-    smallest, beside the FLOPs ratio of the same two points (the cost model's)."""
+    smallest, beside the whole VLM's FLOPs ratio of the same two points."""
     rows = list(rows)
     out = []
     keys = list(dict.fromkeys((r["llm"], int(r["batch_size"]), str(r["compressor"])) for r in rows))
@@ -288,7 +307,7 @@ def ratios(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         lo, hi = line[0], line[-1]
         lat = float(hi["prefill_latency_s"]) / float(lo["prefill_latency_s"])
-        flops = float(hi["inference_flops"]) / float(lo["inference_flops"])
+        flops = float(hi["inference_flops_vlm"]) / float(lo["inference_flops_vlm"])  # what the latency times
         out.append({"llm": llm, "llm_params": lo["llm_params"], "batch_size": b, "compressor": comp,
                     "v_low": lo["visual_tokens"], "v_high": hi["visual_tokens"],
                     "latency_low_s": float(lo["prefill_latency_s"]), "latency_high_s": float(hi["prefill_latency_s"]),

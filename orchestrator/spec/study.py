@@ -3,32 +3,74 @@ imported from elsewhere, rounds of proposed cells, and the inference profile."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, field_validator, model_validator
 
 from workloads.config import ProfileSettings, ProfileDtype
 
 from ..scaling.fit import LOSSES
 from ..scaling.forms import FORMS, METRIC_KINDS
-from .base import BOOTSTRAP_MAX, GPUS_MAX, RFC1123_LABEL, THREADS_MAX, TOKENS_MAX, Strict, one_of
+from .base import BOOTSTRAP_MAX, GPUS_MAX, RFC1123_LABEL, THREADS_MAX, TOKENS_MAX, V_MAX, Strict, model_ref, one_of
 
 LawFormName = one_of(FORMS)
 LossName = one_of(LOSSES)
 MetricKind = one_of(METRIC_KINDS)
 
 
+class Candidates(Strict):
+    """The cells proposals choose from: these LLMs × these visual-token counts × the grid's
+    compressors, less every cell the study already has."""
+
+    llms: list[str] | None = Field(
+        None, max_length=64, description="LLM presets or Hugging Face names/paths proposals may train "
+                                         "(default: the grid's LLMs)")
+    visual_tokens: list[Annotated[int, Field(ge=1, le=V_MAX)]] | None = Field(
+        None, max_length=1024, description="Visual-token counts proposals may use (default: every V each compressor "
+                                           "produces on whole blocks of the tower's patch grid, none straddling "
+                                           "a patch)")
+
+    @field_validator("llms")
+    @classmethod
+    def _llms(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            model_ref(name, "LLM")
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("lists an LLM twice")
+        return v
+
+    @field_validator("visual_tokens")
+    @classmethod
+    def _unique(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("lists a value twice")
+        return v
+
+
 class Fit(Strict):
+    """How the law is fitted and used. These defaults are the only ones: ``fit``, ``propose``,
+    ``report`` and ``frontier`` fall back to them for a table too (their --help shows them)."""
+
     enabled: bool = True
-    form: LawFormName = "multiplicative"
-    loss: LossName = "squared"
+    form: LawFormName = Field("multiplicative", description="The law's form")
+    loss: LossName = Field("squared", description="The fitting objective")
     metric: str = Field("error", description="The cell metric to fit, e.g. error, eval_loss, error/shapes")
     metric_kind: MetricKind | None = Field(
         None, description="error: a rate in (0, 1); loss: any positive value, fitted raw (e.g. nats). "
                           "Default: loss when the metric's name contains 'loss', else error")
-    text_tokens: float = Field(0.0, ge=0, le=TOKENS_MAX)
-    bootstrap: int = Field(200, ge=0, le=BOOTSTRAP_MAX)
+    text_tokens: float = Field(
+        50.0, ge=0, le=TOKENS_MAX,
+        description="Q, the text tokens of a prompt besides the visual ones, in every inference cost: the LLM's "
+                    "2·N·(Q + V), the whole VLM's, the frontier, `vlmscale profile` (the study's 50; 0: cached text)")
+    bootstrap: int = Field(1000, ge=0, le=BOOTSTRAP_MAX, description="Bootstrap replicates behind every interval")
     ci_level: float = Field(0.9, gt=0, lt=1, description="Coverage of the bootstrap intervals")
     cross_validate: bool = Field(True, description="Leave-one-out and largest-LLM hold-out errors")
-    propose: int = Field(4, ge=0, le=10_000)
+    propose: int = Field(4, ge=0, le=10_000, description="Cells proposed after each fit (next.yaml)")
+    candidates: Candidates = Field(Candidates(), description="What proposals choose from")
+
+
+FIT_DEFAULTS = {name: Fit.model_fields[name].default for name in
+                ("form", "loss", "metric", "metric_kind", "text_tokens", "bootstrap", "ci_level", "cross_validate")}
 
 
 class Import(Strict):
@@ -67,7 +109,6 @@ class Profile(Strict):
 
     batch_sizes: list[int] = Field(list(P.batch_sizes), min_length=1, max_length=64,
                                    description="Batch sizes served (prompts per forward)")
-    text_tokens: int = Field(P.text_tokens, ge=1, le=TOKENS_MAX, description="Text tokens per prompt besides the visual ones (Q)")
     answer_tokens: int = Field(P.answer_tokens, ge=1, le=10**5, description="Decode steps timed per prefill (a short answer)")
     repeats: int = Field(P.repeats, ge=3, le=10**4, description="Timed prefills per point (median and 10th/90th percentiles)")
     warmup: int = Field(P.warmup, ge=0, le=10**4)
@@ -77,6 +118,14 @@ class Profile(Strict):
     gpus: float = Field(0.0, ge=0, le=GPUS_MAX, description="GPUs per profiling task (1 on a GPU cluster)")
     accelerator_type: str | None = Field(None, description="Ray accelerator type to profile on, e.g. H100 or A10G")
     max_concurrent: int | None = Field(None, ge=1, description="Points measured at once (default: 1 on CPUs)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_q(cls, data):
+        if isinstance(data, dict) and "text_tokens" in data:
+            raise ValueError("text_tokens: Q is one setting, spec.fit.text_tokens: the profile, the fit and every "
+                             "FLOPs figure use it; move the value there")
+        return data
 
     @field_validator("batch_sizes")
     @classmethod
