@@ -65,16 +65,19 @@ def _version() -> str:
         return "unknown"
 
 
-# -- completion of experiment names: the experiments kept under the storage root -----------------
+# -- completion of experiment names: the user's index of runs, and the storage root ----------------
 
 def _complete_experiment(ctx: click.Context, param: click.Parameter, incomplete: str):
     from click.shell_completion import CompletionItem
 
+    from . import index
+    from .layout import ExperimentDir
     from .spec import STORAGE_ENV
 
-    from .layout import ExperimentDir
-
-    names = ExperimentDir.names_under(ctx.params.get("storage") or os.environ.get(STORAGE_ENV) or "./vlmscale-runs")
+    chosen = ctx.params.get("storage") or os.environ.get(STORAGE_ENV)
+    names = ExperimentDir.names_under(chosen or "./vlmscale-runs")
+    if not chosen:  # every experiment this user has run, wherever it lives
+        names = sorted(set(names) | set(index.names()))
     specs = sorted(str(p) for p in Path(".").glob("*.y*ml")) + sorted(str(p) for p in Path(".").glob("*/*.y*ml"))
     return [CompletionItem(n) for n in names + specs if n.startswith(incomplete)]
 
@@ -98,7 +101,8 @@ def _format(*choices: str) -> Callable:
 
 STORAGE = click.option("--storage", metavar="DIR",
                        help="the storage root holding the experiment (default: $VLMSCALE_STORAGE, else the spec's "
-                            "storage.path beside the spec file, or ./vlmscale-runs for a name)")
+                            "storage.path beside the spec file; for a name, where your runs recorded it "
+                            "($XDG_STATE_HOME/vlmscale), else ./vlmscale-runs)")
 EXPERIMENT = _opts(click.argument("name", shell_complete=_complete_experiment), STORAGE)
 
 

@@ -68,6 +68,9 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
     check_reachable(tracking_target(exp, exp_dir)[0])  # in seconds, not MLflow's minutes of retries
     exp_dir.check_writable()
     lock = lock_for(exp_dir.root).acquire(f"experiment {exp.name}")  # before anything is written
+    from . import index
+
+    index.record(exp.name, str(exp_dir.root.parent))  # a bare name finds it from any folder
     try:
         from .repair import heal_ledger
 
@@ -118,7 +121,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
 
     from .cluster import start_ray
     from .finalize import finalize
-    from .rounds import RoundLog, cells_of_round, fit_summary, round_points, should_stop
+    from .rounds import RoundLog, cells_of_round, fit_summary, grid_round, round_points, should_stop
     from .track import tracking_target
 
     count = rounds or exp.spec.rounds.count
@@ -145,23 +148,25 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
     planned: list[Cell] = []
     vision = tower_dir(exp, exp_dir)
     lrs: dict[str, float] = {}
+    first = grid_round(exp)  # the grid is round 1, or reaches the round a proposed next.yaml added
     try:
-        for number in range(1, count + 1):
+        for number in range(first, first + count):
             interrupt.check(len(exp_dir.finished()), len(planned) or len(grid))
-            if not log.proposed(number):
+            if not log.proposed(number, first):
                 break  # the last fit proposed nothing more
             if exp.spec.training.calibration is not None:  # the round's LLM sizes not calibrated yet
                 from .calibrate import calibrate
 
-                llms = [c.llm for c in grid] if number == 1 else [p[0] for p in round_points(log, number)]
+                llms = [c.llm for c in grid] if number == first else [p[0] for p in round_points(log, number)]
                 lrs.update(calibrate(exp, exp_dir, list(dict.fromkeys(llms)), vision, tracker, parent, echo,
                                      interrupt))
-                if number == 1:
+                if number == first:
                     grid = expand(exp, vision, lrs)
             cells = cells_of_round(exp, log, number, grid, vision, lrs)
             planned += cells
+            rounds_of = dict(zip((c.key for c in grid), exp.spec.grid.rounds())) if number == first else {}
             errors.update(_train_round(exp, exp_dir, cells, number, tracker, parent, run_ids, target, cluster,
-                                       live, echo, interrupt))
+                                       live, echo, interrupt, rounds_of))
             interrupt.check(len(exp_dir.finished()), len(planned))  # no fit of a grid cut short
             if not exp.spec.fit.enabled:
                 break
@@ -170,9 +175,9 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
                 break
             log.record_fit(number, fit_summary(analysis, len(exp_dir.finished())))
             log.save(exp_dir)
-            if number == count or should_stop(exp, log.entry(number)["fit"]):
+            if number == first + count - 1 or should_stop(exp, log.entry(number)["fit"]):
                 break
-            if not log.proposed(number + 1):
+            if not log.proposed(number + 1, first):
                 points = [{"llm": p.candidate.llm, "visual_tokens": p.candidate.visual_tokens,
                            "compressor": p.candidate.compressor, "task": exp.spec.grid.tasks[0],
                            "seed": exp.spec.grid.seeds[0], "reason": p.reason} for p in analysis.picks]
@@ -207,13 +212,15 @@ def _mark_killed(tracker, parent: str, run_ids: dict[str, str], exp_dir: Experim
 
 def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], number: int, tracker, parent: str,
                  run_ids: dict[str, str], target, cluster: dict[str, float], live, echo,
-                 interrupt: Interrupt) -> dict[str, str | None]:
-    """Train the round's cells that are not finished; every cell gets its MLflow run, tagged with the round."""
+                 interrupt: Interrupt, rounds_of: dict[str, int] | None = None) -> dict[str, str | None]:
+    """Train the round's cells that are not finished; every cell gets its MLflow run, tagged with the
+    round that brought it (``rounds_of``, else ``number``)."""
     from . import progress, track
 
+    rounds_of = rounds_of or {}
     for cell in cells:
-        run_ids[cell.key] = tracker.child_run(parent, exp.name, cell.key, track.flat_params(cell), round_no=number,
-                                              digest=cell.digest)
+        run_ids[cell.key] = tracker.child_run(parent, exp.name, cell.key, track.flat_params(cell),
+                                              round_no=rounds_of.get(cell.key, number), digest=cell.digest)
     p = plan(exp, cells, exp_dir, cluster)
     for cell in p.todo:  # RUNNING only once its trial starts (the Tune callback marks it)
         if not exp_dir.identity_path(cell.key).exists():

@@ -25,11 +25,11 @@ def analyse(exp: Experiment, exp_dir: ExperimentDir):
     candidates = experiment_candidates(exp, obs, table)  # never proposes a cell twice
     _, measured = cost_models(exp, exp_dir, "flops", f.text_tokens, compare_all=True)  # drawn beside, if profiled
     try:
-        return obs, analyze(obs, f.form, f.loss, f.text_tokens, f.bootstrap, candidates=candidates,
-                            k=exp.spec.rounds.cells_per_round or f.propose, ci_level=f.ci_level,
-                            cross_validate=f.cross_validate, compare=measured), None
+        return table, analyze(obs, f.form, f.loss, f.text_tokens, f.bootstrap, candidates=candidates,
+                              k=exp.spec.rounds.cells_per_round or f.propose, ci_level=f.ci_level,
+                              cross_validate=f.cross_validate, compare=measured), None
     except FitError as e:
-        return obs, None, str(e)
+        return table, None, str(e)
 
 
 def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, parent: str, echo=print,
@@ -39,15 +39,15 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     from .rounds import fit_summary
     from .scaling.analysis import format_analysis
 
-    obs, analysis, why = analyse(exp, exp_dir)
+    table, analysis, why = analyse(exp, exp_dir)
     if analysis is None:
         echo(f"fit skipped: {why}")
         return None
     so_far = [r for r in history or [] if r["round"] < round_no]
-    so_far.append({"round": round_no, "fit": fit_summary(analysis, len(obs.e))})
+    so_far.append({"round": round_no, "fit": fit_summary(analysis, len(analysis.observations.e))})
     run_id = tracker.fit_run(parent, exp.name, round_no)
     tracker.mark_running(run_id)
-    written, next_yaml = _write(exp, exp_dir, spec_text, obs, analysis, so_far,
+    written, next_yaml = _write(exp, exp_dir, spec_text, table, analysis, so_far,
                                 on_figure=lambda name, fig: tracker.client.log_figure(run_id, fig,
                                                                                      f"figures/{name}.png"))
     echo("\n" + format_analysis(analysis))
@@ -58,7 +58,7 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     return analysis
 
 
-def _write(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, obs, analysis, rounds,
+def _write(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, table, analysis, rounds,
            on_figure) -> tuple[list[Path], Path]:
     """The report and next.yaml, written locally and kept in the experiment's storage."""
     from .calibrate import chosen_lrs
@@ -70,7 +70,8 @@ def _write(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, obs, analysi
     written = write_report(analysis, out, title=f"{exp.name}: scaling law", rounds=rounds,
                            learning_rates=chosen_lrs(exp_dir), on_figure=on_figure)
     next_yaml = out / "next.yaml"
-    atomic_write_text(next_yaml, next_spec(exp, read_yaml(spec_text, "the spec"), obs, list(analysis.picks)))
+    atomic_write_text(next_yaml, next_spec(exp, read_yaml(spec_text, "the spec"), table, list(analysis.picks),
+                                           str(exp_dir.root.parent)))
     for path in [*written, next_yaml]:
         exp_dir.publish(path, exp_dir.fit / str(path.relative_to(out)))
     return written, next_yaml

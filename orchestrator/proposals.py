@@ -7,13 +7,15 @@ experiments, presets and compressors. No Ray, torch or MLflow.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from workloads.compressors import feasible_visual_tokens
-from workloads.presets import LLM_PRESETS, is_llm_preset, llm_non_embedding_params
+from workloads.compressors import VisualTokenError, aligned_visual_tokens, check_visual_tokens
+from workloads.presets import is_llm_preset, llm_non_embedding_params
+from workloads.storage import is_remote
 
 from .errors import UsageError
 from .results import locate, rows
@@ -31,36 +33,68 @@ def label(llm: str, visual_tokens: int, compressor: str) -> str:
     return cell_key(llm, visual_tokens, compressor, "x", 0).rsplit("-x-", 1)[0]
 
 
-def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
-    """LLM sizes the user can run × feasible V × the grid's compressors, minus what is done.
-
-    Sizes: the grid's LLMs (sizes of hub models come from their results) and, when the grid uses
-    tiny presets, every preset of the family.
-    """
-    grid = exp.spec.grid
-    combos = grid.combinations()
-    llms = list(dict.fromkeys(c[0] for c in combos))
-    sizes: dict[str, float] = {llm: float(n) for llm, n in zip(obs.llms, obs.n)}
-    if any(m in LLM_PRESETS for m in llms):  # the tiny family: offer every size of it
-        llms += [m for m in LLM_PRESETS if m not in llms]
+def candidate_llms(exp: Experiment, obs: Observations) -> dict[str, float]:
+    """LLM → N of every LLM proposals may train: ``fit.candidates.llms``, else the grid's. A size
+    is the one its trained cells report, else a preset's, else counted from the model's config."""
+    grid_llms = list(dict.fromkeys(c[0] for c in exp.spec.grid.combinations()))
+    llms = exp.spec.fit.candidates.llms or grid_llms
+    sizes = {llm: float(n) for llm, n in zip(obs.llms, obs.n)}
+    out = {}
     for m in llms:
-        if m not in sizes and is_llm_preset(m):
-            sizes[m] = float(llm_non_embedding_params(m))
+        if m in sizes:
+            out[m] = sizes[m]
+        elif is_llm_preset(m):
+            out[m] = float(llm_non_embedding_params(m))
+        else:
+            out[m] = _counted_size(exp, m)
+    return out
+
+
+def _counted_size(exp: Experiment, ref: str) -> float:
+    """Non-embedding parameters of an LLM no cell has trained yet, from its config alone."""
+    from workloads.model import llm_size_from_config
+
+    try:
+        return float(llm_size_from_config(exp.locate_llm(ref).location))
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"spec.fit.candidates.llms: {ref}: cannot read its config to size it ({e}); fix the "
+                         "reference or drop it from the candidates") from None
+
+
+def candidate_visual_tokens(exp: Experiment, compressor: str) -> list[int]:
+    """The V proposals may use with ``compressor``: ``fit.candidates.visual_tokens`` (those it can
+    produce), else every V it produces on whole blocks of the tower's patch grid (none straddling a
+    patch); the grid's own V where the tower's grid cannot be read."""
     patch_grid = exp.spec.vision.grid(exp.locate_vision(exp.spec.vision.model))
-    vs = sorted({c[1] for c in combos})
+    named = exp.spec.fit.candidates.visual_tokens
+    if patch_grid is None:
+        return sorted(set(named or [c[1] for c in exp.spec.grid.combinations() if c[2] == compressor]))
+    if named is None:
+        return aligned_visual_tokens(compressor, patch_grid)
+    out = []
+    for v in sorted(named):
+        try:
+            check_visual_tokens(compressor, v, patch_grid)
+            out.append(v)
+        except VisualTokenError:
+            continue
+    return out
+
+
+def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
+    """Candidate LLMs × their V × the grid's compressors, less what has been observed."""
+    combos = exp.spec.grid.combinations()
+    sizes = candidate_llms(exp, obs)
     done = {(llm, int(v), comp) for llm, v, comp in zip(obs.llms, obs.v, obs.compressors)}
     t = exp.spec.training
     samples = (sum((st.steps or t.steps) * (st.batch_size or t.batch_size) for st in t.stages) if t.stages
                else t.steps * t.batch_size)  # every stage's samples count
     out = []
     for comp in list(dict.fromkeys(c[2] for c in combos)):
-        feasible = feasible_visual_tokens(comp, patch_grid, limit=max(vs)) if patch_grid else vs
-        for m in llms:
-            if m not in sizes:
-                continue
-            for v in feasible:
+        for m, n in sizes.items():
+            for v in candidate_visual_tokens(exp, comp):
                 if (m, v, comp) not in done:
-                    out.append(Candidate(m, sizes[m], v, comp, training_cost(sizes[m], v, TRAIN_TEXT_TOKENS, samples),
+                    out.append(Candidate(m, n, v, comp, training_cost(n, v, TRAIN_TEXT_TOKENS, samples),
                                          label(m, v, comp)))
     return out
 
@@ -73,36 +107,49 @@ def experiment_candidates(exp: Experiment, obs: Observations, table: list[dict[s
     return [c for c in candidates_for(exp, obs) if (c.llm, c.visual_tokens, c.compressor) not in planned]
 
 
-def next_spec(exp: Experiment, spec_doc: dict[str, Any], obs: Observations, picks: list[Pick]) -> str:
-    """The experiment extended by the picks, as ready-to-run YAML: same name and storage, so the
-    finished cells are skipped and the new ones train; each new point carries its reason."""
+def next_spec(exp: Experiment, spec_doc: dict[str, Any], table: list[dict[str, Any]], picks: list[Pick],
+              storage: str) -> str:
+    """The study extended by the picks, as ready-to-run YAML: the same experiment — its name, its
+    storage (``storage``: the root it lives under, written absolute) and its relative paths
+    (``base_dir``: the original spec's folder) — whose grid is every cell the study has, each with
+    the round that brought it, and the picks as the next round. Running it trains the picks only:
+    the finished cells are found in the ledger, their MLflow runs under the same parent."""
     grid = exp.spec.grid
     doc = yaml.safe_load(yaml.safe_dump(spec_doc))
-    g = doc["spec"]["grid"]
+    spec = doc["spec"]
+    g = spec["grid"]
     for axis in ("llms", "visual_tokens", "points"):
         g.pop(axis, None)
-    compressors = list(dict.fromkeys(list(grid.compressors) + [p.candidate.compressor for p in picks]))
-    g["compressors"] = compressors
-    head = yaml.safe_dump(doc, sort_keys=False).rstrip("\n").splitlines()
-    lines = []
-    for llm, v, comp, task, seed in grid.combinations():
-        lines.append(f"      - {{llm: {llm}, visual_tokens: {v}, compressor: {comp}, task: {task}, seed: {seed}}}")
+    g["compressors"] = list(dict.fromkeys(list(grid.compressors) + [p.candidate.compressor for p in picks]))
+    spec.setdefault("storage", {})["path"] = storage if is_remote(storage) else str(Path(storage).resolve())
+    if exp.source_dir is not None:
+        spec["base_dir"] = str(exp.source_dir)
+    planned = [r for r in table if "round" in r]
+    this_round = max((int(r["round"]) for r in planned), default=1)
+    lines = [_point(r["llm"], r["visual_tokens"], r["compressor"], r["task"], r["seed"], int(r["round"]))
+             for r in planned]
     task, seed = grid.tasks[0], grid.seeds[0]
     for p in picks:
         c = p.candidate
-        lines.append(f"      - {{llm: {c.llm}, visual_tokens: {c.visual_tokens}, compressor: {c.compressor}, "
-                     f"task: {task}, seed: {seed}}}  # proposed: {p.reason}")
+        lines.append(_point(c.llm, c.visual_tokens, c.compressor, task, seed, this_round + 1)
+                     + f"  # proposed: {p.reason}")
     out, inserted = [], False
-    for line in head:
+    for line in yaml.safe_dump(doc, sort_keys=False).rstrip("\n").splitlines():
         out.append(line)
         if line.strip() == "grid:" and not inserted:
             out.append("    points:")
             out.extend(lines)
             inserted = True
-    text = "# Proposed by `vlmscale propose`: the finished cells plus the next most informative ones.\n" \
-           + "\n".join(out) + "\n"
+    text = (f"# Proposed by vlmscale after round {this_round} of {exp.name}: every cell the study has, and round "
+            f"{this_round + 1}'s picks.\n# `vlmscale run` on this file trains the picks into the same experiment, "
+            "from any folder.\n" + "\n".join(out) + "\n")
     parse(yaml.safe_load(text), "next.yaml")  # what we write must validate
     return text
+
+
+def _point(llm: str, v: int, compressor: str, task: str, seed: int, round_no: int) -> str:
+    cell = f"llm: {json.dumps(llm)}, visual_tokens: {v}, compressor: {compressor}, task: {json.dumps(task)}, seed: {seed}"
+    return f"      - {{{cell}{f', round: {round_no}' if round_no > 1 else ''}}}"
 
 
 def load_source(source: str, metric: str = "error", storage: str | None = None, kind: str | None = None,

@@ -25,8 +25,11 @@ COLUMNS = ("cell", "llm", "llm_params", "visual_tokens", "compressor", "task", "
 def locate(name_or_file: str, storage: str | None = None, require_state: bool = True
            ) -> tuple[Experiment, ExperimentDir]:
     """An experiment from its spec file, or by name under ``storage`` (else ``$VLMSCALE_STORAGE``,
-    else ./vlmscale-runs). Its state must exist unless ``require_state`` is False (cluster commands
-    need only the spec): a command that finds nothing says so rather than report "0 pending"."""
+    else where this user's index has it, else ./vlmscale-runs: orchestrator/index.py). Its state
+    must exist unless ``require_state`` is False (cluster commands need only the spec): a command
+    that finds nothing says so rather than report "0 pending"."""
+    from .index import resolve
+
     p = Path(name_or_file)
     if p.suffix in (".yaml", ".yml") or p.is_file():
         exp = load(p)
@@ -36,11 +39,11 @@ def locate(name_or_file: str, storage: str | None = None, require_state: bool = 
                             f"start it with `vlmscale run {p}`, or pass --storage (or set {STORAGE_ENV}) "
                             "with the directory that holds it")
         return exp, exp_dir
-    exp_dir = ExperimentDir.of(storage or os.environ.get(STORAGE_ENV) or "./vlmscale-runs", name_or_file)
+    exp_dir = ExperimentDir.of(resolve(name_or_file, storage), name_or_file)
     if not exp_dir.manifest.is_file():
         raise StorageError(
-            f"no experiment {name_or_file!r} under {exp_dir.root.parent}: pass the spec file, or --storage "
-            f"(or {STORAGE_ENV}) with the directory that holds it"
+            f"no experiment {name_or_file!r} under {exp_dir.root.parent}, nor in the index of your runs: pass the "
+            f"spec file, or --storage (or {STORAGE_ENV}) with the directory that holds it"
         )
     manifest = exp_dir.read_manifest()
     exp = parse(manifest["spec"], str(exp_dir.manifest))

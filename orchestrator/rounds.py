@@ -42,9 +42,9 @@ class RoundLog:
             self.rounds.append({"round": len(self.rounds) + 1, "cells": [], "fit": None})
         return self.rounds[number - 1]
 
-    def proposed(self, number: int) -> bool:
-        """Whether the round's cells are known: the grid always, a later round once proposed."""
-        return number == 1 or (number <= len(self.rounds) and bool(self.rounds[number - 1]["cells"]))
+    def proposed(self, number: int, grid_round: int = 1) -> bool:
+        """Whether the round's cells are known: the grid's rounds always, a later round once proposed."""
+        return number <= grid_round or (number <= len(self.rounds) and bool(self.rounds[number - 1]["cells"]))
 
     def add_round(self, number: int, points: list[dict[str, Any]]) -> None:
         self.entry(number)["cells"] = points
@@ -58,23 +58,35 @@ def round_points(log: RoundLog, number: int) -> list[tuple]:
     return [tuple(p[k] for k in POINT) for p in log.entry(number)["cells"]]
 
 
+def grid_round(exp: Experiment) -> int:
+    """The round the spec's grid reaches: 1, or the last round a proposed next.yaml added to it."""
+    return max(exp.spec.grid.rounds())
+
+
 def cells_of_round(exp: Experiment, log: RoundLog, number: int, grid: list[Cell],
                    vision_path: str | None, lrs: dict[str, float] | None = None) -> list[Cell]:
-    """Round 1 is the grid; a later round is its proposed points, built like grid cells."""
-    if number == 1:
+    """The grid's rounds train as one (the spec lists their cells); a later round is its proposed
+    points, built like grid cells."""
+    if number <= grid_round(exp):
         return grid
     return [make_cell(exp, *point, vision_path=vision_path, lrs=lrs) for point in round_points(log, number)]
 
 
 def all_cells(exp: Experiment, exp_dir: ExperimentDir, grid: list[Cell] | None = None,
               vision_path: str | None = None, lrs: dict[str, float] | None = None) -> list[tuple[int, Cell]]:
-    """(round, cell) of every cell the study has so far, grid first (orchestrator/identity.py's
+    """(round, cell) of every cell the study has so far — the grid's, each with the round that
+    brought it, then every round's proposals the grid does not list (orchestrator/identity.py's
     ``planned_cells`` builds them exactly as ``run`` does)."""
     grid = grid if grid is not None else exp.cells()
     log = RoundLog.load(exp_dir)
-    out = [(1, c) for c in grid]
+    out = list(zip(exp.spec.grid.rounds(), grid))
+    seen = {c.key for c in grid}
     for number in range(2, len(log.rounds) + 1):
-        out += [(number, c) for c in cells_of_round(exp, log, number, grid, vision_path, lrs)]
+        for point in round_points(log, number):
+            c = make_cell(exp, *point, vision_path=vision_path, lrs=lrs)
+            if c.key not in seen:
+                seen.add(c.key)
+                out.append((number, c))
     return out
 
 

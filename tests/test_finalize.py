@@ -40,7 +40,7 @@ def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
 
     out = "\n".join(lines)
     assert "law (multiplicative" in out and "90% CI" in out and "optimal visual tokens V*" in out
-    assert "next 4 runs" in out
+    assert "next 3 runs" in out  # the quickstart's fit.propose
     for name in ("index.html", "fit.json", "error_vs_tokens.png", "error_vs_tokens.svg", "error_vs_flops.png",
                  "frontier.png", "next.yaml"):
         assert (exp_dir.fit / name).is_file(), name
@@ -60,7 +60,14 @@ def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
     # next.yaml is a ready-to-run extension of the same experiment
     nxt = load(exp_dir.fit / "next.yaml")
     keys = [c.key for c in nxt.cells()]
-    assert nxt.name == exp.name and keys[:9] == [c.key for c in exp.cells()] and len(keys) == 13
+    assert nxt.name == exp.name and keys[:9] == [c.key for c in exp.cells()] and len(keys) == 12
+    assert nxt.spec.grid.rounds() == [1] * 9 + [2] * 3  # the picks are round 2 of the same study
+    # the default candidates: the named LLMs x the V of whole patch blocks (1, 4, 16 on the 4x4 tower),
+    # so the picks are the LLM beyond the grid — never V = 9, which straddles the scene's cells
+    assert {c.llm for c in nxt.cells()[9:]} == {"tiny-l"} and {c.visual_tokens for c in nxt.cells()} == {1, 4, 16}
+    # same experiment wherever the file is: its storage written absolute, the same cells' settings
+    assert nxt.storage_root() == str((tmp_path / "runs").resolve())
+    assert [c.digest for c in nxt.cells()[:9]] == [c.digest for c in exp.cells()]
 
     # running the final job again updates the same fit run, without a duplicate point
     finalize(exp, exp_dir, text, tracker, parent, echo=lines.append)

@@ -85,16 +85,16 @@ def cmd_results(a) -> int:
 
 
 def cmd_repair(a) -> int:
+    from ..index import resolve
     from ..layout import ExperimentDir
     from ..repair import repair
-    from ..spec import STORAGE_ENV
 
     p = Path(a.name)
     if p.suffix in (".yaml", ".yml") or p.is_file():
         exp = load(p)
         exp_dir = ExperimentDir.of(exp.storage_root(a.storage), exp.name)
-    else:
-        exp_dir = ExperimentDir.of(a.storage or os.environ.get(STORAGE_ENV) or "./vlmscale-runs", a.name)
+    else:  # by name: its experiment.json may be what is damaged, so the directory alone is looked up
+        exp_dir = ExperimentDir.of(resolve(a.name, a.storage), a.name)
     if not exp_dir.root.exists():
         raise UsageError(f"no experiment {a.name!r} under {exp_dir.root.parent}: pass --storage with the directory "
                          "that holds it")

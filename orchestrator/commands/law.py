@@ -152,10 +152,13 @@ def cmd_propose(a) -> int:
         raise UsageError(f"--budget {a.budget!r}: give training FLOPs, e.g. 1e15") from None
     exp, spec_doc, obs, analysis = _analysis(a, a.k)
     if not analysis.picks:
-        print("nothing to propose: every candidate cell is done or over --budget")
+        print("nothing to propose: every candidate cell is done or over --budget (spec.fit.candidates names "
+              "what proposals choose from)")
         return 0
     output = a.output or "next.yaml"
-    atomic_write_text(Path(output), next_spec(exp, spec_doc, obs, list(analysis.picks)))
+    _, exp_dir = locate(a.source, a.storage)
+    atomic_write_text(Path(output), next_spec(exp, spec_doc, rows(exp, exp_dir), list(analysis.picks),
+                                              str(exp_dir.root.parent)))
     if a.format == "json":
         print(json.dumps({"output": output, **nan_to_none(analysis.as_dict())}, indent=2))
     elif a.format == "csv":

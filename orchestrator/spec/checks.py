@@ -9,6 +9,7 @@ from workloads.compressors import VisualTokenError, check_visual_tokens
 
 from ..errors import SpecError
 from .artifacts import TOKENIZER_FILES, model_problems
+from .document import candidate_problem
 from .experiment import Experiment
 
 
@@ -18,6 +19,7 @@ def _llm_fields(exp: Experiment) -> list[tuple[str, str]]:
     fields = ([(f"spec.grid.llms[{i}]", m) for i, m in enumerate(g.llms)] if g.llms is not None
               else [(f"spec.grid.points[{i}].llm", p.llm) for i, p in enumerate(g.points)])
     fields += [(f"spec.profile.llms[{i}]", m) for i, m in enumerate(exp.spec.profile.llms)]
+    fields += [(f"spec.fit.candidates.llms[{i}]", m) for i, m in enumerate(exp.spec.fit.candidates.llms or [])]
     seen: dict[str, str] = {}
     for field, ref in fields:
         seen.setdefault(ref, field)
@@ -50,6 +52,9 @@ def problems(exp: Experiment) -> list[str]:
                 check_visual_tokens(compressor, v, grid)
             except VisualTokenError as e:
                 out.append(f"spec.grid.visual_tokens: {v} with compressor {compressor!r}: {e}")
+        why = candidate_problem(s, grid)
+        if why:
+            out.append(f"spec.{why}")
     if s.data.source == "llava":
         for field in ("llava_train", "llava_eval"):
             path = exp.locate_file(getattr(s.data, field))

@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 from workloads.compressors import VisualTokenError, check_visual_tokens
 from workloads.data.synthetic import TASKS as SYNTHETIC_TASKS
 
-from .base import Strict
+from .base import Strict, model_ref
 from .grid import Grid
 from .platform import Failure, Kubernetes, Resources, Storage, Tracking
 from .study import Fit, Import, Profile, Rounds
@@ -16,6 +16,9 @@ from .workload import Data, Evaluation, FaultInjection, Training, Vision
 
 class Spec(Strict):
     grid: Grid
+    base_dir: str | None = Field(
+        None, description="The folder relative paths in this spec resolve against (default: the spec file's own); "
+                          "a proposed next.yaml names the original spec's folder here, so it runs from anywhere")
     vision: Vision = Vision()
     data: Data = Data()
     training: Training = Training()
@@ -62,4 +65,29 @@ class Spec(Strict):
                     check_visual_tokens(compressor, v, grid)
                 except VisualTokenError as e:
                     raise ValueError(f"grid.visual_tokens: {v} with compressor {compressor!r}: {e}") from None
+            why = candidate_problem(self, grid)
+            if why:
+                raise ValueError(why)
+        if self.base_dir is not None:
+            model_ref(self.base_dir, "base_dir")
+            if not self.base_dir.startswith(("/", "~")):
+                raise ValueError(f"base_dir: {self.base_dir!r} must be an absolute path (the folder the spec's "
+                                 "relative paths resolve against)")
         return self
+
+
+def candidate_problem(spec: Spec, grid: int) -> str | None:
+    """Why ``fit.candidates.visual_tokens`` holds a V that no compressor of the grid can produce on
+    the tower's ``grid``×``grid`` patches (None when each can be used)."""
+    compressors = list(dict.fromkeys(c[2] for c in spec.grid.combinations()))
+    for v in spec.fit.candidates.visual_tokens or []:
+        reasons = []
+        for compressor in compressors:
+            try:
+                check_visual_tokens(compressor, v, grid)
+                break
+            except VisualTokenError as e:
+                reasons.append(str(e))
+        else:
+            return f"fit.candidates.visual_tokens: {v}: {reasons[0]}"
+    return None

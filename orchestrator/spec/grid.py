@@ -47,6 +47,8 @@ class GridPoint(Strict):
     compressor: CompressorName | None = None  # default: compressors[0]
     task: str | None = None  # default: tasks[0]
     seed: int | None = Field(None, ge=0, le=SEED_MAX)  # default: seeds[0]
+    round: int | None = Field(None, ge=1, le=1000, description="The study round that proposed it (next.yaml "
+                                                               "writes it; not part of the cell)")
 
     @field_validator("llm")
     @classmethod
@@ -91,6 +93,12 @@ class Grid(Strict):
         elif self.llms is not None or self.visual_tokens is not None:
             raise ValueError("give either llms and visual_tokens, or points, not both")
         return self
+
+    def rounds(self) -> list[int]:
+        """The study round of each cell of :meth:`combinations`: 1, or the round that proposed it."""
+        if self.points is None:
+            return [1] * len(self.combinations())
+        return [p.round or 1 for p in self.points]
 
     def combinations(self) -> list[tuple[str, int, str, str, int]]:
         """(llm, V, compressor, task, seed) of every cell, in a stable order."""

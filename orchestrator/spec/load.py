@@ -117,7 +117,8 @@ def load(path: str | Path) -> Experiment:
     except UnicodeDecodeError:
         raise SpecError(f"{p}: not a text file (UTF-8 YAML expected)") from None
     exp = parse(read_yaml(text, str(p)), str(p))
-    exp._source_dir = p.resolve().parent
+    base = exp.spec.base_dir
+    exp._source_dir = Path(base).expanduser() if base is not None else p.resolve().parent
     return exp
 
 

@@ -31,6 +31,11 @@ def feasible_visual_tokens(compressor: str, grid: int, limit: int | None = None)
     return kind(compressor).feasible(grid, limit)
 
 
+def aligned_visual_tokens(compressor: str, grid: int) -> list[int]:
+    """The V ``compressor`` produces without straddling the patch grid (:meth:`CompressorKind.aligned`)."""
+    return kind(compressor).aligned(grid)
+
+
 def check_visual_tokens(compressor: str, visual_tokens: int, grid: int) -> None:
     """Raise :class:`VisualTokenError` with the reason and the valid choices if V is impossible."""
     k = kind(compressor)
@@ -44,7 +49,7 @@ def check_visual_tokens(compressor: str, visual_tokens: int, grid: int) -> None:
 
 _LAZY = {"Compressor": "module", "CompressorInputs": "module", "build_compressor": "module"}
 
-__all__ = ["CompressorKind", "Shape", "VisualTokenError", "check_visual_tokens", "feasible_visual_tokens", "kind",
+__all__ = ["CompressorKind", "Shape", "VisualTokenError", "aligned_visual_tokens", "check_visual_tokens", "feasible_visual_tokens", "kind",
            "listed", "names", *sorted(_LAZY)]
 
 
