@@ -23,6 +23,7 @@ from .trials import plan, run_grid
 class RunOutcome:
     exp_dir: ExperimentDir
     tracking_uri: str
+    experiment_id: str
     parent_run_id: str
     finished: list[str]
     errored: dict[str, str]
@@ -196,7 +197,8 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
                                  "cells_errored": len(errored)}, step=len(finished), dedup="cells_finished")
     done = not errored and all(c.key in finished for c in planned)
     tracker.finish(parent, "FINISHED" if done else "FAILED")
-    return RunOutcome(exp_dir, target[0], parent, sorted(finished), errored, sorted(before), time.time() - t0)
+    return RunOutcome(exp_dir, target[0], tracker.experiment_id, parent, sorted(finished), errored, sorted(before),
+                      time.time() - t0)
 
 
 def _mark_killed(tracker, parent: str, run_ids: dict[str, str], exp_dir: ExperimentDir) -> None:

@@ -49,17 +49,33 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     tracker.mark_running(run_id)
     written, next_yaml = _write(exp, exp_dir, spec_text, table, analysis, so_far,
                                 on_figure=lambda name, fig: tracker.client.log_figure(run_id, fig,
-                                                                                     f"figures/{name}.png"))
+                                                                                     f"figures/{name}.png"),
+                                about=_about(exp, exp_dir, tracker, run_id, round_no))
     echo("\n" + format_analysis(analysis))
     echo(f"report: {exp_dir.fit / 'index.html'}"
          + (f" (a copy: {exp_dir.fit_staging / 'index.html'})" if exp_dir.remote else "")
-         + f"\nnext:   vlmscale run {next_yaml}")
-    _log(tracker, run_id, exp, analysis, round_no, written, next_yaml)
+         + (f"\nnext:   vlmscale run {next_yaml}" if analysis.picks else
+            "\nnext:   nothing proposed — every candidate cell is trained; name more in spec.fit.candidates"))
+    _log(tracker, run_id, parent, exp, analysis, round_no, written, next_yaml)
     return analysis
 
 
+def _about(exp: Experiment, exp_dir: ExperimentDir, tracker, run_id: str, round_no: int) -> dict[str, str]:
+    """The report's headline facts: which spec, when, and where its MLflow run is."""
+    import time
+
+    from .track import run_link
+
+    local = not tracker.uri.startswith(("http://", "https://"))
+    return {"experiment": f"{exp.name}, round {round_no} (spec digest {exp.digest()}, state in {exp_dir.root})",
+            "spec folder": str(exp.source_dir) if exp.source_dir else "-",
+            "written": time.strftime("%Y-%m-%d %H:%M %Z"),
+            f"MLflow fit run{f' (with `vlmscale ui {exp.name}` running)' if local else ''}":
+                run_link(tracker.uri, tracker.experiment_id, run_id)}
+
+
 def _write(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, table, analysis, rounds,
-           on_figure) -> tuple[list[Path], Path]:
+           on_figure, about: dict[str, str]) -> tuple[list[Path], Path]:
     """The report and next.yaml, written locally and kept in the experiment's storage."""
     from .calibrate import chosen_lrs
     from .proposals import next_spec
@@ -68,7 +84,7 @@ def _write(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, table, analy
 
     out = exp_dir.fit_staging
     written = write_report(analysis, out, title=f"{exp.name}: scaling law", rounds=rounds,
-                           learning_rates=chosen_lrs(exp_dir), on_figure=on_figure)
+                           learning_rates=chosen_lrs(exp_dir), on_figure=on_figure, about=about)
     next_yaml = out / "next.yaml"
     atomic_write_text(next_yaml, next_spec(exp, read_yaml(spec_text, "the spec"), table, list(analysis.picks),
                                            str(exp_dir.root.parent)))
@@ -77,7 +93,8 @@ def _write(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, table, analy
     return written, next_yaml
 
 
-def _log(tracker, run_id: str, exp: Experiment, analysis, round_no: int, written: list[Path], next_yaml: Path) -> None:
+def _log(tracker, run_id: str, parent_id: str, exp: Experiment, analysis, round_no: int, written: list[Path],
+         next_yaml: Path) -> None:
     """The fit run: the law's parameters with intervals, its errors, the settings, the files."""
     f, fit = exp.spec.fit, analysis.fit
     metrics = {**fit.params, "objective": fit.objective, "rmse": fit.rmse, "r2": fit.r2, "n_points": fit.n_points}
@@ -92,7 +109,11 @@ def _log(tracker, run_id: str, exp: Experiment, analysis, round_no: int, written
     tracker.log_params_once(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric, "metric_kind": fit.kind,
                                      "bootstrap": f.bootstrap, "ci_level": f.ci_level, "text_tokens": f.text_tokens,
                                      "round": round_no, "cells_per_round": exp.spec.rounds.cells_per_round or f.propose})
-    tracker.set_tags(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric, "metric_kind": fit.kind})
+    # the conclusion is the fit run's description (the run page's first lines) and the parent's
+    conclusion = analysis.conclusion.text()
+    tracker.set_tags(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric, "metric_kind": fit.kind,
+                              "mlflow.note.content": conclusion})
+    tracker.set_tags(parent_id, {"mlflow.note.content": f"Round {round_no}: {conclusion}"})
     for path in written:
         tracker.client.log_artifact(run_id, str(path), "report")
     tracker.client.log_artifact(run_id, str(next_yaml))

@@ -63,13 +63,19 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_root: str | None = None):
         from mlflow.tracking import MlflowClient
 
+        from .mlflow_view import experiment_tags
+
         self.uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         found = self.client.get_experiment_by_name(experiment_name)
         if found is None:
-            self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=artifact_root)
+            self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=artifact_root,
+                                                               tags=experiment_tags())
         else:
             self.experiment_id = found.experiment_id
+            for key, value in experiment_tags().items():  # an experiment an older vlmscale made, or changed
+                if found.tags.get(key) != value:
+                    self.client.set_experiment_tag(self.experiment_id, key, value)
         self._last_step: dict[str, int] = {}
 
     def _find(self, filter_string: str):
@@ -164,7 +170,7 @@ class Tracker:
 
     def last_logged_step(self, run_id: str, metric: str = "loss") -> int:
         if (run_id, metric) not in self._last_step:
-            history = self.client.get_metric_history(run_id, metric)
+            history = self.client.get_metric_history(run_id, _metric_name(metric))
             self._last_step[(run_id, metric)] = max((m.step for m in history), default=-1)
         return self._last_step[(run_id, metric)]
 
@@ -261,7 +267,15 @@ def _param_value(v: Any) -> Any:
     return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
+CURVE_SECTION = "curves/"  # MLflow draws sections alphabetically: the training curves come first
+
+
 def _metric_name(key: str) -> str:
+    """A report key as MLflow names it: a training curve under ``curves/`` (its run page's first
+    charts, before the one-point results), anything else as it is, made safe."""
+    from workloads.report import CURVES
+
+    key = CURVE_SECTION + key if key in CURVES else key
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
 
 
@@ -375,6 +389,18 @@ def check_reachable(uri: str, timeout_s: float = 5.0, tries: int = 2) -> None:
 
     raise ServiceError(f"MLflow at {uri} is not reachable ({why}): start the server, or point "
                        "spec.tracking.mlflow_uri (or MLFLOW_TRACKING_URI) at one")
+
+
+UI_PORT = 5000  # where `vlmscale ui` serves a local store
+
+
+def ui_base(uri: str, port: int = UI_PORT) -> str:
+    """The address of the UI over a tracking URI: the server itself, or `vlmscale ui`'s for a local store."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{port}"
+
+
+def run_link(uri: str, experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
+    return f"{ui_base(uri, port)}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def tracking_target(exp, exp_dir: ExperimentDir) -> tuple[str, str, str | None]:

@@ -108,7 +108,7 @@ def test_reports_a_dead_driver_never_delivered_are_backfilled_from_the_progress_
     lines = [{"step": s, "loss": 3.0 - s / 10, "lr": 0.1} for s in (5, 10, 15, 10, 15, 20)]  # a resume replays 10, 15
     exp_dir.progress_path("cell-a").write_text("\n".join(json.dumps(x) for x in lines) + '\n{"step": 2')
     assert Tracker(uri, "e").log_history(run_id, exp_dir.progress_history("cell-a")) == 3
-    history = MlflowClient(uri).get_metric_history(run_id, "loss")
+    history = MlflowClient(uri).get_metric_history(run_id, "curves/loss")
     assert sorted(m.step for m in history) == [5, 10, 15, 20]
     assert Tracker(uri, "e").log_history(run_id, exp_dir.progress_history("cell-a")) == 0  # idempotent
 
@@ -232,7 +232,7 @@ def test_mlflow_down_for_30_s_mid_experiment_loses_nothing_and_blocks_nothing(tm
         expected = list(range(250, steps + 1, 250))
         for run in runs["cell"]:
             assert run.info.status == "FINISHED"
-            steps_logged = sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
+            steps_logged = sorted(m.step for m in client.get_metric_history(run.info.run_id, "curves/loss"))
             assert steps_logged == expected, run.data.tags["vlmscale.cell"]  # every point, once
         key = "tiny-xs-v1-avgpool-shapes-s0"
         record = json.loads((exp_dir / "results" / f"{key}.json").read_text())
@@ -260,7 +260,7 @@ def test_a_checkpoint_cut_short_under_ray_resumes_from_the_one_before(tmp_path):
     client, runs = _runs(f"sqlite:///{exp_dir / 'mlflow.db'}", "cut")
     assert len(runs["cell"]) == 2 and all(r.info.status == "FINISHED" for r in runs["cell"])
     cell = next(r for r in runs["cell"] if r.data.tags["vlmscale.cell"] == key)
-    steps = [m.step for m in client.get_metric_history(cell.info.run_id, "loss")]
+    steps = [m.step for m in client.get_metric_history(cell.info.run_id, "curves/loss")]
     assert sorted(steps) == [5, 10, 15, 20, 25, 30]  # replayed steps logged once
 
 

@@ -254,8 +254,11 @@ def test_the_spec_takes_the_workloads_defaults():
     assert default(Training, "lr") == TrainConfig.lr
     for field in ("steps", "batch_size", "lr"):
         assert default(VisionPretraining, field) == getattr(PretrainConfig, field), field
-    for field in ("batch_sizes", "text_tokens", "answer_tokens", "repeats", "warmup", "dtype"):
+    for field in ("batch_sizes", "answer_tokens", "repeats", "warmup", "dtype"):
         assert default(Profile, field) == getattr(ProfileSettings, field), field
+    from orchestrator.spec import Fit
+
+    assert default(Fit, "text_tokens") == ProfileSettings.text_tokens  # one Q: the fit's is the profile's
 
 
 def test_a_default_spec_cell_equals_a_hand_built_one():
@@ -267,3 +270,32 @@ def test_a_default_spec_cell_equals_a_hand_built_one():
     (cell,) = exp.cells()
     assert cell.config == CellConfig(ModelConfig(llm="tiny-s", compressor="avgpool", visual_tokens=4),
                                      DataConfig(), TrainConfig())
+
+
+def test_each_fit_setting_has_one_default_shown_alike_in_the_schema_the_help_and_the_readme():
+    """The spec's Fit block defines the defaults; the schema, every analysis command's --help and the
+    README's table show the same values (a CSV fit once got 1000 replicates, an experiment 200)."""
+    import re
+
+    import click
+
+    from orchestrator.cli import cli
+    from orchestrator.spec.study import FIT_DEFAULTS
+
+    def shown(value) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+
+    props = _schema_defs()["Fit"]["properties"]
+    readme = (ROOT / "README.md").read_text()
+    for name, value in FIT_DEFAULTS.items():
+        assert props[name].get("default") == value, name
+        if value is None:
+            continue
+        row = re.search(rf"^\| `fit\.{name}`[^|]*\| `([^`]+)` \| `([^`]+)` \|$", readme, re.M)
+        assert row and row.group(2) == shown(value), (name, row and row.group(0))
+        if name == "cross_validate":
+            continue
+        for command in ("fit", "frontier", "propose", "report"):
+            cmd = cli.commands[command]
+            params = {p.name: p for p in cmd.get_params(click.Context(cmd))}
+            assert f"fit.{name}, else {shown(value)})" in params[name].help, (command, name, params[name].help)

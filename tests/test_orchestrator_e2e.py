@@ -112,8 +112,11 @@ def test_grid_completes_with_one_parent_and_one_child_run_per_cell(tmp_path, no_
         for c in children:
             assert c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
             assert c.info.status == "FINISHED"
-            for key in ("error", "eval_loss", "inference_flops", "llm_params", "llm_params_total", "loss"):
+            for key in ("error", "eval_loss", "curves/loss", "curves/lr"):
                 assert key in c.data.metrics, key
+            # constants are params (not one-point charts); the costs at the experiment's Q
+            for key in ("llm_params", "llm_params_total", "inference_flops_llm", "inference_flops_vlm", "text_tokens"):
+                assert key in c.data.params and key not in c.data.metrics, key
             assert c.data.params["visual_tokens"] in ("1", "4") and c.data.params["train.steps"] == "30"
             assert "vlmscale.checkpoint" in c.data.tags
         assert "pkg.torch" in parents[0].data.params and "git_sha" in parents[0].data.params
@@ -123,7 +126,8 @@ def test_grid_completes_with_one_parent_and_one_child_run_per_cell(tmp_path, no_
         for row in results:
             child = next(c for c in children if c.data.tags["vlmscale.cell"] == row["cell"])
             assert row["error"] == pytest.approx(child.data.metrics["error"])
-            assert row["inference_flops"] == pytest.approx(child.data.metrics["inference_flops"])
+            assert row["inference_flops_llm"] == pytest.approx(float(child.data.params["inference_flops_llm"]), rel=1e-5)
+            assert row["inference_flops_llm"] == 2 * row["llm_params"] * (50 + row["visual_tokens"])
         csv = _vlmscale("results", str(spec), "--format", "csv").stdout.splitlines()
         assert csv[0].startswith("cell,llm,llm_params,visual_tokens,compressor,task,seed,error")
 
@@ -205,7 +209,7 @@ def test_driver_killed_with_sigkill_resumes_without_retraining_or_duplicates(tmp
 
     client = MlflowClient(f"sqlite:///{exp_dir / 'mlflow.db'}")
     for c in children:
-        steps = [m.step for m in client.get_metric_history(c.info.run_id, "loss")]
+        steps = [m.step for m in client.get_metric_history(c.info.run_id, "curves/loss")]
         assert len(steps) == len(set(steps)), (c.data.tags["vlmscale.cell"], steps)
 
 
@@ -229,7 +233,7 @@ def test_two_drivers_started_at_once_one_runs_the_other_refuses(tmp_path, no_ray
         from mlflow.tracking import MlflowClient
 
         steps = [m.step for m in MlflowClient(f"sqlite:///{exp_dir / 'mlflow.db'}").get_metric_history(
-            c.info.run_id, "loss")]
+            c.info.run_id, "curves/loss")]
         assert len(steps) == len(set(steps))
 
 

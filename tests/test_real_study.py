@@ -86,9 +86,9 @@ def test_the_two_stage_study_on_local_checkpoints_and_llava_data(tmp_path):
     assert len(cells) == 6 and all(c.info.status == "FINISHED" for c in cells)
     run = cells[0]
     assert {"error/colour", "error/pope", "error"} <= set(run.data.metrics)
-    stages = {m.value for m in client.get_metric_history(run.info.run_id, "stage")}
+    stages = {m.value for m in client.get_metric_history(run.info.run_id, "curves/stage")}
     assert stages == {0.0, 1.0}  # the curves run on across both stages
-    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == [2, 4, 6, 8]
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "curves/loss")) == [2, 4, 6, 8]
 
     fit = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(path), "--format", "json"],
                          cwd=elsewhere, env=_env(tmp_path), capture_output=True, text=True, timeout=120)

@@ -27,7 +27,7 @@ def _spec(tmp_path: Path) -> Path:
             "data": {"eval_size": 64, "train_size": 2000},
             "training": {"steps": 60, "batch_size": 16, "checkpoint_every": 20, "log_every": 10},
             "storage": {"path": str(tmp_path / "runs")},
-            "fit": {"bootstrap": 50, "propose": 4},
+            "fit": {"bootstrap": 50, "propose": 4, "candidates": {"llms": ["tiny-xs", "tiny-s", "tiny-m"]}},
             "rounds": {"count": 2, "cells_per_round": 2},
         },
     }

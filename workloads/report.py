@@ -15,7 +15,8 @@ CONSTANTS = (
     "prefill_latency_s", "resumed_from_step",
 )
 CONSTANT_PREFIXES = ("seconds/stage/",)  # the time a cell spent in each stage
-BOOKKEEPING = ("final",)  # marks the final report; neither a metric nor a param
+BOOKKEEPING = ("final", "step")  # the final report's mark and the x-axis: neither a metric nor a param
+CURVES = ("loss", "lr", "grad_norm", "samples_per_s", "stage")  # training curves, a point every log step
 
 
 def is_constant(key: str) -> bool:

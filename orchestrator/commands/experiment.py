@@ -56,9 +56,32 @@ def _run(exp, spec_text: str, a, storage: str) -> int:
           f"{len(outcome.errored)} errored, in {outcome.seconds:.0f} s")
     for key, cause in outcome.errored.items():
         print(f"  {key}: {cause}  (log: {outcome.exp_dir.log_path(key)})")
-    print(f"results:  vlmscale results {exp.name} --storage {outcome.exp_dir.root.parent}")
-    print(f"MLflow:   {outcome.tracking_uri} (vlmscale ui {exp.name} --storage {outcome.exp_dir.root.parent})")
+    print(f"results:  vlmscale results {_named(exp.name, outcome.exp_dir)}")
+    print(f"MLflow:   {_mlflow_line(exp.name, outcome)}")
     return 0 if not outcome.errored else 1
+
+
+def _named(name: str, exp_dir) -> str:
+    """How a command names the experiment: the bare name where it resolves to this storage, else with --storage."""
+    from ..errors import StorageError
+    from ..index import canonical, resolve
+
+    try:
+        if canonical(resolve(name)) == canonical(str(exp_dir.root.parent)):
+            return name
+    except StorageError:  # the name is kept in two places: say which
+        pass
+    return f"{name} --storage {exp_dir.root.parent}"
+
+
+def _mlflow_line(name: str, outcome) -> str:
+    from ..mlflow_view import experiment_url
+    from ..track import ui_base
+
+    url = experiment_url(ui_base(outcome.tracking_uri), outcome.experiment_id)
+    if outcome.tracking_uri.startswith(("http://", "https://")):
+        return url
+    return f"vlmscale ui {_named(name, outcome.exp_dir)}, then {url}"
 
 
 def cmd_run(a) -> int:
@@ -141,18 +164,17 @@ def cmd_status(a) -> int:
 
 
 def cmd_ui(a) -> int:
-    from ..track import tracking_target
+    """MLflow's UI over the experiment's local store, quiet: its log goes to a file, one line with
+    the address of the experiment's cells is printed once the server answers; Ctrl-C stops it."""
+    from ..mlflow_view import experiment_url
+    from ..track import Tracker, tracking_target, ui_base
 
     exp, exp_dir = locate(a.name, a.storage)
-    uri, _, _ = tracking_target(exp, exp_dir)
+    uri, name, root = tracking_target(exp, exp_dir)
     if not uri.startswith("sqlite:///"):
-        print(f"{exp.name} tracks to {uri}: open that server's UI")
+        tracker = Tracker(uri, name, root)
+        print(f"{exp.name} tracks to {uri}: {experiment_url(ui_base(uri), tracker.experiment_id)}")
         return 0
-    mlflow = Path(sys.executable).with_name("mlflow")
-    argv = [str(mlflow) if mlflow.exists() else "mlflow", "ui", "--backend-store-uri", uri,
-            "--host", "127.0.0.1", "--port", str(a.port), "--workers", "1"]
-    print(f"MLflow UI for {exp.name}: http://127.0.0.1:{a.port}", flush=True)
-    os.execvp(argv[0], argv)
-    return 0  # not reached
+    from ..mlflow_ui import serve
 
-
+    return serve(uri, name, root, a.port, exp_dir.local / "logs" / "mlflow-ui.log", exp.name)

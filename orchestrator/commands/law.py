@@ -208,8 +208,12 @@ def _propose_from_pool(a) -> int:
 def cmd_report(a) -> int:
     from ..scaling.report import write_report
 
+    import time
+
     exp, _, _, analysis = _analysis(a, a.k, compare_all=True)
-    written = write_report(analysis, a.output, title=f"{exp.name if exp else a.source}: scaling law")
+    about = {"source": a.source if exp is None else f"{exp.name} (spec digest {exp.digest()})",
+             "written": time.strftime("%Y-%m-%d %H:%M %Z")}
+    written = write_report(analysis, a.output, title=f"{exp.name if exp else a.source}: scaling law", about=about)
     print(f"wrote {len(written)} files to {a.output}: open {Path(a.output) / 'index.html'}")
     return 0
 

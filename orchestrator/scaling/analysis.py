@@ -7,6 +7,7 @@ or MLflow here.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,15 @@ class Analysis:
             "proposals": [{"llm": p.candidate.llm, "llm_params": p.candidate.n, "visual_tokens": p.candidate.visual_tokens,
                            "compressor": p.candidate.compressor, "training_cost": p.candidate.cost,
                            "reason": p.reason} for p in self.picks],
+            "conclusion": list(self.conclusion.sentences),
         }
+
+    @property
+    def conclusion(self):
+        """What this analysis establishes, in words (scaling/conclusion.py)."""
+        from .conclusion import conclude
+
+        return conclude(self)
 
 
 def analyze(obs: Observations, form: str = "multiplicative", loss: str = "squared", text_tokens: float = 0.0,
@@ -175,17 +184,17 @@ def format_analysis(a: Analysis) -> str:
     if fr.optimal_visual_tokens is not None:
         ci = fr.optimal_visual_tokens_ci
         ci_txt = f" ({level}% CI [{ci[0]:.3g}, {ci[1]:.3g}])" if ci else ""
-        lines.append(f"frontier (Q = {fr.text_tokens:g} text tokens): optimal visual tokens V* = "
+        lines.append(f"frontier under {fr.cost_label}: optimal visual tokens V* = "
                      f"{fr.optimal_visual_tokens:.3g}{ci_txt}")
     elif fr.cost != "flops":
         lines.append(f"frontier under {fr.cost_label}, interpolated from `vlmscale profile`:")
-    budget = f"budget {fr.cost_unit}"
-    lines.append(f"  {budget:>13} {'N*':>10} {'V*':>7} {a.observations.metric[:7]:>7}  {'best runnable (N, V)':<24}")
+    budget = f"budget {fr.cost_unit}" if fr.cost != "flops" else "budget LLM FLOPs"
+    lines.append(f"  {budget:>16} {'N*':>10} {'V*':>7} {a.observations.metric[:7]:>7}  {'best runnable (N, V)':<24}")
     for p in fr.points:
         run = "-" if p.discrete is None else (f"({p.discrete[0]:.3g}, {p.discrete[1]:g})"
                                                + (" trained" if p.discrete_trained else " untrained"))
         mark = "*" if p.extrapolated else " "
-        lines.append(f"  {p.budget:>13.3g} {p.n:>10.3g} {p.v:>7.3g} {p.error:>7.4f}{mark} {run:<24}")
+        lines.append(f"  {p.budget:>16.3g} {p.n:>10.3g} {p.v:>7.3g} {p.error:>7.4f}{mark} {run:<24}")
     if any(p.extrapolated for p in fr.points):
         lines.append("  * extrapolated: N* or V* beyond the trained cells (a prediction, not a measurement)")
     for other, cmp in a.alternatives:
@@ -195,6 +204,8 @@ def format_analysis(a: Analysis) -> str:
         for p in a.picks:
             c = p.candidate
             lines.append(f"  {c.name:<28} {p.reason}")
+    lines.append("conclusion:")
+    lines += [textwrap.fill(s, 108, initial_indent="  ", subsequent_indent="    ") for s in a.conclusion.sentences]
     return "\n".join(lines)
 
 

@@ -183,10 +183,12 @@ def compare_frontiers(fit: Fit, base: Frontier, base_cost, other, n_range: tuple
     where = other.label.split(" (")[0]
     if differ:
         q = max(differ, key=gap)
-        verb = "rises" if q["other_v"] > q["v"] else "falls"
-        n_moves = max(q["n"], q["other_n"]) / max(min(q["n"], q["other_n"]), 1e-30) > 1.5
-        sentence = (f"{where}: V* {verb} from {q['v']:.3g} to {q['other_v']:.3g}"
-                    + (f" and N* goes from {q['n']:.3g} to {q['other_n']:.3g}" if n_moves else "")
+        moves = []  # only what moves by more than 1.5x: never "V* falls from 1 to 1"
+        if max(q["v"], q["other_v"]) / max(min(q["v"], q["other_v"]), 1e-12) > 1.5:
+            moves.append(f"V* {'rises' if q['other_v'] > q['v'] else 'falls'} from {q['v']:.3g} to {q['other_v']:.3g}")
+        if max(q["n"], q["other_n"]) / max(min(q["n"], q["other_n"]), 1e-30) > 1.5:
+            moves.append(f"N* {'rises' if q['other_n'] > q['n'] else 'falls'} from {q['n']:.3g} to {q['other_n']:.3g}")
+        sentence = (f"{where}: " + " and ".join(moves)
                     + f" for the price of {base_cost.name}'s optimum at {q['budget']:.3g} {base_cost.unit}; "
                     f"the two disagree at {len(differ)} of {len(pairs)} budgets")
     else:

@@ -107,7 +107,7 @@ def plot_error_vs_flops(a: Analysis, plt):
                 label="frontier, extrapolated")
         ax.axvspan(min(p.budget for p in joined), max(p.budget for p in joined), color="0.9", zorder=0)
     ax.set_xscale("log")
-    ax.set_xlabel(f"inference FLOPs per sample (2 N (Q + V), Q = {q:g})")
+    ax.set_xlabel(f"LLM inference FLOPs per sample, 2·N·(Q + V), Q = {q:g}")
     ax.set_ylabel(o.metric)
     ax.set_title(f"{o.metric} vs inference compute")
     ax.legend(fontsize=7)
@@ -145,6 +145,7 @@ def plot_frontier(a: Analysis, plt):
     b = np.array([p.budget for p in pts])
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     beyond = [p.budget for p in pts if p.extrapolated]
+    measured = _measured(a)
     for ax, attr, ci, label, ylabel in (
             (axes[0], "n", "n_ci", "optimal LLM size N*", "LLM parameters (non-embedding)"),
             (axes[1], "v", "v_ci", "optimal visual tokens V*", "visual tokens"),
@@ -157,22 +158,33 @@ def plot_frontier(a: Analysis, plt):
         if beyond:
             ax.axvspan(min(beyond), max(beyond), color="0.9", zorder=0, label="extrapolated")
         for trained, style in ((True, {"marker": "s"}), (False, {"marker": "s", "mfc": "none"})):
-            disc = [(p.budget, {"n": p.discrete[0], "v": p.discrete[1], "error": p.discrete[2]}[attr])
+            disc = [(p.budget, {"n": p.discrete[0], "v": p.discrete[1],
+                                "error": measured.get((p.discrete[0], p.discrete[1]), p.discrete[2])}[attr])
                     for p in pts if p.discrete and bool(p.discrete_trained) == trained]
             if disc:
-                ax.plot(*zip(*disc), ls="none", color="C1", **style,
-                        label="best trained cell" if trained else "best cell (never trained)")
+                what = (f"best trained cell{' (measured)' if attr == 'error' else ''}" if trained
+                        else f"best untrained cell{' (predicted)' if attr == 'error' else ''}")
+                ax.plot(*zip(*disc), ls="none", color="C1", **style, label=what)
         ax.set_xscale("log")
         if attr != "error":
             ax.set_yscale("log")
-        ax.set_xlabel(f"inference budget ({fr.cost_unit})")
+        ax.set_xlabel(f"budget, LLM FLOPs (Q = {fr.text_tokens:g})" if fr.cost == "flops"
+                      else f"budget ({fr.cost_unit})")
         ax.set_ylabel(ylabel)
         ax.set_title(label)
         ax.legend(fontsize=7)
-    fig.suptitle(f"compute-optimal frontier, Q = {fr.text_tokens:g} text tokens" if fr.cost == "flops"
-                 else f"optimal frontier under {fr.cost_label}")
+    fig.suptitle(f"compute-optimal frontier under {fr.cost_label}")
     fig.tight_layout()
     return fig
+
+
+def _measured(a: Analysis) -> dict[tuple[float, float], float]:
+    """(N, V) → the metric observed there (the mean over seeds)."""
+    o = a.observations
+    cells: dict[tuple[float, float], list[float]] = {}
+    for n, v, e in zip(o.n, o.v, o.e):
+        cells.setdefault((float(n), float(v)), []).append(float(e))
+    return {k: float(np.mean(x)) for k, x in cells.items()}
 
 
 def _flops_frontier(a: Analysis):
@@ -212,7 +224,7 @@ def plot_cost_frontiers(a: Analysis, plt):
     cmp_ax.plot([p.budget for p in base], [p.v for p in base], "k:", marker=".", label=f"V* under {a.frontier.cost}")
     cmp_ax.set_xscale("log")
     cmp_ax.set_yscale("log", base=2)
-    cmp_ax.set_xlabel(f"budget of {a.frontier.cost} ({a.frontier.cost_unit}); others at the same price")
+    cmp_ax.set_xlabel(f"budget under {a.frontier.cost} ({a.frontier.cost_unit});\nthe others at the same price")
     cmp_ax.set_ylabel("visual tokens")
     cmp_ax.set_title("the same price, another cost model", fontsize=9)
     cmp_ax.legend(fontsize=7)
@@ -243,13 +255,29 @@ def _lr_table(learning_rates: dict[str, float] | None) -> str:
     return f"<h2>Calibrated learning rates</h2><table><tr><th>LLM</th><th>learning rate</th></tr>{body}</table>"
 
 
+def _headline(a: Analysis, about: dict[str, str] | None) -> str:
+    """What the page is about (spec, date, MLflow run: ``about``'s label → text or link) and what
+    the analysis concludes, before any number."""
+    facts = []
+    for label, value in (about or {}).items():
+        if value.startswith(("http://", "https://")):
+            facts.append(f'<li>{html.escape(label)}: <a href="{html.escape(value)}">{html.escape(value)}</a></li>')
+        else:
+            facts.append(f"<li>{html.escape(label)}: {html.escape(value)}</li>")
+    c = a.conclusion
+    return (f"<ul class=about>{''.join(facts)}</ul>" if facts else "") + (
+        f"<div class=conclusion><p><b>{html.escape(c.headline)}</b></p>"
+        + "".join(f"<p>{html.escape(d)}</p>" for d in c.details) + "</div>")
+
+
 def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report",
                  rounds: list[dict] | None = None, learning_rates: dict[str, float] | None = None,
-                 on_figure=None) -> list[Path]:
+                 on_figure=None, about: dict[str, str] | None = None) -> list[Path]:
     """Write PNG + SVG plots, fit.json and index.html (images embedded) under ``out_dir``;
     ``rounds`` (a study's rounds.json entries) adds the frontier's interval round by round,
-    ``learning_rates`` the calibrated learning rate of each LLM. ``on_figure(name, figure)`` sees
-    each figure before it is closed (the final job logs them to MLflow with ``log_figure``)."""
+    ``learning_rates`` the calibrated learning rate of each LLM, ``about`` the page's headline
+    facts (spec, date, MLflow run). ``on_figure(name, figure)`` sees each figure before it is
+    closed (the final job logs them to MLflow with ``log_figure``)."""
     plt = _plt()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +290,7 @@ def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report
         fig = make(a, plt)
         for ext in ("png", "svg"):
             path = out / f"{name}.{ext}"
-            fig.savefig(path, dpi=110)
+            fig.savefig(path, dpi=110, bbox_inches="tight")  # no label cut at the edge
             written.append(path)
         if on_figure is not None:
             on_figure(name, fig)
@@ -279,8 +307,10 @@ def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 pre{{background:#f5f5f5;padding:1em;overflow-x:auto}}img{{max-width:100%}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style></head>
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
+.conclusion{{border-left:4px solid #36c;padding:0 1em;margin:1em 0}}.about{{color:#555}}</style></head>
 <body><h1>{html.escape(title)}</h1>
+{_headline(a, about)}
 <h2>Fitted law, frontier and proposals</h2><pre>{html.escape(format_analysis(a))}</pre>
 {_rounds_table(rounds)}
 {_lr_table(learning_rates)}
