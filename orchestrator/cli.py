@@ -127,15 +127,31 @@ def _analysis_opts(source_optional: bool = False) -> Callable:
         click.argument("source", required=not source_optional, shell_complete=_complete_experiment),
         STORAGE,
         click.option("--form", type=click.Choice(list(FORMS)), help=f"the law ({_spec_default('form')})"),
+        click.option("--law", metavar="EXPR|FILE",
+                     help="a law written as an expression over inputs and parameters, e.g. 'E + A/N**alpha + "
+                          "B/D**beta' (its parameters' ranges with --param), or a YAML file of one (FILE.yaml, or "
+                          "FILE.yaml:NAME); default: the spec's fit.law, else --form"),
+        click.option("--param", multiple=True, metavar="NAME=LO,HI",
+                     help="an expression parameter's range (NAME=log:LO,HI for a positive scale fitted in log); "
+                          "repeat for each"),
+        click.option("--floor", metavar="NAME", help="the expression parameter kept below the smallest value"),
+        click.option("--per-group", metavar="P,Q",
+                     help="parameters that take a value per --group value, the others shared: one joint fit"),
+        click.option("--at", multiple=True, metavar="NAME=VALUE",
+                     help="hold a law's input other than N and V at VALUE for the frontier (repeat for each)"),
         click.option("--loss", type=click.Choice(list(LOSSES)),
                      help=f"the fitting objective ({_spec_default('loss')})"),
-        click.option("--metric", help=f"the column to fit, e.g. eval_loss ({_spec_default('metric')})"),
+        click.option("--metric", help=f"the column to fit, e.g. eval_loss, or several (a law each) such as "
+                                      f"loss_1,loss_2 ({_spec_default('metric')})"),
         click.option("--inputs", metavar="COL,COL",
-                     help="a table's two input columns (default llm_params,visual_tokens: N and V)"),
-        click.option("--group", metavar="COL", help="fit one law per value of this column of a table"),
+                     help="a table's two input columns for a built-in form (default llm_params,visual_tokens: N and "
+                          "V); an expression names its own"),
+        click.option("--group", metavar="COL",
+                     help="fit one law per value of this column (a table's, or a cell's such as compressor); with "
+                          "--per-group one joint law"),
         click.option("--metric-kind", type=click.Choice(list(METRIC_KINDS)),
-                     help="error: a rate in (0, 1); loss: any positive value (default: the spec's fit.metric_kind, "
-                          "else loss if the name has 'loss')"),
+                     help="error: a rate in (0, 1); loss: any positive value; value: any number (default: the "
+                          "spec's fit.metric_kind, else loss if the name has 'loss')"),
         click.option("--ci-level", type=float, help=f"bootstrap interval coverage ({_spec_default('ci_level')})"),
         click.option("--no-cross-validation", is_flag=True, help="skip leave-one-out and the largest-N hold-out"),
         click.option("--text-tokens", type=float,

@@ -24,10 +24,13 @@ def analyse(exp: Experiment, exp_dir: ExperimentDir):
     obs = observations_from_rows(table, f.metric, f.metric_kind)
     candidates = experiment_candidates(exp, obs, table)  # never proposes a cell twice
     _, measured = cost_models(exp, exp_dir, "flops", f.text_tokens, compare_all=True)  # drawn beside, if profiled
+    from .laws import choose
+
+    choice = choose(None, exp)
     try:
-        return table, analyze(obs, f.form, f.loss, f.text_tokens, f.bootstrap, candidates=candidates,
+        return table, analyze(obs, choice.law, f.loss, f.text_tokens, f.bootstrap, candidates=candidates,
                               k=exp.spec.rounds.cells_per_round or f.propose, ci_level=f.ci_level,
-                              cross_validate=f.cross_validate, compare=measured), None
+                              cross_validate=f.cross_validate, compare=measured, at=choice.at), None
     except FitError as e:
         return table, None, str(e)
 

@@ -19,7 +19,9 @@ from workloads.storage import is_remote
 
 from .errors import UsageError
 from .results import locate, rows
-from .scaling.analysis import TABLE_SUFFIXES, Observations, observations_from_rows, table_groups
+from .scaling.analysis import (TABLE_SUFFIXES, Observations, observations_from_rows, observations_from_table,
+                                table_groups)
+from .scaling.table import groups_of
 from .scaling.design import Candidate, Pick, training_cost
 from .scaling.table import VLM_INPUTS
 from .spec import Experiment, cell_key, parse
@@ -153,17 +155,26 @@ def _point(llm: str, v: int, compressor: str, task: str, seed: int, round_no: in
 
 
 def load_source(source: str, metric: str = "error", storage: str | None = None, kind: str | None = None,
-                inputs: tuple[str, str] = VLM_INPUTS, group: str | None = None):
+                inputs: tuple[str, ...] = VLM_INPUTS, group: str | None = None, joint: bool = False):
     """(experiment or None, its spec document or None, [(group label, observations)]) from an
-    experiment's name or spec file (one group), or a CSV/Parquet table (one group per ``group`` value)."""
+    experiment's name or spec file, or a CSV/Parquet table: one group per ``group`` value, or the
+    whole once with the group's codes when the fit is ``joint``."""
     if source.endswith(TABLE_SUFFIXES):
-        return None, None, table_groups(source, metric, kind, inputs, group)
-    if inputs != VLM_INPUTS or group is not None:
-        raise UsageError("--inputs and --group apply to a table (CSV or Parquet); an experiment's inputs are N and V")
+        return None, None, table_groups(source, metric, kind, inputs, group, joint)
     exp, exp_dir = locate(source, storage)
     if exp_dir.manifest.is_file():
         manifest = exp_dir.read_manifest()
         spec_doc = read_yaml(manifest["spec_yaml"], str(exp_dir.manifest)) if "spec_yaml" in manifest else manifest["spec"]
     else:
         spec_doc = read_yaml(Path(source).read_text(), source)
-    return exp, spec_doc, [("all", observations_from_rows(rows(exp, exp_dir), metric, kind))]
+    table = rows(exp, exp_dir)
+    if group is None and inputs in (VLM_INPUTS, ("N", "V")):
+        return exp, spec_doc, [("all", observations_from_rows(table, metric, kind))]
+    import pandas as pd
+
+    frame = pd.DataFrame([r for r in table if r.get("status") == "finished"])
+    where = f"{exp.name}'s cells"
+    if joint:
+        return exp, spec_doc, [("all", observations_from_table(frame, where, metric, kind, inputs, group))]
+    return exp, spec_doc, [(label, observations_from_table(part, where, metric, kind, inputs))
+                           for label, part in groups_of(frame, group, where)]

@@ -101,8 +101,8 @@ def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
     for number, cell in planned:
         record = finished.get(cell.key)
         row: dict[str, Any] = {**cell.params(), "llm_params": None, "error": None, "eval_loss": None,
-                               "inference_flops_llm": None, "inference_flops_vlm": None, "text_tokens": q, "step": 0,
-                               "round": number}
+                               "inference_flops_llm": None, "inference_flops_vlm": None, "text_tokens": q,
+                               "train_samples": cell.config.train.total_samples, "step": 0, "round": number}
         if record is not None and counts(record, cell):
             row.update(_finished(record, cell.compressor, q))
         elif record is not None:

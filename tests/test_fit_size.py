@@ -28,12 +28,11 @@ def _table(rows: int, seed: int = 0, noise: float = 0.01):
 def test_a_chunked_solve_is_the_one_batch_solve():
     n, v, e = _table(300)
     law = FORMS["multiplicative"]
-    n0, v0 = reference_point(n, v)
-    x, y = np.log(n / n0), np.log(v / v0)
+    X = law.coords(np.stack([n, v]), reference_point(n, v))
     starts = np.array(law.starts(e))
     w = np.random.default_rng(1).integers(0, 3, (len(starts), len(e))).astype(float)
-    whole = solve_chunked(law, x, y, e, lambda i, j: w[i:j], starts, "squared")
-    pieces = solve_chunked(law, x, y, e, lambda i, j: w[i:j], starts, "squared", chunk=2 * len(e))  # 2 per chunk
+    whole = solve_chunked(law, X, e, lambda i, j: w[i:j], starts, "squared")
+    pieces = solve_chunked(law, X, e, lambda i, j: w[i:j], starts, "squared", chunk=2 * len(e))  # 2 per chunk
     np.testing.assert_array_equal(whole[0], pieces[0])
     np.testing.assert_array_equal(whole[1], pieces[1])
 
@@ -41,13 +40,13 @@ def test_a_chunked_solve_is_the_one_batch_solve():
 def test_little_bootstraps_give_the_case_bootstraps_interval():
     n, v, e = _table(4000, seed=3)
     law = FORMS["multiplicative"]
-    n0, v0 = reference_point(n, v)
-    x, y = np.log(n / n0), np.log(v / v0)
+    ref = reference_point(n, v)
+    X = law.coords(np.stack([n, v]), ref)
     fit = fit_law(n, v, e, bootstrap=300, cross_validate=False)
     assert fit.subset == resample.subset_size(4000) < 4000 and len(fit.bootstrap) == 300
-    z = law.from_params(fit.params, n0, v0)
-    case, _ = resample._case(law, x, y, n, v, e, z[None], "squared", 300, np.random.default_rng(0))
-    little = np.array([law.from_params(p, n0, v0) for p in fit.bootstrap_params()])
+    z = law.from_params(fit.params, ref)
+    case, _ = resample._case(law, X, np.stack([n, v]), e, z[None], "squared", 300, np.random.default_rng(0))
+    little = np.array([law.from_params(p, ref) for p in fit.bootstrap_params()])
     for i, name in enumerate(law.params):
         if name == "d" or name == "a":  # the floor and coefficient trade off; the exponents are what is read
             continue

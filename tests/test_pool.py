@@ -118,7 +118,7 @@ def test_sequential_design_from_nothing_recovers_the_law_within_a_tenth_of_the_c
     x1, x2, cost = df["N"].to_numpy(), df["E"].to_numpy(), (df["N"] * df["E"]).to_numpy()
     target = np.array([[1.3e9, e] for e in (1.0, 16.0, 512.0)])
     y, spent, budget = np.full(len(df), np.nan), 0.0, 0.1 * cost.sum()
-    while picks := design_pool("multiplicative", x1, x2, y, cost, 1, budget - spent, target=target):
+    while picks := design_pool("multiplicative", np.stack([x1, x2]), y, cost, 1, budget - spent, target=target.T):
         y[picks[0]] = truth[picks[0]]
         spent += cost[picks[0]]
     seen = np.isfinite(y)

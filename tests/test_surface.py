@@ -36,8 +36,9 @@ def test_cli_flags_of_the_main_commands():
 
     assert flags("run") == ["--address", "--force", "--help", "--plain", "--restart-changed", "--rounds", "--storage"]
     assert flags("results") == ["--format", "--help", "--storage"]
-    fit_flags = ["--bootstrap", "--ci-level", "--form", "--group", "--help", "--inputs", "--loss", "--metric",
-                 "--metric-kind", "--no-cross-validation", "--seed", "--storage", "--text-tokens"]
+    fit_flags = ["--at", "--bootstrap", "--ci-level", "--floor", "--form", "--group", "--help", "--inputs", "--law",
+                 "--loss", "--metric", "--metric-kind", "--no-cross-validation", "--param", "--per-group", "--seed",
+                 "--storage", "--text-tokens"]
     assert flags("fit") == sorted(fit_flags + ["--cost", "--format"])
     assert flags("report") == sorted(fit_flags + ["--cost", "--output"])
     assert flags("frontier") == sorted(fit_flags + ["--cost", "--format"])
@@ -78,7 +79,7 @@ def test_every_flag_has_help_and_shows_its_default():
         for opts, p in _options(sub):
             assert p.help, f"{name} {opts[0]} has no help"
             default = passed.get(p.name)
-            if p.expose_value and default not in (None, False):
+            if p.expose_value and default not in (None, False, ()):  # () : a repeatable option given none
                 assert f"[default: {default}]" in shown, f"{name} {opts[0]} hides its default"
 
 

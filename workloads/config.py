@@ -122,6 +122,11 @@ class TrainConfig:
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stages) if self.stages else self.steps
 
+    @property
+    def total_samples(self) -> int:
+        """Training samples the cell sees, every stage counted (a law's D for a VLM cell)."""
+        return sum(s.steps * s.batch_size for s in self.stages) if self.stages else self.steps * self.batch_size
+
     def micro_and_accum(self, world: int) -> tuple[int, int]:
         """(per-device micro-batch, accumulation steps) that make up ``batch_size`` on ``world`` workers."""
         if self.micro_batch_size is not None:

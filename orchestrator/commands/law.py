@@ -24,27 +24,55 @@ def _fit_settings(a, exp) -> None:
 
 
 def _analyses(a, k: int = 0, compare_all: bool = False):
-    """(experiment or None, its spec document, [(group, observations, analysis)])."""
+    """(experiment or None, its spec document, [(label, observations, analysis)]): one analysis per
+    metric of ``--metric`` and per group of ``--group`` — or, with per-group parameters, one joint
+    analysis per metric (scaling/grouped.py)."""
+    from ..laws import choose
     from ..proposals import experiment_candidates, load_source
     from ..scaling.analysis import TABLE_SUFFIXES, analyze
     from ..scaling.table import parse_inputs
 
     located = None if a.source.endswith(TABLE_SUFFIXES) else locate(a.source, a.storage)
-    _fit_settings(a, located[0] if located else None)
+    exp = located[0] if located else None
+    _fit_settings(a, exp)
     if not 0 < a.ci_level < 1:
         raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
-    exp, spec_doc, groups = load_source(a.source, a.metric, a.storage, a.metric_kind, parse_inputs(a.inputs), a.group)
+    choice = choose(a, exp)
+    if exp is not None and a.inputs:
+        raise UsageError("--inputs applies to a table (CSV or Parquet); an experiment's inputs are its cells' "
+                         "columns: N (llm_params), V (visual_tokens), train_samples, … — name them in a law")
+    if not choice.law.positional and a.inputs:
+        raise UsageError("--inputs names a built-in form's two columns; an expression names its inputs itself")
+    inputs = parse_inputs(a.inputs) if choice.law.positional else choice.law.inputs
+    metrics = [m.strip() for m in a.metric.split(",") if m.strip()]
     cost, compare = _cost_models(a, exp, located[1] if located else None, compare_all)
     table = rows(*located) if exp is not None else []
     if exp is not None:
         _say_if_partial(exp.name, table)
-    out = []
-    for label, obs in groups:
-        # an experiment's candidates shape its frontier whether or not picks are asked for: one analysis
-        cands = experiment_candidates(exp, obs, table) if exp is not None else []
-        out.append((label, obs, analyze(obs, a.form, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
-                                        getattr(a, "budget", None), a.ci_level, a.cross_validate, cost, compare)))
+    out, spec_doc = [], None
+    for metric in metrics:
+        exp, spec_doc, groups = load_source(a.source, metric, a.storage, a.metric_kind, inputs, choice.group,
+                                            choice.joint)
+        for label, obs in groups:
+            law = _grouped(choice, obs) if choice.joint else choice.law
+            # an experiment's candidates shape its frontier whether or not picks are asked for: one analysis
+            cands = experiment_candidates(exp, obs, table) if exp is not None else []
+            name = label if len(metrics) == 1 else (metric if label == "all" else f"{metric}, {label}")
+            out.append((name, obs, analyze(obs, law, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
+                                           getattr(a, "budget", None), a.ci_level, a.cross_validate, cost, compare,
+                                           choice.at)))
     return exp, spec_doc, out
+
+
+def _grouped(choice, obs):
+    """The chosen law with its per-group parameters over ``obs``'s group codes."""
+    from ..scaling.grouped import GroupedLaw
+
+    if choice.group is None:
+        raise UsageError("per_group names parameters that take a value per group: give --group COLUMN "
+                         "(or spec.fit.group)")
+    base_inputs = obs.inputs if choice.law.positional else None
+    return GroupedLaw(choice.law, choice.per_group, obs.group_labels, choice.group, base_inputs)
 
 
 def _say_if_partial(name: str, table: list[dict]) -> None:
@@ -83,7 +111,7 @@ def cmd_fit(a) -> int:
     _, _, groups = _analyses(a)
     results = {label: analysis for label, _, analysis in groups}
     if a.format == "json":
-        doc = (nan_to_none(groups[0][2].as_dict()) if a.group is None
+        doc = (nan_to_none(groups[0][2].as_dict()) if len(groups) == 1
                else {"group": a.group, "groups": {label: nan_to_none(x.as_dict()) for label, x in results.items()}})
         print(json.dumps(doc, indent=2))
     elif a.format == "csv":  # one row per group and parameter
@@ -91,7 +119,7 @@ def cmd_fit(a) -> int:
                                   "ci_high": x.fit.ci[name][1], "form": x.fit.form, "metric": x.observations.metric}
                                  for label, x in results.items() for name, value in x.fit.params.items()], "csv"))
     else:
-        print("\n\n".join((f"[{a.group} = {label}]\n" if a.group else "") + format_analysis(x)
+        print("\n\n".join((f"[{label}]\n" if len(groups) > 1 else "") + format_analysis(x)
                            for label, x in results.items()))
     return 0
 
@@ -176,15 +204,19 @@ def _propose_from_pool(a) -> int:
     from ..scaling.pool import propose_from_pool
     from ..scaling.table import load_table, parse_inputs
 
+    from ..laws import choose
+
     if a.source is not None:
         raise UsageError("give either an experiment or --pool, not both")
     _fit_settings(a, None)
     if not a.cost:
         raise UsageError("--pool needs --cost: a column or an expression over columns, e.g. '6*N*D'")
+    choice = choose(a, None)
+    inputs = parse_inputs(a.inputs) if choice.law.positional else choice.law.inputs
     pool = load_table(a.pool)
     target = load_table(a.target) if a.target else None
-    picks, budgets = propose_from_pool(pool, a.pool, parse_inputs(a.inputs), a.metric, a.cost, a.k, a.budget, target,
-                                       a.group, a.form, a.loss, resolve_kind(a.metric, a.metric_kind))
+    picks, budgets = propose_from_pool(pool, a.pool, inputs, a.metric, a.cost, a.k, a.budget, target,
+                                       a.group, choice.law, a.loss, resolve_kind(a.metric, a.metric_kind))
     for b in budgets:
         cap = "no cap" if b.budget is None else f"budget {b.budget:.4g}, {b.spent / b.budget:.1%} spent"
         print(f"{(a.group or 'pool')}={b.group}: {b.observed} observed, {b.pending} pending, "

@@ -6,9 +6,10 @@ or MLflow here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ import numpy as np
 
 from .cost import CostModel, OutsideTable, as_cost
 from .design import Candidate, Pick, propose_frontier
-from .fit import Fit, fit_law
-from .forms import FORMS, METRIC_KINDS, FitError, metric_kind
+from .fit import Fit, fit_inputs
+from .forms import METRIC_KINDS, FitError, metric_kind
+from .forms import law as law_of
+from .pinned import PinnedLaw, nv_slots
 from .frontier import Frontier, compare_frontiers, default_budgets, frontier
 from .table import VLM_INPUTS, groups_of, load_table, numeric, require_columns
 
@@ -33,11 +36,29 @@ class Observations:
     metric: str
     kind: str = "error"  # of the metric: an error rate in [0, 1] or a positive loss (forms.METRIC_KINDS)
     inputs: tuple[str, str] = VLM_INPUTS  # what n and v hold: the VLM's N and V, or any two columns
+    columns: dict = field(default_factory=dict, repr=False)  # every numeric column, by name (laws read theirs)
+    source: str = "the data"
+    group_labels: tuple[str, ...] = ()  # a joint fit's groups, in the order of their codes in columns
 
     @property
     def is_vlm(self) -> bool:
         """N and V of a VLM grid: the frontier and the experiment's proposals apply."""
         return self.inputs == VLM_INPUTS
+
+    def raw_for(self, law) -> np.ndarray:
+        """The inputs ``law`` reads, [d, n]: the two columns of ``inputs`` for a built-in form, the
+        columns its expression names otherwise (N and V also answer to llm_params and visual_tokens)."""
+        if law.positional:
+            return np.stack([self.n, self.v])
+        aliases = {"N": self.n, "V": self.v} if self.is_vlm else {}
+        rows = []
+        for name in law.inputs:
+            column = self.columns.get(name, aliases.get(name))
+            if column is None:
+                have = ", ".join(sorted(self.columns)) or "none"
+                raise FitError(f"the law's input {name!r} is not a column of {self.source} (numeric columns: {have})")
+            rows.append(np.asarray(column, float))
+        return np.stack(rows)
 
 
 def resolve_kind(metric: str, kind: str | None) -> str:
@@ -50,16 +71,29 @@ def resolve_kind(metric: str, kind: str | None) -> str:
 
 def observations_from_rows(rows: list[dict[str, Any]], metric: str = "error", kind: str | None = None) -> Observations:
     done = [r for r in rows if r.get("status") == "finished" and r.get(metric) is not None]
+    columns = {name: np.array([float(r[name]) for r in done]) for name in (done[0] if done else {})
+               if all(_is_number(r.get(name)) for r in done)}
     return Observations(tuple(r["cell"] for r in done), tuple(r["llm"] for r in done),
                         tuple(r["compressor"] for r in done),
                         np.array([float(r["llm_params"]) for r in done]), np.array([float(r["visual_tokens"]) for r in done]),
-                        np.array([float(r[metric]) for r in done]), metric, resolve_kind(metric, kind))
+                        np.array([float(r[metric]) for r in done]), metric, resolve_kind(metric, kind),
+                        columns=columns, source="the experiment's cells")
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+ALIASES = {"N": VLM_INPUTS[0], "V": VLM_INPUTS[1]}  # a law's N and V read a results table's columns
 
 
 def observations_from_table(df, source: str, metric: str = "error", kind: str | None = None,
-                            inputs: tuple[str, str] = VLM_INPUTS) -> Observations:
+                            inputs: tuple[str, ...] = VLM_INPUTS, group: str | None = None) -> Observations:
     """Rows of a table (a results CSV, a pool with observed values) whose metric is known and whose
-    ``status``, if any, is finished."""
+    ``status``, if any, is finished. ``inputs``: the columns a law reads (N and V may name
+    llm_params and visual_tokens); the first two are the observations' n and v. ``group``: a
+    column kept as codes 0, 1, … in order of first appearance (a joint fit's group index)."""
+    inputs = tuple(ALIASES.get(c, c) if c not in df.columns else c for c in inputs)
     require_columns(df, [*inputs, metric], source)
     if "status" in df.columns:
         df = df[df["status"].isna() | df["status"].isin(["", "finished"])]
@@ -68,12 +102,23 @@ def observations_from_table(df, source: str, metric: str = "error", kind: str | 
     names = [str(x) for x in df.get("llm", df[inputs[0]].map(lambda x: f"{inputs[0]}={x:g}"))]
     keys = [str(x) for x in df["cell"]] if "cell" in df.columns else [f"row{i + 1}" for i in range(len(df))]
     comps = [str(x) for x in df["compressor"]] if "compressor" in df.columns else ["unknown"] * len(df)
-    return Observations(tuple(keys), tuple(names), tuple(comps), values[inputs[0]], values[inputs[1]],
-                        values[metric], metric, resolve_kind(metric, kind), tuple(inputs))
+    columns = dict(values)
+    for alias, column in ALIASES.items():
+        if column in columns:
+            columns.setdefault(alias, columns[column])
+    labels: list[str] = []
+    if group is not None:
+        require_columns(df, [group], source)
+        labels = list(dict.fromkeys(str(x) for x in df[group]))
+        columns[group] = np.array([labels.index(str(x)) for x in df[group]], float)
+    second = values[inputs[1]] if len(inputs) > 1 else np.ones(len(df))
+    return Observations(tuple(keys), tuple(names), tuple(comps), values[inputs[0]], second,
+                        values[metric], metric, resolve_kind(metric, kind), tuple(inputs[:2]), columns, source,
+                        tuple(labels))
 
 
 def observations_from_csv(path: str | Path, metric: str = "error", kind: str | None = None,
-                          inputs: tuple[str, str] = VLM_INPUTS) -> Observations:
+                          inputs: tuple[str, ...] = VLM_INPUTS) -> Observations:
     return observations_from_table(load_table(path), str(path), metric, kind, inputs)
 
 
@@ -113,16 +158,22 @@ class Analysis:
         return conclude(self)
 
 
-def analyze(obs: Observations, form: str = "multiplicative", loss: str = "squared", text_tokens: float = 0.0,
+def analyze(obs: Observations, form="multiplicative", loss: str = "squared", text_tokens: float = 0.0,
             bootstrap: int = 1000, seed: int = 0, candidates: list[Candidate] | None = None, k: int = 0,
             budget: float | None = None, ci_level: float = 0.9, cross_validate: bool = True,
-            cost: CostModel | None = None, compare: tuple[CostModel, ...] = ()) -> Analysis:
+            cost: CostModel | None = None, compare: tuple[CostModel, ...] = (),
+            at: dict[str, float] | None = None) -> Analysis:
     """Fit, frontier under ``cost`` (default: FLOPs with Q = ``text_tokens``), proposals; and the
-    frontier under each cost model of ``compare``, matched against the first (see compare_frontiers)."""
-    fit = fit_law(obs.n, obs.v, obs.e, form=form, loss=loss, bootstrap=bootstrap, seed=seed, ci_level=ci_level,
-                  cross_validate=cross_validate, kind=obs.kind)
-    if not obs.is_vlm:  # any two inputs: the law alone (the frontier is a VLM's N-versus-V trade-off)
+    frontier under each cost model of ``compare``, matched against the first (see compare_frontiers).
+    ``form``: a built-in law's name or any law (an expression); a law over more inputs than N and
+    V has its frontier with the others held at ``at`` (scaling/pinned.py)."""
+    law = law_of(form)
+    fit = fit_inputs(obs.raw_for(law), obs.e, law, loss=loss, bootstrap=bootstrap, seed=seed, ci_level=ci_level,
+                     cross_validate=cross_validate, kind=obs.kind)
+    if not obs.is_vlm or nv_slots(law) is None:  # the frontier is a VLM's N-versus-V trade-off
         return Analysis(obs, fit, None, (), ())
+    if not law.positional:  # the law as a function of N and V, the rest pinned: what frontier and design see
+        fit = dataclasses.replace(fit, law_obj=PinnedLaw(law, at or {}))
     cands = candidates or []
     model = as_cost(text_tokens if cost is None else cost)
     ns = list(obs.n) + [c.n for c in cands]
@@ -160,7 +211,7 @@ def format_analysis(a: Analysis) -> str:
     unit = "cells" if a.observations.is_vlm else "runs"
     lines = [f"law ({f.form}, {f.loss} loss, {f.n_points} {unit}, metric {a.observations.metric} [{f.kind}]):"]
     o = a.observations
-    equation = FORMS[f.form].equation.replace("error", o.metric, 1)
+    equation = f.law.equation.replace("error", o.metric, 1).replace("y = ", f"{o.metric} = ", 1)
     if not o.is_vlm:
         equation = equation.replace("N^", f"{o.inputs[0]}^").replace("V^", f"{o.inputs[1]}^")
     lines.append("  " + equation)
@@ -223,8 +274,12 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def table_groups(source: str, metric: str = "error", kind: str | None = None,
-                 inputs: tuple[str, str] = VLM_INPUTS, group: str | None = None) -> list[tuple[str, Observations]]:
-    """[(group label, observations)] of a CSV/Parquet table, one group per ``group`` value."""
+                 inputs: tuple[str, ...] = VLM_INPUTS, group: str | None = None,
+                 joint: bool = False) -> list[tuple[str, Observations]]:
+    """[(group label, observations)] of a CSV/Parquet table: one group per ``group`` value, or
+    with ``joint`` the whole table once, the group column kept as codes (a joint fit's index)."""
     df = load_table(source)
+    if joint:
+        return [("all", observations_from_table(df, source, metric, kind, inputs, group))]
     return [(label, observations_from_table(rows, source, metric, kind, inputs))
             for label, rows in groups_of(df, group, source)]

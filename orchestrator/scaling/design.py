@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fit import Fit
-from .forms import FORMS, predict, reference_point
+from .forms import LawForm, predict
+from .forms import law as law_of
 from .frontier import optimum
 
 
@@ -54,7 +55,7 @@ def training_cost(n: float, visual_tokens: int, text_tokens: float, samples: flo
     return 6.0 * n * (visual_tokens + text_tokens) * samples
 
 
-def frontier_targets(form: str, params_list: list[dict[str, float]], budgets, text_tokens,
+def frontier_targets(form, params_list: list[dict[str, float]], budgets, text_tokens,
                      n_range, v_range) -> np.ndarray:
     """[B, m] predicted frontier error at each budget, per parameter sample."""
     cols = [optimum(form, params_list, c, text_tokens, n_range, v_range)[2] for c in budgets]
@@ -65,8 +66,8 @@ def _ensemble(fit: Fit, candidates: list[Candidate], budgets, text_tokens, n_ran
     members = fit.bootstrap_params()[:max_members]
     if len(members) < 10:
         raise ValueError("proposals need a bootstrap ensemble; fit with bootstrap >= 10")
-    t = frontier_targets(fit.form, members, budgets, text_tokens, n_range, v_range)
-    f = np.stack([predict(fit.form, p, [c.n for c in candidates], [c.visual_tokens for c in candidates])
+    t = frontier_targets(fit.law, members, budgets, text_tokens, n_range, v_range)
+    f = np.stack([predict(fit.law, p, [c.n for c in candidates], [c.visual_tokens for c in candidates])
                   for p in members])
     ok = np.all(np.isfinite(t), axis=1) & np.all(np.isfinite(f), axis=1)
     t, f = t[ok], f[ok]
@@ -78,21 +79,21 @@ def _ensemble(fit: Fit, candidates: list[Candidate], budgets, text_tokens, n_ran
 def _laplace(fit: Fit, candidates: list[Candidate], budgets, text_tokens, n_range, v_range, done_nv: np.ndarray):
     """The same covariances from the linearised (Laplace) posterior at the fit:
     Cov(z) ≈ σ² (JᵀJ)⁻¹ over the done cells, T and f linearised in z (G by central differences)."""
-    law = FORMS[fit.form]
-    n0, v0 = reference_point(done_nv[:, 0], done_nv[:, 1])
-    z = law.from_params(fit.params, n0, v0)
+    law = fit.law
+    ref = law.reference(done_nv.T)
+    z = law.from_params(fit.params, ref)
 
     def targets(zz):
-        return frontier_targets(fit.form, [law.to_params(zz, n0, v0)], budgets, text_tokens, n_range, v_range)[0]
+        return frontier_targets(law, [law.to_params(zz, ref)], budgets, text_tokens, n_range, v_range)[0]
 
     steps = 1e-4 * np.maximum(np.abs(z), 1e-2)
     g = np.stack([(targets(z + h * e) - targets(z - h * e)) / (2 * h) for h, e in zip(steps, np.eye(len(z)))], axis=1)
     g = np.nan_to_num(g)
-    j_done = law.jac_z(z, np.log(done_nv[:, 0] / n0), np.log(done_nv[:, 1] / v0))
+    j_done = law.jac_z(z, law.coords(done_nv.T, ref))
     sigma2 = max(fit.residual_variance, 1e-8)
     cov = sigma2 * np.linalg.pinv(j_done.T @ j_done + 1e-9 * np.eye(len(z)))
     cand = np.array([[c.n, c.visual_tokens] for c in candidates], float)
-    j_c = law.jac_z(z, np.log(cand[:, 0] / n0), np.log(cand[:, 1] / v0))
+    j_c = law.jac_z(z, law.coords(cand.T, ref))
     return g @ cov @ j_c.T, j_c @ cov @ j_c.T, np.einsum("mk,kj,mj->m", g, cov, g)
 
 
@@ -157,12 +158,12 @@ def greedy_variance_reduction(s_tf: np.ndarray, s_ff: np.ndarray, noise: float, 
 
 def propose_d_optimal(fit: Fit, done_nv: np.ndarray, candidates: list[Candidate], k: int) -> list[Candidate]:
     """Greedy D-optimal design: maximise log det of the law's Fisher information per cost."""
-    law = FORMS[fit.form]
-    n0, v0 = reference_point(done_nv[:, 0], done_nv[:, 1])
-    z = law.from_params(fit.params, n0, v0)
+    law = fit.law
+    ref = law.reference(done_nv.T)
+    z = law.from_params(fit.params, ref)
 
     def jac(nv):
-        return law.jac_z(z, np.log(nv[:, 0] / n0), np.log(nv[:, 1] / v0))
+        return law.jac_z(z, law.coords(nv.T, ref))
 
     j_done = jac(done_nv)
     info = j_done.T @ j_done + 1e-9 * np.eye(len(z))
@@ -199,73 +200,124 @@ class Linearisation:
     """The law linearised at its MAP fit to the observed rows: what experiment design needs.
 
     Cov(z) ≈ σ² (JᵀJ + λI)⁻¹ (J over the observed rows; λ the MAP prior's weight), and the
-    predictions' gradients ``jac(x1, x2)`` in the same internal coordinates."""
+    predictions' gradients ``jac(raw)`` ([d, m] inputs) in the same internal coordinates."""
 
-    form: str
+    law: LawForm
     z: np.ndarray
-    reference: tuple[float, float]
+    reference: object
     cov: np.ndarray
     noise: float
 
-    def jac(self, x1, x2) -> np.ndarray:
-        n0, v0 = self.reference
-        return FORMS[self.form].jac_z(self.z, np.log(np.asarray(x1, float) / n0), np.log(np.asarray(x2, float) / v0))
+    def jac(self, raw) -> np.ndarray:
+        return self.law.jac_z(self.z, self.law.coords(np.asarray(raw, float), self.reference))
 
     @property
     def params(self) -> dict[str, float]:
-        return FORMS[self.form].to_params(self.z, *self.reference)
+        return self.law.to_params(self.z, self.reference)
 
 
-def linearise(form: str, x1, x2, y, reference: tuple[float, float], loss: str = "squared", kind: str = "loss",
+def linearise(form, raw, y, reference, loss: str = "squared", kind: str = "loss",
               strength: float = 1e-4) -> Linearisation:
-    """MAP fit of the observed (x1, x2, y) and its Laplace covariance (see :class:`Linearisation`)."""
-    from .fit import fit_map
+    """MAP fit of the observed (raw [d, n], y) and its Laplace covariance (see :class:`Linearisation`)."""
+    from .fit import fit_map_inputs
 
-    x1, x2, y = (np.asarray(a, float) for a in (x1, x2, y))
-    law = FORMS[form]
-    params = fit_map(x1, x2, y, form, loss, kind, strength, reference)
-    z = law.from_params(params, *reference)
+    raw, y = np.atleast_2d(np.asarray(raw, float)), np.asarray(y, float)
+    law = law_of(form)
+    params = fit_map_inputs(raw, y, law, loss, kind, strength, reference)
+    z = law.from_params(params, reference)
     k = len(z)
-    resid = predict(form, params, x1, x2) - y
+    resid = predict(law, params, *raw) - y
     floor = (1e-3 * float(np.mean(np.abs(y)))) ** 2
     noise = max(float(np.sum(resid ** 2)) / (len(y) - k), floor) if len(y) > k + 1 else max(floor, 1e-8)
-    j = law.jac_z(z, np.log(x1 / reference[0]), np.log(x2 / reference[1]))
+    j = law.jac_z(z, law.coords(raw, reference))
     lam = strength * float(np.mean(y)) ** 2
     cov = noise * np.linalg.pinv(j.T @ j + lam * np.eye(k))
-    return Linearisation(form, z, reference, cov, noise)
+    return Linearisation(law, z, reference, cov, noise)
 
 
-def design_pool(form: str, x1, x2, y, cost, k: int, budget: float, target: np.ndarray | None = None,
+def design_pool(form, raw, y, cost, k: int, budget: float, target: np.ndarray | None = None,
                 eligible: np.ndarray | None = None, loss: str = "squared", kind: str = "loss",
                 strength: float = 1e-4) -> list[int]:
     """Up to ``k`` rows of a pool to run next, never costing more than ``budget`` in all.
 
-    Rows with a finite ``y`` are observed; the others (where ``eligible``, default all) are
-    candidates. The objective is the variance of the law's predictions at ``target`` rows
-    ([m, 2]: the region whose prediction matters), or, without a target, the variance of the
-    law's parameters; both per unit cost, greedily with rank-one conditioning. With nothing
-    observed the law is linearised at its prior; the MAP fit (``fit_map``) keeps it defined while
-    fewer rows are observed than the law has parameters. Coordinates are normalised by the pool's
-    geometric means (targets included), so the prior means the same whatever was observed.
+    ``raw`` [d, n]: the pool's inputs, one row per input of the law. Rows with a finite ``y``
+    are observed; the others (where ``eligible``, default all) are candidates. The objective is
+    the variance of the law's predictions at ``target`` ([d, m]: the region whose prediction
+    matters), or, without a target, the variance of the law's parameters; both per unit cost,
+    greedily with rank-one conditioning. With nothing observed the law is linearised at its prior
+    (at the pool's centre); the MAP fit keeps it defined while fewer rows are observed than the
+    law has parameters. Coordinates are normalised by the pool's own reference (targets included),
+    so the prior means the same whatever was observed.
     """
-    x1, x2, y, cost = (np.asarray(a, float) for a in (x1, x2, y, cost))
+    raw = np.atleast_2d(np.asarray(raw, float))
+    y, cost = (np.asarray(a, float) for a in (y, cost))
+    law = law_of(form)
     observed = np.isfinite(y)
     candidates = ~observed if eligible is None else (~observed & np.asarray(eligible, bool))
     idx = np.flatnonzero(candidates & (cost <= budget * (1 + 1e-12)))
     if k < 1 or not len(idx):
         return []
-    points = np.stack([x1, x2], 1) if target is None else np.concatenate([np.stack([x1, x2], 1), target])
-    reference = reference_point(points[:, 0], points[:, 1])
+    points = raw if target is None else np.concatenate([raw, np.atleast_2d(np.asarray(target, float))], axis=1)
+    reference = law.reference(points)
     if not observed.any():
-        # nothing to linearise at yet: the prior alone, at the level of a typical value of the metric
-        y_obs = np.array([1.0])
-        lin = linearise(form, [reference[0]], [reference[1]], y_obs, reference, loss, kind, strength)
+        # nothing to linearise at yet: the prior alone, at the pool's centre and a typical metric value
+        centre = np.array(reference)[:, None] if reference is not None else np.median(points, axis=1)[:, None]
+        lin = linearise(law, centre, np.array([1.0]), reference, loss, kind, strength)
     else:
-        lin = linearise(form, x1[observed], x2[observed], y[observed], reference, loss, kind, strength)
-    j_c = lin.jac(x1[idx], x2[idx])
-    g = lin.jac(target[:, 0], target[:, 1]) if target is not None else np.eye(len(lin.z))
+        lin = linearise(law, raw[:, observed], y[observed], reference, loss, kind, strength)
+    j_c = lin.jac(raw[:, idx])
+    g = lin.jac(target) if target is not None else np.eye(len(lin.z))
     s_tf = g @ lin.cov @ j_c.T
     s_ff = j_c @ lin.cov @ j_c.T
     total = float(np.einsum("mk,kj,mj->", g, lin.cov, g))
     return [int(idx[c]) for c, _, _ in greedy_variance_reduction(s_tf, s_ff, lin.noise, cost[idx], k, total,
                                                                  budget=budget)]
+
+
+def design_pool_outputs(forms, raw, ys, cost, k: int, budget: float, target: np.ndarray | None = None,
+                        eligible: np.ndarray | None = None, loss: str = "squared", kind: str = "loss",
+                        strength: float = 1e-4) -> list[int]:
+    """:func:`design_pool` for several outputs each row reveals at once (a domain mixture's five
+    losses): one law per output (``forms[o]`` over ``ys[o]``), independent, so a row's value is the
+    sum over outputs of the target variance it removes, and each pick conditions every output's
+    covariance. One output is :func:`design_pool` itself."""
+    if len(forms) == 1:
+        return design_pool(forms[0], raw, ys[0], cost, k, budget, target, eligible, loss, kind, strength)
+    raw = np.atleast_2d(np.asarray(raw, float))
+    ys = [np.asarray(y, float) for y in ys]
+    cost = np.asarray(cost, float)
+    observed = np.isfinite(ys[0])
+    candidates = ~observed if eligible is None else (~observed & np.asarray(eligible, bool))
+    idx = np.flatnonzero(candidates & (cost <= budget * (1 + 1e-12)))
+    if k < 1 or not len(idx):
+        return []
+    points = raw if target is None else np.concatenate([raw, np.atleast_2d(np.asarray(target, float))], axis=1)
+    blocks = []
+    for form, y in zip(forms, ys):
+        law = law_of(form)
+        reference = law.reference(points)
+        if not observed.any():
+            centre = np.array(reference)[:, None] if reference is not None else np.median(points, axis=1)[:, None]
+            lin = linearise(law, centre, np.array([1.0]), reference, loss, kind, strength)
+        else:
+            lin = linearise(law, raw[:, observed], y[observed], reference, loss, kind, strength)
+        j_c = lin.jac(raw[:, idx])
+        g = lin.jac(target) if target is not None else np.eye(len(lin.z))
+        blocks.append([g @ lin.cov @ j_c.T, j_c @ lin.cov @ j_c.T, lin.noise])
+    c_cost = cost[idx]
+    available, spent, out = np.ones(len(idx), bool), 0.0, []
+    for _ in range(k):
+        reduction = sum((s_tf ** 2).sum(0) / (np.diag(s_ff) + noise) for s_tf, s_ff, noise in blocks)
+        score = np.where(available & (spent + c_cost <= budget * (1 + 1e-12)), reduction / c_cost, -np.inf)
+        c = int(np.argmax(score))
+        if not np.isfinite(score[c]):
+            break
+        out.append(int(idx[c]))
+        available[c] = False
+        spent += float(c_cost[c])
+        for block in blocks:
+            s_tf, s_ff, noise = block
+            denom = s_ff[c, c] + noise
+            block[0] = s_tf - np.outer(s_tf[:, c], s_ff[c]) / denom
+            block[1] = s_ff - np.outer(s_ff[:, c], s_ff[c]) / denom
+    return out

@@ -40,13 +40,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forms import FORMS, METRIC_KINDS, FitError, predict, reference_point
+from .forms import FORMS, METRIC_KINDS, FitError, LawForm, predict
+from .forms import law as law_of
 from . import resample
 from .solve import HUBER_DELTA, LOG_FLOOR, LOSSES, best_of, loss_of, objective_of, solve_batch, solve_chunked
 
-__all__ = ["Fit", "LOSSES", "HUBER_DELTA", "LOG_FLOOR", "check_data", "fit_law", "fit_map", "fit_params"]
+__all__ = ["Fit", "LOSSES", "HUBER_DELTA", "LOG_FLOOR", "check_data", "check_inputs", "fit_inputs", "fit_law",
+           "fit_map", "fit_map_inputs", "fit_params"]
 
 SCREEN_ROWS = 20_000  # above: the starts are screened on a subsample of this many points
+SCREEN_STARTS = 128  # a law offering more starts (an expression's quasi-random ones) has the best this many descended
+SEARCH_ROWS = 1_000  # ... on at most this many points,
+REFINE = 4  # ... and the best of those on every point
 
 
 # ------------------------------------------------------------------------------------------------
@@ -55,7 +60,7 @@ SCREEN_ROWS = 20_000  # above: the starts are screened on a subsample of this ma
 
 @dataclass(frozen=True)
 class Fit:
-    form: str
+    form: str  # the law's name
     loss: str
     params: dict[str, float]
     ci: dict[str, tuple[float, float]]
@@ -68,18 +73,23 @@ class Fit:
     loo_rel_error: float | None
     loo_max_rel_error: float | None
     holdout_largest_rel_error: float | None
-    bootstrap: np.ndarray = field(repr=False)  # [B, k] parameter samples (original units, FORMS order)
+    bootstrap: np.ndarray = field(repr=False)  # [B, k] parameter samples (original units, the law's order)
     bootstrap_failures: int = 0
     kind: str = "error"
     at_bound: int = 0  # points at a bound of the metric's range (an error of exactly 0 or 1)
     subset: int = 0  # points per bootstrap subset: n_points (the case bootstrap) or b (little bootstraps)
     folds: int = 0  # cross-validation folds (n_points: leave-one-out; 0: none)
+    law_obj: LawForm | None = field(default=None, repr=False)  # the law itself (None: FORMS[form])
 
-    def predict(self, n, v) -> np.ndarray:
-        return predict(self.form, self.params, n, v)
+    @property
+    def law(self) -> LawForm:
+        return self.law_obj if self.law_obj is not None else FORMS[self.form]
+
+    def predict(self, *inputs) -> np.ndarray:
+        return predict(self.law, self.params, *inputs)
 
     def bootstrap_params(self) -> list[dict[str, float]]:
-        names = FORMS[self.form].params
+        names = self.law.params
         return [dict(zip(names, row)) for row in self.bootstrap]
 
     @property
@@ -88,104 +98,162 @@ class Fit:
         return self.sse / max(self.n_points - k, 1)
 
 
-def check_data(n, v, e, form: str, kind: str = "error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# what the built-in laws call their two inputs in messages (a VLM grid's, or a table's columns)
+INPUT_LABELS = {0: ("llm_params", "LLM size", "N exponent", "add another LLM"),
+                1: ("visual_tokens", "number of visual tokens", "V exponent", "add another visual_tokens value")}
+
+
+def check_inputs(raw, e, form: "str | LawForm", kind: str = "error") -> tuple[np.ndarray, np.ndarray]:
+    """(raw [d, n], e) as float arrays, or a FitError saying what cannot identify the law."""
     if kind not in METRIC_KINDS:
         raise FitError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
-    if form not in FORMS:
-        raise FitError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}")
-    n, v, e = (np.asarray(a, dtype=float).ravel() for a in (n, v, e))
-    if not (len(n) == len(v) == len(e)):
-        raise FitError("llm_params, visual_tokens and error must have the same length")
-    if not (np.all(np.isfinite(n)) and np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
+    law = law_of(form)
+    raw = np.atleast_2d(np.asarray(raw, dtype=float))
+    e = np.asarray(e, dtype=float).ravel()
+    if raw.shape != (len(law.inputs), len(e)):
+        names = ", ".join(INPUT_LABELS[i][0] for i in range(2)) if law.positional else ", ".join(law.inputs)
+        raise FitError(f"{names} and the metric must have the same length")
+    if not (np.all(np.isfinite(raw)) and np.all(np.isfinite(e))):
         raise FitError("the data holds NaN or infinite values; drop or fix those cells")
-    if np.any(n <= 0) or np.any(v <= 0):
-        raise FitError("llm_params and visual_tokens must be positive")
+    why = law.check_raw(raw)
+    if why:
+        raise FitError(why)
     outside = METRIC_KINDS[kind].outside(e)
     if outside.any():
         if kind == "error":
             raise FitError(f"an error rate must lie between 0 and 1 (found {e[outside][0]:g}); a loss needs "
                            "--metric-kind loss")
-        raise FitError(f"a loss must be positive (found {e[outside][0]:g})")
-    k = len(FORMS[form].params)
+        raise FitError(f"a loss must be positive (found {e[outside][0]:g}); a metric that may be negative or 0 "
+                       "needs --metric-kind value")
+    k = len(law.params)
     if len(e) <= k:
-        raise FitError(f"{len(e)} points cannot identify the {form} law's {k} parameters; run at least {k + 1} cells")
-    if len(np.unique(n)) < 2:
-        raise FitError("all cells have the same LLM size: the N exponent is not identifiable; add another LLM")
-    if len(np.unique(v)) < 2:
-        raise FitError("all cells have the same number of visual tokens: the V exponent is not identifiable; "
-                       "add another visual_tokens value")
-    return n, v, e
+        raise FitError(f"{len(e)} points cannot identify the {law.name} law's {k} parameters; run at least {k + 1} cells")
+    for i, row in enumerate(raw):
+        if len(np.unique(row)) < 2:
+            if law.positional:
+                _, what, exponent, fix = INPUT_LABELS[i]
+                raise FitError(f"all cells have the same {what}: the {exponent} is not identifiable; {fix}")
+            raise FitError(f"every row has the same {law.inputs[i]}: the law cannot be fitted along it; add rows "
+                           f"with other values of {law.inputs[i]}")
+    return raw, e
 
 
-def _fit_z(form: str, n, v, e, loss: str, n0: float, v0: float) -> np.ndarray:
+def check_data(n, v, e, form: "str | LawForm", kind: str = "error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`check_inputs` for a two-input law (N and V, or a table's two columns)."""
+    n, v = (np.asarray(a, dtype=float).ravel() for a in (n, v))
+    law_of(form)  # an unknown name is refused before the data is looked at
+    if not (len(n) == len(v) == len(np.ravel(e))):
+        raise FitError("llm_params, visual_tokens and error must have the same length")
+    raw, e = check_inputs(np.stack([n, v]), e, form, kind)
+    return raw[0], raw[1], e
+
+
+def _fit_z(law: LawForm, X, e, loss: str) -> np.ndarray:
     """The best fit from the law's grid of starts. Above ``SCREEN_ROWS`` points the starts are
     screened on a seeded subsample and the best two refined on every point: the basin is found
     from a few thousand points, and the full table is touched by two solves, not the whole grid."""
-    law = FORMS[form]
     loss_of(loss)
-    x, y = np.log(n / n0), np.log(v / v0)
     starts = np.array(law.starts(e))
+    if len(starts) > SCREEN_STARTS:  # many quasi-random starts (an expression's): a search in three phases
+        return _search(law, X, e, starts, loss)
     if len(e) > SCREEN_ROWS:
         pick = np.sort(np.random.default_rng(0).choice(len(e), SCREEN_ROWS, replace=False))
-        z, cost = solve_batch(law, x[pick], y[pick], e[pick], np.ones((len(starts), SCREEN_ROWS)), starts, loss)
+        z, cost = solve_batch(law, X[:, pick], e[pick], np.ones((len(starts), SCREEN_ROWS)), starts, loss)
         starts = z[np.argsort(np.where(np.isfinite(cost), cost, np.inf))[:2]]
-    return best_of(law, x, y, e, np.ones(len(e)), starts, loss)
+    return best_of(law, X, e, np.ones(len(e)), starts, loss)
 
 
-def fit_params(n, v, e, form: str = "multiplicative", loss: str = "squared", kind: str = "error") -> dict[str, float]:
+def _subsample(rows: int, size: int) -> np.ndarray:
+    return np.arange(rows) if rows <= size else np.sort(np.random.default_rng(0).choice(rows, size, replace=False))
+
+
+def _search(law: LawForm, X, e, starts: np.ndarray, loss: str) -> np.ndarray:
+    """A global search for a law with many quasi-random starts (an expression's), whose cost
+    surface is cheap to evaluate and hard to descend: (1) every start's cost on a subsample, the
+    ``SCREEN_STARTS`` best kept (the box's centre always); (2) those descended on at most
+    ``SEARCH_ROWS`` points; (3) the best ``REFINE`` of them descended on every point."""
+    pick = _subsample(len(e), SEARCH_ROWS)
+    Xs, es = X[:, pick], e[pick]
+    with np.errstate(all="ignore"):
+        r = loss_of(loss).residual(law.predict_z(starts, Xs), es)
+        cost = np.sum(r * r, axis=-1)
+    order = np.argsort(np.where(np.isfinite(cost), cost, np.inf), kind="stable")
+    kept = starts[np.concatenate([[0], order[order != 0]])[:SCREEN_STARTS]]
+    z, cost = solve_batch(law, Xs, es, np.ones((len(kept), len(es))), kept, loss)
+    best = z[np.argsort(np.where(np.isfinite(cost), cost, np.inf), kind="stable")[:REFINE]]
+    return best_of(law, X, e, np.ones(len(e)), best, loss)
+
+
+def fit_inputs_params(raw, e, form: "str | LawForm" = "multiplicative", loss: str = "squared",
+                      kind: str = "error") -> dict[str, float]:
+    """The best-fitting parameters only (no uncertainty), for inputs ``raw`` [d, n]."""
+    law = law_of(form)
+    raw, e = check_inputs(raw, e, law, kind)
+    ref = law.reference(raw)
+    return law.to_params(_fit_z(law, law.coords(raw, ref), e, loss), ref)
+
+
+def fit_params(n, v, e, form: "str | LawForm" = "multiplicative", loss: str = "squared",
+               kind: str = "error") -> dict[str, float]:
     """The best-fitting parameters only (no uncertainty)."""
     n, v, e = check_data(n, v, e, form, kind)
-    n0, v0 = reference_point(n, v)
-    return FORMS[form].to_params(_fit_z(form, n, v, e, loss, n0, v0), n0, v0)
+    return fit_inputs_params(np.stack([n, v]), e, form, loss, kind)
 
 
-def fit_map(n, v, e, form: str = "multiplicative", loss: str = "squared", kind: str = "error",
-            strength: float = 1e-4, reference: tuple[float, float] | None = None) -> dict[str, float]:
+def fit_map_inputs(raw, e, form: "str | LawForm" = "multiplicative", loss: str = "squared", kind: str = "error",
+                   strength: float = 1e-4, reference=None) -> dict[str, float]:
     """A maximum a posteriori fit that any number of points ≥ 1 defines: least squares plus
     ½λ‖z − z̄‖² with λ = strength · mean(e)², z̄ the middle of the starting grid (moderate
     exponents, d half the smallest value) in coordinates normalised by ``reference`` (default the
-    data's geometric means). With points enough to identify the law, the prior barely moves it.
+    data's own). With points enough to identify the law, the prior barely moves it.
     """
     if kind not in METRIC_KINDS:
         raise FitError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
-    n, v, e = (np.asarray(a, dtype=float).ravel() for a in (n, v, e))
+    law = law_of(form)
+    raw = np.atleast_2d(np.asarray(raw, dtype=float))
+    e = np.asarray(e, dtype=float).ravel()
     admissible = np.all(np.isfinite(e)) and not METRIC_KINDS[kind].outside(e).any()
-    if not len(e) or np.any(n <= 0) or np.any(v <= 0) or not admissible:
+    if not len(e) or law.check_raw(raw) or not np.all(np.isfinite(raw)) or not admissible:
         raise FitError(f"a MAP fit needs at least one point with positive inputs and a metric in "
                        f"{METRIC_KINDS[kind].interval}")
-    law = FORMS[form]
-    n0, v0 = reference or reference_point(n, v)
-    x, y = np.log(n / n0), np.log(v / v0)
+    ref = reference if reference is not None else law.reference(raw)
+    X = law.coords(raw, ref)
     starts = np.array(law.starts(e))
-    prior = (starts[len(starts) // 2], strength * float(np.mean(e)) ** 2)
-    z, cost = solve_chunked(law, x, y, e, lambda i, j: np.ones((j - i, len(e))), starts, loss, prior=prior)
-    return law.to_params(z[int(np.argmin(np.where(np.isfinite(cost), cost, np.inf)))], n0, v0)
+    prior = (law.prior_centre(e), strength * float(np.mean(e)) ** 2)
+    z, cost = solve_chunked(law, X, e, lambda i, j: np.ones((j - i, len(e))), starts, loss, prior=prior)
+    return law.to_params(z[int(np.argmin(np.where(np.isfinite(cost), cost, np.inf)))], ref)
 
 
-def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
-            seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True, kind: str = "error") -> Fit:
-    """Fit the law with bootstrap intervals and out-of-sample errors (see module docstring).
+def fit_map(n, v, e, form: "str | LawForm" = "multiplicative", loss: str = "squared", kind: str = "error",
+            strength: float = 1e-4, reference: tuple[float, float] | None = None) -> dict[str, float]:
+    """:func:`fit_map_inputs` for a two-input law."""
+    n, v = (np.asarray(a, dtype=float).ravel() for a in (n, v))
+    return fit_map_inputs(np.stack([n, v]), e, form, loss, kind, strength, reference)
 
-    ``kind`` is the metric's (``METRIC_KINDS``); ``ci_level`` the bootstrap interval's coverage;
-    ``cross_validate`` adds leave-one-out and hold-out-the-largest-N errors.
-    """
+
+def fit_inputs(raw, e, form: "str | LawForm" = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
+               seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True, kind: str = "error") -> Fit:
+    """Fit the law over inputs ``raw`` [d, n] with bootstrap intervals and out-of-sample errors
+    (see module docstring). ``kind`` is the metric's (``METRIC_KINDS``); ``ci_level`` the bootstrap
+    interval's coverage; ``cross_validate`` adds leave-one-out and hold-out-the-largest errors (the
+    largest value of the first input: the largest LLM)."""
     if not 0 < ci_level < 1:
         raise FitError(f"the interval level must lie strictly between 0 and 1, got {ci_level:g}")
-    n, v, e = check_data(n, v, e, form, kind)
-    law = FORMS[form]
-    n0, v0 = reference_point(n, v)
-    z = _fit_z(form, n, v, e, loss, n0, v0)
-    params = law.to_params(z, n0, v0)
-    x, y = np.log(n / n0), np.log(v / v0)
-    residuals = predict(form, params, n, v) - e
+    law = law_of(form)
+    raw, e = check_inputs(raw, e, law, kind)
+    ref = law.reference(raw)
+    X = law.coords(raw, ref)
+    z = _fit_z(law, X, e, loss)
+    params = law.to_params(z, ref)
+    residuals = predict(law, params, *raw) - e
     sse = float(np.sum(residuals ** 2))
-    r, _, w = objective_of(law, z[None], x, y, e, np.ones((1, len(e))), loss)
+    r, _, w = objective_of(law, z[None], X, e, np.ones((1, len(e))), loss)
     objective = loss_of(loss).objective(r, w, sse)
     spread = float(np.sum((e - e.mean()) ** 2))
     r2 = 1.0 - sse / spread if spread > 0 else float("nan")
 
-    zs, failures = resample.bootstrap(law, x, y, n, v, e, z, loss, bootstrap, seed)
-    boot = np.array([[law.to_params(zb, n0, v0)[p] for p in law.params] for zb in zs],
+    zs, failures = resample.bootstrap(law, X, raw, e, z, loss, bootstrap, seed)
+    boot = np.array([[law.to_params(zb, ref)[p] for p in law.params] for zb in zs],
                     dtype=float).reshape(len(zs), len(law.params))
     tail = (1 - ci_level) / 2
     ci = {p: ((float(np.quantile(boot[:, i], tail)), float(np.quantile(boot[:, i], 1 - tail)))
@@ -193,21 +261,37 @@ def fit_law(n, v, e, form: str = "multiplicative", loss: str = "squared", bootst
 
     loo = loo_max = holdout = None
     if cross_validate:
-        loo, loo_max = resample.cross_validate(law, x, y, n, v, e, z, loss, seed)
-        holdout = _holdout_largest(form, n, v, e, loss, kind)
-    return Fit(form, loss, params, ci, ci_level, sse, objective, float(np.sqrt(sse / len(e))), r2, len(e), loo,
+        loo, loo_max = resample.cross_validate(law, X, raw, e, z, loss, seed)
+        holdout = _holdout_largest(law, raw, e, loss, kind, z if len(law.starts(e)) > SCREEN_STARTS else None)
+    return Fit(law.name, loss, params, ci, ci_level, sse, objective, float(np.sqrt(sse / len(e))), r2, len(e), loo,
                loo_max, holdout, boot, failures, kind, int(METRIC_KINDS[kind].at_bound(e).sum()),
                subset=resample.subset_size(len(e)),
-               folds=resample.folds(len(e)) if cross_validate else 0)
+               folds=resample.folds(len(e)) if cross_validate else 0,
+               law_obj=None if FORMS.get(law.name) is law else law)
 
 
-def _holdout_largest(form, n, v, e, loss, kind) -> float | None:
-    """Fit on every LLM size but the largest, predict the largest (the study's 14B check)."""
-    test = n == n.max()
+def fit_law(n, v, e, form: "str | LawForm" = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
+            seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True, kind: str = "error") -> Fit:
+    """:func:`fit_inputs` for a two-input law: N and V (or a table's two columns)."""
+    n, v, e = check_data(n, v, e, form, kind)
+    return fit_inputs(np.stack([n, v]), e, form, loss, bootstrap, seed, ci_level, cross_validate, kind)
+
+
+def _holdout_largest(law: LawForm, raw, e, loss, kind, warm: np.ndarray | None = None) -> float | None:
+    """Fit on every value of the first input but the largest, predict the largest (the study's
+    14B check). ``warm``: start from the full fit (a law whose global search is costly) rather
+    than search again."""
+    test = raw[0] == raw[0].max()
     train = ~test
     try:
-        params = fit_params(n[train], v[train], e[train], form, loss, kind=kind)
+        if warm is None:
+            params = fit_inputs_params(raw[:, train], e[train], law, loss, kind=kind)
+        else:
+            check_inputs(raw[:, train], e[train], law, kind)
+            ref = law.reference(raw[:, train])
+            z = best_of(law, law.coords(raw[:, train], ref), e[train], np.ones(int(train.sum())), warm[None], loss)
+            params = law.to_params(z, ref)
     except FitError:
         return None
-    errs = resample.relative(predict(form, params, n[test], v[test]), e[test])
+    errs = resample.relative(predict(law, params, *raw[:, test]), e[test])
     return float(np.mean(errs)) if len(errs) else None

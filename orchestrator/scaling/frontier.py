@@ -26,7 +26,7 @@ import numpy as np
 
 from .cost import as_cost, llm_prefill_flops
 from .fit import Fit
-from .forms import law, predict
+from .forms import predict
 
 GRID_POINTS = 2001
 
@@ -79,7 +79,7 @@ class Frontier:
         }
 
 
-def optimum(form: str, params_list: list[dict[str, float]], budget: float, cost,
+def optimum(form, params_list: list[dict[str, float]], budget: float, cost,
             n_range: tuple[float, float], v_range: tuple[float, float], fixed_flops: float = 0.0):
     """Continuous optimum under ``cost(N, V) ≤ budget`` for each parameter set: arrays (N*, V*, error*).
 
@@ -128,8 +128,8 @@ def frontier(fit: Fit, budgets, text_tokens, n_range: tuple[float, float], v_ran
     v_seen = (min(b for _, b in seen), max(b for _, b in seen)) if seen else v_range
     points = []
     for c in np.asarray(budgets, float):
-        n, v, e = optimum(fit.form, [fit.params], c, model, n_range, v_range)
-        bn, bv, be = optimum(fit.form, boot, c, model, n_range, v_range) if boot else (n, v, e)
+        n, v, e = optimum(fit.law, [fit.params], c, model, n_range, v_range)
+        bn, bv, be = optimum(fit.law, boot, c, model, n_range, v_range) if boot else (n, v, e)
         best = None
         if runnable:
             cand = np.array(runnable, float)
@@ -144,7 +144,7 @@ def frontier(fit: Fit, budgets, text_tokens, n_range: tuple[float, float], v_ran
                                     _ci(bv, fit.ci_level), _ci(be, fit.ci_level), best, outside,
                                     None if best is None else (best[0], best[1]) in seen))
     v_star = v_star_ci = None
-    form = law(fit.form)
+    form = fit.law
     if q is not None:  # a cost linear in Q + V: the law form's closed-form V*, if it has one
         v_star = form.optimal_visual_tokens(fit.params, q, *v_range)
     if v_star is not None:
@@ -167,7 +167,7 @@ def compare_frontiers(fit: Fit, base: Frontier, base_cost, other, n_range: tuple
         price = other.price(np.array([[p.n, p.v]]))[0]
         if not np.isfinite(price):
             continue
-        n2, v2, e2 = optimum(fit.form, [fit.params], float(price), other, n_range, v_range)
+        n2, v2, e2 = optimum(fit.law, [fit.params], float(price), other, n_range, v_range)
         if np.isfinite(n2[0]):
             pairs.append({"budget": p.budget, "n": p.n, "v": p.v, "error": p.error, "other_budget": float(price),
                           "other_n": float(n2[0]), "other_v": float(v2[0]), "other_error": float(e2[0])})

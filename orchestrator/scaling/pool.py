@@ -1,6 +1,6 @@
 """Proposals from a pool of candidate runs: the table-level face of :func:`design.design_pool`.
 
-A pool is a table (CSV or Parquet) with two input columns, a metric column (filled where a run
+A pool is a table (CSV or Parquet) with the law's input columns, a metric column (filled where a run
 finished), optionally a ``status`` column (``pending``: running now, neither observed nor
 proposable), a group column (one law per group) and a cost (a column or an expression over
 columns). A target table names the rows whose prediction matters; without one, the picks
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import TableError
 from .design import design_pool
-from .forms import FORMS
+from .forms import law as law_of
 from .table import evaluate_cost, groups_of, numeric, require_columns
 
 
@@ -57,13 +57,13 @@ def parse_budget(value: str | None) -> tuple[float | None, bool]:
     return amount, fraction
 
 
-def propose_from_pool(pool, source: str, inputs: tuple[str, str], metric: str, cost: str, k: int,
+def propose_from_pool(pool, source: str, inputs: tuple[str, ...], metric: str, cost: str, k: int,
                       budget: str | None = None, target=None, group: str | None = None,
-                      form: str = "multiplicative", loss: str = "squared", kind: str = "loss"
+                      form="multiplicative", loss: str = "squared", kind: str = "loss"
                       ) -> tuple[list[PoolPick], list[GroupBudget]]:
-    """Up to ``k`` picks per group (see module docstring) and each group's budget accounting."""
-    if form not in FORMS:
-        raise TableError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}")
+    """Up to ``k`` picks per group (see module docstring) and each group's budget accounting.
+    ``inputs``: the pool's columns the law reads, in its inputs' order."""
+    law_of(form)
     require_columns(pool, list(inputs), source)
     if target is not None:
         require_columns(target, list(inputs) + ([group] if group else []), "--target")
@@ -88,10 +88,11 @@ def propose_from_pool(pool, source: str, inputs: tuple[str, str], metric: str, c
             t_rows = target if group is None else target[target[group].astype(str) == label]
             if len(t_rows):
                 t = numeric(t_rows, list(inputs), "--target")
-                tgt = np.stack([t[inputs[0]], t[inputs[1]]], axis=1)
+                tgt = np.stack([t[name] for name in inputs])
         left = np.inf if limit is None else limit - spent
-        chosen = design_pool(form, values[inputs[0]], values[inputs[1]], y, c, k, left, target=tgt,
-                             eligible=eligible, loss=loss, kind=kind) if left > 0 else []
+        raw = np.stack([values[name] for name in inputs])
+        chosen = design_pool(form, raw, y, c, k, left, target=tgt, eligible=eligible, loss=loss,
+                             kind=kind) if left > 0 else []
         picks += [PoolPick(label, int(pos[i]), float(c[i])) for i in chosen]
         budgets.append(GroupBudget(label, limit, spent, int(observed.sum()), int(pending[pos].sum()),
                                    int((~observed & eligible).sum())))

@@ -33,7 +33,7 @@ def _band(a: Analysis, n: float, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     if not boot:
         mid = a.fit.predict(n, v)
         return mid, mid
-    preds = np.stack([predict(a.fit.form, p, n, v) for p in boot])
+    preds = np.stack([predict(a.fit.law, p, n, v) for p in boot])
     tail = (1 - a.fit.ci_level) / 2
     return np.quantile(preds, tail, axis=0), np.quantile(preds, 1 - tail, axis=0)
 

@@ -18,7 +18,7 @@ Cross-validation. Up to ``LOO_ROWS`` points, leave-one-out; above, ``CV_FOLDS`` 
 fold's fit starts from the full fit (one point or one tenth moves the optimum little) and
 predicts the points it did not see; the mean and max relative error |ê − e| / e are reported
 (over points above 0). A fold or replicate whose remaining points cannot identify the law (one
-LLM size or one token count) is skipped and counted.
+value of an input: one LLM size or one token count) is skipped and counted.
 """
 
 from __future__ import annotations
@@ -52,28 +52,33 @@ def relative(pred: np.ndarray, e: np.ndarray) -> np.ndarray:
     return np.abs(pred[keep] - e[keep]) / e[keep]
 
 
-def _levels(a: np.ndarray) -> np.ndarray:
-    return np.unique(a, return_inverse=True)[1]
+def levels(raw: np.ndarray) -> list[np.ndarray]:
+    """Each input's values as level indices (what identifiability is checked on)."""
+    return [np.unique(r, return_inverse=True)[1] for r in raw]
 
 
-def _usable(levels_n: np.ndarray, levels_v: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Which weight rows [B, n] keep ≥ 2 LLM sizes and ≥ 2 token counts (the law stays identifiable)."""
-    def distinct(levels):
-        return np.array([np.count_nonzero(np.bincount(levels, weights=row)) for row in w], dtype=int)
-    return (distinct(levels_n) >= 2) & (distinct(levels_v) >= 2)
+def _usable(levels_of: list[np.ndarray], w: np.ndarray) -> np.ndarray:
+    """Which weight rows [B, n] keep ≥ 2 distinct values of every input (the law stays identifiable:
+    for a VLM grid, ≥ 2 LLM sizes and ≥ 2 token counts)."""
+    def distinct(lv):
+        return np.array([np.count_nonzero(np.bincount(lv, weights=row)) for row in w], dtype=int)
+    ok = np.ones(len(w), bool)
+    for lv in levels_of:
+        ok &= distinct(lv) >= 2
+    return ok
 
 
-def _refit(law: LawForm, x, y, e, counts: np.ndarray, starts: np.ndarray, loss: str) -> np.ndarray:
+def _refit(law: LawForm, X, e, counts: np.ndarray, starts: np.ndarray, loss: str) -> np.ndarray:
     """The best of ``starts`` for each weight row of ``counts`` (solved a chunk at a time)."""
     s = len(starts)
     weights = np.repeat(counts, s, axis=0)  # one row per (replicate, start), made once, sliced per chunk
-    zs, costs = solve_chunked(law, x, y, e, lambda a, b: weights[a:b], np.tile(starts, (len(counts), 1)), loss)
+    zs, costs = solve_chunked(law, X, e, lambda a, b: weights[a:b], np.tile(starts, (len(counts), 1)), loss)
     zs = zs.reshape(len(counts), s, -1)
     costs = np.where(np.isfinite(costs), costs, np.inf).reshape(len(counts), s)
     return zs[np.arange(len(counts)), np.argmin(costs, axis=1)]
 
 
-def bootstrap(law: LawForm, x, y, n, v, e, z_full: np.ndarray, loss: str, count: int,
+def bootstrap(law: LawForm, X, raw, e, z_full: np.ndarray, loss: str, count: int,
               seed: int) -> tuple[np.ndarray, int]:
     """``count`` bootstrap replicates in the solver's coordinates [B', k] and how many were
     unusable (see the module docstring for which bootstrap a table of this size gets)."""
@@ -82,66 +87,66 @@ def bootstrap(law: LawForm, x, y, n, v, e, z_full: np.ndarray, loss: str, count:
     rng = np.random.default_rng(seed)
     if len(e) <= LITTLE_ROWS:
         grid = np.array(law.starts(e))
-        return _case(law, x, y, n, v, e, np.array([z_full, grid[len(grid) // 2], grid[-1]]), loss, count, rng)
-    return _little(law, x, y, n, v, e, z_full, loss, count, rng)
+        return _case(law, X, raw, e, np.array([z_full, grid[len(grid) // 2], grid[-1]]), loss, count, rng)
+    return _little(law, X, raw, e, z_full, loss, count, rng)
 
 
-def _case(law, x, y, n, v, e, starts, loss, count, rng) -> tuple[np.ndarray, int]:
-    levels_n, levels_v = _levels(n), _levels(v)
+def _case(law, X, raw, e, starts, loss, count, rng) -> tuple[np.ndarray, int]:
+    levels_of = levels(raw)
     per = max(1, CHUNK_ELEMENTS // (len(e) * len(starts)))
     out, failures = [], 0
     for i in range(0, count, per):  # counts drawn a chunk at a time, in one order (seeded)
         counts = np.array([np.bincount(rng.integers(0, len(e), len(e)), minlength=len(e))
                            for _ in range(min(per, count - i))], dtype=float)
-        ok = _usable(levels_n, levels_v, counts)
+        ok = _usable(levels_of, counts)
         failures += int((~ok).sum())
         if ok.any():
-            out.append(_refit(law, x, y, e, counts[ok], starts, loss))
+            out.append(_refit(law, X, e, counts[ok], starts, loss))
     return (np.concatenate(out) if out else np.zeros((0, starts.shape[1]))), failures
 
 
-def _little(law, x, y, n, v, e, z_full, loss, count, rng) -> tuple[np.ndarray, int]:
+def _little(law, X, raw, e, z_full, loss, count, rng) -> tuple[np.ndarray, int]:
     b = subset_size(len(e))
     per_subset = -(-count // SUBSETS)
     out, failures = [], 0
     for _ in range(SUBSETS):
         pick = np.sort(rng.choice(len(e), b, replace=False))
-        xs, ys, es = x[pick], y[pick], e[pick]
-        levels_n, levels_v = _levels(n[pick]), _levels(v[pick])
-        if not _usable(levels_n, levels_v, np.ones((1, b)))[0]:
+        Xs, es = X[:, pick], e[pick]
+        levels_of = levels(raw[:, pick])
+        if not _usable(levels_of, np.ones((1, b)))[0]:
             failures += per_subset
             continue
-        z_sub = _refit(law, xs, ys, es, np.ones((1, b)), z_full[None], loss)[0]
+        z_sub = _refit(law, Xs, es, np.ones((1, b)), z_full[None], loss)[0]
         counts = rng.multinomial(len(e), np.full(b, 1.0 / b), size=per_subset).astype(float)
-        ok = _usable(levels_n, levels_v, counts)
+        ok = _usable(levels_of, counts)
         failures += int((~ok).sum())
         if ok.any():
-            out.append(z_full + (_refit(law, xs, ys, es, counts[ok], z_sub[None], loss) - z_sub))
+            out.append(z_full + (_refit(law, Xs, es, counts[ok], z_sub[None], loss) - z_sub))
     if not out:
         return np.zeros((0, len(z_full))), failures
     lo, hi = law.bounds(float(e.min()))
     return np.clip(np.concatenate(out), lo, hi), failures
 
 
-def cross_validate(law: LawForm, x, y, n, v, e, z_full: np.ndarray, loss: str,
+def cross_validate(law: LawForm, X, raw, e, z_full: np.ndarray, loss: str,
                    seed: int) -> tuple[float | None, float | None]:
     """(mean, max) relative error of the points predicted by fits that did not see them."""
     k = folds(len(e))
     fold_of = np.arange(len(e)) if k == len(e) else np.random.default_rng(seed).permutation(len(e)) % k
-    levels_n, levels_v = _levels(n), _levels(v)
+    levels_of = levels(raw)
 
     def without(which: np.ndarray) -> np.ndarray:  # weights [len(which), n]: 0 on each fold's points
         return (fold_of[None, :] != which[:, None]).astype(float)
 
     per = max(1, CHUNK_ELEMENTS // len(e))
     held = np.flatnonzero(len(e) - np.bincount(fold_of, minlength=k) > len(law.params))
-    held = np.concatenate([held[i:i + per][_usable(levels_n, levels_v, without(held[i:i + per]))]
+    held = np.concatenate([held[i:i + per][_usable(levels_of, without(held[i:i + per]))]
                            for i in range(0, len(held), per)] or [held])
     if not len(held):
         return None, None
-    zs, _ = solve_chunked(law, x, y, e, lambda a, b: without(held[a:b]), np.tile(z_full[None], (len(held), 1)), loss)
+    zs, _ = solve_chunked(law, X, e, lambda a, b: without(held[a:b]), np.tile(z_full[None], (len(held), 1)), loss)
     members = np.split(np.argsort(fold_of, kind="stable"), np.cumsum(np.bincount(fold_of, minlength=k))[:-1])
-    errs = np.concatenate([relative(law.predict_z(zs[i:i + 1], x[members[f]], y[members[f]])[0], e[members[f]])
+    errs = np.concatenate([relative(law.predict_z(zs[i:i + 1], X[:, members[f]])[0], e[members[f]])
                            for i, f in enumerate(held)])
     if not len(errs):
         return None, None

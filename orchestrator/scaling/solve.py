@@ -86,16 +86,25 @@ def loss_of(name: str) -> Loss:
         raise FitError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
 
 
-def objective_of(law: LawForm, z, x, y, e, w, loss: str):
-    """Residuals [B, n], their Jacobian [B, n, k] and the IRLS weights for ``loss``."""
-    return loss_of(loss).residuals(law.predict_z(z, x, y), law.jac_z(z, x, y), e, w)
+def objective_of(law: LawForm, z, X, e, w, loss: str):
+    """Residuals [B, n], their Jacobian [B, n, k] and the IRLS weights for ``loss`` (X: the law's
+    coordinates of the points, [d, n])."""
+    return loss_of(loss).residuals(*law.value_and_jac(z, X), e, w)
 
 
 def total_cost(r, w, loss: str) -> np.ndarray:
     return loss_of(loss).cost(r, w)
 
 
-def solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
+def solve_batch(law: LawForm, X, e, w, z0, loss: str, iters: int = 300,
+                prior: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_solve_batch` with floating-point overflow quiet: a law written as an expression
+    can overflow at a trial step, whose cost is then ∞ and the step rejected — not a warning."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _solve_batch(law, X, e, w, z0, loss, iters, prior)
+
+
+def _solve_batch(law: LawForm, X, e, w, z0, loss: str, iters: int = 300,
                  prior: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Projected Levenberg–Marquardt on B weighted problems at once.
 
@@ -116,10 +125,10 @@ def solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
     lo, hi = law.bounds(1.0)
     lo = np.broadcast_to(lo, z0.shape).copy()
     hi = np.broadcast_to(hi, z0.shape).copy()
-    if law.floor_index is not None:
-        hi[:, law.floor_index] = visible.min(axis=1) * (1 - 1e-9)
+    for index, cap in law.floor_limits(visible, X):
+        hi[:, index] = cap * (1 - 1e-9)
     z = np.clip(z0, lo, hi)
-    cost = total(loss_of(loss).residual(law.predict_z(z, x, y), e), w, z)
+    cost = total(loss_of(loss).residual(law.predict_z(z, X), e), w, z)
     damping = np.full(len(z), 1e-3)
     eye = np.eye(k)
     # the normal equations of each problem at its current z: made again only after z moved (a
@@ -132,7 +141,7 @@ def solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
             break
         stale = active[moved[active]]
         if len(stale):
-            r, jac, wt = objective_of(law, z[stale], x, y, e, w[stale], loss)
+            r, jac, wt = objective_of(law, z[stale], X, e, w[stale], loss)
             jw = (jac * wt[..., None]).transpose(0, 2, 1)
             a_of[stale] = np.matmul(jw, jac) + lam * eye
             g_of[stale] = np.matmul(jw, r[..., None])[..., 0] + lam * (z[stale] - zbar)
@@ -143,7 +152,7 @@ def solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
         lhs = a + (da[:, None] * np.maximum(diag, 1e-12))[:, :, None] * eye + 1e-12 * eye
         step = -np.linalg.solve(lhs, g[..., None])[..., 0]
         z_new = np.clip(za + step, lo[active], hi[active])
-        c_new = total(loss_of(loss).residual(law.predict_z(z_new, x, y), e), wa, z_new)
+        c_new = total(loss_of(loss).residual(law.predict_z(z_new, X), e), wa, z_new)
         better = np.isfinite(c_new) & (c_new < ca)
         gain = np.where(better, (ca - c_new) / np.maximum(ca, 1e-300), 0.0)
         z[active] = np.where(better[:, None], z_new, za)
@@ -152,21 +161,21 @@ def solve_batch(law: LawForm, x, y, e, w, z0, loss: str, iters: int = 300,
         damping[active] = np.where(better, np.maximum(da / 3, 1e-9), np.minimum(da * 4, 1e12))
         # converged: an accepted step that gained nothing, or a rejected one too small to matter
         tiny = np.max(np.abs(z_new - za), axis=1) <= 1e-12 * (1 + np.max(np.abs(za), axis=1))
-        done = (better & (gain < 1e-10)) | (~better & tiny) | (damping[active] >= 1e12)
+        done = (better & (gain < law.tolerance)) | (~better & tiny) | (damping[active] >= 1e12)
         active = active[~done]
     return z, cost
 
 
-def best_of(law, x, y, e, w_one: np.ndarray, starts: np.ndarray, loss: str) -> np.ndarray:
+def best_of(law, X, e, w_one: np.ndarray, starts: np.ndarray, loss: str) -> np.ndarray:
     """Solve one problem from many starts (batched) and keep the best."""
-    z, cost = solve_chunked(law, x, y, e, lambda i, j: np.broadcast_to(w_one, (j - i, len(e))), starts, loss)
+    z, cost = solve_chunked(law, X, e, lambda i, j: np.broadcast_to(w_one, (j - i, len(e))), starts, loss)
     cost = np.where(np.isfinite(cost), cost, np.inf)
     if not np.isfinite(cost).any():
         raise FitError("no starting point converged; check the data")
     return z[int(np.argmin(cost))]
 
 
-def solve_chunked(law: LawForm, x, y, e, weights: Callable[[int, int], np.ndarray], z0: np.ndarray, loss: str,
+def solve_chunked(law: LawForm, X, e, weights: Callable[[int, int], np.ndarray], z0: np.ndarray, loss: str,
                   iters: int = 300, prior: tuple[np.ndarray, float] | None = None,
                   chunk: int = CHUNK_ELEMENTS) -> tuple[np.ndarray, np.ndarray]:
     """:func:`solve_batch` over ``len(z0)`` problems in chunks of ≤ ``CHUNK_ELEMENTS`` problem·points;
@@ -176,7 +185,7 @@ def solve_chunked(law: LawForm, x, y, e, weights: Callable[[int, int], np.ndarra
     zs, costs = [], []
     for i in range(0, len(z0), per):
         j = min(i + per, len(z0))
-        z, c = solve_batch(law, x, y, e, weights(i, j), z0[i:j], loss, iters, prior)
+        z, c = solve_batch(law, X, e, weights(i, j), z0[i:j], loss, iters, prior)
         zs.append(z)
         costs.append(c)
     if not zs:

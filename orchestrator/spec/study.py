@@ -3,7 +3,7 @@ imported from elsewhere, rounds of proposed cells, and the inference profile."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -47,6 +47,25 @@ class Candidates(Strict):
         return v
 
 
+class LawSpec(Strict):
+    """A law written as an expression over named inputs and parameters (scaling/expression.py)."""
+
+    expression: str = Field(description="e.g. 'E + A / N**alpha + B / D**beta': numbers, names, + - * / **, "
+                                        "exp, log, sqrt, min, max")
+    params: dict[str, Any] = Field(description="each parameter's range: [low, high], {log_range: [low, high]} "
+                                               "or {bounds: [...], start: [...]}")
+    floor: str | None = Field(None, description="the parameter kept below the smallest observed value")
+    name: str | None = None
+    per_group: list[str] | None = Field(None, description="parameters that take a value per fit.group")
+
+    @model_validator(mode="after")
+    def _compiles(self) -> "LawSpec":
+        from ..scaling.expression import law_from_doc
+
+        law_from_doc(self.model_dump(exclude_none=True), "law")  # every problem, one line, at validate
+        return self
+
+
 class Fit(Strict):
     """How the law is fitted and used. These defaults are the only ones: ``fit``, ``propose``,
     ``report`` and ``frontier`` fall back to them for a table too (their --help shows them)."""
@@ -67,6 +86,18 @@ class Fit(Strict):
     cross_validate: bool = Field(True, description="Leave-one-out and largest-LLM hold-out errors")
     propose: int = Field(4, ge=0, le=10_000, description="Cells proposed after each fit (next.yaml)")
     candidates: Candidates = Field(Candidates(), description="What proposals choose from")
+    law: LawSpec | None = Field(None, description="A law written as an expression, instead of form")
+    group: str | None = Field(None, description="A cell column (compressor, task, seed, ...) that splits the fit: "
+                                                "a law per value, or with per_group one joint law")
+    per_group: list[str] | None = Field(None, description="Parameters that take a value per group (others shared)")
+    at: dict[str, float] | None = Field(None, description="Values of a law's inputs other than N and V, for the "
+                                                          "frontier, e.g. {train_samples: 1e6}")
+
+    @model_validator(mode="after")
+    def _form_or_law(self) -> "Fit":
+        if self.law is not None and "form" in self.model_fields_set:
+            raise ValueError("give form (a built-in law) or law (an expression), not both")
+        return self
 
 
 FIT_DEFAULTS = {name: Fit.model_fields[name].default for name in
