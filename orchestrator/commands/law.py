@@ -47,6 +47,8 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     metrics = [m.strip() for m in a.metric.split(",") if m.strip()]
     cost, compare = _cost_models(a, exp, located[1] if located else None, compare_all)
     table = rows(*located) if exp is not None else []
+    if not choice.law.positional:
+        _check_law_inputs(choice, a.source, table)
     if exp is not None:
         _say_if_partial(exp.name, table)
     out, spec_doc = [], None
@@ -62,6 +64,21 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
                                            getattr(a, "budget", None), a.ci_level, a.cross_validate, cost, compare,
                                            choice.at)))
     return exp, spec_doc, out
+
+
+def _check_law_inputs(choice, source: str, table: list[dict]) -> None:
+    """Every name of an expression that is not a declared parameter must be a column: say which
+    is neither, and how to declare it."""
+    from ..scaling.analysis import ALIASES
+    from ..scaling.table import load_table
+
+    columns = set(load_table(source).columns) if not table else {k for r in table for k in r}
+    columns |= {alias for alias, column in ALIASES.items() if column in columns}
+    missing = [x for x in choice.law.inputs if x not in columns]
+    if missing:
+        raise UsageError(f"the law names {missing[0]!r}, which is neither a declared parameter nor a column of "
+                         f"{source}: declare its range (--param {missing[0]}=LOW,HIGH, or under the law's params) "
+                         "or fix the name")
 
 
 def _grouped(choice, obs):

@@ -136,7 +136,8 @@ def check_expression(text: str) -> ast.Expression:
                                f"argument{'s' if want[0] > 1 else ''}")
             continue
         what = {ast.BitXor: "^ (write ** for a power)", ast.Compare: "a comparison", ast.Attribute: "an attribute",
-                ast.Subscript: "a subscript", ast.Lambda: "a lambda", ast.IfExp: "a conditional"}.get(
+                ast.Subscript: "a subscript", ast.Lambda: "a lambda", ast.IfExp: "a conditional",
+                ast.Constant: "a constant that is not a number"}.get(
                     type(node), type(node).__name__)
         if isinstance(node, ast.BinOp):
             what = {ast.BitXor: "^ (write ** for a power)", ast.Mod: "%", ast.FloorDiv: "//"}.get(
@@ -202,8 +203,9 @@ class ExpressionLaw(LawForm):
         if clash:
             raise LawError(f"law: {clash[0]!r} is a function's name; name the parameter or input otherwise")
         unused = [n for n in declared if n not in names]
+        text = expression.strip() if len(expression.strip()) <= 80 else expression.strip()[:77] + "..."
         if unused:
-            raise LawError(f"params.{unused[0]}: the law {expression.strip()!r} does not use it")
+            raise LawError(f"params.{unused[0]}: the law {text!r} does not use it")
         found_inputs = tuple(n for n in names if n not in declared)
         if inputs is not None:
             missing = [n for n in found_inputs if n not in inputs]
@@ -212,7 +214,7 @@ class ExpressionLaw(LawForm):
                                f"(inputs: {', '.join(inputs)}); declare its range under params if it is a parameter")
             found_inputs = tuple(inputs)  # the data's columns in its order: the law may leave some unread
         if not found_inputs:
-            raise LawError(f"law {expression.strip()!r} has no input: every name is a declared parameter")
+            raise LawError(f"law {text!r} has no input: every name is a declared parameter")
         if floor is not None:
             if floor not in declared:
                 raise LawError(f"floor: {floor!r} is not a parameter of the law")
