@@ -265,3 +265,15 @@ def test_scalebench_runs_a_laws_file(tmp_path):
     assert set(tasks) == {"moe_scaling_law", "parallel_scaling_law"}
     assert tasks["moe_scaling_law"]["results"]["vlmscale"]["0.05"]["mean"] > 0.5
     assert tasks["parallel_scaling_law"]["results"]["vlmscale"]["0.1"]["mean"] > 0.8
+
+
+def test_a_report_of_a_tables_law_draws_the_law_against_its_inputs(tmp_path):
+    """No frontier for a law over N and D: the report still writes, one curve per binned N."""
+    _table(tmp_path)
+    r = _cli("report", "runs.csv", *LAW_ARGS, "--metric", "loss", "--bootstrap", "20", "-o", "rep", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "error_vs_tokens" in page and "loss = E + A/N**alpha + B/D**beta" in page
+    r = _cli("report", "runs.csv", "--inputs", "N,D", "--metric", "loss", "--bootstrap", "20", "-o", "rep2",
+             cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "rep2" / "error_vs_tokens.png").is_file(), r.stderr

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .forms import FORMS
+
 ROUGH_LOO = 0.15  # leave-one-out relative error beyond which the law only sketches the trend
 
 
@@ -112,8 +114,10 @@ def _next_runs(a, located: bool) -> list[str]:
 
 
 def _exponents(a) -> list[str]:
+    """Which input the error falls faster with — for a built-in form, whose α is N's and β V's
+    (an expression's names carry no such meaning)."""
     params, boot = a.fit.params, a.fit.bootstrap_params()
-    if "alpha" not in params or "beta" not in params:
+    if FORMS.get(a.fit.form) is not a.fit.law or "alpha" not in params or "beta" not in params:
         return []
     o = a.observations
     first, second = ("LLM size", "visual tokens") if o.is_vlm else o.inputs

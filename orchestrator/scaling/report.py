@@ -38,6 +38,9 @@ def _band(a: Analysis, n: float, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.quantile(preds, tail, axis=0), np.quantile(preds, 1 - tail, axis=0)
 
 
+MAX_CURVES = 8  # beyond: the first input's values are binned
+
+
 def _sizes(a: Analysis) -> list[tuple[float, str]]:
     """(N, name) of each trained LLM size, smallest first."""
     o = a.observations
@@ -58,10 +61,16 @@ def plot_error_vs_tokens(a: Analysis, plt):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     v_grid = np.exp(np.linspace(np.log(o.v.min()), np.log(o.v.max()), 100))
     sizes = _sizes(a)
+    member = o.n
+    if len(sizes) > MAX_CURVES:  # a table's continuous first input: curves at a few of its values, points by bin
+        levels = np.exp(np.quantile(np.log(o.n), np.linspace(0, 1, MAX_CURVES)))
+        member = levels[np.argmin(np.abs(np.log(o.n)[:, None] - np.log(levels)[None, :]), axis=1)]
+        sizes = [(float(x), f"{o.inputs[0]} ≈ {x:.3g}") for x in levels]
     colors = dict(zip([n for n, _ in sizes], plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))))
     for n, name in sizes:
-        sel = o.n == n
-        ax.scatter(o.v[sel], o.e[sel], color=colors[n], zorder=3, label=f"{name} (N = {n:.3g})")
+        sel = member == n
+        ax.scatter(o.v[sel], o.e[sel], color=colors[n], zorder=3,
+                   label=f"{name} (N = {n:.3g})" if o.is_vlm else name)
         lo, hi = _band(a, n, v_grid)
         ax.fill_between(v_grid, lo, hi, color=colors[n], alpha=0.15)
         ax.plot(v_grid, a.fit.predict(n, v_grid), color=colors[n])
@@ -70,9 +79,10 @@ def plot_error_vs_tokens(a: Analysis, plt):
         ax.scatter([c.visual_tokens], a.fit.predict(c.n, c.visual_tokens), facecolors="none", edgecolors="k",
                    marker="D", zorder=4, label="proposed (predicted)" if i == 0 else None)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("visual tokens V")
+    second = "visual tokens V" if o.is_vlm else o.inputs[1]
+    ax.set_xlabel(second)
     ax.set_ylabel(o.metric)
-    ax.set_title(f"{o.metric} vs visual tokens ({a.fit.form} law, {int(100 * a.fit.ci_level)}% band)")
+    ax.set_title(f"{o.metric} vs {second} ({a.fit.form} law, {int(100 * a.fit.ci_level)}% band)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -284,6 +294,8 @@ def write_report(a: Analysis, out_dir: str | Path, title: str = "vlmscale report
     written, images = [], []
     plots = [("error_vs_tokens", plot_error_vs_tokens), ("error_vs_flops", plot_error_vs_flops),
              ("frontier", plot_frontier)]
+    if a.frontier is None:  # a table's law over other inputs: the law against its inputs, no frontier
+        plots = [("error_vs_tokens", plot_error_vs_tokens)] if len(a.fit.law.inputs) == 2 else []
     if a.alternatives:
         plots.append(("frontiers_by_cost", plot_cost_frontiers))
     for name, make in plots:
