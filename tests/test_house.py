@@ -299,3 +299,12 @@ def test_each_fit_setting_has_one_default_shown_alike_in_the_schema_the_help_and
             cmd = cli.commands[command]
             params = {p.name: p for p in cmd.get_params(click.Context(cmd))}
             assert f"fit.{name}, else {shown(value)})" in params[name].help, (command, name, params[name].help)
+
+
+def test_the_strategies_the_spec_offers_are_the_engines_there_are():
+    import typing
+
+    from workloads.config import Strategy
+    from workloads.engine import ENGINES
+
+    assert set(typing.get_args(Strategy)) == set(ENGINES)

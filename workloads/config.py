@@ -17,7 +17,7 @@ from typing import Any, Literal
 from .data.chat import FORMATS
 from .scorers import SCORERS
 
-Strategy = Literal["ddp", "deepspeed"]
+Strategy = Literal["ddp", "fsdp", "deepspeed"]
 Precision = Literal["fp32", "bf16"]
 Source = Literal["synthetic", "llava"]
 DrillMoment = Literal["step", "checkpoint"]

@@ -1,8 +1,9 @@
 """Parallelism strategies: the optimizer step, gradient accumulation and checkpoint format.
 
 ``DDPEngine`` (torch DistributedDataParallel; gloo on CPU, NCCL on GPU, as the process group was
-set up by Ray Train or torchrun) and ``DeepSpeedEngine`` (ZeRO stage 1–3) share one interface so
-the training loop does not branch on the strategy.
+set up by Ray Train or torchrun), ``FSDPEngine`` (FSDP2: sharded parameters, gradients and
+optimizer state) and ``DeepSpeedEngine`` (ZeRO stage 1–3) share one interface so the training
+loop does not branch on the strategy; ``ENGINES`` names them (the spec's ``training.strategy``).
 
 A checkpoint directory holds the full training state: weights, optimizer, LR scheduler, the step
 (which is also the data position: batches are a pure function of the step) and each rank's RNG
@@ -119,12 +120,98 @@ class DDPEngine:
         pass
 
 
+class FSDPEngine(DDPEngine):
+    """FSDP2 (``torch.distributed.fsdp.fully_shard``): each transformer block of the LLM and the
+    tower (their ``_no_split_modules``) is sharded across the ranks, then the whole model; with
+    ``precision: bf16`` blocks compute in bf16 while the sharded parameters and the optimizer
+    state stay fp32 (``MixedPrecisionPolicy``). A checkpoint gathers the full state on rank 0 in
+    DDP's files (``model.pt`` holds plain weights), so it loads with ``weights_only=True`` and a
+    resume — on any world size — is bit-exact. One process: plain training, as DDP's."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, lr: LRSchedule,
+                 micro: int | None = None):
+        self.cfg, self.device = cfg, device
+        self.micro = micro or cfg.batch_size // max(cfg.grad_accum, 1)
+        self.module = model.to(device)
+        self.dtype = torch.bfloat16 if cfg.precision == "bf16" else None
+        self.sharded = _distributed()
+        from torch.distributed.fsdp import FSDPModule
+
+        if self.sharded and not isinstance(self.module, FSDPModule):  # a later stage keeps the first's shards
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+            mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+            policy = MixedPrecisionPolicy(param_dtype=self.dtype, reduce_dtype=torch.float32) if self.dtype \
+                else MixedPrecisionPolicy()
+            for block in _blocks(self.module):
+                fully_shard(block, mesh=mesh, mp_policy=policy)
+            fully_shard(self.module, mesh=mesh, mp_policy=policy)
+        if self.sharded:
+            self.dtype = None  # the policy casts: no autocast on top
+        self.model = self.module
+        self.optimizer = make_optimizer(self.module, lr.peak, cfg.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, lr)
+
+    def loss(self, inputs: dict[str, torch.Tensor], last_micro_step: bool) -> torch.Tensor:
+        if self.sharded:  # gradients are reduced once, at the accumulation boundary
+            self.module.set_requires_gradient_sync(last_micro_step)
+        with self.autocast():
+            loss = self.module(**inputs).loss
+            (loss / self.cfg.grad_accum).backward()
+        return loss.detach()
+
+    def step(self) -> torch.Tensor:
+        norm = torch.nn.utils.clip_grad_norm_([p for p in self.module.parameters() if p.grad is not None],
+                                              self.cfg.grad_clip)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # a DTensor when sharded
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def save(self, directory: Path, rank: int, step: int) -> None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        # every rank takes part in the gather; rank 0 writes the full state
+        weights, optim = get_state_dict(self.module, self.optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if rank == 0:
+            torch.save(weights, directory / "model.pt")
+            torch.save({"optimizer": optim, "scheduler": self.scheduler.state_dict()}, directory / "optimizer.pt")
+            (directory / STATE_FILE).write_text(json.dumps({"step": step, "strategy": "fsdp"}))
+        torch.save(rng_state(self.device), directory / f"rng_rank{rank}.pt")
+
+    def load(self, directory: Path, rank: int, optimizer: bool = True) -> int:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        state = _read_state(directory, "fsdp")
+        weights = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
+        saved = torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=True) if optimizer else None
+        set_state_dict(self.module, self.optimizer, model_state_dict=weights,
+                       optim_state_dict=saved["optimizer"] if saved else {},
+                       options=StateDictOptions(full_state_dict=True, strict=saved is not None))
+        if saved:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        _load_rng(directory, rank, self.device)
+        return int(state["step"])
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    """The modules FSDP shards one by one: every transformer block its model declares unsplittable
+    (Hugging Face's ``_no_split_modules``: the LLM's decoder layers, the tower's encoder layers)."""
+    names = set()
+    for m in model.modules():
+        names |= set(getattr(m, "_no_split_modules", None) or ())
+    return [m for m in model.modules() if type(m).__name__ in names and m is not model]
+
+
 class DeepSpeedEngine:
     """ZeRO through ``deepspeed.initialize`` on the process group Ray Train (or torchrun) created."""
 
     TAG = "state"
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, micro_batch: int, lr: LRSchedule):
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, lr: LRSchedule, micro_batch: int):
         import deepspeed
 
         self.cfg, self.device, self.micro = cfg, device, micro_batch
@@ -182,6 +269,9 @@ class DeepSpeedEngine:
     def close(self) -> None:
         # without this a rank sometimes aborts at exit when the process group is torn down
         self.engine.destroy()
+
+
+ENGINES = {"ddp": DDPEngine, "fsdp": FSDPEngine, "deepspeed": DeepSpeedEngine}  # training.strategy's choices
 
 
 def _read_state(directory: Path, strategy: str | None) -> dict:

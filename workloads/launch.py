@@ -69,8 +69,9 @@ def metrics_log_callback(path: str):
 
 
 def needs_ray_train(cell: CellConfig, resources: WorkerResources) -> bool:
-    """Several workers (a process group to form) or DeepSpeed (its engine wants one): Ray Train."""
-    return resources.num_workers > 1 or cell.train.strategy != "ddp"
+    """Several workers (a process group to form) or DeepSpeed (its engine wants one): Ray Train.
+    FSDP on one worker shards nothing and trains in the trial, as DDP does."""
+    return resources.num_workers > 1 or cell.train.strategy == "deepspeed"
 
 
 def train_in_trial(cell: CellConfig, root: str, progress_path: str,

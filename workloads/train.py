@@ -29,7 +29,7 @@ from .data.synthetic import SyntheticVQA
 from .device import all_reduce_sum, to_device
 from .checkpoint import newest_complete, seal
 from .drill import drilled
-from .engine import DDPEngine, DeepSpeedEngine, read_step
+from .engine import ENGINES, read_step
 from .evaluate import evaluate
 from .failures import CellInterrupted
 from .flops import model_image_cost
@@ -218,9 +218,7 @@ def _engine(model, tc: TrainConfig, stage: StageConfig, device: torch.device, wo
     micro, accum = stc.micro_and_accum(world)
     stc = dataclasses.replace(stc, grad_accum=accum, micro_batch_size=None)
     lr = schedule(stc, model.llm.config.hidden_size)
-    if tc.strategy == "deepspeed":
-        return DeepSpeedEngine(model, stc, device, micro, lr)
-    return DDPEngine(model, stc, device, lr, micro)
+    return ENGINES[tc.strategy](model, stc, device, lr, micro)
 
 
 def _evaluate(engine, sources, collate, session: Session, batch_size: int) -> dict[str, float]:

@@ -211,7 +211,8 @@ class Training(Strict):
     checkpoint_every: int = Field(T.checkpoint_every, ge=1, le=STEPS_MAX)
     eval_every: int = Field(T.eval_every, ge=0, le=STEPS_MAX)
     log_every: int = Field(T.log_every, ge=1, le=STEPS_MAX)
-    strategy: Strategy = T.strategy
+    strategy: Strategy = Field(T.strategy, description="ddp: replicas; fsdp: FSDP2, parameters, gradients and "
+                                                        "optimizer state sharded by transformer block; deepspeed: ZeRO")
     zero_stage: ZeroStage = T.zero_stage
     precision: Precision = Field(T.precision,
                                                description="bf16: mixed precision (DDP autocast, DeepSpeed bf16)")
