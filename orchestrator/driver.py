@@ -6,6 +6,7 @@ fits after each round (orchestrator/finalize.py)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -150,6 +151,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
     vision = tower_dir(exp, exp_dir)
     lrs: dict[str, float] = {}
     first = grid_round(exp)  # the grid is round 1, or reaches the round a proposed next.yaml added
+    closing: threading.Thread | None = None
     try:
         for number in range(first, first + count):
             interrupt.check(len(exp_dir.finished()), len(planned) or len(grid))
@@ -171,6 +173,9 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
             interrupt.check(len(exp_dir.finished()), len(planned))  # no fit of a grid cut short
             if not exp.spec.fit.enabled:
                 break
+            if number == first + count - 1:  # nothing trains after this fit: Ray stops while it runs
+                closing = threading.Thread(target=ray.shutdown, name="vlmscale-ray-shutdown")
+                closing.start()
             analysis = finalize(exp, exp_dir, spec_text, tracker, parent, echo, number, log.rounds)
             if analysis is None:
                 break
@@ -189,7 +194,10 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
         _mark_killed(tracker, parent, run_ids, exp_dir)
         raise
     finally:
-        ray.shutdown()
+        if closing is not None:
+            closing.join()
+        else:
+            ray.shutdown()
 
     finished = exp_dir.finished()
     errored = {k: cause for k, cause in errors.items() if cause and k not in finished}

@@ -18,6 +18,9 @@ from .data.chat import FORMATS
 from .scorers import SCORERS
 
 Strategy = Literal["ddp", "fsdp", "deepspeed"]
+Attention = Literal["sdpa", "eager", "flash_attention_2"]
+Compile = Literal["none", "blocks"]
+Logits = Literal["all", "supervised"]
 Precision = Literal["fp32", "bf16"]
 Source = Literal["synthetic", "llava"]
 DrillMoment = Literal["step", "checkpoint"]
@@ -117,6 +120,11 @@ class TrainConfig:
     seed: int = 0
     threads_per_worker: int = 1
     stages: tuple[StageConfig, ...] = ()  # none: one stage of `steps` training what the model leaves trainable
+    # the step's speed levers (workloads/speed.py); each default is the one measured safe everywhere
+    attention: Attention = "sdpa"  # the LLM's and tower's attention kernel
+    fused_optimizer: bool = False  # AdamW as one fused kernel (not bit-identical to the default's loop)
+    compile: Compile = "none"  # blocks: torch.compile each transformer block (regional: short compiles)
+    logits: Logits = "all"  # supervised: the LM head only at the positions that carry a label, in chunks
 
     @property
     def total_steps(self) -> int:

@@ -25,6 +25,7 @@ from torch import nn
 from .config import TrainConfig
 from .device import rng_states, set_rng_states
 from .optim import LRSchedule, make_optimizer, make_scheduler
+from .speed import transformer_blocks
 
 STATE_FILE = "state.json"
 
@@ -70,7 +71,7 @@ class DDPEngine:
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
         else:
             self.model = self.module
-        self.optimizer = make_optimizer(self.module, lr.peak, cfg.weight_decay)
+        self.optimizer = make_optimizer(self.module, lr.peak, cfg.weight_decay, cfg.fused_optimizer)
         self.scheduler = make_scheduler(self.optimizer, lr)
         self.dtype = torch.bfloat16 if cfg.precision == "bf16" else None
 
@@ -144,13 +145,13 @@ class FSDPEngine(DDPEngine):
             mesh = init_device_mesh(device.type, (dist.get_world_size(),))
             policy = MixedPrecisionPolicy(param_dtype=self.dtype, reduce_dtype=torch.float32) if self.dtype \
                 else MixedPrecisionPolicy()
-            for block in _blocks(self.module):
+            for block in transformer_blocks(self.module):
                 fully_shard(block, mesh=mesh, mp_policy=policy)
             fully_shard(self.module, mesh=mesh, mp_policy=policy)
         if self.sharded:
             self.dtype = None  # the policy casts: no autocast on top
         self.model = self.module
-        self.optimizer = make_optimizer(self.module, lr.peak, cfg.weight_decay)
+        self.optimizer = make_optimizer(self.module, lr.peak, cfg.weight_decay, cfg.fused_optimizer)
         self.scheduler = make_scheduler(self.optimizer, lr)
 
     def loss(self, inputs: dict[str, torch.Tensor], last_micro_step: bool) -> torch.Tensor:
@@ -197,15 +198,6 @@ class FSDPEngine(DDPEngine):
         return int(state["step"])
 
 
-def _blocks(model: nn.Module) -> list[nn.Module]:
-    """The modules FSDP shards one by one: every transformer block its model declares unsplittable
-    (Hugging Face's ``_no_split_modules``: the LLM's decoder layers, the tower's encoder layers)."""
-    names = set()
-    for m in model.modules():
-        names |= set(getattr(m, "_no_split_modules", None) or ())
-    return [m for m in model.modules() if type(m).__name__ in names and m is not model]
-
-
 class DeepSpeedEngine:
     """ZeRO through ``deepspeed.initialize`` on the process group Ray Train (or torchrun) created."""
 
@@ -215,7 +207,7 @@ class DeepSpeedEngine:
         import deepspeed
 
         self.cfg, self.device, self.micro = cfg, device, micro_batch
-        optimizer = make_optimizer(model, lr.peak, cfg.weight_decay)
+        optimizer = make_optimizer(model, lr.peak, cfg.weight_decay, cfg.fused_optimizer)
         scheduler = make_scheduler(optimizer, lr)
         ds_config = {
             "train_micro_batch_size_per_gpu": micro_batch,

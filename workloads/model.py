@@ -35,6 +35,7 @@ class VisionLanguageModel(nn.Module):
         super().__init__()
         self.vision, self.compressor, self.projector, self.llm = vision, compressor, projector, llm
         self.image_token_id, self.grid = image_token_id, grid
+        self.logits = "all"  # training.logits: "supervised" runs the LM head only where a label is (speed.py)
         self.feature_layer, self.kv_layers = feature_layer, kv_layers
 
     @property
@@ -104,6 +105,13 @@ class VisionLanguageModel(nn.Module):
         else:  # a batch of text-only conversations
             features = self.llm.get_input_embeddings().weight.new_zeros((0, self.visual_tokens, 1))
         embeds = self.merge(input_ids, features)
+        if labels is not None and self.training and self.logits == "supervised":
+            from types import SimpleNamespace
+
+            from .speed import supervised_loss
+
+            hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+            return SimpleNamespace(loss=supervised_loss(hidden, labels, self.llm.get_output_embeddings()), logits=None)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
 
 

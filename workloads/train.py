@@ -37,6 +37,7 @@ from .model import build_vlm, default_trainable, parameter_counts, set_trainable
 from .optim import schedule
 from .profile import measure_prefill_latency
 from .session import LocalSession, RaySession, Session
+from .speed import compile_blocks, set_attention
 from .tokenizer import load_tokenizer
 
 
@@ -130,6 +131,10 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     eval_sources = datasets(dc, "eval", image_size)
     if tc.gradient_checkpointing:
         model.enable_gradient_checkpointing()
+    set_attention(model, tc.attention)
+    model.logits = tc.logits
+    if tc.compile == "blocks":
+        compile_blocks(model)
     counts = parameter_counts(model)
 
     # ---- resume: inside a stage, everything is restored; at a stage's end, its weights (the next

@@ -220,6 +220,11 @@ def fit_map_inputs(raw, e, form: "str | LawForm" = "multiplicative", loss: str =
     X = law.coords(raw, ref)
     starts = np.array(law.starts(e))
     prior = (law.prior_centre(e), strength * float(np.mean(e)) ** 2)
+    if len(starts) > SCREEN_STARTS:  # an expression's many starts: the best by their penalised cost descended
+        with np.errstate(all="ignore"):
+            r = loss_of(loss).residual(law.predict_z(starts, X), e)
+            cost = np.sum(r * r, axis=-1) + prior[1] * np.sum((starts - prior[0]) ** 2, axis=-1)
+        starts = starts[np.argsort(np.where(np.isfinite(cost), cost, np.inf), kind="stable")[:REFINE * 4]]
     z, cost = solve_chunked(law, X, e, lambda i, j: np.ones((j - i, len(e))), starts, loss, prior=prior)
     return law.to_params(z[int(np.argmin(np.where(np.isfinite(cost), cost, np.inf)))], ref)
 

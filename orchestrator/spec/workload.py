@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from workloads.config import (AspectRatio, Conversation, DataConfig, DrillMoment, EvalConfig, ModelConfig, Part,
-                              Precision, PretrainConfig, ScorerName, Source, Strategy, TrainConfig, ZeroStage)
+                              Precision, PretrainConfig, ScorerName, Source, Strategy, TrainConfig, ZeroStage,
+                              Attention, Compile, Logits)
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 
 from .base import BATCH_MAX, EVAL_MAX, LR_MAX, SEED_MAX, SIZE_MAX, STEPS_MAX, THREADS_MAX, Strict, model_ref
@@ -216,6 +217,13 @@ class Training(Strict):
     zero_stage: ZeroStage = T.zero_stage
     precision: Precision = Field(T.precision,
                                                description="bf16: mixed precision (DDP autocast, DeepSpeed bf16)")
+    attention: Attention = Field(T.attention, description="The attention kernel: sdpa, eager, flash_attention_2 "
+                                                          "(needs flash-attn and a GPU)")
+    fused_optimizer: bool = Field(T.fused_optimizer, description="AdamW as one fused kernel per step")
+    compile: Compile = Field(T.compile, description="blocks: torch.compile each transformer block (regional)")
+    logits: Logits = Field(T.logits, description="supervised: the LM head only at labelled positions, in chunks "
+                                                 "recomputed in backward (the vocabulary's logits are the largest "
+                                                 "activation)")
     threads_per_worker: int | None = Field(
         None, ge=1, le=THREADS_MAX, description="Intra-op threads of each worker; default: resources.cpus_per_worker (at least 1)")
     stages: list[Stage] = Field(default_factory=list, description=(
