@@ -1,6 +1,8 @@
-"""One real-shape grid cell's training step: throughput, MFU and peak memory per V.
+"""One real-shape grid cell's training step: throughput, MFU and peak memory per V, batch size and
+speed lever (workloads/speed.py), each lever alone and all combined.
 
     python bench/gpu_cell.py                   # on a GPU: Qwen2-0.5B shape + CLIP ViT-L/14-336 shape, bf16
+    python bench/gpu_cell.py --levers base fused_optimizer compile=blocks logits=supervised all
     python bench/gpu_cell.py --shape tiny      # anywhere (CI runs this on CPU): tiny-s + vit-tiny-24
 
 Models are built from configs with random weights through the project's model builder (no
@@ -34,6 +36,7 @@ from workloads.engine import DDPEngine  # noqa: E402
 from workloads.model import build_vlm, parameter_counts  # noqa: E402
 from workloads.optim import schedule  # noqa: E402
 from workloads.profile import measure_prefill_latency  # noqa: E402
+from workloads.speed import compile_blocks, set_attention  # noqa: E402
 from workloads.tokenizer import synthetic_tokenizer  # noqa: E402
 
 SHAPES = {
@@ -51,13 +54,29 @@ def device_peak(device: torch.device) -> tuple[str, float | None]:
     return name, next((v for k, v in BF16_PEAK.items() if k in name), None)
 
 
+# the training settings each lever changes (workloads/speed.py); "all" combines every lever
+LEVERS = {
+    "base": {},
+    "attention=eager": {"attention": "eager"},
+    "flash_attention_2": {"attention": "flash_attention_2"},
+    "fused_optimizer": {"fused_optimizer": True},
+    "compile=blocks": {"compile": "blocks"},
+    "logits=supervised": {"logits": "supervised"},
+    "all": {"fused_optimizer": True, "compile": "blocks", "logits": "supervised"},
+}
+
+
 def bench_v(llm: str, vision: str, v: int, batch_size: int, steps: int, warmup: int, precision: str,
-            device: torch.device, tok) -> dict:
+            device: torch.device, tok, lever: str = "base", flops: float | None = None) -> dict:
     torch.manual_seed(0)
     cfg = ModelConfig(llm=llm, vision=vision, compressor="avgpool", visual_tokens=v, freeze_vision=True)
     with torch.device(device):  # initialise on the device: a 0.5B model on the host takes seconds
         model = build_vlm(cfg, tok)
-    tc = TrainConfig(steps=10**6, batch_size=batch_size, precision=precision)
+    tc = TrainConfig(steps=10**6, batch_size=batch_size, precision=precision, **LEVERS[lever])
+    set_attention(model, tc.attention)  # as workloads.train does
+    model.logits = tc.logits
+    if tc.compile == "blocks":
+        compile_blocks(model)
     engine = DDPEngine(model, tc, device, schedule(tc, model.llm.config.hidden_size))
     image_size = model.vision.config.image_size
     data = SyntheticVQA("shapes", "train", batch_size, seed=0, image_size=image_size)
@@ -72,10 +91,12 @@ def bench_v(llm: str, vision: str, v: int, batch_size: int, steps: int, warmup: 
 
     for _ in range(warmup):
         step()
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    flops_per_step = counter.get_total_flops()
+    if flops is None:  # the model's FLOPs, counted on the base step: a lever that skips work does not count less
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        flops = counter.get_total_flops()
+    flops_per_step = flops
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     synchronize(device)
@@ -89,7 +110,7 @@ def bench_v(llm: str, vision: str, v: int, batch_size: int, steps: int, warmup: 
     name, peak = device_peak(device)
     counts = parameter_counts(engine.module)
     out = {
-        "visual_tokens": v, "llm": llm, "vision": vision, "device": name, "precision": precision,
+        "lever": lever, "visual_tokens": v, "llm": llm, "vision": vision, "device": name, "precision": precision,
         "batch_size": batch_size, "llm_params": counts["llm_params"], "vision_params": counts["vision_params"],
         "step_s": seconds, "samples_per_s": batch_size / seconds,
         "tokens_per_s": batch_size * tokens_per_sample / seconds, "tokens_per_sample": tokens_per_sample,
@@ -110,7 +131,9 @@ def main(argv=None) -> int:
     cuda = torch.cuda.is_available()
     p.add_argument("--shape", choices=sorted(SHAPES), default="real" if cuda else "tiny")
     p.add_argument("--visual-tokens", type=int, nargs="+", default=[1, 36, 576])
-    p.add_argument("--batch-size", type=int, default=16 if cuda else 4)
+    p.add_argument("--batch-size", type=int, nargs="+", default=[16, 64] if cuda else [4])
+    p.add_argument("--levers", nargs="+", choices=list(LEVERS), default=["base"],
+                   help="settings to measure one by one (and 'all' combined)")
     p.add_argument("--steps", type=int, default=10 if cuda else 2)
     p.add_argument("--warmup", type=int, default=3 if cuda else 1)
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
@@ -119,17 +142,32 @@ def main(argv=None) -> int:
     device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     llm, vision = SHAPES[a.shape]
     tok = synthetic_tokenizer()
-    rows = [bench_v(llm, vision, v, a.batch_size, a.steps, a.warmup, a.precision, device, tok)
-            for v in a.visual_tokens]
-    print(f"{llm} + {vision} (frozen), {a.precision}, batch {a.batch_size}, on {rows[0]['device']}")
-    print(f"{'V':>5} {'samples/s':>10} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'peak GB':>8} {'prefill ms':>10}")
+    rows, flops = [], {}
+    for batch in a.batch_size:
+        for v in a.visual_tokens:
+            for lever in (["base"] + [x for x in a.levers if x != "base"]):
+                try:
+                    r = bench_v(llm, vision, v, batch, a.steps, a.warmup, a.precision, device, tok, lever,
+                                flops.get((v, batch)))
+                except (ImportError, ValueError, RuntimeError) as e:  # e.g. flash-attn absent: say so, go on
+                    print(f"{lever} at V={v}, batch {batch}: not measured ({str(e).splitlines()[0][:120]})")
+                    continue
+                flops.setdefault((v, batch), r["flops_per_step"])
+                rows.append(r)
+    print(f"{llm} + {vision} (frozen), {a.precision}, on {rows[0]['device']}")
+    print(f"{'lever':<18} {'batch':>5} {'V':>5} {'samples/s':>10} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>6} "
+          f"{'peak GB':>8} {'x base':>7} {'prefill ms':>10}")
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "n/a"
-        print(f"{r['visual_tokens']:>5} {r['samples_per_s']:>10.1f} {r['tokens_per_s']:>10.0f} "
-              f"{r['achieved_tflops']:>8.2f} {mfu:>6} {mem:>8} {r['prefill_latency_ms']:>10.2f}")
-    base = rows[0]
-    for r in rows[1:]:
+        base_r = next(b for b in rows if b["lever"] == "base" and b["visual_tokens"] == r["visual_tokens"]
+                      and b["batch_size"] == r["batch_size"])
+        print(f"{r['lever']:<18} {r['batch_size']:>5} {r['visual_tokens']:>5} {r['samples_per_s']:>10.1f} "
+              f"{r['tokens_per_s']:>10.0f} {r['achieved_tflops']:>8.2f} {mfu:>6} {mem:>8} "
+              f"{base_r['step_s'] / r['step_s']:>6.2f}x {r['prefill_latency_ms']:>10.2f}")
+    rows_base = [r for r in rows if r["lever"] == "base" and r["batch_size"] == a.batch_size[0]]
+    base = rows_base[0]
+    for r in rows_base[1:]:
         print(f"V={r['visual_tokens']} vs V={base['visual_tokens']}: step time x{r['step_s'] / base['step_s']:.2f}, "
               f"inference FLOPs (LLM) x{r['inference_flops_llm'] / base['inference_flops_llm']:.2f}")
     if a.json:
