@@ -214,3 +214,16 @@ def test_run_refuses_a_changed_spec_before_it_writes_anything(tmp_path):
     after = {p: p.read_bytes() for p in exp_dir.root.rglob("*") if p.is_file()}
     assert after == before, "the refused run wrote something"
     assert tracker.client.get_run(parent).info.status == "KILLED"
+
+
+def test_a_cells_identity_survives_an_upgrade_that_adds_settings():
+    """Settings added later (the speed levers, length grouping) are left out at the value that
+    trains as before: the quickstart's first cell keeps the digest vlmscale gave it before they
+    existed, so an upgraded `run` resumes an experiment instead of calling every cell changed."""
+    from orchestrator.spec import expand, load
+    from orchestrator.spec.cells import LATER
+
+    exp = load(Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml")
+    cell = expand(exp, "/any/tower")[0]
+    assert cell.key == "tiny-xs-v1-avgpool-shapes-s0" and cell.digest == "eca8a6d4f68889a0"
+    assert not set(LATER) & set(cell.settings)

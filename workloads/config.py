@@ -69,6 +69,9 @@ class DataConfig:
     conversation: Conversation = "auto"
     image_aspect_ratio: AspectRatio = "pad"  # pad: to a square in the processor's mean colour (LLaVA-1.5); square: as is
     max_length: int = 2048  # tokens of a training sequence (cut after it, never inside the image's placeholders)
+    # LLaVA data: batches of similar length (a megabatch of batches sorted by record size, the batches
+    # shuffled), so short conversations do not pay for a long one's padding (LLaVA's group_by_modality_length)
+    group_by_length: bool = False
 
     def __post_init__(self):
         if self.source == "llava" and not self.llava_train:

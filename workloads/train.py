@@ -63,19 +63,41 @@ def datasets(cfg: DataConfig, split: str, image_size: int) -> list:
     return [SyntheticVQA(t, split, size, cfg.seed, image_size, cfg.cells, turns) for t in cfg.tasks]
 
 
+GROUP_BATCHES = 16  # batches per megabatch when batches are grouped by length
+
+
 class StepSampler:
     """Global sample positions of step ``t`` are ``t·B … t·B+B−1``; position p reads task ``p mod T``
     at index ``perm_epoch[p // T mod size]`` (a fresh seeded permutation per epoch)."""
 
-    def __init__(self, sources: list, global_batch: int, seed: int):
+    def __init__(self, sources: list, global_batch: int, seed: int, group_by_length: bool = False):
         self.sources, self.batch, self.seed = sources, global_batch, seed
         self.size = min(len(s) for s in sources)
         self._perms: dict[int, np.ndarray] = {}
+        # lengths of a single LLaVA source (its records' sizes in bytes: a proxy for their tokens)
+        index = getattr(sources[0], "index", None) if len(sources) == 1 else None
+        self.lengths = np.asarray(index.lengths[:self.size]) if group_by_length and index is not None else None
 
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perms:
-            self._perms = {epoch: np.random.default_rng([self.seed, 7, epoch]).permutation(self.size)}
+            perm = np.random.default_rng([self.seed, 7, epoch]).permutation(self.size)
+            if self.lengths is not None:
+                perm = self._grouped(perm, epoch)
+            self._perms = {epoch: perm}
         return self._perms[epoch]
+
+    def _grouped(self, perm: np.ndarray, epoch: int) -> np.ndarray:
+        """Megabatches of ``GROUP_BATCHES`` batches, each sorted by length and cut into batches that
+        are then shuffled: a batch holds conversations of similar length, the order stays random."""
+        mega = self.batch * GROUP_BATCHES
+        rng = np.random.default_rng([self.seed, 11, epoch])
+        out = []
+        for i in range(0, len(perm), mega):
+            part = perm[i:i + mega]
+            part = part[np.argsort(-self.lengths[part], kind="stable")]
+            batches = [part[j:j + self.batch] for j in range(0, len(part), self.batch)]
+            out += [batches[k] for k in rng.permutation(len(batches))]
+        return np.concatenate(out) if out else perm
 
     def samples(self, step: int, start: int, count: int) -> list:
         out = []
@@ -160,7 +182,8 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
             engine = _engine(model, tc, stage, device, world)
         micro, accum = engine.micro, engine.cfg.grad_accum
         stage_data = dataclasses.replace(dc, llava_train=stage.data or dc.llava_train)
-        sampler = StepSampler(datasets(stage_data, "train", image_size), stage.batch_size, dc.seed)
+        sampler = StepSampler(datasets(stage_data, "train", image_size), stage.batch_size, dc.seed,
+                              dc.group_by_length)
         losses: list[torch.Tensor] = []
         for step in range(max(start, begins[index]), ends[index]):
             for m in range(accum):

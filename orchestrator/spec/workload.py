@@ -89,7 +89,9 @@ class Data(Strict):
         "own resize and crop"))
     max_length: int = Field(DataConfig.max_length, ge=16, le=1 << 20,
                             description="Tokens of a training sequence (cut after, never inside the image)")
-
+    group_by_length: bool = Field(DataConfig.group_by_length,
+                                  description="LLaVA data: batches of similar length (less padding; the data order "
+                                              "changes)")
 
 
 class Benchmark(Strict):
