@@ -79,3 +79,29 @@ def test_regional_compilation_trains_on_cpu(tmp_path):
     compiled, _ = train_local(_cell(compile="blocks"), tmp_path / "compiled")
     base, _ = train_local(_cell(), tmp_path / "base")
     assert compiled["eval_loss"] == pytest.approx(base["eval_loss"], rel=1e-3)
+
+
+def test_length_grouped_batches_hold_similar_lengths_and_every_sample_once_an_epoch():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from workloads.train import GROUP_BATCHES, StepSampler
+
+    lengths = np.random.default_rng(0).integers(10, 2000, 640)
+
+    class Source(list):
+        index = SimpleNamespace(lengths=lengths)
+
+    source = Source(range(640))
+    plain, grouped = StepSampler([source], 8, seed=3), StepSampler([source], 8, seed=3, group_by_length=True)
+    steps = 640 // 8
+    for sampler in (plain, grouped):  # an epoch is a permutation, grouped or not
+        seen = [s for t in range(steps) for s in sampler.samples(t, 0, 8)]
+        assert sorted(seen) == list(range(640))
+    spread = {name: np.mean([np.ptp(lengths[s.samples(t, 0, 8)]) for t in range(steps)])
+              for name, s in (("plain", plain), ("grouped", grouped))}
+    assert spread["grouped"] < spread["plain"] / 4  # padding follows the longest of a batch
+    again = StepSampler([source], 8, seed=3, group_by_length=True)
+    assert [again.samples(t, 0, 8) for t in range(steps)] == [grouped.samples(t, 0, 8) for t in range(steps)]
+    assert GROUP_BATCHES > 1
