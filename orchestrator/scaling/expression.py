@@ -228,6 +228,8 @@ class ExpressionLaw(LawForm):
         object.__setattr__(self, "inputs", found_inputs)
         object.__setattr__(self, "positional", False)
         object.__setattr__(self, "tolerance", 1e-8)  # its bootstrap's thousand refits stop at noise level
+        object.__setattr__(self, "grid_starts", False)
+        object.__setattr__(self, "exact_rows", 300)  # each refit of an expression costs more than a built-in's
         object.__setattr__(self, "expression", expression.strip())
         object.__setattr__(self, "specs", tuple(specs))
         object.__setattr__(self, "_tree", tree)

@@ -270,8 +270,8 @@ def fit_inputs(raw, e, form: "str | LawForm" = "multiplicative", loss: str = "sq
         holdout = _holdout_largest(law, raw, e, loss, kind, z if len(law.starts(e)) > SCREEN_STARTS else None)
     return Fit(law.name, loss, params, ci, ci_level, sse, objective, float(np.sqrt(sse / len(e))), r2, len(e), loo,
                loo_max, holdout, boot, failures, kind, int(METRIC_KINDS[kind].at_bound(e).sum()),
-               subset=resample.subset_size(len(e)),
-               folds=resample.folds(len(e)) if cross_validate else 0,
+               subset=resample.subset_size(len(e), law.exact_rows),
+               folds=resample.folds(len(e), law.exact_rows) if cross_validate else 0,
                law_obj=None if FORMS.get(law.name) is law else law)
 
 

@@ -84,6 +84,8 @@ class LawForm:
     inputs: tuple[str, ...] = ("N", "V")  # the law's inputs, in the order of raw's rows
     positional: bool = True  # inputs taken in order (a table's --inputs), not by name
     tolerance: float = 1e-10  # the solver stops a problem whose accepted step gains less than this (relative)
+    grid_starts: bool = True  # starts on a grid whose middle and corner are worth a bootstrap replicate's try
+    exact_rows: int = 2_000  # up to this many rows: the case bootstrap and leave-one-out (above: little, k-fold)
 
     @property
     def floor_index(self) -> int | None:

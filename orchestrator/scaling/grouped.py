@@ -43,6 +43,8 @@ class GroupedLaw(LawForm):
         object.__setattr__(self, "positional", False)
         object.__setattr__(self, "base", base)
         object.__setattr__(self, "per_group", tuple(per_group))
+        for name in ("tolerance", "grid_starts", "exact_rows"):  # the base law's solver settings
+            object.__setattr__(self, name, getattr(base, name))
         object.__setattr__(self, "groups", tuple(groups))
         # where each base parameter of group g sits in the joint vector
         index = np.empty((len(groups), len(base.params)), dtype=int)

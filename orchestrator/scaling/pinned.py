@@ -66,6 +66,8 @@ class PinnedLaw(LawForm):
         object.__setattr__(self, "positional", True)
         object.__setattr__(self, "base", base)
         object.__setattr__(self, "slots", slots)
+        for name in ("tolerance", "grid_starts", "exact_rows"):  # the base law's solver settings
+            object.__setattr__(self, name, getattr(base, name))
         object.__setattr__(self, "at", {name: at[name] for name in others})
 
     def __hash__(self):

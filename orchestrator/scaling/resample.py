@@ -1,6 +1,7 @@
 """Uncertainty and out-of-sample error by resampling, at any table size. Pure numpy.
 
-Bootstrap. Up to ``LITTLE_ROWS`` points: the case bootstrap — B replicates, each the data
+Bootstrap. Up to ``LITTLE_ROWS`` points (a law's ``exact_rows``: fewer for an expression, whose
+every refit costs more): the case bootstrap — B replicates, each the data
 resampled with replacement (multinomial counts w ~ Mult(n, 1/n) as weights) and refitted from the
 full fit and two grid starts. Above: the bag of little bootstraps (Kleiner et al., 2014), which
 keeps the case bootstrap's answer at a fraction of its work — s = ``SUBSETS`` subsets of
@@ -36,14 +37,15 @@ LOO_ROWS = 2_000  # above: CV_FOLDS-fold cross-validation instead of leave-one-o
 CV_FOLDS = 10
 
 
-def folds(rows: int) -> int:
-    """Cross-validation folds: one per point up to ``LOO_ROWS``, ``CV_FOLDS`` above."""
-    return rows if rows <= LOO_ROWS else CV_FOLDS
+def folds(rows: int, exact_rows: int = LOO_ROWS) -> int:
+    """Cross-validation folds: one per point up to ``exact_rows`` (the law's; ``LOO_ROWS`` for the
+    built-ins), ``CV_FOLDS`` above."""
+    return rows if rows <= exact_rows else CV_FOLDS
 
 
-def subset_size(rows: int) -> int:
+def subset_size(rows: int, exact_rows: int = LITTLE_ROWS) -> int:
     """b, the points of each little bootstrap's subset (``rows`` itself for the case bootstrap)."""
-    return rows if rows <= LITTLE_ROWS else int(min(rows ** GAMMA, SUBSET_MAX))
+    return rows if rows <= exact_rows else int(min(rows ** GAMMA, SUBSET_MAX))
 
 
 def relative(pred: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -85,7 +87,9 @@ def bootstrap(law: LawForm, X, raw, e, z_full: np.ndarray, loss: str, count: int
     if count <= 0:
         return np.zeros((0, len(z_full))), 0
     rng = np.random.default_rng(seed)
-    if len(e) <= LITTLE_ROWS:
+    if len(e) <= law.exact_rows:
+        if not law.grid_starts:  # quasi-random starts (an expression's): only the full fit is a useful one
+            return _case(law, X, raw, e, z_full[None], loss, count, rng)
         grid = np.array(law.starts(e))
         return _case(law, X, raw, e, np.array([z_full, grid[len(grid) // 2], grid[-1]]), loss, count, rng)
     return _little(law, X, raw, e, z_full, loss, count, rng)
@@ -106,7 +110,7 @@ def _case(law, X, raw, e, starts, loss, count, rng) -> tuple[np.ndarray, int]:
 
 
 def _little(law, X, raw, e, z_full, loss, count, rng) -> tuple[np.ndarray, int]:
-    b = subset_size(len(e))
+    b = subset_size(len(e), law.exact_rows)
     per_subset = -(-count // SUBSETS)
     out, failures = [], 0
     for _ in range(SUBSETS):
@@ -131,7 +135,7 @@ def _little(law, X, raw, e, z_full, loss, count, rng) -> tuple[np.ndarray, int]:
 def cross_validate(law: LawForm, X, raw, e, z_full: np.ndarray, loss: str,
                    seed: int) -> tuple[float | None, float | None]:
     """(mean, max) relative error of the points predicted by fits that did not see them."""
-    k = folds(len(e))
+    k = folds(len(e), law.exact_rows)
     fold_of = np.arange(len(e)) if k == len(e) else np.random.default_rng(seed).permutation(len(e)) % k
     levels_of = levels(raw)
 
