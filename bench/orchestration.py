@@ -58,7 +58,11 @@ def run_vlmscale(spec_path: Path) -> tuple[float, str]:
 def cell_configs(spec_path: Path, exp_dir: Path) -> list[dict]:
     from orchestrator.spec import expand, load
 
-    return [c.config.to_dict() for c in expand(load(spec_path), str(exp_dir / "vision"))]
+    from orchestrator.identity import tower_dir
+    from orchestrator.layout import ExperimentDir
+
+    exp = load(spec_path)
+    return [c.config.to_dict() for c in expand(exp, tower_dir(exp, ExperimentDir.at(str(exp_dir))))]
 
 
 def train_one(config: dict) -> float:
