@@ -336,5 +336,33 @@ def _what_failed(e: BaseException) -> str:
     return what + "; finished cells are kept in the ledger — fix the cause and run the same command again to resume"
 
 
+def entry() -> None:
+    """The ``vlmscale`` program: :func:`main`, then an exit that skips tearing the interpreter down.
+
+    After a run, freeing the modules and objects of torch, Ray's core worker and MLflow takes about
+    3 s of a 40 s study on 2 cores and does nothing the operating system will not. The exit comes
+    last: its handler is registered before any library's (they load inside the commands), and
+    handlers run newest first — so Ray's, MLflow's and multiprocessing's have run, and Python has
+    joined its non-daemon threads, before it."""
+    import atexit
+
+    outcome = [1]  # an uncaught exception prints its traceback and exits 1, as Python would
+    atexit.register(_leave, outcome)
+    outcome[0] = main()
+    sys.exit(outcome[0])
+
+
+def _leave(outcome: list[int]) -> None:
+    import logging
+
+    logging.shutdown()  # registered with atexit before us (logging loads first), so it would run after
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    os._exit(outcome[0])
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -101,10 +101,15 @@ def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, ech
     from . import track
     from .imports import import_cells
 
-    grid = prepare(exp, exp_dir, spec_text, echo)
-    import_cells(exp, exp_dir, echo)
-    finished = exp_dir.finished()  # read once: every ledger record is a file
-    tracker = track.Tracker(*target)
+    from concurrent.futures import ThreadPoolExecutor
+
+    # MLflow builds a new store's tables (seconds on sqlite) while the tower pretrains
+    with ThreadPoolExecutor(1, thread_name_prefix="vlmscale-mlflow") as pool:
+        opening = pool.submit(track.Tracker, *target)
+        grid = prepare(exp, exp_dir, spec_text, echo)
+        import_cells(exp, exp_dir, echo)
+        finished = exp_dir.finished()  # read once: every ledger record is a file
+        tracker = opening.result()
     parent = tracker.parent_run(exp.name, exp.digest(), spec_text)
     tracker.mark_running(parent)
     for change in superseded:  # their runs stay, marked; the cells get new ones

@@ -65,6 +65,32 @@ def test_version_and_quiet_flags():
     assert {"-v", "--verbose", "--version", "-h", "--help"} <= {o for opts, _ in _options(cli) for o in opts}
 
 
+def test_the_program_exits_with_main_s_code_and_every_byte_written(tmp_path):
+    """``vlmscale`` leaves with os._exit after the exit handlers: buffered output still arrives, in
+    full, and the exit code is main's (2 for bad input, 1 for a traceback)."""
+    import json
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'vlmscale = "orchestrator.cli:entry"' in pyproject
+    out = tmp_path / "schema.json"
+    with open(out, "w") as f:  # a file, not a terminal: the output is block-buffered
+        r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "schema"], stdout=f, stderr=subprocess.PIPE,
+                           text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["title"]
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "validate", str(tmp_path / "none.yaml")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "none.yaml" in r.stderr and "Traceback" not in r.stderr
+    code = ("import sys, atexit; from orchestrator import cli; sys.argv = ['vlmscale', '--version'];"
+            "cli.main = lambda: 1 / 0; cli.entry()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 1 and "ZeroDivisionError" in r.stderr
+
+
 def test_every_flag_has_help_and_shows_its_default():
     from click.testing import CliRunner
 
