@@ -348,7 +348,11 @@ def entry() -> None:
 
     outcome = [1]  # an uncaught exception prints its traceback and exits 1, as Python would
     atexit.register(_leave, outcome)
-    outcome[0] = main()
+    try:
+        outcome[0] = main()
+    except SystemExit as e:  # Click's shell completion exits from inside main()
+        outcome[0] = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        raise
     sys.exit(outcome[0])
 
 
