@@ -1,12 +1,19 @@
-"""The built-in laws give the numbers they gave before laws became expressions, to the last digit:
+"""The built-in laws give the numbers they gave before laws became expressions:
 fits (both forms, both losses), intervals, leave-one-out, the hold-out, the MAP fit, a table large
 enough for little bootstraps and k-fold, the frontier, the frontier proposals and a pool design.
-tests/fixtures/builtin_laws_golden.json was written by the code before the change."""
+tests/fixtures/builtin_laws_golden.json was written by the code before the change.
+
+"The last digit" holds on one machine; OpenBLAS picks its kernels by the CPU it finds (AVX2 or
+AVX-512), which moves the last digits of a least-squares step, and a solver's stopping test turns
+that into up to 5e-8 of a bootstrap bound (measured between two machines). Across machines the
+numbers are held to 1e-6 relative, and counts, names and orders exactly: a change of method moves
+them by far more."""
 
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from orchestrator.scaling.design import Candidate, design_pool, propose_frontier
 from orchestrator.scaling.fit import fit_law, fit_map
@@ -49,7 +56,26 @@ def outputs() -> dict:
     return json.loads(json.dumps(out, default=float))
 
 
-def test_builtin_laws_are_unchanged_to_the_last_digit():
-    want = json.loads(GOLDEN.read_text())
-    got = outputs()
-    assert got == want
+def leaves(tree, path=""):
+    """(path, value) of every number and string of a JSON tree, in order."""
+    if isinstance(tree, dict):
+        assert tree, path
+        for k in sorted(tree):
+            yield from leaves(tree[k], f"{path}/{k}")
+    elif isinstance(tree, list):
+        yield f"{path}#", len(tree)
+        for i, v in enumerate(tree):
+            yield from leaves(v, f"{path}[{i}]")
+    else:
+        yield path, tree
+
+
+def test_builtin_laws_give_the_numbers_they_gave_before():
+    want = list(leaves(json.loads(GOLDEN.read_text())))
+    got = list(leaves(outputs()))
+    assert [p for p, _ in got] == [p for p, _ in want]
+    for (path, g), (_, w) in zip(got, want):
+        if isinstance(w, float) and not isinstance(g, str):
+            assert g == pytest.approx(w, rel=1e-6, abs=1e-300), path
+        else:
+            assert g == w, path
