@@ -9,7 +9,9 @@
 (c) one process per cell, ``slots`` at a time — how such studies are usually scripted.
 The ideal is (b) ÷ slots: perfect packing of the same compute on the same cores. Printed: wall
 times, ratios to the ideal, and where (a)'s extra time goes (start-up before the first cell
-trains, the fit and the report after the last, the gaps between cells).
+trains, the fit and the report after the last, the gaps between cells), and how busy the cores
+were during (a)'s start: CPU-seconds spent before the first cell trains ÷ cores is the least any
+overlap of that start could bring it down to.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,6 +47,53 @@ def spec(storage: Path, steps: int, seeds: int) -> dict:
             "fit": {"enabled": False},
         },
     }
+
+
+class CpuSampler:
+    """The machine's busy CPU time, sampled from /proc/stat every ``every`` s (Linux; empty elsewhere)."""
+
+    def __init__(self, every: float = 0.2):
+        self.every, self.samples = every, []  # (wall time, busy CPU-seconds since boot)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def busy_seconds() -> float | None:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = self.busy_seconds()
+            if busy is None:
+                return
+            self.samples.append((time.time(), busy))
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, t0: float, t1: float) -> float | None:
+        """Busy CPU-seconds between two wall times, interpolated between samples (the whole
+        machine's: run it on an otherwise idle one)."""
+        if len(self.samples) < 2 or not self.samples[0][0] <= t0 < t1 <= self.samples[-1][0]:
+            return None
+        return self._at(t1) - self._at(t0)
+
+    def _at(self, t: float) -> float:
+        for (ta, ba), (tb, bb) in zip(self.samples, self.samples[1:]):
+            if ta <= t <= tb:
+                return ba + (bb - ba) * (t - ta) / max(tb - ta, 1e-9)
+        raise ValueError(t)
 
 
 def run_vlmscale(spec_path: Path) -> tuple[float, str]:
@@ -116,12 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(d)
         spec_path = root / "overhead.yaml"
         spec_path.write_text(yaml.safe_dump(spec(root / "runs", a.steps, a.seeds)))
-        started = time.time()
-        wall_a, out = run_vlmscale(spec_path)
+        with CpuSampler() as cpu:
+            started = time.time()
+            wall_a, out = run_vlmscale(spec_path)
         exp_dir = root / "runs" / "overhead"
         parts = breakdown(exp_dir, wall_a, started)
         configs = cell_configs(spec_path, exp_dir)  # the same cells, on the tower (a) pretrained
         per_cell = {key: train_one(c) for key, c in configs.items()}
+        # the start: until the first cell began training (its finish less its compute alone)
+        start_s = parts["first_cell_finished_s"] - per_cell[parts["first_cell"]]
+        start_cpu = cpu.between(started, started + start_s)
+        parts.update({"start_s": start_s, "start_cpu_s": start_cpu})
         wall_b = sum(per_cell.values())
         wall_c = process_per_cell(list(configs.values()), a.slots)
     ideal = wall_b / a.slots
@@ -137,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     alone = per_cell[parts["first_cell"]]
     print(f"(a) first cell finished at {parts['first_cell_finished_s']:.1f} s ({alone:.1f} s of it the cell's own "
           f"compute, alone); after the last cell finished: {parts['after_last_cell_s']:.1f} s")
+    if start_cpu is not None:
+        cores = os.cpu_count() or 1
+        print(f"(a) its start: {start_s:.1f} s with {start_cpu:.1f} CPU-seconds spent ({start_cpu / start_s / cores:.0%} "
+              f"of {cores} cores busy); no overlap brings it below {start_cpu / cores:.1f} s")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2))
     return 0
