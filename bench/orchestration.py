@@ -75,6 +75,10 @@ class CpuSampler:
             self._stop.wait(self.every)
 
     def __enter__(self):
+        busy = self.busy_seconds()
+        if busy is not None:
+            self.samples.append((time.time(), busy))
+            self._stop.wait(self.every)
         self._thread.start()
         return self
 

@@ -40,14 +40,51 @@ def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print)
     atomic_write_json(exp_dir.manifest, manifest)
     path = tower_dir(exp, exp_dir)
     if path is not None:
-        from workloads.pretrain_vision import pretrain_vision
+        from workloads.pretrain_vision import finished
 
         v, t = exp.spec.vision, tower(exp.spec)
-        done = pretrain_vision(t.preset, path, steps=t.steps, batch_size=t.batch_size, lr=t.lr, seed=t.seed,
-                               cells=t.cells)
-        if done.seconds:
-            echo(f"pretrained vision tower {v.model}: cell accuracy {done.cell_accuracy:.3f} in {done.seconds:.0f} s")
+        args = {"preset": t.preset, "out_dir": str(path), "steps": t.steps, "batch_size": t.batch_size, "lr": t.lr,
+                "seed": t.seed, "cells": t.cells}
+        if finished(**args) is None:
+            done = _pretrain_in_a_process(args)
+            echo(f"pretrained vision tower {v.model}: cell accuracy {done['cell_accuracy']:.3f} "
+                 f"in {done['seconds']:.0f} s")
     return expand(exp, path)
+
+
+def _pretrain_in_a_process(args: dict) -> dict:
+    """The tower's pretraining (workloads/pretrain_vision.py) in a child process: it imports torch
+    and transformers on the machine's other core while this one opens MLflow and Ray starts, and
+    the driver never loads them (hundreds of MB less on a head node). Its refusal and storage
+    failures come back as the same errors an in-process call raised."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import workloads
+
+    from .cluster import WORKER_ENV
+
+    here = str(Path(workloads.__file__).resolve().parents[1])
+    env = {**os.environ, **WORKER_ENV,
+           "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+    # its own session: a Ctrl-C reaches the driver, which stops once the tower is written, as before
+    r = subprocess.run([sys.executable, "-m", "workloads.pretrain_vision", json.dumps(args)], capture_output=True,
+                       text=True, env=env, start_new_session=True)
+    lines = r.stdout.strip().splitlines()
+    try:
+        out = json.loads(lines[-1]) if r.returncode == 0 and lines else None
+    except json.JSONDecodeError:
+        out = None
+    if not isinstance(out, dict):
+        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"pretraining the vision tower {args['preset']} failed (exit {r.returncode}):\n{tail}")
+    if "refused" in out:
+        raise ValueError(out["refused"])
+    if "storage" in out:
+        raise OSError(out["errno"], out["storage"], out["filename"])
+    return out
 
 
 def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, live: bool | None = None,

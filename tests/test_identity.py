@@ -182,6 +182,45 @@ def test_a_damaged_tower_is_pretrained_again_and_one_of_other_settings_never_ove
     shutil.rmtree(out)
 
 
+def test_the_driver_pretrains_the_tower_in_a_child_process_without_loading_torch(tmp_path):
+    """prepare() pretrains in a process of its own: the driver's process never imports torch or
+    transformers, the tower is byte for byte the one an in-process call makes, and a tower of other
+    settings is refused with the same ValueError."""
+    import subprocess
+    import sys
+
+    from workloads.pretrain_vision import pretrain_vision
+
+    doc = _spec(("spec.storage", {"path": str(tmp_path / "runs")}), ("spec.vision.pretrain", {"steps": 3}))
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(doc))
+    code = ("import sys, yaml; from orchestrator.driver import prepare; from orchestrator.layout import ExperimentDir;"
+            "from orchestrator.spec import load; exp = load(sys.argv[1]);"
+            "cells = prepare(exp, ExperimentDir.of(exp.spec.storage.path, exp.name), open(sys.argv[1]).read());"
+            "print(len(cells), sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "exp.yaml")], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "2 []", r.stdout
+    assert r.stdout.startswith("pretrained vision tower vit-micro: cell accuracy ")
+
+    exp = parse(doc)
+    ours = Path(tower_dir(exp, ExperimentDir.of(exp.spec.storage.path, exp.name)))
+    from orchestrator.spec.cells import tower
+
+    t = tower(exp.spec)
+    twin = pretrain_vision(t.preset, tmp_path / "twin", steps=t.steps, batch_size=t.batch_size, lr=t.lr, seed=t.seed,
+                           cells=t.cells)
+    weights = sorted(p.name for p in ours.iterdir() if p.suffix == ".safetensors")
+    assert weights and all((ours / w).read_bytes() == (twin.path / w).read_bytes() for w in weights)
+
+    from orchestrator.driver import _pretrain_in_a_process
+
+    other = {"preset": t.preset, "out_dir": str(ours), "steps": t.steps + 1, "batch_size": t.batch_size, "lr": t.lr,
+             "seed": t.seed, "cells": t.cells}
+    with pytest.raises(ValueError, match="pretrained with other settings"):
+        _pretrain_in_a_process(other)
+
+
 def test_run_refuses_a_changed_spec_before_it_writes_anything(tmp_path):
     """The state of a run under steps 150 (a finished cell, another's checkpoints, MLflow, the
     manifest); `vlmscale run` of the spec with steps 100 exits 2 with one line and touches none of it."""

@@ -23,15 +23,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from .config import PretrainConfig
-from .data.batch import ImageTransform
 from .data.synthetic import COLOURS, LETTERS, SCENES, SHAPES, SyntheticVQA
 from .presets import vision_config
 from .storage import is_remote, path_of, publish_dir
+
+# torch and transformers load inside pretrain_vision, past the check for a finished tower: the
+# driver asks that question without them, and pretrains in a process of its own (main below)
 
 META_FILE = "vlmscale_pretraining.json"
 
@@ -69,6 +67,22 @@ class PretrainedVision:
     seconds: float
 
 
+def finished(preset: str, out_dir: str | Path, steps: int = PretrainConfig.steps,
+             batch_size: int = PretrainConfig.batch_size, lr: float = PretrainConfig.lr, seed: int = 0,
+             cells: int = 4) -> PretrainedVision | None:
+    """The tower ``out_dir`` holds, if it is a finished pretraining with these settings and intact;
+    None if there is none (or a damaged one); ValueError if it was pretrained with other settings."""
+    out = path_of(out_dir)
+    settings = dataclasses.asdict(PretrainConfig(steps, batch_size, lr, preset, seed, cells))
+    meta = read_meta(out)
+    if meta is not None and meta.get("settings") != settings:
+        raise ValueError(f"{out} holds a vision tower pretrained with other settings ({meta.get('settings')}); "
+                         f"it is not overwritten: pretrain {settings} elsewhere")
+    if meta is not None and intact(out, meta):
+        return PretrainedVision(out, meta["cell_accuracy"], steps, 0.0)
+    return None
+
+
 def pretrain_vision(preset: str, out_dir: str | Path, steps: int = PretrainConfig.steps,
                     batch_size: int = PretrainConfig.batch_size, lr: float = PretrainConfig.lr, seed: int = 0,
                     cells: int = 4, threads: int = 1) -> PretrainedVision:
@@ -78,17 +92,18 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = PretrainConfi
     all there at the sizes it wrote; an incomplete or damaged one is pretrained again (the same
     seed gives the same tower). A finished tower of other settings is never overwritten.
     """
+    done = finished(preset, out_dir, steps, batch_size, lr, seed, cells)
+    if done is not None:
+        return done
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
     from transformers import CLIPVisionModel
+
+    from .data.batch import ImageTransform
 
     out = path_of(out_dir)
     settings = dataclasses.asdict(PretrainConfig(steps, batch_size, lr, preset, seed, cells))
-    meta = read_meta(out)
-    if meta is not None and meta.get("settings") != settings:
-        raise ValueError(f"{out} holds a vision tower pretrained with other settings ({meta.get('settings')}); "
-                         f"it is not overwritten: pretrain {settings} elsewhere")
-    if meta is not None and intact(out, meta):
-        return PretrainedVision(out, meta["cell_accuracy"], steps, 0.0)
-
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
@@ -148,3 +163,27 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = PretrainConfi
     publish_dir(staging, out, last=(META_FILE,))  # readers take the metadata file as "complete"
     shutil.rmtree(staging, ignore_errors=True)
     return PretrainedVision(out, accuracy, steps, seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workloads.pretrain_vision '{"preset": …, "out_dir": …, "steps": …}'``: pretrain in
+    a process of its own and print one JSON line — the result, a refusal (``refused``: another
+    pretraining's settings) or a storage failure (``storage``, with its errno and file)."""
+    import sys
+
+    kwargs = json.loads((sys.argv[1:] if argv is None else argv)[0])
+    try:
+        done = pretrain_vision(**kwargs)
+    except ValueError as e:
+        print(json.dumps({"refused": str(e)}))
+        return 0
+    except OSError as e:
+        print(json.dumps({"storage": e.strerror or str(e), "errno": e.errno, "filename": e.filename}))
+        return 0
+    print(json.dumps({"path": str(done.path), "cell_accuracy": done.cell_accuracy, "steps": done.steps,
+                      "seconds": done.seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
