@@ -16,10 +16,10 @@ def start_ray(num_cpus: int = 2):
     import ray
 
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    from orchestrator.cluster import WORKER_ENV
+
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu",
-                                       "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-                                       "TRANSFORMERS_VERBOSITY": "error"}})
+             runtime_env={"env_vars": {**WORKER_ENV, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}})
     return ray
 
 

@@ -33,8 +33,9 @@ def _exp(tmp_path, name):
 def test_calibration_is_in_range_deterministic_and_not_repeated(tmp_path, no_ray_left):
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    from orchestrator.cluster import WORKER_ENV
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})
     try:
         first, first_dir = _exp(tmp_path, "first")
         lrs = calibrate(first, first_dir, ["tiny-xs", "tiny-s"], echo=lambda *_: None)

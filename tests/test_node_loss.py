@@ -17,7 +17,7 @@ from .ray_utils import stop_ray
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 ENV = {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-       "TRANSFORMERS_VERBOSITY": "error"}
+       "TRANSFORMERS_VERBOSITY": "error", "RAY_worker_niceness": "0"}
 
 
 @pytest.fixture
