@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from orchestrator.cluster import WORKER_ENV
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
 from workloads.launch import WorkerResources, build_trainer, metrics_log_callback
 
@@ -16,8 +17,7 @@ from .ray_utils import stop_ray
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
-ENV = {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-       "TRANSFORMERS_VERBOSITY": "error", "RAY_worker_niceness": "0"}
+ENV = {**WORKER_ENV, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
 
 
 @pytest.fixture
