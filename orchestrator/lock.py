@@ -3,8 +3,9 @@
 Two drivers on one experiment would train the same cells twice into the same checkpoints and
 MLflow runs. ``DriverLock`` is taken before anything is written and released at exit:
 
-* created with ``O_CREAT | O_EXCL`` — atomic on a local disk and on NFS (v3+), the shared volumes
-  vlmscale runs on, so of two drivers started at once exactly one wins;
+* created whole by hard-linking a private file to the lock's name (``O_CREAT | O_EXCL`` where a
+  filesystem has no hard links) — atomic on a local disk and on NFS, the shared volumes vlmscale
+  runs on, so of two drivers started at once exactly one wins, and the loser reads who;
 * the holder rewrites its heartbeat every ``heartbeat_s`` (temp file + rename); a lock whose
   heartbeat is older than ``stale_s`` belongs to a driver that is gone (a lost pod, a killed
   node) and is taken over, as is one held by a dead process on this same host (a SIGKILLed
@@ -87,6 +88,25 @@ class DriverLock:
                 "token": self.token}
 
     def _create(self) -> bool:
+        """Create the lock whole: the record goes to a private file that is then hard-linked to
+        the lock's name (atomic, and fails if the name exists — the classic NFS-safe lock), so
+        no reader ever sees it empty or half-written. A filesystem without hard links falls
+        back to ``O_EXCL``, where a reader may catch the record mid-write (``acquire`` waits)."""
+        tmp = self.path.with_name(f".{LOCK_FILE}.new-{self.token}")
+        tmp.write_text(json.dumps(self._record()))
+        try:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (some FUSE and SMB mounts)
+            return self._create_exclusive()
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _create_exclusive(self) -> bool:
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -116,13 +136,21 @@ class DriverLock:
 
     def acquire(self, what: str = "the experiment") -> "DriverLock":
         self._prepare()
-        for _ in range(5):
+        tries = 0
+        while tries < 5:
+            tries += 1
             if self._create():
                 self._start_heartbeat()
                 return self
             h = self.holder()
             if h is None:
                 continue  # released between our two looks
+            if h.get("unreadable") and not self._is_gone(h):
+                # being written this instant: look again, to refuse naming the holder (or take it
+                # over once the grace has passed), rather than refuse naming nobody
+                time.sleep(0.05)
+                tries -= 1
+                continue
             if not self._is_gone(h):
                 now = time.time()
                 raise LockHeld(

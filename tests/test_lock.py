@@ -53,12 +53,28 @@ def test_an_empty_or_unreadable_lock_is_stale_once_it_is_not_being_written(tmp_p
     import os
 
     (tmp_path / LOCK_FILE).write_bytes(content)
-    with pytest.raises(LockHeld, match="host [?], pid -1"):  # it may be a lock being written this instant
-        DriverLock(tmp_path, stale_s=3600).acquire()
     old = time.time() - 5
     os.utime(tmp_path / LOCK_FILE, (old, old))
     lock = DriverLock(tmp_path, stale_s=3600).acquire()  # a driver killed mid-write, a full disk: no one's
     assert lock.owned()
+    lock.release()
+
+
+def test_a_lock_caught_mid_write_is_read_again_and_its_holder_named(tmp_path):
+    import threading
+
+    (tmp_path / LOCK_FILE).write_bytes(b"")  # a writer without hard links, between create and write
+    finish = threading.Timer(0.3, _write_holder, args=(tmp_path,), kwargs={"host": "another-pod", "pid": 7})
+    finish.start()
+    try:
+        with pytest.raises(LockHeld, match="host another-pod, pid 7,"):
+            DriverLock(tmp_path, stale_s=3600).acquire()
+    finally:
+        finish.join()
+    (tmp_path / LOCK_FILE).write_bytes(b"")  # one that stays unreadable past the grace is no one's
+    t0 = time.monotonic()
+    lock = DriverLock(tmp_path, stale_s=3600).acquire()
+    assert lock.owned() and time.monotonic() - t0 < 10
     lock.release()
 
 
@@ -83,11 +99,11 @@ def _contender(directory, start, results):
     start.wait()
     try:
         lock = DriverLock(directory, heartbeat_s=3600).acquire()
-        results.put("won")
+        results.put(("won", lock.pid))
         time.sleep(1.0)  # hold it while the others try
         lock.release()
-    except LockHeld:
-        results.put("refused")
+    except LockHeld as e:
+        results.put(("refused", str(e)))
 
 
 @pytest.mark.parametrize("stale", [False, True])
@@ -104,4 +120,7 @@ def test_of_many_drivers_started_at_once_exactly_one_wins(tmp_path, stale):
     for p in procs:
         p.join(60)
     outcomes = sorted(results.get(timeout=5) for _ in procs)
-    assert outcomes == ["refused"] * 5 + ["won"], outcomes
+    assert [o for o, _ in outcomes] == ["refused"] * 5 + ["won"], outcomes
+    winner = outcomes[-1][1]
+    for _, refusal in outcomes[:-1]:  # each loser names the winner, never a lock caught mid-write
+        assert f"host {socket.gethostname()}, pid {winner}," in refusal, refusal
