@@ -12,6 +12,19 @@ def ray_processes() -> list[str]:
     return [line for line in out.splitlines() if "pgrep" not in line]
 
 
+def orphaned_agent(process: str) -> bool:
+    """A line of :func:`ray_processes` that is a raylet's agent whose raylet is gone."""
+    pid, _, cmd = process.partition(" ")
+    if not cmd.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
+        return False
+    try:
+        ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        parent = open(f"/proc/{ppid}/cmdline", "rb").read()
+    except (OSError, ValueError, IndexError):
+        return True  # it, or its parent, is gone
+    return b"raylet" not in parent
+
+
 def start_ray(num_cpus: int = 2):
     import ray
 
