@@ -14,8 +14,10 @@ from tests.mlflow_server import free_port, stop_group
 
 
 class S3Server:
-    def __init__(self, log_dir: Path, bucket: str = "vlmscale-test"):
+    def __init__(self, log_dir: Path, bucket: str = "vlmscale-test", write_delay: float = 0.0):
+        """``write_delay`` > 0: a store whose conditional writes are not atomic (tests/moto_racy.py)."""
         self.port, self.bucket, self.log_dir = free_port(), bucket, log_dir
+        self.write_delay = write_delay
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -30,7 +32,9 @@ class S3Server:
     def __enter__(self) -> "S3Server":
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_dir / "moto.log", "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+        server = ([str(Path(__file__).with_name("moto_racy.py")), str(self.write_delay)] if self.write_delay
+                  else ["-m", "moto.server"])
+        self.proc = subprocess.Popen([sys.executable, *server, "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 60
         while time.time() < deadline:
