@@ -100,7 +100,9 @@ class DriverLock:
             os.link(tmp, self.path)
             return True
         except FileExistsError:
-            return False
+            # on NFS a link whose reply was lost is sent again and answers EEXIST though the first
+            # one made it: then the private file has two names
+            return os.stat(tmp).st_nlink == 2
         except OSError:  # no hard links here (some FUSE and SMB mounts)
             return self._create_exclusive()
         finally:

@@ -124,3 +124,24 @@ def test_of_many_drivers_started_at_once_exactly_one_wins(tmp_path, stale):
     winner = outcomes[-1][1]
     for _, refusal in outcomes[:-1]:  # each loser names the winner, never a lock caught mid-write
         assert f"host {socket.gethostname()}, pid {winner}," in refusal, refusal
+
+
+def test_a_link_made_but_answered_exists_is_ours(tmp_path, monkeypatch):
+    """NFS retransmits a link whose reply was lost, and the retry answers EEXIST: the lock is ours
+    if our private file has two names."""
+    import os
+
+    link = os.link
+
+    def link_then_lost_reply(src, dst):
+        link(src, dst)
+        raise FileExistsError(dst)
+
+    monkeypatch.setattr(os, "link", link_then_lost_reply)
+    lock = DriverLock(tmp_path, heartbeat_s=3600).acquire()
+    assert lock.owned()
+    monkeypatch.setattr(os, "link", link)
+    with pytest.raises(LockHeld, match=f"pid {lock.pid},"):
+        DriverLock(tmp_path).acquire()
+    lock.release()
+    assert not list(tmp_path.iterdir())  # no private file left behind
