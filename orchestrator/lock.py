@@ -87,16 +87,20 @@ class DriverLock:
         return {"host": self.host, "pid": self.pid, "since": self.since, "heartbeat": time.time(),
                 "token": self.token}
 
+    def _write_record(self, f) -> None:
+        json.dump(self._record(), f)
+        f.flush()
+        os.fsync(f.fileno())
+
     def _create(self) -> bool:
         """Create the lock whole: the record goes to a private file that is then hard-linked to
         the lock's name (atomic, and fails if the name exists — the classic NFS-safe lock), so
         no reader ever sees it empty or half-written. A filesystem without hard links falls
         back to ``O_EXCL``, where a reader may catch the record mid-write (``acquire`` waits)."""
         tmp = self.path.with_name(f".{LOCK_FILE}.new-{self.token}")
-        tmp.write_text(json.dumps(self._record()))
         try:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+            with open(tmp, "w") as f:
+                self._write_record(f)
             os.link(tmp, self.path)
             return True
         except FileExistsError:
@@ -114,9 +118,7 @@ class DriverLock:
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as f:
-            json.dump(self._record(), f)
-            f.flush()
-            os.fsync(f.fileno())
+            self._write_record(f)
         return True
 
     def holder(self) -> dict | None:
@@ -136,23 +138,24 @@ class DriverLock:
             return True
         return h.get("host") == self.host and int(h.get("pid", -1)) > 0 and not _pid_alive(int(h["pid"]))
 
+    def _settled_holder(self) -> dict | None:
+        """The holder, read again while its record is unreadable but may be being written this
+        instant (for at most the grace), so a refusal names the holder rather than nobody."""
+        h = self.holder()
+        while h is not None and h.get("unreadable") and not self._is_gone(h):
+            time.sleep(0.05)
+            h = self.holder()
+        return h
+
     def acquire(self, what: str = "the experiment") -> "DriverLock":
         self._prepare()
-        tries = 0
-        while tries < 5:
-            tries += 1
+        for _ in range(5):
             if self._create():
                 self._start_heartbeat()
                 return self
-            h = self.holder()
+            h = self._settled_holder()
             if h is None:
                 continue  # released between our two looks
-            if h.get("unreadable") and not self._is_gone(h):
-                # being written this instant: look again, to refuse naming the holder (or take it
-                # over once the grace has passed), rather than refuse naming nobody
-                time.sleep(0.05)
-                tries -= 1
-                continue
             if not self._is_gone(h):
                 now = time.time()
                 raise LockHeld(

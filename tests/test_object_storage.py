@@ -29,12 +29,16 @@ def server(tmp_path_factory):
         yield s
 
 
-@pytest.fixture
-def s3(server, monkeypatch, tmp_path):
+def _use(server, monkeypatch, tmp_path) -> S3Server:
     for k, v in server.env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv(storage.CACHE_ENV, str(tmp_path / "cache"))
     return server
+
+
+@pytest.fixture
+def s3(server, monkeypatch, tmp_path):
+    return _use(server, monkeypatch, tmp_path)
 
 
 def _prefix(s3) -> str:
@@ -210,9 +214,7 @@ def _burn(stop):
 @pytest.fixture
 def racy_s3(tmp_path, monkeypatch):
     with S3Server(tmp_path / "moto", write_delay=0.2) as s:
-        for k, v in s.env.items():
-            monkeypatch.setenv(k, v)
-        yield s
+        yield _use(s, monkeypatch, tmp_path)
 
 
 @pytest.mark.chaos

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -88,11 +89,16 @@ def no_ray_left():
     # a hard-coded 60 s RPC to the dead GCS (ray._private.utils.publish_error_to_driver) before
     # exiting. Idle, holding nothing, they are stopped here once nothing else is left.
     deadline = time.time() + 150
-    while (left := ray_processes()) and not all(orphaned_agent(p) for p in left) and time.time() < deadline:
+    while True:
+        left = ray_processes()
+        stray = [p for p in left if not orphaned_agent(p)]
+        if not stray or time.time() > deadline:
+            break
         time.sleep(0.5)
-    assert [p for p in left if not orphaned_agent(p)] == [], "Ray processes outlived the test"
+    assert stray == [], "Ray processes outlived the test"
     for p in left:
-        os.kill(int(p.split()[0]), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may end on its own meanwhile
+            os.kill(int(p.split()[0]), signal.SIGKILL)
 
 
 def test_grid_completes_with_one_parent_and_one_child_run_per_cell(tmp_path, no_ray_left):
