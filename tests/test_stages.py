@@ -79,6 +79,9 @@ def test_the_projector_starts_from_llavas_mm_projector(tmp_path):
                                                  donor.projector.state_dict().values()))
     bad = tmp_path / "other.bin"
     torch.save({"model.mm_projector.0.weight": torch.zeros(3, 3)}, bad)
-    with pytest.raises(RuntimeError, match="size mismatch|Missing key"):
+    from workloads.weights import WeightsMismatch
+
+    with pytest.raises(WeightsMismatch, match=r"missing model\.mm_projector\.0\.bias, .*; shape model\.mm_projector"
+                                              r"\.0\.weight is \[3, 3\], the model's is \[32, 32\]"):
         build_vlm(ModelConfig(llm="tiny-xs", vision="vit-micro", visual_tokens=4, compressor="avgpool",
                               projector_from=str(bad)), tok)

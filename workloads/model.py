@@ -165,7 +165,9 @@ def build_vlm(cfg: ModelConfig, tokenizer, weights: bool = True) -> VisionLangua
     llm_dim = llm.config.hidden_size
     compressor = build_compressor(cfg.compressor, cfg.visual_tokens, grid, v_dim, llm_dim,
                                   cfg.compressor_heads, num_layers=len(cfg.kv_layers))
-    model = VisionLanguageModel(vision, compressor, Projector(v_dim, llm_dim), llm,
+    projector = Projector(v_dim, llm_dim)
+    compressor.kind.init_projector(projector)
+    model = VisionLanguageModel(vision, compressor, projector, llm,
                                 image_token_id(tokenizer), grid, cfg.vision_feature_layer, tuple(cfg.kv_layers))
     set_trainable(model, default_trainable(cfg))
     if cfg.projector_from or cfg.compressor_from:
@@ -195,38 +197,16 @@ def set_trainable(model: VisionLanguageModel, parts: tuple[str, ...]) -> None:
             getattr(tower, pooling_only).requires_grad_(False)
 
 
-def _state_dict_file(path: str) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file: safetensors, or a torch file loaded with weights_only (never unpickled)."""
-    local = localize(path)
-    if local.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(local)
-    state = torch.load(local, map_location="cpu", weights_only=True)
-    return state.get("module", state) if isinstance(state, dict) else state
-
-
-def _part_of(state: dict[str, torch.Tensor], part: str, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """The keys of ``part`` in a file: under one of ``prefixes`` (``model.mm_projector.``, a VLM's
-    ``projector.net.``…), or bare."""
-    for prefix in prefixes:
-        found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if found:
-            return found
-    return state
-
-
 def load_parts(model: VisionLanguageModel, projector_from: str | None, compressor_from: str | None) -> None:
-    """Start the projector (LLaVA's ``mm_projector.bin``: Linear–GELU–Linear as ``0.*``, ``2.*``,
-    or a vlmscale checkpoint's ``projector.*``) and the compressor (a checkpoint's ``compressor.*``)
-    from saved weights; every key must fit."""
+    """Start the projector — with the compressor, from a file in LLaVA's layout: its reference's
+    ``mm_projector.bin`` — and the compressor (a checkpoint's ``compressor.*``) from saved weights;
+    every key must fit (workloads/weights.py)."""
+    from .weights import load_into
+
     if projector_from:
-        state = _part_of(_state_dict_file(projector_from), "projector",
-                         ("model.mm_projector.", "mm_projector.", "projector.net.", "net."))
-        model.projector.net.load_state_dict(state, strict=True)
+        load_into(model, projector_from, "projector")
     if compressor_from:
-        model.compressor.load_state_dict(_part_of(_state_dict_file(compressor_from), "compressor", ("compressor.",)),
-                                         strict=True)
+        load_into(model, compressor_from, "compressor")
 
 
 # ----------------------------------------------------------------------------------------------

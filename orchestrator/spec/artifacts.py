@@ -137,6 +137,23 @@ def vision_grid(loc: Located) -> int | None:
     return None
 
 
+def hidden_size(loc: Located) -> int | None:
+    """The width of a preset or a local checkpoint (a full CLIP/SigLIP's vision tower), from its
+    config (None: unknown here)."""
+    if loc.kind == "preset":
+        from workloads.presets import llm_shape, vision_shape
+
+        return (vision_shape(loc.location) if is_vision_preset(loc.location) else llm_shape(loc.location)).hidden
+    if loc.kind != "local":
+        return None
+    try:
+        c = json.loads((Path(loc.location) / "config.json").read_text())
+        value = c.get("vision_config", c).get("hidden_size")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def preset_llm(ref: str) -> bool:
     return is_llm_preset(ref)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from workloads.compressors import VisualTokenError, check_visual_tokens
 
 from ..errors import SpecError
-from .artifacts import TOKENIZER_FILES, model_problems
+from .artifacts import TOKENIZER_FILES, hidden_size, model_problems
 from .document import candidate_problem
 from .experiment import Experiment
 
@@ -69,8 +69,11 @@ def problems(exp: Experiment) -> list[str]:
             out.append(f"spec.training.stages[{i}].data: {path}: no such file")
     for field in ("projector_from", "compressor_from"):
         path = exp.locate_file(getattr(s.vision, field))
-        if path is not None and not path.startswith("s3://") and not Path(path).is_file():
-            out.append(f"spec.vision.{field}: {path}: no such file")
+        if path is not None and not path.startswith("s3://"):
+            if not Path(path).is_file():
+                out.append(f"spec.vision.{field}: {path}: no such file")
+            elif grid is not None:
+                out += _weights_problems(exp, field, path, vision, grid)
     for i, b in enumerate(s.evaluation.benchmarks):
         questions, root = exp.locate_file(b.questions), exp.locate_file(b.image_root)
         if not questions.startswith("s3://") and not Path(questions).is_file():
@@ -80,6 +83,34 @@ def problems(exp: Experiment) -> list[str]:
         elif Path(questions).is_file():
             out += _first_image(f"spec.evaluation.benchmarks[{i}]", Path(questions), Path(root) if root else None)
     return list(dict.fromkeys(out))
+
+
+def _weights_problems(exp: Experiment, field: str, path: str, vision, grid: int) -> list[str]:
+    """Whether the saved weights fit every cell they will start: keys and shapes against what each
+    (LLM, V, compressor) of the grid builds (workloads/weights.py), one line per distinct problem."""
+    from workloads.compressors import Shape
+    from workloads.weights import fit_problem, readable
+
+    s = exp.spec
+    dim = hidden_size(vision)
+    where = f"spec.vision.{field}: {path}"
+    shapes, unreadable = readable(path, where)
+    if shapes is None or dim is None:
+        return [unreadable] if unreadable else []
+    found = []
+    for llm, v, compressor in sorted({c[:3] for c in s.grid.combinations()}):
+        llm_dim = hidden_size(exp.locate_llm(llm))
+        if llm_dim is None:
+            continue
+        try:
+            check_visual_tokens(compressor, v, grid)
+        except VisualTokenError:
+            continue  # said above
+        shape = Shape(v, grid, dim, llm_dim, s.vision.compressor_heads, len(s.vision.kv_layers))
+        why = fit_problem(shapes, compressor, shape, field.removesuffix("_from"), where)
+        if why:
+            found.append(why)
+    return list(dict.fromkeys(found))
 
 
 def _first_image(field: str, questions: Path, root: Path | None) -> list[str]:

@@ -58,6 +58,10 @@ def either(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
+# LLaVA-1.5's mm_projector.bin: the 2-layer MLP as Sequential indices 0 and 2 (GELU between)
+LLAVA_MLP = (("0.", "projector.net.0."), ("2.", "projector.net.2."))
+
+
 class CompressorKind:
     """One compressor: patch features [B, P, D] on a g×g grid → exactly V tokens [B, V, D]."""
 
@@ -66,6 +70,13 @@ class CompressorKind:
     summary: ClassVar[str]  # one line for the docs
     needs_query: ClassVar[bool] = False  # reads the LLM's embedding of the question
     reads_layers: ClassVar[bool] = False  # reads the encoder's ``kv_layers`` besides the features
+    # What its reference saves as ``mm_projector.bin`` (the keys under ``model.mm_projector.``):
+    # (the reference's key prefix, the VLM's) pairs; the parts the pairs reach are what such a file
+    # must hold, every key of them (workloads/weights.py). Parameter-free compressors: LLaVA's MLP.
+    reference_layout: ClassVar[tuple[tuple[str, str], ...]] = LLAVA_MLP
+    # Raised when what the compressor computes changes: a cell's identity carries it (above 1), so a
+    # result of the old computation never counts as one of the new
+    revision: ClassVar[int] = 1
 
     def feasible(self, grid: int, limit: int | None = None) -> list[int]:
         """Every V it can produce on a ``grid``×``grid`` patch grid (unbounded ones: up to ``limit``)."""
@@ -85,6 +96,14 @@ class CompressorKind:
     def init(self, module: Any, shape: Shape) -> None:
         """Create the layers on ``module`` (an ``nn.Module``); torch is imported here, not at import."""
 
+    def init_projector(self, projector: Any) -> None:
+        """Initialise the MLP projector that follows it, where its reference initialises it its own way."""
+
+    def parameter_shapes(self, shape: Shape) -> dict[str, tuple[int, ...]]:
+        """Every parameter ``init`` creates, by its name in the module's ``state_dict``, with its shape:
+        what a weights file must hold, known without torch (a test holds it equal to the module's)."""
+        return {}
+
     def forward(self, module: Any, x: Any) -> Any:
         """``x``: :class:`.module.CompressorInputs` → [B, V, D]."""
         raise NotImplementedError
@@ -92,6 +111,29 @@ class CompressorKind:
     def flops(self, shape: Shape) -> int:
         """Analytic forward FLOPs per image (multiply-add = 2) beyond parameter-free reshapes."""
         return 0
+
+
+# ---- parameter shapes without torch (what nn.Linear, nn.LayerNorm and the attention hold)
+
+
+def linear(prefix: str, d_in: int, d_out: int, bias: bool = True) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}weight": (d_out, d_in), **({f"{prefix}bias": (d_out,)} if bias else {})}
+
+
+def layer_norm(prefix: str, d: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}weight": (d,), f"{prefix}bias": (d,)}
+
+
+def mlp_shapes(prefix: str, d_in: int, d_out: int, norm: bool = True) -> dict[str, tuple[int, ...]]:
+    """Linear–GELU–Linear(–LayerNorm) as an ``nn.Sequential``: indices 0, 2 (and 3)."""
+    return {**linear(f"{prefix}0.", d_in, d_out), **linear(f"{prefix}2.", d_out, d_out),
+            **(layer_norm(f"{prefix}3.", d_out) if norm else {})}
+
+
+def attention_shapes(prefix: str, d: int) -> dict[str, tuple[int, ...]]:
+    """``nn.MultiheadAttention(d, heads)`` with queries, keys and values all of width d."""
+    return {f"{prefix}in_proj_weight": (3 * d, d), f"{prefix}in_proj_bias": (3 * d,),
+            **linear(f"{prefix}out_proj.", d, d)}
 
 
 REGISTRY: dict[str, CompressorKind] = {}

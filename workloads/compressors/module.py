@@ -53,9 +53,32 @@ def build_compressor(name: str, visual_tokens: int, grid: int, dim: int, llm_dim
     return Compressor(kind(name), Shape(visual_tokens, grid, dim, llm_dim, heads, num_layers))
 
 
-def mlp_norm(d_in: int, d_out: int) -> nn.Sequential:
-    """Linear–GELU–Linear–LayerNorm (QueCC's query and key/value MLPs)."""
-    return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out), nn.LayerNorm(d_out))
+def mlp_norm(d_in: int, d_out: int, eps: float = 1e-5, norm: bool = True) -> nn.Sequential:
+    """Linear–GELU–Linear(–LayerNorm): the query and key/value networks of QueCC and TokenPacker."""
+    layers = [nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out)]
+    return nn.Sequential(*layers, *([nn.LayerNorm(d_out, eps=eps)] if norm else []))
+
+
+def trunc_normal_init(module: nn.Module, std: float = 0.02) -> None:
+    """Every Linear of ``module`` from ``trunc_normal_(std)`` — bounds ±2 in absolute terms, so in
+    effect a normal — biases zero; LayerNorms 1 and 0 (TokenPacker's initialisation, applied to its
+    layers and its MLP)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def regions(tokens: torch.Tensor, grid: int, k: int) -> torch.Tensor:
+    """[B, g², C] row-major on the g×g grid → [B·V, k², C]: the k×k patches of each of the V regions,
+    regions row-major per image (the order of the queries a region attention pairs them with)."""
+    b, c, side = tokens.shape[0], tokens.shape[-1], grid // k
+    blocks = tokens.reshape(b, side, k, side, k, c).permute(0, 1, 3, 2, 4, 5)
+    return blocks.reshape(b * side * side, k * k, c)
 
 
 def attention_flops(queries: int, keys: int, dim: int, kdim: int) -> int:

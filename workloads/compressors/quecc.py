@@ -1,17 +1,27 @@
-"""``quecc``: query-based convolutional cross-attention (Li et al., 2025), the study's compressor.
+"""``quecc``: query-based convolutional cross-attention (Li et al., 2025), the study's proposed
+compressor for extreme compression, as its reference builds it (locuslab/llava-token-compression,
+``multimodal_projector/quecc.py``; tests/test_reference_compressors.py holds it to the reference's
+outputs).
 
-The question's embedding from the LLM (last non-pad hidden state) is projected to the vision
-width (Linear + LayerNorm) and added to every patch token; an MLP + LayerNorm follows. A
-depthwise Conv2d with kernel = stride = k = g/√V turns the g×g grid into V queries, and each
-query cross-attends only to its own k×k region of keys/values built from several encoder layers
-(each through Linear–GELU–Linear–LayerNorm, then concatenated on channels).
+    question  q = LayerNorm(Linear(h_LLM))             the LLM's last non-pad hidden state of the question
+    queries   Q = Conv_k(MLPnorm(x + q))               depthwise, kernel = stride = k = g/√V: V queries
+    keys      K = MLPnorm_K(concat_l x_l)              the kv_layers concatenated on channels (4 × 1024 → 1024)
+    values    W = MLPnorm_V(concat_l x_l)              a network of its own
+    output    Attention(Q_r, K_r, W_r) per region r    each query attends to its own k×k patches only
+
+MLPnorm is Linear–GELU–Linear–LayerNorm (eps 1e-6); the attention runs at the tower's width; the
+output is the attention's (no residual, no norm). The MLP projector into the LLM follows, and the
+reference saves both as ``mm_projector.bin`` (QueCC under ``0.``, the MLP under ``1.`` and ``3.``).
 """
 
 from __future__ import annotations
 
 import math
 
-from .base import CompressorKind, listed, register, square_refusal
+from .base import (CompressorKind, attention_shapes, layer_norm, linear, listed, mlp_shapes, register,
+                   square_refusal)
+
+EPS = 1e-6
 
 
 @register
@@ -21,6 +31,11 @@ class QueCC(CompressorKind):
     summary = "question-conditioned depthwise-conv queries, each attending to its own k×k region (√V divides g)"
     needs_query = True
     reads_layers = True
+    revision = 2  # 1: one key/value network per layer, concatenated; an output residual and LayerNorm
+    reference_layout = (("0.text_projection.", "compressor.question_proj."), ("0.q_proj.", "compressor.query_mlp."),
+                        ("0.q_downsample.", "compressor.downsample."), ("0.k_proj.", "compressor.key_net."),
+                        ("0.v_proj.", "compressor.value_net."), ("0.clip_attn.", "compressor.attn."),
+                        ("1.", "projector.net.0."), ("3.", "projector.net.2."))
 
     def feasible(self, grid, limit=None):
         return [(grid // k) ** 2 for k in range(grid, 0, -1) if grid % k == 0]
@@ -28,48 +43,58 @@ class QueCC(CompressorKind):
     def refusal(self, v, grid):
         why = square_refusal(self.name, v, grid, self.feasible(grid))
         if why is None and grid % math.isqrt(v) != 0:
-            why = (f"compressor 'quecc' downsamples the {grid}x{grid} patch grid with kernel = stride = k, so "
+            why = (f"compressor '{self.name}' downsamples the {grid}x{grid} patch grid with kernel = stride = k, so "
                    f"sqrt(visual_tokens) must divide {grid} (got {v}); valid: {listed(self.feasible(grid))}")
         return why
+
+    def parameter_shapes(self, s):
+        d, k = s.dim, s.grid // math.isqrt(s.visual_tokens)
+        return {**linear("question_proj.0.", s.llm_dim, d), **layer_norm("question_proj.1.", d),
+                **mlp_shapes("query_mlp.", d, d),
+                "downsample.weight": (d, 1, k, k), "downsample.bias": (d,),
+                **mlp_shapes("key_net.", d * s.num_layers, d), **mlp_shapes("value_net.", d * s.num_layers, d),
+                **attention_shapes("attn.", d)}
 
     def init(self, m, s):
         from torch import nn
 
         from .module import mlp_norm
 
+        d = s.dim
         m.k = s.grid // math.isqrt(s.visual_tokens)
-        m.query_proj = nn.Sequential(nn.Linear(s.llm_dim, s.dim), nn.LayerNorm(s.dim))
-        m.query_mlp = mlp_norm(s.dim, s.dim)
-        m.downsample = nn.Conv2d(s.dim, s.dim, kernel_size=m.k, stride=m.k, groups=s.dim)
-        m.kv_mlps = nn.ModuleList(mlp_norm(s.dim, s.dim) for _ in range(s.num_layers))
-        m.attn = nn.MultiheadAttention(s.dim, s.heads, kdim=s.dim * s.num_layers, vdim=s.dim * s.num_layers,
-                                       batch_first=True)
-        m.norm_out = nn.LayerNorm(s.dim)
+        m.question_proj = nn.Sequential(nn.Linear(s.llm_dim, d), nn.LayerNorm(d, eps=EPS))
+        m.query_mlp = mlp_norm(d, d, EPS)
+        m.downsample = nn.Conv2d(d, d, kernel_size=m.k, stride=m.k, groups=d)
+        m.key_net = mlp_norm(d * s.num_layers, d, EPS)
+        m.value_net = mlp_norm(d * s.num_layers, d, EPS)
+        m.attn = nn.MultiheadAttention(d, s.heads, batch_first=True)
 
     def forward(self, m, x):
         import torch
+
+        from .module import regions
 
         if x.query is None:
             raise ValueError("quecc needs the question's query embedding")
         if len(x.layers) != m.num_layers:
             raise ValueError(f"quecc was built for {m.num_layers} key/value layers, got {len(x.layers)}")
-        b, p, d = x.features.shape
-        g, k, side = x.grid, m.k, x.grid // m.k
-        h = x.features + m.query_proj(x.query).unsqueeze(1)
-        h = m.query_mlp(h)
-        queries = m.downsample(h.transpose(1, 2).reshape(b, d, g, g))  # [B, D, side, side]
-        queries = queries.flatten(2).transpose(1, 2).reshape(b * side * side, 1, d)
-        kv = torch.cat([mlp(layer) for mlp, layer in zip(m.kv_mlps, x.layers)], dim=-1)
-        # group the g×g grid into (side×side) regions of k×k tokens: [B·V, k², C]
-        kv = kv.reshape(b, side, k, side, k, -1).permute(0, 1, 3, 2, 4, 5).reshape(b * side * side, k * k, -1)
-        out, _ = m.attn(queries, kv, kv, need_weights=False)
-        out = m.norm_out(out + queries)
-        return out.reshape(b, side * side, d)
+        b, _, d = x.features.shape
+        g = x.grid
+        h = m.query_mlp(x.features + m.question_proj(x.query).unsqueeze(1))
+        queries = m.downsample(h.transpose(1, 2).reshape(b, d, g, g))  # [B, D, g/k, g/k]
+        queries = queries.flatten(2).transpose(1, 2).reshape(-1, 1, d)  # a query per region: [B·V, 1, D]
+        multi = torch.cat(x.layers, dim=-1)
+        keys, values = regions(m.key_net(multi), g, m.k), regions(m.value_net(multi), g, m.k)
+        out, _ = m.attn(queries, keys, values, need_weights=False)
+        return out.reshape(b, -1, d)
 
     def flops(self, s):
         from .module import attention_flops
 
-        p, v, c = s.grid * s.grid, s.visual_tokens, s.dim * s.num_layers
+        p, v, d = s.grid * s.grid, s.visual_tokens, s.dim
         k = s.grid // math.isqrt(v)
-        mlps = 2 * p * 2 * s.dim * s.dim * (1 + s.num_layers)
-        return mlps + 2 * p * s.dim + v * attention_flops(1, k * k, s.dim, c)
+        question = 2 * s.llm_dim * d
+        query_mlp = 2 * p * 2 * d * d
+        conv = 2 * p * d  # each of the V·D outputs sums k² products
+        kv = 2 * (2 * p * (d * s.num_layers) * d + 2 * p * d * d)
+        return question + query_mlp + conv + kv + v * attention_flops(1, k * k, d, d)

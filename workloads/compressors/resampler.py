@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import CompressorKind, register
+from .base import CompressorKind, attention_shapes, layer_norm, linear, register
 
 
 @register
@@ -16,6 +16,11 @@ class Resampler(CompressorKind):
 
     def refusal(self, v, grid):
         return None
+
+    def parameter_shapes(self, s):
+        d = s.dim
+        return {"queries": (s.visual_tokens, d), **layer_norm("norm_kv.", d), **attention_shapes("attn.", d),
+                **layer_norm("norm_out.", d), **linear("ffn.0.", d, 2 * d), **linear("ffn.2.", 2 * d, d)}
 
     def init(self, m, s):
         import torch
