@@ -67,7 +67,7 @@ def plain_loop(config: dict) -> float:
     collate = Collator(tokenizer, cell.model.visual_tokens, ImageTransform(image_size),
                        Plain(dc.user_prefix, dc.assistant_prefix))
     sampler = StepSampler(datasets(dc, "train", image_size), tc.batch_size, dc.seed)
-    optimizer = make_optimizer(model, schedule(tc, model.llm.config.hidden_size).peak, tc.weight_decay)
+    optimizer = make_optimizer(model, schedule(tc, model.llm.config.hidden_size).peak, tc)
     model.train()
     t0 = None
     for step in range(tc.steps):

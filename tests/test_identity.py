@@ -44,8 +44,9 @@ def _digests(doc) -> list[str]:
     ("spec.training.warmup_ratio", 0.1), ("spec.training.precision", "bf16"),
     ("spec.vision.pretrain", {"steps": 10}), ("spec.vision.compressor_heads", 2), ("spec.vision.freeze", False),
     ("spec.data.cells", 3), ("spec.data.train_size", 1000), ("spec.data.eval_size", 64),
-    ("spec.evaluation", {"max_new_tokens": 4}),
+    ("spec.training.betas", [0.9, 0.98]), ("spec.data.conversation", "vicuna_v1"),
     ("spec.training.stages", [{"name": "align", "trainable": ["projector"], "steps": 50}]),
+    ("spec.training.stages", [{"name": "align", "trainable": ["projector"], "image_aspect_ratio": "square"}]),
 ])
 def test_every_setting_that_shapes_a_result_changes_its_digest(edit):
     assert set(_digests(_spec(edit))).isdisjoint(_digests(BASE)), edit
@@ -56,9 +57,26 @@ def test_every_setting_that_shapes_a_result_changes_its_digest(edit):
     ("spec.storage", {"path": "/elsewhere"}), ("spec.tracking", {"mlflow_uri": "http://127.0.0.1:5000"}),
     ("spec.fault_injection", {"cells": ["tiny-xs-v1-avgpool-shapes-s0"], "step": 10}),
     ("spec.fit", {"bootstrap": 50}), ("metadata.labels", {"team": "vlm"}),
+    ("spec.evaluation", {"max_new_tokens": 4}),  # no benchmark: nothing is generated
 ])
 def test_settings_that_do_not_shape_a_result_leave_it_alone(edit):
     assert _digests(_spec(edit)) == _digests(BASE), edit
+
+
+def test_how_a_benchmark_is_answered_is_part_of_the_cell():
+    bench = {"name": "gqa", "questions": "gqa.jsonl", "scorer": "exact_match"}
+    base = _digests(_spec(("spec.evaluation", {"benchmarks": [bench]})))
+    for edit in ({"benchmarks": [bench], "max_new_tokens": 4}, {"benchmarks": [{**bench, "max_new_tokens": 1024}]}):
+        assert set(_digests(_spec(("spec.evaluation", edit)))).isdisjoint(base), edit
+    # the per-benchmark length, where it equals the evaluation's, is the same cell only when unset
+    assert _digests(_spec(("spec.evaluation", {"benchmarks": [{**bench, "max_new_tokens": None}]}))) == base
+
+
+def test_a_compressor_whose_computation_changed_is_a_new_cell():
+    """QueCC became the reference's module: a result of the old one must not count as the new one's."""
+    cell = parse(_spec(("spec.grid.compressors", ["quecc"]))).cells()[0]
+    assert cell.settings["model.compressor_revision"] == 2
+    assert "model.compressor_revision" not in parse(BASE).cells()[0].settings  # avgpool never changed
 
 
 def test_no_path_is_part_of_a_cell_so_a_copied_experiment_keeps_its_identity(tmp_path):

@@ -1,6 +1,6 @@
 """LLaVA-format data as researchers have it: JSON and JSONL, multi-turn and text-only records, the
 LLM's chat template (or LLaVA's v1 conversation), the loss on assistant turns only, the image
-where ``<image>`` stands, the tower's own image processor with pad-to-square, eval_size."""
+first as LLaVA puts it, the tower's own image processor with pad-to-square, eval_size."""
 
 from __future__ import annotations
 
@@ -43,18 +43,19 @@ def test_jsonl_and_json_are_indexed_alike_with_text_only_records(parts, tmp_path
     assert len(LlavaDataset(jsonl, parts["data"]["images"], limit=5)) == 5  # eval_size
 
 
-def test_the_chat_template_trains_the_assistant_turns_only_with_the_image_where_it_stands(parts):
+def test_the_chat_template_trains_the_assistant_turns_only_with_the_image_first(parts):
     tok = pretrained_tokenizer(str(parts["llm"]))
     ds = LlavaDataset(parts["data"]["instruct"], parts["data"]["images"])
     fmt = conversation_format("auto", "llava", tok)
     assert fmt.name == "chat_template"
     collate = Collator(tok, 4, transform_for(str(parts["clip"]), 32), fmt)
     sample = ds[0]  # "What color is the shape?\n<image>" then a second turn
+    assert sample.question == "<image>\nWhat color is the shape?"  # moved to the front, as LLaVA's trainer does
     b = collate([sample])
     ids = b.input_ids[0].tolist()
     first = ids.index(b.image_token_id)
     assert ids[first:first + 4] == [b.image_token_id] * 4 and ids.count(b.image_token_id) == 4
-    assert "What color is the shape?" in tok.decode(ids[:first])  # the question comes before the image here
+    assert tok.decode(ids[first + 4:]).startswith("\nWhat color is the shape?")
     answers = _answers(b, 0, tok)
     assert sample.turns[0].answer in answers and "yes" in answers and "What color" not in answers
     assert answers.count("<|im_end|>") == 2  # each assistant turn learns to end itself
@@ -70,7 +71,8 @@ def test_llava_v1_without_a_chat_template_and_text_only_samples_in_a_batch(parts
     assert b.image_mask.tolist() == [True, False]
     assert (b.input_ids[1] == b.image_token_id).sum() == 0 and (b.input_ids[0] == b.image_token_id).sum() == 4
     text = tok.decode(b.input_ids[0][b.attention_mask[0] == 1].tolist())
-    assert text.startswith("A chat between a curious human") and "USER: What color is the shape?" in text
+    assert text.startswith("A chat between a curious human") and "USER: <image>" in text
+    assert "<image>\nWhat color is the shape? ASSISTANT: red<|endoftext|>USER:" in text
     assert _answers(b, 1, tok).strip().startswith("one")
 
 

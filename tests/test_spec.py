@@ -63,7 +63,7 @@ def test_examples_validate():
 @pytest.mark.parametrize(
     "doc,fragment",
     [
-        (_with("spec.grid.compressors", ["pixelshuffle"]), "spec.grid.compressors[0]: Input should be 'none', 'avgpool', 'resampler' or 'quecc'"),
+        (_with("spec.grid.compressors", ["pixelshuffle"]), "spec.grid.compressors[0]: Input should be 'none', 'avgpool', 'resampler', 'quecc' or 'tokenpacker'"),
         (_with("spec.grid.visual_tokens", [1, 5]), "grid.visual_tokens: 5 with compressor 'avgpool'"),
         (_with("spec.grid.visual_tokens", [1, 9]), "must divide 8"),
         (_with("metadata.name", "Bad_Name"), "metadata.name: 'Bad_Name' is not an RFC 1123 label"),

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .config import BenchmarkConfig, EvalConfig
-from .data.chat import IMAGE_MARKER
+from .data.chat import IMAGE_MARKER, image_first
 from .data.synthetic import Sample, Turn
 from .device import module_device, to_device
 from .evaluate import EvalTotals
@@ -59,8 +59,8 @@ def _sample(q: dict, b: BenchmarkConfig, prompt: str) -> Sample:
         except FileNotFoundError:
             raise BenchmarkFormatError(f"benchmark {b.name}: image {path} of question {q.get('question_id')!r} does "
                                        "not exist; set the benchmark's image_root") from None
-        if IMAGE_MARKER not in prompt:
-            prompt = f"{IMAGE_MARKER}\n{prompt}"
+        # LLaVA's evaluation puts the image first: `<image>\n` + the question as written
+        prompt = f"{IMAGE_MARKER}\n{prompt}" if IMAGE_MARKER not in prompt else image_first(prompt)
     return Sample(image, (Turn(prompt, "", b.name),), b.name)
 
 
@@ -104,7 +104,7 @@ def run(model, collate, cfg: EvalConfig, rank: int, world: int) -> tuple[EvalTot
         questions = load_questions(b)[rank::world]
         for i in range(0, len(questions), cfg.batch_size):
             chunk = questions[i:i + cfg.batch_size]
-            answers = generate(model, collate, [_sample(q, b, scorer.prompt(q)) for q in chunk], cfg.max_new_tokens)
+            answers = generate(model, collate, [_sample(q, b, scorer.prompt(q)) for q in chunk], cfg.new_tokens(b))
             scores = torch.tensor([scorer.score(a, q) for a, q in zip(answers, chunk)], dtype=torch.float64)
             stats = torch.stack([scores, torch.ones_like(scores), torch.zeros_like(scores), torch.zeros_like(scores)], 1)
             totals.add([b.name] * len(chunk), stats.to(device))

@@ -70,12 +70,17 @@ class DataConfig:
     image_aspect_ratio: AspectRatio = "pad"  # pad: to a square in the processor's mean colour (LLaVA-1.5); square: as is
     max_length: int = 2048  # tokens of a training sequence (cut after it, never inside the image's placeholders)
     # LLaVA data: batches of similar length (a megabatch of batches sorted by record size, the batches
-    # shuffled), so short conversations do not pay for a long one's padding (LLaVA's group_by_modality_length)
+    # shuffled), so short conversations do not pay for a long one's padding
     group_by_length: bool = False
+    # LLaVA data as LLaVA's trainer groups it (group_by_modality_length): each global batch all image
+    # or all text-only records, sorted by length and dealt evenly to the micro-batches
+    group_by_modality_length: bool = False
 
     def __post_init__(self):
         if self.source == "llava" and not self.llava_train:
             raise ValueError("data.llava_train is required when data.source is 'llava'")
+        if self.group_by_length and self.group_by_modality_length:
+            raise ValueError("data: group_by_length or group_by_modality_length, not both")
 
 
 Part = Literal["compressor", "projector", "llm", "vision"]
@@ -92,6 +97,10 @@ class StageConfig:
     lr: float
     batch_size: int
     data: str | None = None  # a LLaVA-format file; None: data.llava_train (or the synthetic training set)
+    image_aspect_ratio: AspectRatio | None = None  # None: data.image_aspect_ratio (LLaVA: square, then pad)
+
+    def aspect_ratio(self, data: "DataConfig") -> str:
+        return self.image_aspect_ratio or data.image_aspect_ratio
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,7 @@ class TrainConfig:
     # one setting suits every LLM of a grid; None uses lr as is
     lr_reference_width: int | None = None
     weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (Hugging Face's defaults, as LLaVA trains)
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
@@ -210,13 +220,17 @@ class BenchmarkConfig:
     questions: str  # JSONL in LLaVA-1.5's evaluation layout
     scorer: ScorerName
     image_root: str | None = None  # default: the questions file's folder
+    max_new_tokens: int | None = None  # default: the evaluation's (LLaVA: 1,024 for ScienceQA and MMBench)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     benchmarks: tuple[BenchmarkConfig, ...] = ()
-    max_new_tokens: int = 16
+    max_new_tokens: int = 128  # LLaVA-1.5's evaluation scripts
     batch_size: int = 16
+
+    def new_tokens(self, b: BenchmarkConfig) -> int:
+        return b.max_new_tokens or self.max_new_tokens
 
 
 @dataclass(frozen=True)

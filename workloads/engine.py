@@ -71,7 +71,7 @@ class DDPEngine:
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
         else:
             self.model = self.module
-        self.optimizer = make_optimizer(self.module, lr.peak, cfg.weight_decay, cfg.fused_optimizer)
+        self.optimizer = make_optimizer(self.module, lr.peak, cfg)
         self.scheduler = make_scheduler(self.optimizer, lr)
         self.dtype = torch.bfloat16 if cfg.precision == "bf16" else None
 
@@ -151,7 +151,7 @@ class FSDPEngine(DDPEngine):
         if self.sharded:
             self.dtype = None  # the policy casts: no autocast on top
         self.model = self.module
-        self.optimizer = make_optimizer(self.module, lr.peak, cfg.weight_decay, cfg.fused_optimizer)
+        self.optimizer = make_optimizer(self.module, lr.peak, cfg)
         self.scheduler = make_scheduler(self.optimizer, lr)
 
     def loss(self, inputs: dict[str, torch.Tensor], last_micro_step: bool) -> torch.Tensor:
@@ -207,7 +207,7 @@ class DeepSpeedEngine:
         import deepspeed
 
         self.cfg, self.device, self.micro = cfg, device, micro_batch
-        optimizer = make_optimizer(model, lr.peak, cfg.weight_decay, cfg.fused_optimizer)
+        optimizer = make_optimizer(model, lr.peak, cfg)
         scheduler = make_scheduler(optimizer, lr)
         ds_config = {
             "train_micro_batch_size_per_gpu": micro_batch,

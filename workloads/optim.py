@@ -45,13 +45,14 @@ def schedule(cfg: TrainConfig, llm_hidden: int) -> LRSchedule:
     return LRSchedule(peak, cfg.steps, cfg.warmup_ratio, cfg.min_lr_ratio)
 
 
-def make_optimizer(model, lr: float, weight_decay: float, fused: bool = False):
-    """AdamW over the trainable parameters (``fused``: one kernel per step, training.fused_optimizer)."""
+def make_optimizer(model, lr: float, cfg: TrainConfig):
+    """AdamW over the trainable parameters, with the training's betas and weight decay
+    (``fused_optimizer``: one kernel per step)."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay,
-                             **({"fused": True} if fused else {}))
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                             **({"fused": True} if cfg.fused_optimizer else {}))
 
 
 def make_scheduler(optimizer, lr: LRSchedule):

@@ -20,7 +20,8 @@ VISION_TO_MODEL = {"model": "vision", "freeze": "freeze_vision", "feature_layer"
                    "kv_layers": "kv_layers", "compressor_heads": "compressor_heads", "projector_from": "projector_from",
                    "compressor_from": "compressor_from"}
 DATA_TO_DATA = ("source", "train_size", "eval_size", "cells", "questions_per_image", "llava_train", "llava_eval",
-                "image_root", "tokenizer", "conversation", "image_aspect_ratio", "max_length", "group_by_length")
+                "image_root", "tokenizer", "conversation", "image_aspect_ratio", "max_length", "group_by_length",
+                "group_by_modality_length")
 DATA_PATHS = ("llava_train", "llava_eval", "image_root")  # located against the spec file's folder
 TRAINING_DERIVED = ("lr", "threads_per_worker", "stages")  # decided per cell below, not copied
 # what a cell's result does not depend on: how many threads a worker uses (a test holds its
@@ -28,9 +29,14 @@ TRAINING_DERIVED = ("lr", "threads_per_worker", "stages")  # decided per cell be
 NOT_IDENTITY = ("train.threads_per_worker", "fault")
 # settings added after cells began to be known by their settings, each with the value that trains
 # as cells trained before it existed: left out of the settings at that value, so an upgrade does
-# not turn every finished cell into a "changed" one (a test pins a cell's digest across versions)
+# not turn every finished cell into a "changed" one (a test pins a cell's digest across versions).
+# ``*`` stands for any index of a list (each stage, each benchmark).
 LATER = {"train.attention": "sdpa", "train.fused_optimizer": False, "train.compile": "none", "train.logits": "all",
-         "data.group_by_length": False}
+         "data.group_by_length": False, "train.betas": [0.9, 0.95], "data.group_by_modality_length": False,
+         "train.stages.*.image_aspect_ratio": None, "eval.benchmarks.*.max_new_tokens": None}
+# A cell without benchmarks generates nothing: its generation length shapes nothing and stays at
+# the value such cells were known by (the default was 16 before it became LLaVA's 128).
+NO_BENCHMARKS = {"eval.max_new_tokens": 16}
 _NONE = object()
 
 
@@ -102,12 +108,33 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _later(key: str) -> Any:
+    """The value at which a setting added later is left out (``_NONE``: not one of them)."""
+    return LATER.get(re.sub(r"\.\d+\.", ".*.", key), _NONE)
+
+
+def revisions(portable: CellConfig) -> dict[str, int]:
+    """What the code computes, where it changed after cells began to be known by their settings: a
+    compressor's ``revision`` and LLaVA data's layout, recorded above 1 (so the results of the old
+    computation stop counting, and a changed cell says why)."""
+    from workloads.compressors import kind
+    from workloads.data.llava import LAYOUT_REVISION
+
+    out = {"model.compressor_revision": kind(portable.model.compressor).revision}
+    if portable.data.source == "llava":
+        out["data.llava_layout_revision"] = LAYOUT_REVISION
+    return {k: v for k, v in out.items() if v > 1}
+
+
 def identity(portable: CellConfig, pretrained: PretrainConfig | None) -> tuple[dict[str, Any], str]:
     """(settings, digest) of a cell from its config with unresolved references (see :class:`Cell`)."""
     import dataclasses
 
     settings = {k: v for k, v in flatten(portable.to_dict()).items()
-                if not any(k == n or k.startswith(n + ".") for n in NOT_IDENTITY) and LATER.get(k, _NONE) != v}
+                if not any(k == n or k.startswith(n + ".") for n in NOT_IDENTITY) and _later(k) != v}
+    if not portable.eval.benchmarks:
+        settings.update(NO_BENCHMARKS)
+    settings.update(revisions(portable))
     if pretrained is not None:
         settings.update(flatten(dataclasses.asdict(pretrained), "model.vision_pretrain."))
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
@@ -119,6 +146,7 @@ def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = No
     found for ``llm`` (``lrs``; before that, the middle of the range), used as found — no width
     scaling; workloads.optim turns the base rate into every step's."""
     fields = s.training.model_dump(exclude=set(TRAINING_DERIVED))
+    fields["betas"] = tuple(fields["betas"])
     cal = s.training.calibration
     if cal is None:
         lr = s.training.lr
@@ -127,7 +155,8 @@ def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = No
     threads = s.training.threads_per_worker or max(1, int(s.resources.cpus_per_worker))
     t = s.training
     stages = tuple(StageConfig(st.name, tuple(st.trainable), st.steps or t.steps, st.lr or lr,
-                               st.batch_size or t.batch_size, locate(st.data)) for st in t.stages)
+                               st.batch_size or t.batch_size, locate(st.data), st.image_aspect_ratio)
+                   for st in t.stages)
     return TrainConfig(**fields, lr=lr, threads_per_worker=threads, seed=seed, stages=stages)
 
 
@@ -170,8 +199,8 @@ def _config(exp: _Experiment, point: tuple, key: str, lrs: dict[str, float] | No
         model=ModelConfig(llm=llm_at(llm), compressor=comp, visual_tokens=v, **vision),
         data=DataConfig(tasks=(task,), seed=seed, **data),
         train=train_config(s, llm, seed, lrs, file_at),
-        eval=EvalConfig(tuple(BenchmarkConfig(b.name, file_at(b.questions), b.scorer, file_at(b.image_root))
-                              for b in e.benchmarks), e.max_new_tokens, e.batch_size),
+        eval=EvalConfig(tuple(BenchmarkConfig(b.name, file_at(b.questions), b.scorer, file_at(b.image_root),
+                                              b.max_new_tokens) for b in e.benchmarks), e.max_new_tokens, e.batch_size),
         fault=FaultConfig(fault.step, fault.during) if fault and key in fault.cells else None,
     )
 

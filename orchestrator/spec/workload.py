@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
+
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from workloads.config import (AspectRatio, Conversation, DataConfig, DrillMoment, EvalConfig, ModelConfig, Part,
@@ -82,8 +84,8 @@ class Data(Strict):
     image_root: str | None = Field(None, description="Folder the records' image paths are relative to")
     tokenizer: str | None = Field(None, description="A tokenizer's directory or hub id (default: the LLM's own)")
     conversation: Conversation = Field(DataConfig.conversation, description=(
-        "How turns become tokens: auto = plain for synthetic data, else the LLM tokenizer's chat template "
-        "if it has one, else LLaVA's v1 conversation"))
+        "How turns become tokens: vicuna_v1 = what the study's scripts train and evaluate with; auto = plain "
+        "for synthetic data, else the LLM tokenizer's chat template if it has one, else llava_v1"))
     image_aspect_ratio: AspectRatio = Field(DataConfig.image_aspect_ratio, description=(
         "pad: to a square in the image processor's mean colour first (LLaVA-1.5); square: the processor's "
         "own resize and crop"))
@@ -92,6 +94,16 @@ class Data(Strict):
     group_by_length: bool = Field(DataConfig.group_by_length,
                                   description="LLaVA data: batches of similar length (less padding; the data order "
                                               "changes)")
+    group_by_modality_length: bool = Field(
+        DataConfig.group_by_modality_length,
+        description="LLaVA data as LLaVA's trainer groups it: each global batch all image or all text-only "
+                    "records, sorted by length and dealt evenly to the micro-batches")
+
+    @model_validator(mode="after")
+    def _one_grouping(self) -> "Data":
+        if self.group_by_length and self.group_by_modality_length:
+            raise ValueError("group_by_length or group_by_modality_length, not both")
+        return self
 
 
 class Benchmark(Strict):
@@ -102,6 +114,8 @@ class Benchmark(Strict):
     scorer: ScorerName = Field(description="How an answer is scored (see docs/reference.md)")
     image_root: str | None = Field(None, description="Folder the questions' images are relative to "
                                                      "(default: the questions file's)")
+    max_new_tokens: int | None = Field(None, ge=1, le=4096, description=(
+        "Longest generated answer (default: evaluation.max_new_tokens; LLaVA: 1,024 for ScienceQA and MMBench)"))
 
     @field_validator("name")
     @classmethod
@@ -120,7 +134,8 @@ class Evaluation(Strict):
     """The study's evaluation: the cell's error is the mean over these benchmarks' errors."""
 
     benchmarks: list[Benchmark] = Field(default_factory=list)
-    max_new_tokens: int = Field(EvalConfig.max_new_tokens, ge=1, le=4096, description="Longest generated answer")
+    max_new_tokens: int = Field(EvalConfig.max_new_tokens, ge=1, le=4096,
+                                description="Longest generated answer (LLaVA-1.5's evaluation: 128)")
     batch_size: int = Field(EvalConfig.batch_size, ge=1, le=4096, description="Questions generated at once per worker")
 
     @field_validator("benchmarks")
@@ -173,6 +188,9 @@ class Stage(Strict):
     steps: int | None = Field(None, ge=1, le=STEPS_MAX, description="Default: training.steps")
     lr: float | None = Field(None, gt=0, le=LR_MAX, description="Default: training.lr")
     batch_size: int | None = Field(None, ge=1, le=BATCH_MAX, description="Global batch (default: training.batch_size)")
+    image_aspect_ratio: AspectRatio | None = Field(None, description=(
+        "This stage's images (default: data.image_aspect_ratio); LLaVA-1.5: square in stage 1, pad in stage 2. "
+        "Evaluation reads images as the last stage does"))
 
     @field_validator("name")
     @classmethod
@@ -208,6 +226,8 @@ class Training(Strict):
     lr_reference_width: int | None = Field(T.lr_reference_width, ge=1, le=1 << 20,
                                            description="Scale lr by this / the LLM's hidden size")
     weight_decay: float = Field(T.weight_decay, ge=0, le=100)
+    betas: list[Annotated[float, Field(ge=0, lt=1)]] = Field(list(T.betas), min_length=2, max_length=2, description=(
+        "AdamW's (beta1, beta2); Hugging Face's defaults, as LLaVA trains"))
     warmup_ratio: float = Field(T.warmup_ratio, ge=0, le=1)
     min_lr_ratio: float = Field(T.min_lr_ratio, ge=0, le=1)
     grad_clip: float = Field(T.grad_clip, gt=0, le=1e6)

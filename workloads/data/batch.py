@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .chat import IMAGE_MARKER, ConversationFormat, Plain, without_marker
+from .chat import IMAGE_MARKER, ConversationFormat, Plain
 from .synthetic import Sample
 
 IGNORE = -100
@@ -156,7 +156,15 @@ class Collator:
         if self.max_length is not None and len(ids) > self.max_length:
             keep = max(self.max_length, max((i + 1 for i, t in enumerate(ids) if t == self.image_id), default=0))
             ids, labels = ids[:keep], labels[:keep]
-        return ids, labels, self._encode(without_marker(sample.question))
+        return ids, labels, self._query(sample)
+
+    def _query(self, sample: Sample) -> list[int]:
+        """The question's tokens for a query-conditioned compressor: the format's text of it, with
+        the tokenizer's special tokens where the reference tokenizes it so (a Llama tokenizer's bos)."""
+        text = self.fmt.query(sample)
+        if not self.fmt.query_special_tokens:
+            return self._encode(text)
+        return self.tok(text)["input_ids"] if text else []
 
     def prompt(self, sample: Sample) -> list[int]:
         """The tokens before the first answer: what generation starts from."""

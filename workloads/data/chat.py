@@ -3,9 +3,15 @@ answers only and V ``<image>`` placeholders where the image goes.
 
     plain          [bos] USER: <image>×V q₁ ASSISTANT: a₁ <eos> USER: q₂ ASSISTANT: a₂ <eos> …
                    (the synthetic tasks: the image right after the first USER:)
-    llava_v1       LLaVA-1.5's vicuna_v1 conversation: its system line, then
-                   USER: q₁ ASSISTANT: a₁<eos>USER: q₂ …, the image where ``<image>`` stands in a question
+    vicuna_v1      LLaVA's ``vicuna_v1`` (``--version v1``), what the study's scripts train and evaluate
+                   with: [bos] "A chat between a curious user and an artificial intelligence assistant.
+                   The assistant gives helpful, detailed, and polite answers to the user's questions.
+                   USER: <image>\nq₁ ASSISTANT: a₁<eos>USER: q₂ ASSISTANT: a₂<eos>…"
+    llava_v1       LLaVA's ``llava_v1``: the same turns under its "curious human" system line, no bos
     chat_template  the LLM tokenizer's own chat template (apply_chat_template), turn by turn
+
+LLaVA joins turns with Vicuna's literal ``</s>``; here it is the LLM tokenizer's eos token (the same
+token for a Llama tokenizer; for Qwen's, "</s>" would be three tokens of text).
 
 Each format returns the segments of a conversation — (text, is the answer) — and they are
 tokenized one by one, so every answer token, and only those, is labelled. ``FORMATS`` is the
@@ -20,6 +26,8 @@ from .synthetic import Sample
 IMAGE_MARKER = "<image>"
 LLAVA_V1_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives "
                    "helpful, detailed, and polite answers to the human's questions.")
+VICUNA_V1_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+                    "helpful, detailed, and polite answers to the user's questions.")
 
 
 class ConversationFormat:
@@ -36,10 +44,20 @@ class ConversationFormat:
         """Tokens that end a generated answer."""
         return [tokenizer.eos_token_id]
 
+    query_special_tokens: bool = True  # the question QueCC reads is tokenized as a text of its own
+
+    def query(self, sample: Sample) -> str:
+        """The question a query-conditioned compressor reads (:func:`query_text`)."""
+        return query_text(sample.question)
+
 
 class Plain(ConversationFormat):
     name = "plain"
     bos = True
+    query_special_tokens = False
+
+    def query(self, sample):
+        return without_marker(sample.question)  # the synthetic tasks' question words
 
     def __init__(self, user: str = "USER:", assistant: str = "ASSISTANT:"):
         self.user, self.assistant = user, assistant
@@ -56,15 +74,25 @@ class Plain(ConversationFormat):
 
 
 class LlavaV1(ConversationFormat):
+    """LLaVA's two-separator conversation (SeparatorStyle.TWO): the system line, then each turn as
+    ``USER: q ASSISTANT: a`` closed by the eos, the system and the first turn joined by a space."""
+
     name = "llava_v1"
+    system = LLAVA_V1_SYSTEM
 
     def segments(self, sample, tokenizer):
         out = []
         for i, turn in enumerate(sample.turns):
-            head = (LLAVA_V1_SYSTEM + " ") if i == 0 else ""
+            head = (self.system + " ") if i == 0 else ""
             out.append((f"{head}USER: {turn.question} ASSISTANT:", False))
             out.append((f" {turn.answer}", True))
         return out
+
+
+class VicunaV1(LlavaV1):
+    name = "vicuna_v1"
+    system = VICUNA_V1_SYSTEM
+    bos = True  # LLaVA tokenizes the whole prompt with the tokenizer's special tokens
 
 
 class ChatTemplate(ConversationFormat):
@@ -101,7 +129,22 @@ def without_marker(text: str) -> str:
     return " ".join(text.replace(IMAGE_MARKER, " ").split()) if IMAGE_MARKER in text else text
 
 
-FORMATS: dict[str, type[ConversationFormat]] = {f.name: f for f in (Plain, LlavaV1, ChatTemplate)}
+def image_first(text: str) -> str:
+    """Where LLaVA puts the image of a turn that has one: ``<image>\n`` before the turn's text, every
+    marker taken out of it and the text stripped (its training data and evaluation prompts alike)."""
+    return (IMAGE_MARKER + "\n" + text.replace(IMAGE_MARKER, "").strip()).strip()
+
+
+def query_text(question: str) -> str:
+    """The question QueCC conditions on, as its reference forms it (llava_arch.py decodes the tokens
+    after the image and keeps the text after the first line break, up to the first "ASSISTANT",
+    stripped): the question after its image's line, newlines inside it kept."""
+    after = question.rsplit(IMAGE_MARKER, 1)[-1]
+    end = after.find("ASSISTANT")
+    return after[after.find("\n") + 1: end if end >= 0 else len(after)].strip()
+
+
+FORMATS: dict[str, type[ConversationFormat]] = {f.name: f for f in (Plain, VicunaV1, LlavaV1, ChatTemplate)}
 
 
 def conversation_format(name: str, source: str, tokenizer, user: str = "USER:", assistant: str = "ASSISTANT:"):

@@ -2,9 +2,9 @@
 ``{"id", "image"?, "conversations": [{"from": "human"|"gpt", "value"}, …]}``.
 
 A record is one sample: the whole conversation, trained with the loss on the assistant turns
-(the collator's conversation format lays it out), its ``<image>`` marker where it stands (or, for
-a record with an image and no marker, at the start of the first human turn, as LLaVA does), and
-records without ``image`` — the 665K mix's ShareGPT part — as text-only conversations.
+(the collator's conversation format lays it out), its image at the front of the first human turn
+that marks it, as LLaVA's trainer puts it, and records without ``image`` — the 665K mix's ShareGPT
+part — as text-only conversations.
 
 A 665K-record file is indexed, not held in memory as Python objects: one pass records each
 record's byte offset and length (and whether it has an image) in numpy arrays, cached beside
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .chat import image_first
 from .synthetic import Sample, Turn
 
 IMAGE_MARKER = "<image>"
@@ -159,22 +160,30 @@ def index(path: str | Path) -> RecordIndex:
     return built
 
 
+# Raised when how a record becomes a conversation changes (a cell's identity carries it, so a result
+# of the old layout never counts as one of the new). 1: the marker kept where the record had it, and
+# every turn stripped; 2: as LLaVA lays it out (:func:`conversation`).
+LAYOUT_REVISION = 2
+
+
 def conversation(record: dict) -> tuple[Turn, ...]:
-    """The record's human→gpt turns; the ``<image>`` marker kept where it stands (added at the
-    start of the first question when the record has an image and no marker)."""
+    """The record's human→gpt turns as LLaVA's trainer lays them out (preprocess_multimodal): the
+    image at the front of the first turn that marks it, as ``<image>\n`` before that turn's stripped
+    text; the other turns as written. Where LLaVA would break — a second marker, a marker in an
+    answer, an image record without a marker — the extra markers are dropped and a missing one is
+    put at the front of the first question."""
     turns = record["conversations"]
-    questions = [turns[j]["value"].strip() for j in range(0, len(turns) - 1, 2)]
-    answers = [turns[j + 1]["value"].strip() for j in range(0, len(turns) - 1, 2)]
-    marked = next((k for k, q in enumerate(questions) if IMAGE_MARKER in q), None)
-    # one image, one marker: the first kept where it stands, any other dropped (none without an image)
+    questions = [turns[j]["value"] for j in range(0, len(turns) - 1, 2)]
+    answers = [turns[j + 1]["value"].replace(IMAGE_MARKER, "") for j in range(0, len(turns) - 1, 2)]
+    has_image = record.get("image") is not None
+    marked = next((k for k, q in enumerate(questions) if IMAGE_MARKER in q), None) if has_image else None
     for k, q in enumerate(questions):
-        if IMAGE_MARKER in q and (k != marked or record.get("image") is None):
-            questions[k] = " ".join(q.replace(IMAGE_MARKER, " ").split())
-        elif k == marked and q.count(IMAGE_MARKER) > 1:
-            head, _, tail = q.partition(IMAGE_MARKER)
-            questions[k] = head + IMAGE_MARKER + tail.replace(IMAGE_MARKER, "")
-    if record.get("image") is not None and marked is None:
-        questions[0] = f"{IMAGE_MARKER}\n{questions[0]}"
+        if k == marked:
+            questions[k] = image_first(q)
+        elif IMAGE_MARKER in q:
+            questions[k] = q.replace(IMAGE_MARKER, "").strip()
+    if has_image and marked is None:
+        questions[0] = image_first(questions[0])
     return tuple(Turn(q, a, "llava") for q, a in zip(questions, answers))
 
 
