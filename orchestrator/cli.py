@@ -25,6 +25,7 @@ from .interrupts import Interrupted
 from .scaling.cost import COST_MODELS
 from .scaling.fit import LOSSES
 from .scaling.forms import FORMS, METRIC_KINDS
+from .sizes import COUNTINGS
 from .spec.study import FIT_DEFAULTS
 
 SHELLS = ("bash", "zsh", "fish")
@@ -152,6 +153,9 @@ def _analysis_opts(source_optional: bool = False) -> Callable:
         click.option("--metric-kind", type=click.Choice(list(METRIC_KINDS)),
                      help="error: a rate in (0, 1); loss: any positive value; value: any number (default: the "
                           "spec's fit.metric_kind, else loss if the name has 'loss')"),
+        click.option("--parameters", type=click.Choice(list(COUNTINGS)),
+                     help=f"what an experiment's N counts: measured non-embedding or total parameters, or the "
+                          f"models' nominal sizes ({_spec_default('parameters')})"),
         click.option("--ci-level", type=float, help=f"bootstrap interval coverage ({_spec_default('ci_level')})"),
         click.option("--no-cross-validation", is_flag=True, help="skip leave-one-out and the largest-N hold-out"),
         click.option("--text-tokens", type=float,

@@ -15,13 +15,14 @@ def analyse(exp: Experiment, exp_dir: ExperimentDir):
     cannot be fitted yet): the one analysis the run's summary, ``fit``, ``propose`` and ``report`` share."""
     from .profiling import cost_models
     from .proposals import experiment_candidates
-    from .results import rows
+    from .results import fit_rows, rows
     from .scaling.analysis import analyze, observations_from_rows
     from .scaling.forms import FitError
+    from .sizes import COUNTINGS
 
     f = exp.spec.fit
     table = rows(exp, exp_dir)
-    obs = observations_from_rows(table, f.metric, f.metric_kind)
+    obs = observations_from_rows(fit_rows(exp, table), f.metric, f.metric_kind, COUNTINGS[f.parameters].label)
     candidates = experiment_candidates(exp, obs, table)  # never proposes a cell twice
     _, measured = cost_models(exp, exp_dir, "flops", f.text_tokens, compare_all=True)  # drawn beside, if profiled
     from .laws import choose

@@ -35,29 +35,39 @@ def label(llm: str, visual_tokens: int, compressor: str) -> str:
     return cell_key(llm, visual_tokens, compressor, "x", 0).rsplit("-x-", 1)[0]
 
 
-def candidate_llms(exp: Experiment, obs: Observations) -> dict[str, float]:
+def candidate_llms(exp: Experiment, obs: Observations, parameters: str | None = None) -> dict[str, float]:
     """LLM → N of every LLM proposals may train: ``fit.candidates.llms``, else the grid's. A size
-    is the one its trained cells report, else a preset's, else counted from the model's config."""
+    is the one its trained cells report, else its nominal size (``fit.parameters: nominal``), else
+    a preset's, else counted from the model's config — as the study counts N."""
+    from .sizes import nominal_size
+
+    f = exp.spec.fit
+    parameters = parameters or f.parameters
     grid_llms = list(dict.fromkeys(c[0] for c in exp.spec.grid.combinations()))
-    llms = exp.spec.fit.candidates.llms or grid_llms
+    llms = f.candidates.llms or grid_llms
     sizes = {llm: float(n) for llm, n in zip(obs.llms, obs.n)}
     out = {}
     for m in llms:
+        nominal = nominal_size(m, f.nominal_sizes) if parameters == "nominal" else None
         if m in sizes:
             out[m] = sizes[m]
-        elif is_llm_preset(m):
+        elif nominal is not None:
+            out[m] = nominal
+        elif is_llm_preset(m) and parameters == "non_embedding":
             out[m] = float(llm_non_embedding_params(m))
         else:
-            out[m] = _counted_size(exp, m)
+            out[m] = _counted_size(exp, m, parameters)
     return out
 
 
-def _counted_size(exp: Experiment, ref: str) -> float:
-    """Non-embedding parameters of an LLM no cell has trained yet, from its config alone."""
+def _counted_size(exp: Experiment, ref: str, parameters: str) -> float:
+    """N of an LLM no cell has trained yet, counted from its config alone (non-embedding or total)."""
     from workloads.model import llm_size_from_config
 
+    if parameters == "nominal":
+        raise UsageError(f"spec.fit.candidates.llms: {ref}: its name states no size; give it in spec.fit.nominal_sizes")
     try:
-        return float(llm_size_from_config(exp.locate_llm(ref).location))
+        return float(llm_size_from_config(exp.locate_llm(ref).location, total=parameters == "total"))
     except (OSError, ValueError, KeyError) as e:
         raise UsageError(f"spec.fit.candidates.llms: {ref}: cannot read its config to size it ({e}); fix the "
                          "reference or drop it from the candidates") from None
@@ -83,16 +93,17 @@ def candidate_visual_tokens(exp: Experiment, compressor: str) -> list[int]:
     return out
 
 
-def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
-    """Candidate LLMs × their V × the grid's compressors, less what has been observed."""
+def candidates_for(exp: Experiment, obs: Observations, parameters: str | None = None) -> list[Candidate]:
+    """Candidate LLMs × their V × the grid's compressors (those the law is fitted on), less what has
+    been observed."""
     combos = exp.spec.grid.combinations()
-    sizes = candidate_llms(exp, obs)
+    sizes = candidate_llms(exp, obs, parameters)
     done = {(llm, int(v), comp) for llm, v, comp in zip(obs.llms, obs.v, obs.compressors)}
     t = exp.spec.training
     samples = (sum((st.steps or t.steps) * (st.batch_size or t.batch_size) for st in t.stages) if t.stages
                else t.steps * t.batch_size)  # every stage's samples count
     out = []
-    for comp in list(dict.fromkeys(c[2] for c in combos)):
+    for comp in exp.spec.fit.compressors or list(dict.fromkeys(c[2] for c in combos)):
         for m, n in sizes.items():
             for v in candidate_visual_tokens(exp, comp):
                 if (m, v, comp) not in done:
@@ -101,12 +112,13 @@ def candidates_for(exp: Experiment, obs: Observations) -> list[Candidate]:
     return out
 
 
-def experiment_candidates(exp: Experiment, obs: Observations, table: list[dict[str, Any]]) -> list[Candidate]:
+def experiment_candidates(exp: Experiment, obs: Observations, table: list[dict[str, Any]],
+                          parameters: str | None = None) -> list[Candidate]:
     """What the experiment could run next: :func:`candidates_for` minus every cell it already
     has, finished or not (any round) — the one candidate set of the run's summary, ``fit``,
     ``propose`` and ``report``."""
     planned = {(r["llm"], int(r["visual_tokens"]), r["compressor"]) for r in table}
-    return [c for c in candidates_for(exp, obs) if (c.llm, c.visual_tokens, c.compressor) not in planned]
+    return [c for c in candidates_for(exp, obs, parameters) if (c.llm, c.visual_tokens, c.compressor) not in planned]
 
 
 def next_spec(exp: Experiment, spec_doc: dict[str, Any], table: list[dict[str, Any]], picks: list[Pick],
@@ -155,7 +167,8 @@ def _point(llm: str, v: int, compressor: str, task: str, seed: int, round_no: in
 
 
 def load_source(source: str, metric: str = "error", storage: str | None = None, kind: str | None = None,
-                inputs: tuple[str, ...] = VLM_INPUTS, group: str | None = None, joint: bool = False):
+                inputs: tuple[str, ...] = VLM_INPUTS, group: str | None = None, joint: bool = False,
+                parameters: str | None = None):
     """(experiment or None, its spec document or None, [(group label, observations)]) from an
     experiment's name or spec file, or a CSV/Parquet table: one group per ``group`` value, or the
     whole once with the group's codes when the fit is ``joint``."""
@@ -167,12 +180,16 @@ def load_source(source: str, metric: str = "error", storage: str | None = None, 
         spec_doc = read_yaml(manifest["spec_yaml"], str(exp_dir.manifest)) if "spec_yaml" in manifest else manifest["spec"]
     else:
         spec_doc = read_yaml(Path(source).read_text(), source)
-    table = rows(exp, exp_dir)
+    from .results import fit_rows
+    from .sizes import COUNTINGS
+
+    parameters = parameters or exp.spec.fit.parameters
+    table = fit_rows(exp, rows(exp, exp_dir, parameters))
     if group is None and inputs in (VLM_INPUTS, ("N", "V")):
-        return exp, spec_doc, [("all", observations_from_rows(table, metric, kind))]
+        return exp, spec_doc, [("all", observations_from_rows(table, metric, kind, COUNTINGS[parameters].label))]
     import pandas as pd
 
-    frame = pd.DataFrame([r for r in table if r.get("status") == "finished"])
+    frame = pd.DataFrame([r for r in table if r.get("status") == "finished" and r.get("llm_params") is not None])
     where = f"{exp.name}'s cells"
     if joint:
         return exp, spec_doc, [("all", observations_from_table(frame, where, metric, kind, inputs, group))]

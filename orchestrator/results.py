@@ -72,13 +72,18 @@ def inference_flops(metrics: dict[str, Any], compressor: str, text_tokens: float
     return out
 
 
-def _finished(record: dict[str, Any], compressor: str, text_tokens: float) -> dict[str, Any]:
-    """The row fields of a finished cell's ledger record."""
+def _finished(record: dict[str, Any], compressor: str, text_tokens: float, n: float | None) -> dict[str, Any]:
+    """The row fields of a finished cell's ledger record; ``n``: its N as the study counts it."""
     m = record["metrics"]
-    out = {"status": "finished", "llm_params": int(m["llm_params"]), "error": m["error"], "eval_loss": m.get("eval_loss"),
-           **inference_flops({"visual_tokens": record.get("params", {}).get("visual_tokens"), **m}, compressor,
-                             text_tokens),
+    measured = {f"llm_params_{k}": int(m[metric]) for k, metric in (("non_embedding", "llm_params"),
+                                                                    ("total", "llm_params_total")) if metric in m}
+    out = {"status": "finished", "llm_params": None if n is None else int(round(n)), **measured,
+           "error": m["error"], "eval_loss": m.get("eval_loss"),
+           **(inference_flops({"visual_tokens": record.get("params", {}).get("visual_tokens"), **m, "llm_params": n},
+                              compressor, text_tokens) if n is not None else {}),
            "step": int(m.get("step", 0)), **{k: v for k, v in m.items() if k.startswith("error/")}}
+    if n is None:
+        out["cause"] = "its record does not hold the N the fit counts (spec.fit.parameters): left out of fits"
     if record.get("checkpoint"):
         out["checkpoint"] = record["checkpoint"]
     if record.get("imported_from"):
@@ -86,16 +91,31 @@ def _finished(record: dict[str, Any], compressor: str, text_tokens: float) -> di
     return out
 
 
-def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
+def fit_rows(exp: Experiment, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows the law is fitted on: every cell's, or those of ``spec.fit.compressors``."""
+    only = exp.spec.fit.compressors
+    return table if not only else [r for r in table if r.get("compressor") in only]
+
+
+def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None) -> list[dict[str, Any]]:
     """One row per cell of every round (the grid is round 1), then one per imported cell outside
     them (they count in fits too) and one per finished cell the spec no longer plans whose
     settings it would still give it. A result made under other settings is never a finished row:
-    its cell shows ``changed`` (orchestrator/identity.py)."""
+    its cell shows ``changed`` (orchestrator/identity.py). ``llm_params`` is N as the study counts it
+    (``parameters``, else ``spec.fit.parameters``: orchestrator/sizes.py); the measured counts stay
+    beside it (``llm_params_non_embedding``, ``llm_params_total``)."""
     from .identity import counts, planned_cells
     from .spec import make_cell
 
+    from .sizes import cell_size
+
     finished = exp_dir.finished()
     q = exp.spec.fit.text_tokens
+    f = exp.spec.fit
+
+    def size(llm: str, record: dict[str, Any]) -> float | None:
+        return cell_size(parameters or f.parameters, llm, record["metrics"], f.nominal_sizes)
+
     out = []
     planned = planned_cells(exp, exp_dir)
     for number, cell in planned:
@@ -104,7 +124,7 @@ def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
                                "inference_flops_llm": None, "inference_flops_vlm": None, "text_tokens": q,
                                "train_samples": cell.config.train.total_samples, "step": 0, "round": number}
         if record is not None and counts(record, cell):
-            row.update(_finished(record, cell.compressor, q))
+            row.update(_finished(record, cell.compressor, q, size(cell.llm, record)))
         elif record is not None:
             row.update(status="changed", cause="finished under other settings: `vlmscale run --restart-changed` "
                                                "trains it again")
@@ -132,7 +152,7 @@ def rows(exp: Experiment, exp_dir: ExperimentDir) -> list[dict[str, Any]]:
             if not same:
                 continue
         out.append({"cell": key, **dict(zip(("llm", "visual_tokens", "compressor", "task", "seed"), point)),
-                    "text_tokens": q, **_finished(record, str(point[2]), q)})
+                    "text_tokens": q, **_finished(record, str(point[2]), q, size(str(point[0]), record))})
     return out
 
 

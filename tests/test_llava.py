@@ -131,3 +131,21 @@ def test_records_that_break_the_format_are_named(tmp_path):
     cut.write_text('[{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}, {"conv')
     with pytest.raises(LlavaFormatError, match=r"cut.json: record 1: not valid JSON"):
         LlavaDataset(cut)
+
+
+def test_each_stage_reads_its_images_as_it_says_and_evaluation_as_the_last(parts):
+    """LLaVA-1.5's recipe: stage 1 images as they are (`square`: the processor's resize and crop),
+    stage 2 padded to a square; the evaluation reads them as the model was last trained."""
+    from workloads.config import CellConfig, DataConfig, ModelConfig, StageConfig, TrainConfig
+    from workloads.train import stage_collators
+
+    tok = pretrained_tokenizer(str(parts["llm"]))
+    stages = (StageConfig("align", ("projector",), 2, 1e-3, 4, image_aspect_ratio="square"),
+              StageConfig("instruct", ("projector", "llm"), 2, 1e-4, 4))
+    cell = CellConfig(ModelConfig(llm=str(parts["llm"]), vision=str(parts["clip"])),
+                      DataConfig(source="llava", llava_train=str(parts["data"]["instruct"]), image_aspect_ratio="pad"),
+                      TrainConfig(stages=stages))
+    collates = stage_collators(cell, stages, tok, 32, conversation_format("vicuna_v1", "llava", tok))
+    assert collates["align"].transform.pad is False and collates["instruct"].transform.pad is True
+    wide = np.zeros((10, 40, 3), np.uint8)
+    assert not torch.equal(collates["align"].transform(wide), collates["instruct"].transform(wide))

@@ -145,14 +145,17 @@ def test_spec_and_cli_import_no_heavy_libraries():
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
-def test_explicit_points_replace_the_product():
+def test_explicit_points_replace_the_product_or_join_it():
     doc = _with("spec.grid", {"points": [{"llm": "tiny-xs", "visual_tokens": 4},
                                          {"llm": "tiny-l", "visual_tokens": 16, "compressor": "quecc", "seed": 2}],
                               "compressors": ["avgpool"], "tasks": ["text"]})
     cells = parse(doc).cells()
     assert [c.key for c in cells] == ["tiny-xs-v4-avgpool-text-s0", "tiny-l-v16-quecc-text-s2"]
-    with pytest.raises(SpecError, match="either llms and visual_tokens, or points"):
-        parse(_with("spec.grid.points", [{"llm": "tiny-xs", "visual_tokens": 4}]))
+    base = parse(GOOD).cells()
+    joined = parse(_with("spec.grid.points", [{"llm": "tiny-m", "visual_tokens": 4, "compressor": "quecc"}])).cells()
+    assert [c.key for c in joined] == [c.key for c in base] + [f"tiny-m-v4-quecc-{base[0].task}-s0"]  # the product, then
+    with pytest.raises(SpecError, match="points lists a cell twice .or one the axes already give."):
+        parse(_with("spec.grid.points", [{"llm": base[0].llm, "visual_tokens": base[0].visual_tokens}]))
     with pytest.raises(SpecError, match="visual_tokens: 5 with compressor 'avgpool'"):
         parse(_with("spec.grid", {"points": [{"llm": "tiny-xs", "visual_tokens": 5}], "compressors": ["avgpool"]}))
     with pytest.raises(SpecError, match="points lists a cell twice"):

@@ -91,10 +91,10 @@ def test_length_grouped_batches_hold_similar_lengths_and_every_sample_once_an_ep
     lengths = np.random.default_rng(0).integers(10, 2000, 640)
 
     class Source(list):
-        index = SimpleNamespace(lengths=lengths)
+        index = SimpleNamespace(lengths=lengths, words=lengths // 5, has_image=np.ones(640, bool))
 
     source = Source(range(640))
-    plain, grouped = StepSampler([source], 8, seed=3), StepSampler([source], 8, seed=3, group_by_length=True)
+    plain, grouped = StepSampler([source], 8, seed=3), StepSampler([source], 8, seed=3, group="length")
     steps = 640 // 8
     for sampler in (plain, grouped):  # an epoch is a permutation, grouped or not
         seen = [s for t in range(steps) for s in sampler.samples(t, 0, 8)]
@@ -102,6 +102,46 @@ def test_length_grouped_batches_hold_similar_lengths_and_every_sample_once_an_ep
     spread = {name: np.mean([np.ptp(lengths[s.samples(t, 0, 8)]) for t in range(steps)])
               for name, s in (("plain", plain), ("grouped", grouped))}
     assert spread["grouped"] < spread["plain"] / 4  # padding follows the longest of a batch
-    again = StepSampler([source], 8, seed=3, group_by_length=True)
+    again = StepSampler([source], 8, seed=3, group="length")
     assert [again.samples(t, 0, 8) for t in range(steps)] == [grouped.samples(t, 0, 8) for t in range(steps)]
     assert GROUP_BATCHES > 1
+
+
+def test_modality_length_grouping_is_llavas():
+    """LLaVA's group_by_modality_length: every global batch all image or all text-only records (the
+    two remainders last, together), sorted by words and dealt to its micro-batches so that their
+    words even out; an epoch is still a permutation, the same for a seed."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from workloads.train import StepSampler
+
+    rng = np.random.default_rng(1)
+    n, batch, chunks = 650, 16, 4
+    words = rng.integers(5, 400, n)
+    has_image = rng.random(n) < 0.7
+
+    class Source(list):
+        index = SimpleNamespace(lengths=words * 6, words=words, has_image=has_image)
+
+    sampler = StepSampler([Source(range(n))], batch, seed=2, group="modality_length", chunks=chunks)
+    plain = StepSampler([Source(range(n))], batch, seed=2)
+    order = [s for t in range(-(-n // batch)) for s in sampler.samples(t, 0, batch)][:n]
+    assert sorted(order) == list(range(n))
+    full_image, full_text = int(has_image.sum()) // batch, int((~has_image).sum()) // batch
+    batches = [np.array(order[i:i + batch]) for i in range(0, (full_image + full_text) * batch, batch)]
+    assert all(has_image[b].all() or not has_image[b].any() for b in batches)
+    assert sum(bool(has_image[b].all()) for b in batches) == full_image
+    tail = np.array(order[len(batches) * batch:])  # the two remainders, together
+    assert int(has_image[tail].sum()) == int(has_image.sum()) % batch and list(tail) == sorted(tail)
+
+    def spread(s, t):  # max − min of the micro-batches' words within global batch t
+        sums = [words[s.samples(t, c * batch // chunks, batch // chunks)].sum() for c in range(chunks)]
+        return max(sums) - min(sums)
+
+    grouped = [spread(sampler, t) for t in range(len(batches))]
+    assert max(grouped) <= words.max()  # a greedy deal leaves at most one record's words between them
+    assert np.mean(grouped) < np.mean([spread(plain, t) for t in range(len(batches))]) / 3
+    again = StepSampler([Source(range(n))], batch, seed=2, group="modality_length", chunks=chunks)
+    assert again.samples(5, 0, batch) == sampler.samples(5, 0, batch)

@@ -37,7 +37,8 @@ def test_cli_flags_of_the_main_commands():
     assert flags("run") == ["--address", "--force", "--help", "--plain", "--restart-changed", "--rounds", "--storage"]
     assert flags("results") == ["--format", "--help", "--storage"]
     fit_flags = ["--at", "--bootstrap", "--ci-level", "--floor", "--form", "--group", "--help", "--inputs", "--law",
-                 "--loss", "--metric", "--metric-kind", "--no-cross-validation", "--param", "--per-group", "--seed",
+                 "--loss", "--metric", "--metric-kind", "--no-cross-validation", "--param", "--parameters", "--per-group",
+                 "--seed",
                  "--storage", "--text-tokens"]
     assert flags("fit") == sorted(fit_flags + ["--cost", "--format"])
     assert flags("report") == sorted(fit_flags + ["--cost", "--output"])

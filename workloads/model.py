@@ -244,14 +244,14 @@ def parameter_counts(model: VisionLanguageModel) -> dict[str, int]:
     }
 
 
-def llm_size_from_config(location: str) -> int:
-    """Non-embedding parameters of a saved or hub causal LM, built from its config alone on the meta
-    device (no weights read)."""
+def llm_size_from_config(location: str, total: bool = False) -> int:
+    """Non-embedding (``total``: all) parameters of a saved or hub causal LM, built from its config
+    alone on the meta device (no weights read)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with torch.device("meta"):
         llm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(localize(location)))
-    return llm_parameter_counts(llm)["non_embedding"]
+    return llm_parameter_counts(llm)["total" if total else "non_embedding"]
 
 
 def meta_parameter_counts(cfg: ModelConfig, vocab_size: int) -> dict[str, int]:

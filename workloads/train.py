@@ -68,21 +68,31 @@ GROUP_BATCHES = 16  # batches per megabatch when batches are grouped by length
 
 class StepSampler:
     """Global sample positions of step ``t`` are ``t·B … t·B+B−1``; position p reads task ``p mod T``
-    at index ``perm_epoch[p // T mod size]`` (a fresh seeded permutation per epoch)."""
+    at index ``perm_epoch[p // T mod size]`` (a fresh seeded permutation per epoch).
 
-    def __init__(self, sources: list, global_batch: int, seed: int, group_by_length: bool = False):
-        self.sources, self.batch, self.seed = sources, global_batch, seed
+    A single LLaVA source may be grouped (``group``): ``length`` — megabatches of batches sorted by
+    record size, the batches shuffled; ``modality_length`` — as LLaVA's trainer groups it: each
+    global batch all image or all text-only records, sorted by words and dealt evenly to its
+    ``chunks`` micro-batches (workers × accumulation steps), the batches shuffled, the two
+    modalities' remainders last."""
+
+    def __init__(self, sources: list, global_batch: int, seed: int, group: str | None = None, chunks: int = 1):
+        self.sources, self.batch, self.seed, self.chunks = sources, global_batch, seed, chunks
         self.size = min(len(s) for s in sources)
         self._perms: dict[int, np.ndarray] = {}
-        # lengths of a single LLaVA source (its records' sizes in bytes: a proxy for their tokens)
         index = getattr(sources[0], "index", None) if len(sources) == 1 else None
-        self.lengths = np.asarray(index.lengths[:self.size]) if group_by_length and index is not None else None
+        self.group = group if index is not None else None
+        if self.group is not None:
+            self.lengths = np.asarray(index.lengths[:self.size])  # bytes: a proxy for tokens
+            self.words, self.has_image = np.asarray(index.words[:self.size]), np.asarray(index.has_image[:self.size])
 
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perms:
             perm = np.random.default_rng([self.seed, 7, epoch]).permutation(self.size)
-            if self.lengths is not None:
+            if self.group == "length":
                 perm = self._grouped(perm, epoch)
+            elif self.group == "modality_length":
+                perm = self._by_modality(perm, epoch)
             self._perms = {epoch: perm}
         return self._perms[epoch]
 
@@ -98,6 +108,35 @@ class StepSampler:
             batches = [part[j:j + self.batch] for j in range(0, len(part), self.batch)]
             out += [batches[k] for k in rng.permutation(len(batches))]
         return np.concatenate(out) if out else perm
+
+    def _by_modality(self, perm: np.ndarray, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, 13, epoch])
+        full, rest = [], []
+        for part in (perm[self.has_image[perm]], perm[~self.has_image[perm]]):
+            batches = [self._dealt(part[i:i + self.batch]) for i in range(0, len(part), self.batch)]
+            full += batches[:-1]
+            rest += batches[-1:]
+        out = [full[k] for k in rng.permutation(len(full))]
+        if rest:  # the remainders of both modalities, together at the end (LLaVA sorts them by index)
+            out.append(np.sort(np.concatenate(rest)))
+        return np.concatenate(out) if out else perm
+
+    def _dealt(self, batch: np.ndarray) -> np.ndarray:
+        """A global batch sorted by words (longest first) and dealt to its micro-batches so their
+        words even out: each record to the micro-batch with the fewest words so far, until full (or
+        round robin where the batch does not divide evenly), the micro-batches one after another."""
+        batch = batch[np.argsort(-self.words[batch], kind="stable")]
+        n = self.chunks
+        if len(batch) % n:
+            return np.concatenate([batch[i::n] for i in range(n)])
+        size = len(batch) // n
+        chunks: list[list[int]] = [[] for _ in range(n)]
+        load = [0.0] * n
+        for i in batch:
+            c = load.index(min(load))
+            chunks[c].append(int(i))
+            load[c] = float("inf") if len(chunks[c]) == size else load[c] + float(self.words[i])
+        return np.array([i for chunk in chunks for i in chunk], dtype=batch.dtype)
 
     def samples(self, step: int, start: int, count: int) -> list:
         out = []
@@ -132,6 +171,16 @@ def stage_plan(cell: CellConfig) -> tuple[StageConfig, ...]:
     return tc.stages or (StageConfig("train", default_trainable(cell.model), tc.steps, tc.lr, tc.batch_size),)
 
 
+def stage_collators(cell: CellConfig, stages: tuple[StageConfig, ...], tokenizer, image_size: int,
+                    fmt) -> dict[str, Collator]:
+    """Each stage's collator: its images read as the stage says (LLaVA-1.5: as they are in stage 1,
+    padded to a square in stage 2), one collator per aspect ratio."""
+    dc = cell.data
+    by_ratio = {ratio: Collator(tokenizer, cell.model.visual_tokens, transform_for(cell.model.vision, image_size, ratio),
+                                fmt, dc.max_length) for ratio in {st.aspect_ratio(dc) for st in stages}}
+    return {st.name: by_ratio[st.aspect_ratio(dc)] for st in stages}
+
+
 def train(cell: CellConfig, session: Session) -> dict[str, float]:
     tc, dc = cell.train, cell.data
     world, rank, device = session.world_size, session.rank, session.device
@@ -148,8 +197,8 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     model = build_vlm(cell.model, tokenizer)
     _, _, image_size = vision_geometry(model.vision)
     fmt = conversation_format(dc.conversation, dc.source, tokenizer, dc.user_prefix, dc.assistant_prefix)
-    collate = Collator(tokenizer, cell.model.visual_tokens,
-                       transform_for(cell.model.vision, image_size, dc.image_aspect_ratio), fmt, dc.max_length)
+    collates = stage_collators(cell, stages, tokenizer, image_size, fmt)
+    collate = collates[stages[-1].name]  # evaluation reads images as the last stage does
     eval_sources = datasets(dc, "eval", image_size)
     if tc.gradient_checkpointing:
         model.enable_gradient_checkpointing()
@@ -182,13 +231,15 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
             engine = _engine(model, tc, stage, device, world)
         micro, accum = engine.micro, engine.cfg.grad_accum
         stage_data = dataclasses.replace(dc, llava_train=stage.data or dc.llava_train)
-        sampler = StepSampler(datasets(stage_data, "train", image_size), stage.batch_size, dc.seed,
-                              dc.group_by_length)
+        stage_collate = collates[stage.name]
+        group = "modality_length" if dc.group_by_modality_length else "length" if dc.group_by_length else None
+        sampler = StepSampler(datasets(stage_data, "train", image_size), stage.batch_size, dc.seed, group,
+                              chunks=world * accum)
         losses: list[torch.Tensor] = []
         for step in range(max(start, begins[index]), ends[index]):
             for m in range(accum):
                 first = rank * micro * accum + m * micro
-                batch = collate(sampler.samples(step - begins[index], first, micro))
+                batch = stage_collate(sampler.samples(step - begins[index], first, micro))
                 inputs = to_device(batch.model_inputs(), device)
                 losses.append(engine.loss(inputs, last_micro_step=m == accum - 1))
             grad_norm = engine.step()

@@ -34,6 +34,8 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
 
     located = None if a.source.endswith(TABLE_SUFFIXES) else locate(a.source, a.storage)
     exp = located[0] if located else None
+    if exp is None and getattr(a, "parameters", None):
+        raise UsageError("--parameters applies to an experiment's cells; a table's N is its llm_params column")
     _fit_settings(a, exp)
     if not 0 < a.ci_level < 1:
         raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
@@ -46,7 +48,7 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     inputs = parse_inputs(a.inputs) if choice.law.positional else choice.law.inputs
     metrics = [m.strip() for m in a.metric.split(",") if m.strip()]
     cost, compare = _cost_models(a, exp, located[1] if located else None, compare_all)
-    table = rows(*located) if exp is not None else []
+    table = rows(*located, a.parameters) if exp is not None else []
     if not choice.law.positional:
         _check_law_inputs(choice, a.source, table)
     if exp is not None:
@@ -54,11 +56,11 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     out, spec_doc = [], None
     for metric in metrics:
         exp, spec_doc, groups = load_source(a.source, metric, a.storage, a.metric_kind, inputs, choice.group,
-                                            choice.joint)
+                                            choice.joint, a.parameters)
         for label, obs in groups:
             law = _grouped(choice, obs) if choice.joint else choice.law
             # an experiment's candidates shape its frontier whether or not picks are asked for: one analysis
-            cands = experiment_candidates(exp, obs, table) if exp is not None else []
+            cands = experiment_candidates(exp, obs, table, a.parameters) if exp is not None else []
             name = label if len(metrics) == 1 else (metric if label == "all" else f"{metric}, {label}")
             out.append((name, obs, analyze(obs, law, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
                                            getattr(a, "budget", None), a.ci_level, a.cross_validate, cost, compare,

@@ -39,6 +39,7 @@ class Observations:
     columns: dict = field(default_factory=dict, repr=False)  # every numeric column, by name (laws read theirs)
     source: str = "the data"
     group_labels: tuple[str, ...] = ()  # a joint fit's groups, in the order of their codes in columns
+    n_means: str = ""  # what N counts, in words (an experiment's spec.fit.parameters; "" for a table's column)
 
     @property
     def is_vlm(self) -> bool:
@@ -69,15 +70,18 @@ def resolve_kind(metric: str, kind: str | None) -> str:
     return kind
 
 
-def observations_from_rows(rows: list[dict[str, Any]], metric: str = "error", kind: str | None = None) -> Observations:
-    done = [r for r in rows if r.get("status") == "finished" and r.get(metric) is not None]
+def observations_from_rows(rows: list[dict[str, Any]], metric: str = "error", kind: str | None = None,
+                           n_means: str = Observations.n_means) -> Observations:
+    """The finished cells whose metric and N are known; ``n_means``: what their ``llm_params`` counts."""
+    done = [r for r in rows if r.get("status") == "finished" and r.get(metric) is not None
+            and r.get("llm_params") is not None]
     columns = {name: np.array([float(r[name]) for r in done]) for name in (done[0] if done else {})
                if all(_is_number(r.get(name)) for r in done)}
     return Observations(tuple(r["cell"] for r in done), tuple(r["llm"] for r in done),
                         tuple(r["compressor"] for r in done),
                         np.array([float(r["llm_params"]) for r in done]), np.array([float(r["visual_tokens"]) for r in done]),
                         np.array([float(r[metric]) for r in done]), metric, resolve_kind(metric, kind),
-                        columns=columns, source="the experiment's cells")
+                        columns=columns, source="the experiment's cells", n_means=n_means)
 
 
 def _is_number(x) -> bool:
@@ -142,6 +146,7 @@ class Analysis:
             "holdout_largest_rel_error": f.holdout_largest_rel_error, "bootstrap": len(f.bootstrap),
             "bootstrap_subset": f.subset, "folds": f.folds, "points_at_bound": f.at_bound,
             "inputs": list(self.observations.inputs),
+            **({"n_means": self.observations.n_means} if self.observations.n_means else {}),
             "frontier": self.frontier.as_dict() if self.frontier is not None else None,
             "other_frontiers": [{**fr.as_dict(), "comparison": cmp} for fr, cmp in self.alternatives],
             "proposals": [{"llm": p.candidate.llm, "llm_params": p.candidate.n, "visual_tokens": p.candidate.visual_tokens,
@@ -214,7 +219,7 @@ def format_analysis(a: Analysis) -> str:
     equation = f.law.equation.replace("error", o.metric, 1).replace("y = ", f"{o.metric} = ", 1)
     if not o.is_vlm:
         equation = equation.replace("N^", f"{o.inputs[0]}^").replace("V^", f"{o.inputs[1]}^")
-    lines.append("  " + equation)
+    lines.append("  " + equation + (f"   (N: {o.n_means})" if o.n_means else ""))
     level = int(round(100 * f.ci_level))
     for name, value in f.params.items():
         lo, hi = f.ci[name]

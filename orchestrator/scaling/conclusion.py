@@ -139,10 +139,11 @@ def _exponents(a) -> list[str]:
 def _fit_quality(a) -> str:
     f = a.fit
     unit = "cells" if a.observations.is_vlm else "runs"
+    law = f"The {f.form} law" + (f", N counting {a.observations.n_means}," if a.observations.n_means else "")
     if f.loo_rel_error is None:
-        return f"The {f.form} law fits {f.n_points} {unit} with R² {f.r2:.2f} (no cross-validation)."
+        return f"{law} fits {f.n_points} {unit} with R² {f.r2:.2f} (no cross-validation)."
     cv = "leave-one-out" if f.folds in (0, f.n_points) else f"{f.folds}-fold"
-    sentence = (f"The {f.form} law fits {f.n_points} {unit} with {100 * f.loo_rel_error:.1f}% {cv} relative error "
+    sentence = (f"{law} fits {f.n_points} {unit} with {100 * f.loo_rel_error:.1f}% {cv} relative error "
                 f"(R² {f.r2:.2f})")
     if f.loo_rel_error > ROUGH_LOO:
         return sentence + ": it sketches the trend, too roughly to rank neighbouring cells."

@@ -157,7 +157,7 @@ def plot_frontier(a: Analysis, plt):
     beyond = [p.budget for p in pts if p.extrapolated]
     measured = _measured(a)
     for ax, attr, ci, label, ylabel in (
-            (axes[0], "n", "n_ci", "optimal LLM size N*", "LLM parameters (non-embedding)"),
+            (axes[0], "n", "n_ci", "optimal LLM size N*", f"LLM parameters: {a.observations.n_means or 'N'}"),
             (axes[1], "v", "v_ci", "optimal visual tokens V*", "visual tokens"),
             (axes[2], "error", "error_ci", f"predicted {a.observations.metric}", a.observations.metric)):
         y = np.array([getattr(p, attr) for p in pts])

@@ -16,8 +16,8 @@ from .experiment import Experiment
 def _llm_fields(exp: Experiment) -> list[tuple[str, str]]:
     """(field, reference) of every LLM the experiment trains or profiles, each once."""
     g = exp.spec.grid
-    fields = ([(f"spec.grid.llms[{i}]", m) for i, m in enumerate(g.llms)] if g.llms is not None
-              else [(f"spec.grid.points[{i}].llm", p.llm) for i, p in enumerate(g.points)])
+    fields = [(f"spec.grid.llms[{i}]", m) for i, m in enumerate(g.llms or [])]
+    fields += [(f"spec.grid.points[{i}].llm", p.llm) for i, p in enumerate(g.points or [])]
     fields += [(f"spec.profile.llms[{i}]", m) for i, m in enumerate(exp.spec.profile.llms)]
     fields += [(f"spec.fit.candidates.llms[{i}]", m) for i, m in enumerate(exp.spec.fit.candidates.llms or [])]
     seen: dict[str, str] = {}

@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 from workloads.compressors import VisualTokenError, check_visual_tokens
 from workloads.data.synthetic import TASKS as SYNTHETIC_TASKS
 
+from ..sizes import nominal_problem
 from .base import Strict, model_ref
 from .grid import Grid
 from .platform import Failure, Kubernetes, Resources, Storage, Tracking
@@ -58,6 +59,18 @@ class Spec(Strict):
                              "file for every training stage")
         if self.data.source == "synthetic" and any(st.data for st in t.stages):
             raise ValueError("training.stages: a stage's data is a LLaVA-format file; set data.source: llava")
+        f = self.fit
+        llms = list(dict.fromkeys([c[0] for c in combos] + list(f.candidates.llms or [])))
+        unknown = [m for m in f.nominal_sizes or {} if m not in llms]
+        if unknown:
+            raise ValueError(f"fit.nominal_sizes: {unknown[0]!r} is not an LLM of the grid or the candidates")
+        if f.parameters == "nominal":
+            why = nominal_problem(llms, f.nominal_sizes)
+            if why:
+                raise ValueError(why)
+        absent = [c for c in f.compressors or [] if c not in {x[2] for x in combos}]
+        if absent:
+            raise ValueError(f"fit.compressors: {absent[0]!r} is not a compressor of the grid")
         grid = self.vision.grid()
         if grid is not None:
             for v, compressor in sorted({(c[1], c[2]) for c in combos}):

@@ -57,7 +57,8 @@ class GridPoint(Strict):
 
 
 class Grid(Strict):
-    """Either the axes ``llms`` × ``visual_tokens`` (× compressors × tasks × seeds), or explicit ``points``."""
+    """The axes ``llms`` × ``visual_tokens`` (× compressors × tasks × seeds), explicit ``points``, or
+    both: the product, then the points (e.g. a second compressor at a few V beside the law's grid)."""
 
     llms: Annotated[list[str], Field(min_length=1)] | None = Field(
         None, description="LLM presets or Hugging Face names/paths")
@@ -66,7 +67,7 @@ class Grid(Strict):
     seeds: Annotated[list[Annotated[int, Field(ge=0, le=SEED_MAX)]], Field(min_length=1)] = [0]
     tasks: Annotated[list[str], Field(min_length=1)] = ["shapes"]
     points: Annotated[list[GridPoint], Field(min_length=1)] | None = Field(
-        None, description="Explicit cells instead of the llms x visual_tokens product")
+        None, description="Explicit cells, instead of the llms x visual_tokens product or beside it")
 
     @field_validator("llms")
     @classmethod
@@ -86,26 +87,30 @@ class Grid(Strict):
 
     @model_validator(mode="after")
     def _axes_or_points(self) -> "Grid":
-        if self.points is None:
-            missing = [f for f in ("llms", "visual_tokens") if getattr(self, f) is None]
-            if missing:
-                raise ValueError(f"{missing[0]} is required (or list explicit points)")
-        elif self.llms is not None or self.visual_tokens is not None:
-            raise ValueError("give either llms and visual_tokens, or points, not both")
+        axes = [f for f in ("llms", "visual_tokens") if getattr(self, f) is not None]
+        if len(axes) == 1:
+            missing = "visual_tokens" if axes == ["llms"] else "llms"
+            raise ValueError(f"{missing} is required (or list explicit points)")
+        if not axes and self.points is None:
+            raise ValueError("llms is required (or list explicit points)")
+        self.combinations()  # a cell listed twice: refused here, with the spec's other errors
         return self
+
+    def _product(self) -> list[tuple[str, int, str, str, int]]:
+        if self.llms is None or self.visual_tokens is None:
+            return []
+        return list(itertools.product(self.llms, self.visual_tokens, self.compressors, self.tasks, self.seeds))
 
     def rounds(self) -> list[int]:
         """The study round of each cell of :meth:`combinations`: 1, or the round that proposed it."""
-        if self.points is None:
-            return [1] * len(self.combinations())
-        return [p.round or 1 for p in self.points]
+        return [1] * len(self._product()) + [p.round or 1 for p in self.points or []]
 
     def combinations(self) -> list[tuple[str, int, str, str, int]]:
-        """(llm, V, compressor, task, seed) of every cell, in a stable order."""
-        if self.points is not None:
-            out = [(p.llm, p.visual_tokens, p.compressor or self.compressors[0], p.task or self.tasks[0],
-                    self.seeds[0] if p.seed is None else p.seed) for p in self.points]
-            if len(set(out)) != len(out):
-                raise ValueError("points lists a cell twice")
-            return out
-        return list(itertools.product(self.llms, self.visual_tokens, self.compressors, self.tasks, self.seeds))
+        """(llm, V, compressor, task, seed) of every cell, in a stable order: the axes' product, then
+        the points."""
+        points = [(p.llm, p.visual_tokens, p.compressor or self.compressors[0], p.task or self.tasks[0],
+                   self.seeds[0] if p.seed is None else p.seed) for p in self.points or []]
+        out = self._product() + points
+        if len(set(out)) != len(out):
+            raise ValueError("points lists a cell twice (or one the axes already give)")
+        return out

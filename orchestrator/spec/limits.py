@@ -31,9 +31,9 @@ def check_spec_file(path: Path) -> None:
 def grid_cells(exp: Experiment) -> int:
     """How many cells the grid asks for, without expanding it."""
     g = exp.spec.grid
-    if g.points is not None:
-        return len(g.points)
-    return math.prod(len(axis) for axis in (g.llms, g.visual_tokens, g.compressors, g.tasks, g.seeds))
+    axes = math.prod(len(axis) for axis in (g.llms, g.visual_tokens, g.compressors, g.tasks, g.seeds)) \
+        if g.llms is not None else 0
+    return axes + len(g.points or [])
 
 
 def check_scale(exp: Experiment, force: bool = False) -> None:

@@ -9,13 +9,18 @@ from pydantic import Field, field_validator, model_validator
 
 from workloads.config import ProfileSettings, ProfileDtype
 
+from workloads import compressors
+
 from ..scaling.fit import LOSSES
 from ..scaling.forms import FORMS, METRIC_KINDS
+from ..sizes import COUNTINGS, DEFAULT as DEFAULT_COUNTING
 from .base import BOOTSTRAP_MAX, GPUS_MAX, RFC1123_LABEL, THREADS_MAX, TOKENS_MAX, V_MAX, Strict, model_ref, one_of
 
 LawFormName = one_of(FORMS)
 LossName = one_of(LOSSES)
 MetricKind = one_of(METRIC_KINDS)
+CountingName = one_of(COUNTINGS)
+CompressorName = one_of(compressors.names())
 
 
 class Candidates(Strict):
@@ -77,6 +82,15 @@ class Fit(Strict):
     metric_kind: MetricKind | None = Field(
         None, description="error: a rate in (0, 1); loss: any positive value, fitted raw (e.g. nats). "
                           "Default: loss when the metric's name contains 'loss', else error")
+    parameters: CountingName = Field(DEFAULT_COUNTING, description=(
+        "What N counts: non_embedding or total (measured by each cell), or nominal (the size in the model's name, "
+        "or fit.nominal_sizes: what the paper fits)"))
+    nominal_sizes: dict[str, Annotated[float, Field(gt=0, le=1e15)]] | None = Field(
+        None, max_length=1024, description="With parameters: nominal, an LLM's size in parameters where its name "
+                                           "states none, e.g. {my-org/llm-a: 5.0e8}")
+    compressors: list[CompressorName] | None = Field(
+        None, min_length=1, description="The cells the law is fitted on and proposals extend: these compressors' "
+                                        "(default: every compressor of the grid)")
     text_tokens: float = Field(
         50.0, ge=0, le=TOKENS_MAX,
         description="Q, the text tokens of a prompt besides the visual ones, in every inference cost: the LLM's "
@@ -101,7 +115,8 @@ class Fit(Strict):
 
 
 FIT_DEFAULTS = {name: Fit.model_fields[name].default for name in
-                ("form", "loss", "metric", "metric_kind", "text_tokens", "bootstrap", "ci_level", "cross_validate")}
+                ("form", "loss", "metric", "metric_kind", "parameters", "text_tokens", "bootstrap", "ci_level",
+                 "cross_validate")}
 
 
 class Import(Strict):

@@ -40,13 +40,14 @@ class RecordIndex:
     offsets: np.ndarray  # int64: where each record starts in the file
     lengths: np.ndarray  # int64: its length in bytes
     has_image: np.ndarray  # bool
+    words: np.ndarray  # int64: whitespace-separated words over its turns (LLaVA's length for grouping)
 
     def __len__(self) -> int:
         return len(self.offsets)
 
 
-def _check(record, where: str) -> bool:
-    """Validate one record's shape; whether it has an image."""
+def _check(record, where: str) -> tuple[bool, int]:
+    """Validate one record's shape; (whether it has an image, its words)."""
     if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
         raise LlavaFormatError(f"{where}: needs 'conversations' (a list of {{from, value}} turns)")
     turns = record["conversations"]
@@ -61,11 +62,11 @@ def _check(record, where: str) -> bool:
     image = record.get("image")
     if image is not None and not isinstance(image, str):
         raise LlavaFormatError(f"{where}: 'image' must be a path relative to the image root")
-    return image is not None
+    return image is not None, sum(len(turn["value"].split()) for turn in turns)
 
 
 def _index_jsonl(path: Path) -> RecordIndex:
-    offsets, lengths, images = [], [], []
+    offsets, lengths, images, words = [], [], [], []
     with open(path, "rb") as f:
         pos = 0
         for n, line in enumerate(f, start=1):
@@ -75,18 +76,21 @@ def _index_jsonl(path: Path) -> RecordIndex:
                     record = json.loads(stripped)
                 except json.JSONDecodeError as e:
                     raise LlavaFormatError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
-                images.append(_check(record, f"{path}: line {n}"))
+                has, n_words = _check(record, f"{path}: line {n}")
+                images.append(has)
+                words.append(n_words)
                 offsets.append(pos + (len(line) - len(line.lstrip())))
                 lengths.append(len(stripped))
             pos += len(line)
-    return RecordIndex(np.array(offsets, np.int64), np.array(lengths, np.int64), np.array(images, bool))
+    return RecordIndex(np.array(offsets, np.int64), np.array(lengths, np.int64), np.array(images, bool),
+                       np.array(words, np.int64))
 
 
 def _index_json_list(path: Path) -> RecordIndex:
     """One streaming pass over a JSON list: each element decoded once (in C) and forgotten."""
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
-    offsets, lengths, images = [], [], []
+    offsets, lengths, images, words = [], [], [], []
     text, base = "", 0  # text[0] sits at byte `base` of the file
     started = ended = False
     with open(path, "rb") as f:
@@ -116,7 +120,9 @@ def _index_json_list(path: Path) -> RecordIndex:
                     if eof:
                         raise LlavaFormatError(f"{path}: record {len(offsets)}: not valid JSON ({e.msg})") from None
                     break  # the record runs past this chunk: read more
-                images.append(_check(record, f"{path}: record {len(offsets)}"))
+                has, n_words = _check(record, f"{path}: record {len(offsets)}")
+                images.append(has)
+                words.append(n_words)
                 cursor_b += len(text[cursor_c:i].encode("utf-8"))
                 size = len(text[i:end].encode("utf-8"))
                 offsets.append(cursor_b)
@@ -128,7 +134,8 @@ def _index_json_list(path: Path) -> RecordIndex:
                 if text.strip():
                     raise LlavaFormatError(f"{path}: the JSON list is not closed")
                 raise LlavaFormatError(f"{path}: expected a JSON list of records (or use .jsonl)")
-    return RecordIndex(np.array(offsets, np.int64), np.array(lengths, np.int64), np.array(images, bool))
+    return RecordIndex(np.array(offsets, np.int64), np.array(lengths, np.int64), np.array(images, bool),
+                       np.array(words, np.int64))
 
 
 def _cache_file(path: Path) -> Path:
@@ -147,7 +154,7 @@ def index(path: str | Path) -> RecordIndex:
     cached = _cache_file(path)
     try:
         with np.load(cached, allow_pickle=False) as z:
-            return RecordIndex(z["offsets"], z["lengths"], z["has_image"])
+            return RecordIndex(z["offsets"], z["lengths"], z["has_image"], z["words"])
     except (OSError, KeyError, ValueError):
         pass
     built = _index_jsonl(path) if path.suffix == ".jsonl" else _index_json_list(path)
@@ -155,7 +162,7 @@ def index(path: str | Path) -> RecordIndex:
         raise LlavaFormatError(f"{path}: no records")
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.npz")
-    np.savez(tmp, offsets=built.offsets, lengths=built.lengths, has_image=built.has_image)
+    np.savez(tmp, offsets=built.offsets, lengths=built.lengths, has_image=built.has_image, words=built.words)
     os.replace(tmp, cached)
     return built
 
