@@ -184,7 +184,8 @@ def load_source(source: str, metric: str = "error", storage: str | None = None, 
     from .sizes import COUNTINGS
 
     parameters = parameters or exp.spec.fit.parameters
-    table = fit_rows(exp, rows(exp, exp_dir, parameters))
+    table = rows(exp, exp_dir, parameters)
+    table = table if group == "compressor" else fit_rows(exp, table)  # split by compressor: a law each
     if group is None and inputs in (VLM_INPUTS, ("N", "V")):
         return exp, spec_doc, [("all", observations_from_rows(table, metric, kind, COUNTINGS[parameters].label))]
     import pandas as pd

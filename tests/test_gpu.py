@@ -171,9 +171,11 @@ def test_profile_times_on_the_device_and_counts_cuda_memory():
     assert 0.5 < rows[1]["prefill_latency_s"] / statistics.median(times) < 1.5
 
 
-def test_the_two_stage_study_on_real_artifacts_in_bf16(tmp_path, nccl):
+@pytest.mark.parametrize("compressor", ["tokenpacker", "quecc"])
+def test_the_two_stage_study_on_real_artifacts_in_bf16(tmp_path, nccl, compressor):
     """The real path on the GPU: local Qwen2-style checkpoint, a CLIP tower with its image processor,
-    LLaVA JSON/JSONL data, two stages, two benchmarks generated with the KV cache — in bf16."""
+    LLaVA JSON/JSONL data, two stages with the recipe's conversation, aspect ratios and grouping, two
+    benchmarks generated with the KV cache — in bf16, with each compressor of the paper's grid."""
     from workloads.config import BenchmarkConfig, EvalConfig, StageConfig
 
     from .artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
@@ -182,11 +184,13 @@ def test_the_two_stage_study_on_real_artifacts_in_bf16(tmp_path, nccl):
     llm = tiny_llm(tmp_path / "llm", 64, 2, bpe_tokenizer(tmp_path / "tok"))
     clip = tiny_clip(tmp_path / "clip")
     cell = CellConfig(
-        model=ModelConfig(llm=str(llm), vision=str(clip), compressor="quecc", visual_tokens=4, kv_layers=(-2, -1)),
+        model=ModelConfig(llm=str(llm), vision=str(clip), compressor=compressor, visual_tokens=4, kv_layers=(-2, -1)),
         data=DataConfig(source="llava", llava_train=str(data["instruct"]), llava_eval=str(data["instruct"]),
-                        image_root=str(data["images"]), eval_size=16),
+                        image_root=str(data["images"]), eval_size=16, conversation="vicuna_v1",
+                        group_by_modality_length=True),
         train=TrainConfig(steps=20, batch_size=8, log_every=5, checkpoint_every=10, precision="bf16", lr=3e-3,
-                          stages=(StageConfig("align", ("compressor", "projector"), 20, 3e-3, 8, str(data["captions"])),
+                          stages=(StageConfig("align", ("compressor", "projector"), 20, 3e-3, 8, str(data["captions"]),
+                                              "square"),
                                   StageConfig("instruct", ("compressor", "projector", "llm"), 20, 2e-3, 8))),
         eval=EvalConfig((BenchmarkConfig("colour", str(data["colour"]), "exact_match", str(data["images"])),
                          BenchmarkConfig("pope", str(data["pope"]), "yes_no", str(data["images"]))),
@@ -194,5 +198,5 @@ def test_the_two_stage_study_on_real_artifacts_in_bf16(tmp_path, nccl):
     metrics, session = train_local(cell, tmp_path / "run", device=CUDA)
     _check(metrics)
     assert {"error/colour", "error/pope"} <= set(metrics) and metrics["step"] == 40
-    print(f"\nGPU two-stage cell: align {metrics['seconds/stage/align']:.2f} s, instruct "
+    print(f"\nGPU two-stage cell ({compressor}): align {metrics['seconds/stage/align']:.2f} s, instruct "
           f"{metrics['seconds/stage/instruct']:.2f} s, generation {metrics['generate_questions_per_s']:.0f} questions/s")

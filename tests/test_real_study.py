@@ -2,7 +2,10 @@
 here): two Qwen2-style LLMs and a CLIP tower with its image processor saved with save_pretrained, a
 BPE tokenizer with a chat template, caption JSON and instruction JSONL (multi-turn, text-only
 records), two benchmarks with different scorers — `vlmscale run` from another directory, two stages
-per cell, per-benchmark errors in the ledger and MLflow, then the fit."""
+per cell with the paper's recipe (vicuna_v1, square then padded images, modality-length groups)
+and both compressors of its grid, per-benchmark errors in the ledger and MLflow, then the fit with
+N counted as the paper counts it. Beside it, fast: a projector file that does not fit is refused
+by `validate` in one line before anything trains."""
 
 from __future__ import annotations
 
@@ -34,21 +37,23 @@ def test_the_two_stage_study_on_local_checkpoints_and_llava_data(tmp_path):
     spec = {
         "apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "mystudy"},
         "spec": {
-            "grid": {"llms": [str(small), str(large)], "visual_tokens": [1, 4, 16], "compressors": ["quecc"],
-                     "tasks": ["llava"]},
+            "grid": {"llms": [str(small), str(large)], "visual_tokens": [1, 4, 16],
+                     "compressors": ["tokenpacker", "quecc"], "tasks": ["llava"]},
             "vision": {"model": str(clip), "pretrain": None, "kv_layers": [-2, -1], "compressor_heads": 4},
             "data": {"source": "llava", "image_root": str(data["images"]), "llava_eval": str(data["instruct"]),
-                     "eval_size": 8},
+                     "eval_size": 8, "conversation": "vicuna_v1", "group_by_modality_length": True},
             "training": {"steps": 4, "batch_size": 4, "lr": 1e-3, "log_every": 2, "checkpoint_every": 4,
                          "stages": [{"name": "align", "data": str(data["captions"]), "trainable": ["compressor",
-                                                                                                 "projector"]},
+                                                                                                 "projector"],
+                                     "image_aspect_ratio": "square"},
                                     {"name": "instruct", "data": str(data["instruct"]),
                                      "trainable": ["compressor", "projector", "llm"], "lr": 5e-4}]},
             "evaluation": {"max_new_tokens": 4, "batch_size": 4, "benchmarks": [
                 {"name": "colour", "questions": str(data["colour"]), "scorer": "exact_match"},
-                {"name": "pope", "questions": str(data["pope"]), "scorer": "yes_no"}]},
+                {"name": "pope", "questions": str(data["pope"]), "scorer": "yes_no", "max_new_tokens": 2}]},
             "storage": {"path": str(tmp_path / "runs")},
-            "fit": {"bootstrap": 50, "propose": 2},
+            "fit": {"bootstrap": 50, "propose": 2, "parameters": "nominal", "compressors": ["tokenpacker"],
+                    "nominal_sizes": {str(small): 1.0e6, str(large): 4.0e6}},
         }}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -66,11 +71,12 @@ def test_the_two_stage_study_on_local_checkpoints_and_llava_data(tmp_path):
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--plain"], cwd=elsewhere,
                        env=_env(tmp_path), capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "6 cells finished" in r.stdout and "0 errored" in r.stdout
+    assert "12 cells finished" in r.stdout and "0 errored" in r.stdout
+    assert "N counting nominal parameters" in r.stdout  # the run's own fit: the law's cells, the paper's N
 
     exp_dir = tmp_path / "runs" / "mystudy"
     records = [json.loads(p.read_text()) for p in (exp_dir / "results").glob("*.json")]
-    assert len(records) == 6
+    assert len(records) == 12 and {r["params"]["compressor"] for r in records} == {"tokenpacker", "quecc"}
     for rec in records:
         m = rec["metrics"]
         assert m["step"] == 8 and 0 <= m["error/colour"] <= 1 and 0 <= m["error/pope"] <= 1
@@ -83,7 +89,7 @@ def test_the_two_stage_study_on_local_checkpoints_and_llava_data(tmp_path):
     client = MlflowClient(f"sqlite:///{exp_dir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("mystudy")
     cells = client.search_runs([experiment.experiment_id], "tags.`vlmscale.role` = 'cell'")
-    assert len(cells) == 6 and all(c.info.status == "FINISHED" for c in cells)
+    assert len(cells) == 12 and all(c.info.status == "FINISHED" for c in cells)
     run = cells[0]
     assert {"error/colour", "error/pope", "error"} <= set(run.data.metrics)
     stages = {m.value for m in client.get_metric_history(run.info.run_id, "curves/stage")}
@@ -93,7 +99,46 @@ def test_the_two_stage_study_on_local_checkpoints_and_llava_data(tmp_path):
     fit = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(path), "--format", "json"],
                          cwd=elsewhere, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert fit.returncode == 0, fit.stderr
-    assert json.loads(fit.stdout)["n_points"] == 6
+    doc = json.loads(fit.stdout)
+    assert doc["n_points"] == 6 and doc["n_means"] == "nominal parameters (the models' names)"  # tokenpacker's
+    both = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(path), "--group", "compressor",
+                           "--parameters", "non_embedding", "--bootstrap", "20"], cwd=elsewhere, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert both.returncode == 0 and "[quecc]" in both.stdout and "[tokenpacker]" in both.stdout, both.stderr
     one = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(path), "--metric", "error/pope"],
                          cwd=elsewhere, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert one.returncode == 0 and "metric error/pope" in one.stdout, one.stderr
+
+
+def test_validate_refuses_a_projector_file_that_does_not_fit_in_one_line(tmp_path):
+    """QueCC's file offered to a TokenPacker grid (and a key of vlmscale's old QueCC): missing and
+    unexpected keys named in the file's own names, exit 2, nothing written."""
+    import torch
+
+    models, data = tmp_path / "models", llava_files(tmp_path / "data", n=4)
+    llm = tiny_llm(models / "qwen", 32, 1, bpe_tokenizer(models / "tokenizer"))
+    clip = tiny_clip(models / "clip")
+    bad = tmp_path / "mm_projector.bin"
+    torch.save({"model.mm_projector.0.k_proj.0.weight": torch.zeros(32, 64),
+                "model.mm_projector.0.kv_mlps.0.0.weight": torch.zeros(32, 32),
+                "model.mm_projector.1.weight": torch.zeros(32, 32)}, bad)
+    spec = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "badfile"},
+            "spec": {"grid": {"llms": [str(llm)], "visual_tokens": [4], "compressors": ["tokenpacker"],
+                              "tasks": ["llava"]},
+                     "vision": {"model": str(clip), "pretrain": None, "kv_layers": [-2, -1],
+                                "projector_from": str(bad)},
+                     "data": {"source": "llava", "image_root": str(data["images"]), "llava_train": str(data["instruct"])},
+                     "storage": {"path": str(tmp_path / "runs")}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    for command in ("validate", "run"):
+        r = subprocess.run([sys.executable, "-m", "orchestrator.cli", command, str(path)], env=_env(tmp_path),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stdout + r.stderr
+        problem = [line.strip() for line in r.stderr.splitlines() if "projector_from" in line]
+        assert len(problem) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert ("does not fit the compressor and MLP projector LLaVA saves for compressor 'tokenpacker': missing "
+                "model.mm_projector.attn" not in problem[0])  # named in the reference's names, not vlmscale's
+        assert "missing model.mm_projector.clip_attn.in_proj_bias" in problem[0]
+        assert "unexpected model.mm_projector.0.k_proj.0.weight, model.mm_projector.0.kv_mlps.0.0.weight" in problem[0]
+    assert not (tmp_path / "runs").exists()  # nothing written

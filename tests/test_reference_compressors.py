@@ -11,6 +11,7 @@ how; golden.json holds the provenance, the reference's parameter names and its p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -140,3 +141,31 @@ def test_a_vlmscale_checkpoint_still_starts_one_part(tmp_path):
     assert not torch.equal(model.projector.net[0].weight, donor.projector.net[0].weight)  # asked for one part
     load_into(model, str(path), "projector")
     assert torch.equal(model.projector.net[0].weight, donor.projector.net[0].weight)
+
+
+@pytest.mark.parametrize("compressor", ["quecc", "tokenpacker"])
+def test_a_cell_starts_both_parts_from_a_reference_file_through_projector_from(compressor, tmp_path):
+    """vision.projector_from → ModelConfig → build_vlm: the compressor and the MLP of a file saved in
+    its reference's names (QueCC's Sequential indices, TokenPacker's own attribute names)."""
+    from workloads.config import ModelConfig
+    from workloads.model import build_vlm
+    from workloads.tokenizer import synthetic_tokenizer
+
+    tok = synthetic_tokenizer()
+    cfg = ModelConfig(llm="tiny-xs", vision="vit-micro", compressor=compressor, visual_tokens=4, kv_layers=(-1,))
+    torch.manual_seed(0)
+    donor = build_vlm(cfg, tok)
+    ours = {**{f"compressor.{k}": t for k, t in donor.compressor.state_dict().items()},
+            **{f"projector.{k}": t for k, t in donor.projector.state_dict().items()}}
+    pairs = compressor_kind(compressor).reference_layout
+    saved = {}
+    for key, t in ours.items():
+        ref, mine = max((p for p in pairs if key.startswith(p[1])), key=lambda p: len(p[1]))
+        saved[f"model.mm_projector.{ref}{key[len(mine):]}"] = t.clone()
+    torch.save(saved, tmp_path / "mm_projector.bin")
+    assert any(".clip_attn." in k for k in saved)  # the reference's names, not vlmscale's
+    torch.manual_seed(7)
+    model = build_vlm(dataclasses.replace(cfg, projector_from=str(tmp_path / "mm_projector.bin")), tok)
+    for part in ("compressor", "projector"):
+        mine, theirs = getattr(model, part).state_dict(), getattr(donor, part).state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), part

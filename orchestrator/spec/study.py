@@ -90,7 +90,8 @@ class Fit(Strict):
                                            "states none, e.g. {my-org/llm-a: 5.0e8}")
     compressors: list[CompressorName] | None = Field(
         None, min_length=1, description="The cells the law is fitted on and proposals extend: these compressors' "
-                                        "(default: every compressor of the grid)")
+                                        "(default: every compressor of the grid); a fit split by compressor "
+                                        "(--group compressor) fits each")
     text_tokens: float = Field(
         50.0, ge=0, le=TOKENS_MAX,
         description="Q, the text tokens of a prompt besides the visual ones, in every inference cost: the LLM's "
