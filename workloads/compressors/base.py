@@ -113,6 +113,21 @@ class CompressorKind:
         return 0
 
 
+class RegionKind(CompressorKind):
+    """A compressor whose V queries each own a k×k block of the g×g patch grid (k = g/√V divides g)."""
+
+    def feasible(self, grid, limit=None):
+        return [(grid // k) ** 2 for k in range(grid, 0, -1) if grid % k == 0]
+
+    def refusal(self, v, grid):
+        why = square_refusal(self.name, v, grid, self.feasible(grid))
+        if why is None and grid % math.isqrt(v) != 0:
+            why = (f"compressor '{self.name}' gives each of its V queries its own k×k block of the {grid}x{grid} "
+                   f"patch grid, so sqrt(visual_tokens) must divide {grid} (got {v}); "
+                   f"valid: {listed(self.feasible(grid))}")
+        return why
+
+
 # ---- parameter shapes without torch (what nn.Linear, nn.LayerNorm and the attention hold)
 
 

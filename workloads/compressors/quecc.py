@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 
-from .base import (CompressorKind, attention_shapes, layer_norm, linear, listed, mlp_shapes, register,
-                   square_refusal)
+from .base import RegionKind, attention_shapes, layer_norm, linear, mlp_shapes, register
 
 EPS = 1e-6
 
 
 @register
-class QueCC(CompressorKind):
+class QueCC(RegionKind):
     name = "quecc"
     order = 3
     summary = "question-conditioned depthwise-conv queries, each attending to its own k×k region (√V divides g)"
@@ -36,16 +35,6 @@ class QueCC(CompressorKind):
                         ("0.q_downsample.", "compressor.downsample."), ("0.k_proj.", "compressor.key_net."),
                         ("0.v_proj.", "compressor.value_net."), ("0.clip_attn.", "compressor.attn."),
                         ("1.", "projector.net.0."), ("3.", "projector.net.2."))
-
-    def feasible(self, grid, limit=None):
-        return [(grid // k) ** 2 for k in range(grid, 0, -1) if grid % k == 0]
-
-    def refusal(self, v, grid):
-        why = square_refusal(self.name, v, grid, self.feasible(grid))
-        if why is None and grid % math.isqrt(v) != 0:
-            why = (f"compressor '{self.name}' downsamples the {grid}x{grid} patch grid with kernel = stride = k, so "
-                   f"sqrt(visual_tokens) must divide {grid} (got {v}); valid: {listed(self.feasible(grid))}")
-        return why
 
     def parameter_shapes(self, s):
         d, k = s.dim, s.grid // math.isqrt(s.visual_tokens)

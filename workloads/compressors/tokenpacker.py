@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 
-from .base import CompressorKind, attention_shapes, layer_norm, linear, listed, mlp_shapes, register, square_refusal
+from .base import RegionKind, attention_shapes, layer_norm, linear, mlp_shapes, register
 
 EPS = 1e-6
 
 
 @register
-class TokenPacker(CompressorKind):
+class TokenPacker(RegionKind):
     name = "tokenpacker"
     order = 4
     summary = ("bilinearly downsampled queries, each attending to its own k×k region of multi-level "
@@ -35,16 +35,6 @@ class TokenPacker(CompressorKind):
                         ("v_proj_1.", "compressor.value_net."), ("ln_v_1.", "compressor.value_norm."),
                         ("clip_attn.", "compressor.attn."), ("mlp.0.", "projector.net.0."),
                         ("mlp.2.", "projector.net.2."))
-
-    def feasible(self, grid, limit=None):
-        return [(grid // k) ** 2 for k in range(grid, 0, -1) if grid % k == 0]
-
-    def refusal(self, v, grid):
-        why = square_refusal(self.name, v, grid, self.feasible(grid))
-        if why is None and grid % math.isqrt(v) != 0:
-            why = (f"compressor '{self.name}' gives each query a k×k region of the {grid}x{grid} patch grid, so "
-                   f"sqrt(visual_tokens) must divide {grid} (got {v}); valid: {listed(self.feasible(grid))}")
-        return why
 
     def parameter_shapes(self, s):
         d, c = s.dim, s.dim * s.num_layers
