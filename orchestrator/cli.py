@@ -19,7 +19,10 @@ from pathlib import Path
 
 import click
 
+from workloads.scorers import SCORERS
+
 from . import commands as c
+from .convert import CONVERTERS
 from .errors import EXIT_BAD_INPUT, BadInput
 from .interrupts import Interrupted
 from .scaling.cost import COST_MODELS
@@ -218,6 +221,17 @@ _command("resume", c.cmd_resume, "Resume an experiment by name from its storage.
 _command("results", c.cmd_results, "One row per cell: parameters, error, FLOPs, status.", EXPERIMENT, _format())
 _command("status", c.cmd_status, "How far an experiment has got (locally, or --cluster).",
          EXPERIMENT, _cluster(), _format())
+_command("rescore", c.cmd_rescore, "Score every finished cell's benchmarks again from its stored answers (after a "
+         "scorer changed), without generating; the ledger, MLflow and the fit follow.", EXPERIMENT)
+_command("convert-benchmark", c.cmd_convert_benchmark, "Write a benchmark's own release (its public layout, or "
+         "LLaVA-1.5's evaluation files) as the questions file its scorer reads.",
+         click.argument("kind", type=click.Choice([k for k in SCORERS if k in CONVERTERS])),
+         click.argument("sources", nargs=-1, required=True, type=click.Path()),
+         click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="the questions file (JSONL)"),
+         click.option("--images", type=click.Path(file_okay=False),
+                      help="where images embedded in the release are written (default: beside the output)"),
+         click.option("--categories", metavar="A,B", help="pope: the categories to keep (random, popular, adversarial)"),
+         click.option("--split", help="scienceqa: the split of pid_splits.json (default test)"))
 _command("repair", c.cmd_repair, "Check every state file of an experiment; set aside (or restore) what is "
          "damaged, so the next run makes it again.", EXPERIMENT)
 _command("render", c.cmd_render, "Print the Kubernetes objects of an experiment (a YAML stream).",

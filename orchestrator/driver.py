@@ -155,7 +155,7 @@ def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, ech
     run_ids = {key: tracker.child_run(parent, exp.name, key, track.record_params(record),
                                       digest=record.get("config_digest"))
                for key, record in finished.items()}
-    track.reconcile(tracker, run_ids, finished, exp_dir, exp.spec.fit.text_tokens)
+    track.reconcile(tracker, run_ids, finished, exp_dir, exp.spec.fit.text_tokens, exp.spec.evaluation.groups)
     return grid, set(finished), tracker, parent, run_ids
 
 
@@ -290,6 +290,6 @@ def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], num
          f"{p.concurrency} at a time; MLflow: {target[0]}")
     if not p.todo:
         return {}
-    callbacks = [track.tune_callback(target, run_ids, exp.spec.fit.text_tokens),
+    callbacks = [track.tune_callback(target, run_ids, exp.spec.fit.text_tokens, exp.spec.evaluation.groups),
                  progress.tune_callback(board, live)]
     return run_grid(exp, exp_dir, p, callbacks, stopper=tune_stopper(interrupt))

@@ -68,7 +68,7 @@ def _about(exp: Experiment, exp_dir: ExperimentDir, tracker, run_id: str, round_
     """The report's headline facts: which spec, when, and where its MLflow run is."""
     import time
 
-    from .track import run_link
+    from .mlflow_view import run_link
 
     local = not tracker.uri.startswith(("http://", "https://"))
     return {"experiment": f"{exp.name}, round {round_no} (spec digest {exp.digest()}, state in {exp_dir.root})",

@@ -179,6 +179,10 @@ class ExperimentDir:
     def identity_path(self, key: str) -> Path:
         return self.cells / key / "identity.json"
 
+    def answers(self, key: str) -> Path:
+        """The cell's benchmark answers, one JSONL per benchmark (set aside with the cell's state)."""
+        return self.cells / key / "answers"
+
     def superseded(self, key: str, digest: str) -> Path:
         """Where a cell's state goes when it is retrained under other settings (nothing is deleted)."""
         return self.root / "superseded" / f"{key}-{digest}"

@@ -24,8 +24,8 @@ READY_S = 120.0  # a busy machine: the server imports MLflow before it answers
 
 
 def serve(uri: str, name: str, root: str | None, port: int, log: Path, label: str) -> int:
-    from .mlflow_view import experiment_url
-    from .track import Tracker, ui_base
+    from .mlflow_view import experiment_url, ui_base
+    from .track import Tracker
 
     base = ui_base(uri, port)
     if _answers(base):

@@ -51,3 +51,15 @@ def experiment_url(base: str, experiment_id: str) -> str:
     """The experiment's cells in the training workflow, with the saved view."""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" \
            f"&viewStateShareKey={VIEW_KEY}"
+
+
+UI_PORT = 5000  # where `vlmscale ui` serves a local store
+
+
+def ui_base(uri: str, port: int = UI_PORT) -> str:
+    """The address of the UI over a tracking URI: the server itself, or `vlmscale ui`'s for a local store."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{port}"
+
+
+def run_link(uri: str, experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
+    return f"{ui_base(uri, port)}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"

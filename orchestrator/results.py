@@ -72,7 +72,20 @@ def inference_flops(metrics: dict[str, Any], compressor: str, text_tokens: float
     return out
 
 
-def _finished(record: dict[str, Any], compressor: str, text_tokens: float, n: float | None) -> dict[str, Any]:
+def group_errors(metrics: dict[str, Any], groups: dict[str, list[str]]) -> dict[str, float]:
+    """``error/<group>``: the mean of its benchmarks' errors (spec.evaluation.groups), for every
+    group whose benchmarks the cell has all scored — computed where it is read, so a group added
+    later, or a rescore, counts for finished cells too."""
+    out = {}
+    for group, members in groups.items():
+        values = [metrics.get(f"error/{m}") for m in members]
+        if values and all(isinstance(v, (int, float)) for v in values):
+            out[f"error/{group}"] = sum(values) / len(values)
+    return out
+
+
+def _finished(record: dict[str, Any], compressor: str, text_tokens: float, n: float | None,
+              groups: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """The row fields of a finished cell's ledger record; ``n``: its N as the study counts it."""
     m = record["metrics"]
     measured = {f"llm_params_{k}": int(m[metric]) for k, metric in (("non_embedding", "llm_params"),
@@ -81,7 +94,8 @@ def _finished(record: dict[str, Any], compressor: str, text_tokens: float, n: fl
            "error": m["error"], "eval_loss": m.get("eval_loss"),
            **(inference_flops({"visual_tokens": record.get("params", {}).get("visual_tokens"), **m, "llm_params": n},
                               compressor, text_tokens) if n is not None else {}),
-           "step": int(m.get("step", 0)), **{k: v for k, v in m.items() if k.startswith("error/")}}
+           "step": int(m.get("step", 0)), **{k: v for k, v in m.items() if k.startswith("error/")},
+           **group_errors(m, groups or {})}
     if n is None:
         out["cause"] = "its record does not hold the N the fit counts (spec.fit.parameters): left out of fits"
     if record.get("checkpoint"):
@@ -112,6 +126,7 @@ def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None)
     finished = exp_dir.finished()
     q = exp.spec.fit.text_tokens
     f = exp.spec.fit
+    groups = exp.spec.evaluation.groups
 
     def size(llm: str, record: dict[str, Any]) -> float | None:
         return cell_size(parameters or f.parameters, llm, record["metrics"], f.nominal_sizes)
@@ -124,7 +139,7 @@ def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None)
                                "inference_flops_llm": None, "inference_flops_vlm": None, "text_tokens": q,
                                "train_samples": cell.config.train.total_samples, "step": 0, "round": number}
         if record is not None and counts(record, cell):
-            row.update(_finished(record, cell.compressor, q, size(cell.llm, record)))
+            row.update(_finished(record, cell.compressor, q, size(cell.llm, record), groups))
         elif record is not None:
             row.update(status="changed", cause="finished under other settings: `vlmscale run --restart-changed` "
                                                "trains it again")
@@ -152,7 +167,7 @@ def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None)
             if not same:
                 continue
         out.append({"cell": key, **dict(zip(("llm", "visual_tokens", "compressor", "task", "seed"), point)),
-                    "text_tokens": q, **_finished(record, str(point[2]), q, size(str(point[0]), record))})
+                    "text_tokens": q, **_finished(record, str(point[2]), q, size(str(point[0]), record), groups)})
     return out
 
 

@@ -14,9 +14,13 @@ import math
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any
+
+from workloads.storage import download_dir, is_remote, path_of
 
 from .courier import Courier
 from .layout import ExperimentDir
@@ -213,12 +217,23 @@ class Tracker:
             self.client.log_batch(run_id, params=new)
 
     def log_cell_record(self, run_id: str, config: dict[str, Any] | None, record: dict[str, Any] | None,
-                        text_tokens: float | None = None) -> None:
+                        text_tokens: float | None = None, groups: dict[str, list[str]] | None = None,
+                        answers: str | None = None) -> None:
         """A finished cell's constants as params — its sizes, its image cost and its two inference
-        FLOPs at the experiment's Q (``inference_flops_llm``, ``inference_flops_vlm``) — and its full
-        config and checkpoint reference as the artifact cell.json."""
+        FLOPs at the experiment's Q (``inference_flops_llm``, ``inference_flops_vlm``) — its groups'
+        errors, its full config and checkpoint reference as the artifact cell.json, and its
+        benchmarks' answers (the folder ``answers``) under answers/."""
+        from .results import group_errors
+
         if record is not None and text_tokens is not None:
             self.log_params_once(run_id, cell_params(record, text_tokens))
+        if record is not None and groups:
+            self.log_metrics(run_id, group_errors(record["metrics"], groups), int(record["metrics"].get("step", 0)),
+                             force=True)
+        if answers is not None and path_of(answers).is_dir():
+            with tempfile.TemporaryDirectory(prefix="vlmscale-answers-") as d:
+                local = download_dir(answers, Path(d) / "answers") if is_remote(answers) else answers
+                self.client.log_artifacts(run_id, str(local), "answers")
         self.client.log_dict(run_id, {"config": config, "checkpoint": (record or {}).get("checkpoint"),
                                       "imported_from": (record or {}).get("imported_from")}, "cell.json")
 
@@ -285,7 +300,8 @@ def stopped(trial, exp_dir: ExperimentDir) -> bool:
     return bool((trial.last_result or {}).get("cell_interrupted")) or exp_dir.stop_request.exists()
 
 
-def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, str], text_tokens: float):
+def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, str], text_tokens: float,
+                  groups: dict[str, list[str]]):
     """A Ray Tune ``Callback`` (runs in the driver) that logs every cell's reports to its child run,
     through a ``Courier``: the driver never waits for MLflow.
 
@@ -297,11 +313,10 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
     class MlflowCells(tune.Callback):
         def __init__(self):
             self.tracker_args, self.run_ids, self.text_tokens = tracker_args, dict(run_ids), text_tokens
-            self._courier: Courier | None = None
+            self.groups, self._courier = dict(groups), None
 
         def __getstate__(self):
-            return {"tracker_args": self.tracker_args, "run_ids": self.run_ids, "text_tokens": self.text_tokens,
-                    "_courier": None}
+            return {**self.__dict__, "_courier": None}
 
         @property
         def courier(self) -> Courier:
@@ -338,7 +353,8 @@ def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, 
             if record is None:  # the cell ended with a failure that would recur: it reported its cause
                 self._failed(run_id, exp_dir.cell_error(key))
                 return
-            self.courier.submit("log_cell_record", run_id, trial.config["cell"]["config"], record, self.text_tokens)
+            self.courier.submit("log_cell_record", run_id, trial.config["cell"]["config"], record, self.text_tokens,
+                                self.groups, str(exp_dir.answers(key)))
             self.courier.submit("set_tags", run_id, {"vlmscale.status": "finished"})
             self.courier.submit("finish", run_id, "FINISHED")
 
@@ -391,18 +407,6 @@ def check_reachable(uri: str, timeout_s: float = 5.0, tries: int = 2) -> None:
                        "spec.tracking.mlflow_uri (or MLFLOW_TRACKING_URI) at one")
 
 
-UI_PORT = 5000  # where `vlmscale ui` serves a local store
-
-
-def ui_base(uri: str, port: int = UI_PORT) -> str:
-    """The address of the UI over a tracking URI: the server itself, or `vlmscale ui`'s for a local store."""
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{port}"
-
-
-def run_link(uri: str, experiment_id: str, run_id: str, port: int = UI_PORT) -> str:
-    return f"{ui_base(uri, port)}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
-
-
 def tracking_target(exp, exp_dir: ExperimentDir) -> tuple[str, str, str | None]:
     """(tracking URI, MLflow experiment name, artifact root) — the local store by default."""
     t = exp.spec.tracking
@@ -423,7 +427,7 @@ def record_params(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def reconcile(tracker: Tracker, run_ids: dict[str, str], finished: dict[str, dict[str, Any]],
-              exp_dir: ExperimentDir, text_tokens: float) -> None:
+              exp_dir: ExperimentDir, text_tokens: float, groups: dict[str, list[str]]) -> None:
     """Bring MLflow up to date with the ledger: a driver killed between a cell's last report and
     its completion callback (or while MLflow was unreachable) left that cell's run unfinished and
     its curves short, and a rerun will not train it again: the progress file fills the curves."""
@@ -434,7 +438,7 @@ def reconcile(tracker: Tracker, run_ids: dict[str, str], finished: dict[str, dic
         tracker.log_history(run_id, exp_dir.progress_history(key))
         metrics = record["metrics"]
         tracker.log_metrics(run_id, metrics, int(metrics.get("step", 0)))
-        tracker.log_cell_record(run_id, None, record, text_tokens)
+        tracker.log_cell_record(run_id, None, record, text_tokens, groups, str(exp_dir.answers(key)))
         tags = {"vlmscale.status": "finished"}
         if record.get("checkpoint"):
             tags["vlmscale.checkpoint"] = record["checkpoint"]

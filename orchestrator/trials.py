@@ -100,11 +100,13 @@ def _train(job: dict[str, Any], exp_dir: ExperimentDir) -> tuple[dict[str, Any],
 
     cell, resources = CellConfig.from_dict(job["config"]), WorkerResources(**job["resources"])
     progress, stop = str(exp_dir.progress_path(job["key"])), str(exp_dir.stop_request)
+    answers = str(exp_dir.answers(job["key"]))
     if job["in_trial"]:
-        return train_in_trial(cell, str(exp_dir.cells / job["key"]), progress, stop_file=stop)
+        return train_in_trial(cell, str(exp_dir.cells / job["key"]), progress, stop_file=stop, answers_dir=answers)
     for attempt in range(job["retries"] + 1):
         trainer = build_trainer(cell, resources, storage_path=str(exp_dir.cells), name=job["key"], max_failures=0,
-                                callbacks=[TuneReportCallback(), metrics_log_callback(progress)], stop_file=stop)
+                                callbacks=[TuneReportCallback(), metrics_log_callback(progress)], stop_file=stop,
+                                answers_dir=answers)
         result = trainer.fit()  # a trainer of the same name finds the checkpoints of the last attempt
         if result.error is None:
             return result.metrics, result.checkpoint.path if result.checkpoint else None

@@ -114,3 +114,105 @@ def llava_files(root: Path, n: int = 24) -> dict[str, Path]:
     (root / "pope.jsonl").write_text("".join(json.dumps(x) + "\n" for x in yes_no))
     return {"images": images, "captions": root / "captions.json", "instruct": root / "instruct.jsonl",
             "colour": root / "colour.jsonl", "pope": root / "pope.jsonl"}
+
+
+def benchmark_releases(root: Path, n: int = 4) -> dict[str, tuple[list[Path], Path | None]]:
+    """Tiny releases of the study's benchmarks, each in its own public layout (or LLaVA-1.5's), on
+    the shape images: {kind: (the files `vlmscale convert-benchmark` takes, the image folder the
+    release keeps its images in, or None when they are embedded)}."""
+    import base64
+    import io
+
+    import pandas as pd
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    colours = list(COLOURS)
+
+    def png(i: int) -> bytes:
+        buf = io.BytesIO()
+        img = np.full((30, 40, 3), 255, np.uint8)
+        img[8:22, 10:30] = COLOURS[colours[i % 3]]
+        Image.fromarray(img).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def images(folder: Path, names: list[str]) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, name in enumerate(names):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(png(i))
+        return folder
+
+    out: dict[str, tuple[list[Path], Path | None]] = {}
+    gqa = {f"q{i}": {"imageId": f"n{i}", "question": "What color is the shape?", "answer": colours[i % 3],
+                     "types": {}} for i in range(n)}
+    (root / "gqa").mkdir()
+    (root / "gqa" / "testdev_balanced_questions.json").write_text(json.dumps(gqa))
+    out["gqa"] = ([root / "gqa" / "testdev_balanced_questions.json"],
+                  images(root / "gqa" / "images", [f"n{i}.jpg" for i in range(n)]))
+    (root / "textvqa").mkdir()
+    (root / "textvqa" / "TextVQA_0.5.1_val.json").write_text(json.dumps({"data": [
+        {"question_id": i, "image_id": f"t{i}", "question": "What color is it?", "answers": [colours[i % 3]] * 10}
+        for i in range(n)]}))
+    out["textvqa"] = ([root / "textvqa" / "TextVQA_0.5.1_val.json"],
+                      images(root / "textvqa" / "train_images", [f"t{i}.jpg" for i in range(n)]))
+    (root / "pope" / "coco").mkdir(parents=True)
+    for category in ("random", "adversarial"):
+        lines = [{"question_id": i, "image": f"COCO_val2014_{i:012d}.jpg", "text": f"Is there a {colours[(i + 1) % 3]} "
+                  "shape in the image?", "label": "yes" if i % 2 else "no"} for i in range(n)]
+        (root / "pope" / "coco" / f"coco_pope_{category}.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out["pope"] = (sorted((root / "pope" / "coco").glob("*.json")),
+                   images(root / "pope" / "val2014", [f"COCO_val2014_{i:012d}.jpg" for i in range(n)]))
+    mme = root / "mme" / "MME_Benchmark_release_version"
+    for category, nested in (("count", False), ("code_reasoning", True)):
+        folder = mme / category
+        qa = folder / "questions_answers_YN" if nested else folder
+        pictures = folder / "images" if nested else folder
+        qa.mkdir(parents=True, exist_ok=True)
+        images(pictures, [f"{i}.png" for i in range(n // 2)])
+        for i in range(n // 2):
+            (qa / f"{i}.txt").write_text(f"Is there one shape? Please answer yes or no.\tYes\n"
+                                         f"Are there two shapes? Please answer yes or no.\tNo\n")
+    out["mme"] = ([mme], None)
+    rows = []
+    for i in range(n):
+        for r in range(2):  # each question and one rotation of its options
+            options = ["a circle", "a square"] if r == 0 else ["a square", "a circle"]
+            rows.append({"index": i + r * 1_000_000, "question": "What shape is it?", "hint": "nan" if i % 2 else "A drawing.",
+                         "A": options[0], "B": options[1], "C": "", "D": "",
+                         "answer": "AB"[options.index("a square")], "category": "shape", "l2-category": "x",
+                         "image": base64.b64encode(png(i)).decode() if r == 0 else str(i), "source": "s", "split": "dev"})
+    (root / "mmbench").mkdir()
+    pd.DataFrame(rows).to_csv(root / "mmbench" / "mmbench_dev_en.tsv", sep="\t", index=False)
+    out["mmbench"] = ([root / "mmbench" / "mmbench_dev_en.tsv"], None)
+    sqa = root / "scienceqa"
+    sqa.mkdir()
+    problems = {str(i): {"question": "Which color is the shape?", "choices": colours, "answer": i % 3,
+                         "hint": "A shape on white." if i % 2 else "", "image": "image.png" if i < n - 1 else None}
+                for i in range(n)}
+    (sqa / "problems.json").write_text(json.dumps(problems))
+    (sqa / "pid_splits.json").write_text(json.dumps({"test": list(problems), "val": []}))
+    out["scienceqa"] = ([sqa / "problems.json"], images(sqa / "images" / "test", [f"{i}/image.png" for i in range(n - 1)]))
+    image_cell = [{"bytes": png(i), "path": f"{i}.png"} for i in range(n)]
+    pd.DataFrame({"question": ["Which color is the shape?"] * n, "options": [colours] * n,
+                  "answer": [str(i % 3) for i in range(n)], "image": image_cell}).to_parquet(root / "ai2d.parquet")
+    out["ai2d"] = ([root / "ai2d.parquet"], None)
+    pd.DataFrame({"id": [f"validation_Art_{i}" for i in range(n)],
+                  "question": ["<image 1> What color is the shape?"] * (n - 1) + ["How many shapes are there?"],
+                  "options": [repr(colours)] * (n - 1) + ["[]"],
+                  "answer": ["ABC"[i % 3] for i in range(n - 1)] + ["1"],
+                  "question_type": ["multiple-choice"] * (n - 1) + ["open"],
+                  "image_1": image_cell, "image_2": [None] * n}).to_parquet(root / "mmmu.parquet")
+    out["mmmu"] = ([root / "mmmu.parquet"], None)
+    (root / "chartqa" / "test").mkdir(parents=True)
+    (root / "chartqa" / "test" / "test_human.json").write_text(json.dumps(
+        [{"imgname": f"c{i}.png", "query": "How many shapes are there?", "label": "1"} for i in range(n)]))
+    out["chartqa"] = ([root / "chartqa" / "test" / "test_human.json"],
+                      images(root / "chartqa" / "test" / "png", [f"c{i}.png" for i in range(n)]))
+    pd.DataFrame({"pid": [str(i) for i in range(n)], "question": ["What color is the shape?", "How many shapes?"] * (n // 2),
+                  "decoded_image": image_cell, "choices": [colours, None] * (n // 2), "unit": [None, ""] * (n // 2),
+                  "precision": [None, None] * (n // 2), "answer": ["red", "1"] * (n // 2),
+                  "question_type": ["multi_choice", "free_form"] * (n // 2),
+                  "answer_type": ["text", "integer"] * (n // 2)}).to_parquet(root / "mathvista.parquet")
+    out["mathvista"] = ([root / "mathvista.parquet"], None)
+    return out

@@ -20,14 +20,7 @@ from .artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
 def vlm(tmp_path_factory):
     d = tmp_path_factory.mktemp("bench")
     llm, clip, data = tiny_llm(d / "llm", 32, 2, bpe_tokenizer(d / "tok")), tiny_clip(d / "clip"), llava_files(d / "data")
-    tok = pretrained_tokenizer(str(llm))
-    torch.manual_seed(0)
-    model = build_vlm(ModelConfig(llm=str(llm), vision=str(clip), compressor="avgpool", visual_tokens=4), tok).eval()
-    with torch.no_grad():  # random weights wide enough that answers differ from question to question
-        for p in model.llm.parameters():
-            p.normal_(0, 0.6)
-    collate = Collator(tok, 4, transform_for(str(clip), 32), conversation_format("auto", "llava", tok))
-    return model, collate, data
+    return _build((llm, clip, data))  # random weights wide enough that answers differ from question to question
 
 
 def _literal(model, collate, sample, steps):
@@ -60,18 +53,68 @@ def test_generation_is_greedy_decoding_alone_and_in_a_batch(vlm):
     assert len(set(together)) > 1 and all(together)
 
 
-def test_every_rank_answers_its_share_and_the_shares_add_up(vlm):
+def _cfg(data):
+    return EvalConfig((BenchmarkConfig("colour", str(data["colour"]), "exact_match", str(data["images"])),
+                       BenchmarkConfig("pope", str(data["pope"]), "pope", str(data["images"]))),
+                      max_new_tokens=4, batch_size=3)
+
+
+def _rank(rank: int, world: int, port: int, root: str, out: str) -> None:
+    """One of two gloo ranks: the same model, its share of the questions, every answer gathered."""
+    import json
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    base = Path(root).parent / "artifacts"
+    data = {k: Path(v) for k, v in json.loads((Path(root) / "data.json").read_text()).items()}
+    model, collate, data = _build((base / "llm", base / "clip", data))
+    metrics = benchmarks.run(model, collate, _cfg(data), rank, world, answers_dir=f"{out}/answers")
+    with open(f"{out}/rank{rank}.json", "w") as f:
+        json.dump(metrics, f)
+    dist.destroy_process_group()
+
+
+def _build(parts):
+    llm, clip, data = parts
+    tok = pretrained_tokenizer(str(llm))
+    torch.manual_seed(0)
+    model = build_vlm(ModelConfig(llm=str(llm), vision=str(clip), compressor="avgpool", visual_tokens=4), tok).eval()
+    with torch.no_grad():
+        for p in model.llm.parameters():
+            p.normal_(0, 0.6)
+    return model, Collator(tok, 4, transform_for(str(clip), 32), conversation_format("auto", "llava", tok)), data
+
+
+def test_ranks_answer_their_shares_and_every_rank_scores_all_answers(vlm, tmp_path):
+    """Two gloo ranks: each answers every other question; the gathered answers score exactly as one
+    process scores them, the same on both ranks, and rank 0 keeps every answer."""
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
     model, collate, data = vlm
-    cfg = EvalConfig((BenchmarkConfig("colour", str(data["colour"]), "exact_match", str(data["images"])),
-                      BenchmarkConfig("pope", str(data["pope"]), "yes_no", str(data["images"]))),
-                     max_new_tokens=4, batch_size=3)
-    whole, speed = benchmarks.run(model, collate, cfg, rank=0, world=1)
-    assert speed["generate_questions_per_s"] > 0
-    halves = [benchmarks.run(model, collate, cfg, rank=r, world=2)[0].totals() for r in (0, 1)]
-    for name, t in whole.totals().items():
-        assert t["count"] == 8 == sum(h[name]["count"] for h in halves)
-        assert t["correct"] == pytest.approx(sum(h[name]["correct"] for h in halves))
-    m = benchmarks.metrics(whole)
-    assert set(m) == {"error", "error/colour", "error/pope"}
-    assert m["error"] == pytest.approx((m["error/colour"] + m["error/pope"]) / 2)
-    assert all(0 <= v <= 1 for v in m.values())
+    whole = benchmarks.run(model, collate, _cfg(data), rank=0, world=1, answers_dir=str(tmp_path / "one" / "answers"))
+    assert whole["generate_questions_per_s"] > 0
+    assert whole["error"] == pytest.approx((whole["error/colour"] + whole["error/pope"]) / 2)
+    assert {"pope/f1", "pope/accuracy", "pope/yes_ratio"} <= set(whole)
+    lines = [json.loads(x) for x in (tmp_path / "one" / "answers" / "colour.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and {"question_id", "prompt", "answer", "parsed", "score", "question"} <= set(lines[0])
+    assert 1 - sum(x["score"] for x in lines) / 8 == pytest.approx(whole["error/colour"])
+
+    root = tmp_path / "two"
+    root.mkdir()
+    (tmp_path / "artifacts").symlink_to(data["images"].parents[1])  # the fixture's llm/, clip/ and data/
+    (root / "data.json").write_text(json.dumps({k: str(v) for k, v in data.items()}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_rank, args=(2, port, str(root), str(root)), nprocs=2, start_method="spawn")
+    ranks = [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
+    speed = "generate_questions_per_s"
+    assert {k: v for k, v in ranks[0].items() if k != speed} == {k: v for k, v in ranks[1].items() if k != speed} \
+        == {k: v for k, v in whole.items() if k != speed}
+    for name in ("colour", "pope"):
+        assert (root / "answers" / f"{name}.jsonl").read_text() == (tmp_path / "one" / "answers" / f"{name}.jsonl").read_text()

@@ -27,7 +27,8 @@ def _options(cmd):
 def test_cli_commands():
     assert sorted(_subcommands()) == sorted([
         "validate", "schema", "run", "resume", "results", "status", "ui", "fit", "propose", "report",
-        "render", "submit", "logs", "delete", "completion", "profile", "frontier", "repair"])
+        "render", "submit", "logs", "delete", "completion", "profile", "frontier", "repair", "rescore",
+        "convert-benchmark"])
 
 
 def test_cli_flags_of_the_main_commands():

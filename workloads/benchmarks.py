@@ -1,10 +1,15 @@
 """Benchmarks scored on generated answers, as the study scores its VLMs.
 
-A benchmark is a JSONL file in LLaVA-1.5's evaluation layout — ``{"question_id", "image", "text",
-"answer" | "answers", "options"?}`` per line — and a scorer (workloads/scorers.py). Each rank
-answers its share of the questions (every world-th), greedily, in batches, with the KV cache, on
-the model's device; the scores are summed there and all-reduced, so ``error/<name>`` (1 − the
-mean score) is the same on every rank. The cell's ``error`` is the mean over its benchmarks.
+A benchmark is a JSONL file — ``{"question_id", "image", "text", "answer" | "answers", "options"?,
+…}`` per line, the fields its scorer reads (workloads/scorers/; ``vlmscale convert-benchmark``
+writes it from a benchmark's own release) — and a scorer. Each rank answers every world-th
+question, greedily, in batches, with the KV cache, on the model's device; the answers are gathered,
+so a rule over a group of questions (MME's image pairs, MMBench's rotations) sees all of them
+whichever rank answered, and every rank computes the same score. ``error/<name>`` is 1 − the
+benchmark's accuracy, its rule's other numbers are ``<name>/<detail>``, and the cell's ``error``
+is the mean over its benchmarks. Rank 0 writes every answer (question, prompt, answer, what the
+rule read, score) to ``answers/<name>.jsonl`` under the cell's storage, so ``vlmscale rescore``
+can score them again without generating.
 """
 
 from __future__ import annotations
@@ -19,32 +24,9 @@ import torch
 from .config import BenchmarkConfig, EvalConfig
 from .data.chat import IMAGE_MARKER, image_first
 from .data.synthetic import Sample, Turn
-from .device import module_device, to_device
-from .evaluate import EvalTotals
+from .device import distributed, module_device, to_device
+from .benchmark_files import BenchmarkFormatError, benchmark_metrics, load_questions, mean_error, write_answers
 from .scorers import SCORERS
-
-
-class BenchmarkFormatError(ValueError):
-    pass
-
-
-def load_questions(b: BenchmarkConfig) -> list[dict]:
-    path = Path(b.questions)
-    out = []
-    with open(path) as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                q = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BenchmarkFormatError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
-            if not isinstance(q, dict) or "text" not in q or not ("answer" in q or "answers" in q):
-                raise BenchmarkFormatError(f"{path}: line {n}: needs 'text' and 'answer' (or the annotators' 'answers')")
-            out.append(q)
-    if not out:
-        raise BenchmarkFormatError(f"{path}: no questions")
-    return out
 
 
 def _sample(q: dict, b: BenchmarkConfig, prompt: str) -> Sample:
@@ -91,35 +73,44 @@ def generate(model, collate, samples: list[Sample], max_new_tokens: int) -> list
                                skip_special_tokens=True).strip() for row in out]
 
 
-def run(model, collate, cfg: EvalConfig, rank: int, world: int) -> tuple[EvalTotals, dict[str, float]]:
-    """Every benchmark's summed scores (this rank's share, on the model's device) and the
-    generation throughput."""
-    device = module_device(model)
-    totals = EvalTotals(device)
+def _gathered(mine: dict[int, str]) -> dict[int, str]:
+    """Every rank's answers, on every rank."""
+    if not distributed():
+        return mine
+    import torch.distributed as dist
+
+    parts: list[dict[int, str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, mine)
+    return {i: a for part in parts for i, a in (part or {}).items()}
+
+
+def run(model, collate, cfg: EvalConfig, rank: int, world: int, answers_dir: str | None = None
+        ) -> dict[str, float]:
+    """Every benchmark's error and details, the same on every rank, and the generation throughput;
+    rank 0 writes the answers under ``answers_dir`` (if given)."""
     was_training = model.training
     model.eval()
-    t0, answered = time.perf_counter(), 0
+    t0, answered, out = time.perf_counter(), 0, {}
     for b in cfg.benchmarks:
         scorer = SCORERS[b.scorer]
-        questions = load_questions(b)[rank::world]
-        for i in range(0, len(questions), cfg.batch_size):
-            chunk = questions[i:i + cfg.batch_size]
-            answers = generate(model, collate, [_sample(q, b, scorer.prompt(q)) for q in chunk], cfg.new_tokens(b))
-            scores = torch.tensor([scorer.score(a, q) for a, q in zip(answers, chunk)], dtype=torch.float64)
-            stats = torch.stack([scores, torch.ones_like(scores), torch.zeros_like(scores), torch.zeros_like(scores)], 1)
-            totals.add([b.name] * len(chunk), stats.to(device))
-            answered += len(chunk)
+        questions = load_questions(b)
+        prompts = [scorer.prompt(q, b.prompt_suffix) for q in questions]
+        mine = list(range(rank, len(questions), world))
+        answers: dict[int, str] = {}
+        for i in range(0, len(mine), cfg.batch_size):
+            chunk = mine[i:i + cfg.batch_size]
+            generated = generate(model, collate, [_sample(questions[j], b, prompts[j]) for j in chunk],
+                                 cfg.new_tokens(b))
+            answers.update(zip(chunk, generated))
+        answered += len(mine)
+        everyone = _gathered(answers)
+        predictions = [everyone[i] for i in range(len(questions))]
+        scored, result = scorer.evaluate(questions, predictions)
+        out.update(benchmark_metrics(b.name, result))
+        if rank == 0 and answers_dir:
+            write_answers(answers_dir, b.name, questions, prompts, predictions, scored)
     model.train(was_training)
     seconds = time.perf_counter() - t0
-    return totals, {"generate_questions_per_s": answered / seconds if seconds > 0 else 0.0}
-
-
-def metrics(totals: EvalTotals) -> dict[str, float]:
-    """``error/<benchmark>`` = 1 − its mean score, and ``error`` their mean (the study's average)."""
-    out = {}
-    for name, t in totals.totals().items():
-        if t["count"]:
-            out[f"error/{name}"] = 1.0 - t["correct"] / t["count"]
-    if out:
-        out["error"] = sum(out.values()) / len(out)
+    out["error"] = mean_error(out, [b.name for b in cfg.benchmarks])
+    out["generate_questions_per_s"] = answered / seconds if seconds > 0 else 0.0
     return out

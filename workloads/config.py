@@ -220,7 +220,8 @@ class BenchmarkConfig:
     questions: str  # JSONL in LLaVA-1.5's evaluation layout
     scorer: ScorerName
     image_root: str | None = None  # default: the questions file's folder
-    max_new_tokens: int | None = None  # default: the evaluation's (LLaVA: 1,024 for ScienceQA and MMBench)
+    max_new_tokens: int | None = None  # default: its scorer's reference (ScienceQA, MMBench: 1,024), else the evaluation's
+    prompt_suffix: str | None = None  # default: its scorer's (e.g. "\nAnswer the question using a single word or phrase.")
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ class EvalConfig:
     batch_size: int = 16
 
     def new_tokens(self, b: BenchmarkConfig) -> int:
-        return b.max_new_tokens or self.max_new_tokens
+        return b.max_new_tokens or SCORERS[b.scorer].max_new_tokens or self.max_new_tokens
 
 
 @dataclass(frozen=True)

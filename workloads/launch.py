@@ -24,8 +24,10 @@ class WorkerResources:
 
 
 def build_trainer(cell: CellConfig, resources: WorkerResources, storage_path: str, name: str,
-                  max_failures: int = 0, callbacks: list | None = None, stop_file: str | None = None):
-    """``stop_file``: where a stop request appears (the workers checkpoint and end at their next log step)."""
+                  max_failures: int = 0, callbacks: list | None = None, stop_file: str | None = None,
+                  answers_dir: str | None = None):
+    """``stop_file``: where a stop request appears (the workers checkpoint and end at their next log
+    step); ``answers_dir``: where the benchmarks' answers are kept."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -36,7 +38,7 @@ def build_trainer(cell: CellConfig, resources: WorkerResources, storage_path: st
         per_worker["GPU"] = resources.gpus_per_worker
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
-        train_loop_config={"cell": cell.to_dict(), "stop_file": stop_file},
+        train_loop_config={"cell": cell.to_dict(), "stop_file": stop_file, "answers_dir": answers_dir},
         torch_config=TorchConfig(backend="nccl" if resources.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=resources.num_workers, use_gpu=resources.use_gpu, resources_per_worker=per_worker
@@ -74,14 +76,14 @@ def needs_ray_train(cell: CellConfig, resources: WorkerResources) -> bool:
     return resources.num_workers > 1 or cell.train.strategy == "deepspeed"
 
 
-def train_in_trial(cell: CellConfig, root: str, progress_path: str,
-                   stop_file: str | None = None) -> tuple[dict[str, float], str | None]:
+def train_in_trial(cell: CellConfig, root: str, progress_path: str, stop_file: str | None = None,
+                   answers_dir: str | None = None) -> tuple[dict[str, float], str | None]:
     """Train a single-worker cell in this (Tune trial) process; returns the final metrics and the
     last checkpoint's directory."""
     from .session import TrialSession
     from .train import train
 
-    session = TrialSession(root, progress_path, stop_file=stop_file)
+    session = TrialSession(root, progress_path, stop_file=stop_file, answers_dir=answers_dir)
     metrics = train(cell, session)
     found = session.checkpoints()
     return metrics, str(found[-1]) if found else None

@@ -31,6 +31,7 @@ class Session(Protocol):
     rank: int
     world_size: int
     device: torch.device
+    answers_dir: str | None  # where rank 0 writes the cell's benchmark answers (None: not kept)
 
     def restore_dir(self) -> contextlib.AbstractContextManager[Path | None]:
         """The latest checkpoint as a local directory, or None for a fresh start."""
@@ -54,11 +55,11 @@ def _stop_file_exists(path: str | None) -> bool:
 class RaySession:
     """Inside ``TorchTrainer(train_loop_per_worker=…)`` (Ray Train V2 APIs)."""
 
-    def __init__(self, stop_file: str | None = None):
+    def __init__(self, stop_file: str | None = None, answers_dir: str | None = None):
         import ray.train
         import ray.train.torch
 
-        self.stop_file = stop_file
+        self.stop_file, self.answers_dir = stop_file, answers_dir
         ctx = ray.train.get_context()
         self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
@@ -88,7 +89,7 @@ class TuneSession:
     """Inside a Ray Tune function trainable — one process, no Train worker group (the short
     trials of learning-rate calibration): reports go to Tune, which may stop the trial."""
 
-    rank, world_size = 0, 1
+    rank, world_size, answers_dir = 0, 1, None
 
     def __init__(self):
         self.device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
@@ -118,7 +119,7 @@ class LocalSession:
     """
 
     def __init__(self, root: str | Path, keep: int = 2, echo: bool = False, device: str | torch.device = "cpu",
-                 stop_file: str | None = None):
+                 stop_file: str | None = None, answers_dir: str | None = None):
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -126,7 +127,7 @@ class LocalSession:
         self.rank, self.world_size, self.device = 0, 1, torch.device(device)
         self.root = path_of(root)
         self.remote = is_remote(root)
-        self.keep, self.echo, self.stop_file = keep, echo, stop_file
+        self.keep, self.echo, self.stop_file, self.answers_dir = keep, echo, stop_file, answers_dir
         self.history: list[dict[str, float]] = []
 
     def checkpoint_path(self, step: float) -> Path:
@@ -186,9 +187,9 @@ class TrialSession(LocalSession):
     """
 
     def __init__(self, root: str | Path, progress_path: str | Path, device: str | torch.device | None = None,
-                 stop_file: str | None = None):
+                 stop_file: str | None = None, answers_dir: str | None = None):
         super().__init__(root, keep=2, device=device or ("cuda:0" if torch.cuda.is_available() else "cpu"),
-                         stop_file=stop_file)
+                         stop_file=stop_file, answers_dir=answers_dir)
         self.progress_path = progress_path
 
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None = None) -> None:

@@ -42,8 +42,8 @@ from .tokenizer import load_tokenizer
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point: ``config`` is {"cell": ``CellConfig.to_dict()``, "stop_file": …}."""
-    train(CellConfig.from_dict(config["cell"]), RaySession(config.get("stop_file")))
+    """Ray Train entry point: ``config`` is {"cell": ``CellConfig.to_dict()``, "stop_file": …, "answers_dir": …}."""
+    train(CellConfig.from_dict(config["cell"]), RaySession(config.get("stop_file"), config.get("answers_dir")))
 
 
 def seed_everything(seed: int) -> None:
@@ -313,9 +313,7 @@ def _benchmarks(engine, collate, cell: CellConfig, session: Session) -> dict[str
     from . import benchmarks
 
     with engine.autocast():
-        totals, speed = benchmarks.run(engine.module, collate, cell.eval, session.rank, session.world_size)
-    totals.all_reduce([b.name for b in cell.eval.benchmarks])
-    return {**benchmarks.metrics(totals), **speed}
+        return benchmarks.run(engine.module, collate, cell.eval, session.rank, session.world_size, session.answers_dir)
 
 
 def _agree_on_keys(keys: list[str]) -> list[str]:
@@ -336,8 +334,9 @@ def _report(session: Session, engine, metrics: dict[str, float], checkpoint: boo
         session.report(metrics, Path(d))
 
 
-def train_local(cell: CellConfig, root: str | Path, echo: bool = False,
-                device: str | torch.device = "cpu") -> tuple[dict[str, float], LocalSession]:
-    """Train one cell in this process (no Ray) on ``device``; checkpoints under ``root``."""
-    session = LocalSession(root, echo=echo, device=device)
+def train_local(cell: CellConfig, root: str | Path, echo: bool = False, device: str | torch.device = "cpu",
+                answers_dir: str | None = None) -> tuple[dict[str, float], LocalSession]:
+    """Train one cell in this process (no Ray) on ``device``; checkpoints under ``root``, answers
+    under ``answers_dir`` (if given)."""
+    session = LocalSession(root, echo=echo, device=device, answers_dir=answers_dir)
     return train(cell, session), session

@@ -76,7 +76,7 @@ def _named(name: str, exp_dir) -> str:
 
 def _mlflow_line(name: str, outcome) -> str:
     from ..mlflow_view import experiment_url
-    from ..track import ui_base
+    from ..mlflow_view import ui_base
 
     url = experiment_url(ui_base(outcome.tracking_uri), outcome.experiment_id)
     if outcome.tracking_uri.startswith(("http://", "https://")):
@@ -104,6 +104,35 @@ def cmd_resume(a) -> int:
 def cmd_results(a) -> int:
     exp, exp_dir = locate(a.name, a.storage)
     sys.stdout.write(render(rows(exp, exp_dir), a.format))
+    return 0
+
+
+def cmd_convert_benchmark(a) -> int:
+    from ..convert import convert
+
+    options = {}
+    if a.categories:
+        options["categories"] = tuple(c.strip() for c in a.categories.split(",") if c.strip())
+    if a.split:
+        options["split"] = a.split
+    try:
+        n, images = convert(a.kind, list(a.sources), a.output, a.images, **options)
+    except TypeError as e:  # an option its converter does not take
+        raise UsageError(f"convert-benchmark {a.kind}: {e}") from None
+    root = f", image_root: {images}" if images else ", image_root: <the release's image folder>"
+    print(f"wrote {n} questions to {a.output}{f' and their images to {images}' if images else ''}\n"
+          f"in the spec: {{name: {a.kind}, questions: {a.output}, scorer: {a.kind}{root}}}")
+    return 0
+
+
+def cmd_rescore(a) -> int:
+    import yaml
+
+    from ..rescore import rescore
+
+    exp, exp_dir = locate(a.name, a.storage)
+    manifest = exp_dir.read_manifest()
+    rescore(exp, exp_dir, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False))
     return 0
 
 
@@ -167,7 +196,8 @@ def cmd_ui(a) -> int:
     """MLflow's UI over the experiment's local store, quiet: its log goes to a file, one line with
     the address of the experiment's cells is printed once the server answers; Ctrl-C stops it."""
     from ..mlflow_view import experiment_url
-    from ..track import Tracker, tracking_target, ui_base
+    from ..mlflow_view import ui_base
+    from ..track import Tracker, tracking_target
 
     exp, exp_dir = locate(a.name, a.storage)
     uri, name, root = tracking_target(exp, exp_dir)

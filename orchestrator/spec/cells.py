@@ -33,7 +33,8 @@ NOT_IDENTITY = ("train.threads_per_worker", "fault")
 # ``*`` stands for any index of a list (each stage, each benchmark).
 LATER = {"train.attention": "sdpa", "train.fused_optimizer": False, "train.compile": "none", "train.logits": "all",
          "data.group_by_length": False, "train.betas": [0.9, 0.95], "data.group_by_modality_length": False,
-         "train.stages.*.image_aspect_ratio": None, "eval.benchmarks.*.max_new_tokens": None}
+         "train.stages.*.image_aspect_ratio": None, "eval.benchmarks.*.max_new_tokens": None,
+         "eval.benchmarks.*.prompt_suffix": None}
 # A cell without benchmarks generates nothing: its generation length shapes nothing and stays at
 # the value such cells were known by (the default was 16 before it became LLaVA's 128).
 NO_BENCHMARKS = {"eval.max_new_tokens": 16}
@@ -200,7 +201,8 @@ def _config(exp: _Experiment, point: tuple, key: str, lrs: dict[str, float] | No
         data=DataConfig(tasks=(task,), seed=seed, **data),
         train=train_config(s, llm, seed, lrs, file_at),
         eval=EvalConfig(tuple(BenchmarkConfig(b.name, file_at(b.questions), b.scorer, file_at(b.image_root),
-                                              b.max_new_tokens) for b in e.benchmarks), e.max_new_tokens, e.batch_size),
+                                              b.max_new_tokens, b.prompt_suffix) for b in e.benchmarks),
+                        e.max_new_tokens, e.batch_size),
         fault=FaultConfig(fault.step, fault.during) if fault and key in fault.cells else None,
     )
 

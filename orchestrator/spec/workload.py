@@ -115,7 +115,11 @@ class Benchmark(Strict):
     image_root: str | None = Field(None, description="Folder the questions' images are relative to "
                                                      "(default: the questions file's)")
     max_new_tokens: int | None = Field(None, ge=1, le=4096, description=(
-        "Longest generated answer (default: evaluation.max_new_tokens; LLaVA: 1,024 for ScienceQA and MMBench)"))
+        "Longest generated answer (default: its scorer's reference — 1,024 for ScienceQA and MMBench, as LLaVA's "
+        "scripts — else evaluation.max_new_tokens)"))
+    prompt_suffix: str | None = Field(None, max_length=1000, description=(
+        "Appended to each question (default: its scorer's, e.g. \"\\nAnswer the question using a single word or "
+        "phrase.\"; \"\" for none); a question that already ends with it is left as it is"))
 
     @field_validator("name")
     @classmethod
@@ -131,9 +135,13 @@ class Benchmark(Strict):
 
 
 class Evaluation(Strict):
-    """The study's evaluation: the cell's error is the mean over these benchmarks' errors."""
+    """The study's evaluation: the cell's error is the mean over these benchmarks' errors; a group's
+    error is the mean over its own (the paper's error is its nine reasoning benchmarks')."""
 
     benchmarks: list[Benchmark] = Field(default_factory=list)
+    groups: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "Named sets of benchmarks, each with its error error/<group> (the mean of its members'), e.g. "
+        "{reasoning: [mme, gqa, ...], ocr: [textvqa]}: a fit's metric may be one"))
     max_new_tokens: int = Field(EvalConfig.max_new_tokens, ge=1, le=4096,
                                 description="Longest generated answer (LLaVA-1.5's evaluation: 128)")
     batch_size: int = Field(EvalConfig.batch_size, ge=1, le=4096, description="Questions generated at once per worker")
@@ -145,6 +153,22 @@ class Evaluation(Strict):
         if len(set(names)) != len(names):
             raise ValueError("names a benchmark twice")
         return v
+
+    @model_validator(mode="after")
+    def _groups(self) -> "Evaluation":
+        names = {b.name for b in self.benchmarks}
+        for group, members in self.groups.items():
+            if not re.fullmatch(r"^[a-z0-9][a-z0-9_.\-]{0,62}$", group):
+                raise ValueError(f"groups: {group!r}: a group name is lowercase letters, digits, '_', '-' and '.'")
+            if group in names:
+                raise ValueError(f"groups: {group!r} is also a benchmark's name; error/{group} would mean both")
+            unknown = [m for m in members if m not in names]
+            if not members or unknown:
+                raise ValueError(f"groups.{group}: " + (f"{unknown[0]!r} is not a benchmark of spec.evaluation"
+                                                         if unknown else "lists no benchmark"))
+            if len(set(members)) != len(members):
+                raise ValueError(f"groups.{group}: lists a benchmark twice")
+        return self
 
 
 class LRCalibration(Strict):
