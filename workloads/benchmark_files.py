@@ -95,21 +95,29 @@ def write_answers(directory: str, name: str, questions: list[dict], prompts: lis
 ANSWER_FIELDS = ("question", "answer", "prompt")
 
 
+def json_lines(text: str, where: str, error: type[Exception] = BenchmarkFormatError):
+    """(line number from 1, object) of every non-empty line; a line that is not a JSON object is
+    ``error`` naming ``where`` and the line."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{where}: line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(record, dict):
+            raise error(f"{where}: line {n}: not a JSON object")
+        yield n, record
+
+
 def read_answers(path: str | Path) -> list[dict]:
     """A cell's answers to one benchmark, in the file's order; a line that is not an answer record
     is a :class:`BenchmarkFormatError` naming the file and the line."""
     from .storage import path_of
 
     out = []
-    for n, line in enumerate(path_of(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BenchmarkFormatError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
-        missing = [f for f in ANSWER_FIELDS if not isinstance(record, dict) or f not in record]
-        if missing or not isinstance(record["question"], dict):
+    for n, record in json_lines(path_of(path).read_text(), str(path)):
+        if any(f not in record for f in ANSWER_FIELDS) or not isinstance(record["question"], dict):
             raise BenchmarkFormatError(f"{path}: line {n}: not an answer record (needs {', '.join(ANSWER_FIELDS)})")
         out.append(record)
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 from workloads.scorers.base import LETTERS
 
 from .registry import ConversionError, converter
-from .files import missing_value, need, read_json, read_table, save_image
+from .files import missing_value, need, read_json, read_table, save_image, table_rows
 
 CIRCULAR = 1_000_000
 
@@ -69,14 +69,11 @@ def scienceqa(sources: list[Path], images: Path, split: str = "test"):
 @converter("ai2d", "AI2D's parquet (lmms-lab/ai2d test: question, options, answer as an option's index, image)",
            embedded_images=True)
 def ai2d(sources: list[Path], images: Path):
-    for source in sources:
-        for i, row in enumerate(read_table(source)):
-            where = f"{source}: row {i}"
-            need(row, ("question", "options", "answer", "image"), where)
-            options = [str(o) for o in row["options"]]
-            try:
-                answer = LETTERS[int(row["answer"])]
-            except (ValueError, IndexError):
-                raise ConversionError(f"{where}: answer: {row['answer']!r} is not an option's index") from None
-            yield {"question_id": i, "image": save_image(row["image"], images, f"ai2d-{i}", where),
-                   "text": row["question"], "options": options, "answer": answer}
+    for i, (where, _, row) in enumerate(table_rows(sources, ("question", "options", "answer", "image"))):
+        options = [str(o) for o in row["options"]]
+        try:
+            answer = LETTERS[int(row["answer"])]
+        except (ValueError, IndexError):
+            raise ConversionError(f"{where}: answer: {row['answer']!r} is not an option's index") from None
+        yield {"question_id": i, "image": save_image(row["image"], images, f"ai2d-{i}", where),
+               "text": row["question"], "options": options, "answer": answer}

@@ -28,16 +28,9 @@ def read_json(path: Path) -> Any:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise _error(f"{path}: line {n}: not valid JSON ({e.msg})") from None
-        if not isinstance(record, dict):
-            raise _error(f"{path}: line {n}: not a JSON object")
-        yield n, record
+    from workloads.benchmark_files import json_lines
+
+    return json_lines(path.read_text(encoding="utf-8"), str(path), ConversionError)
 
 
 def read_table(path: Path) -> list[dict]:
@@ -61,6 +54,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def table_rows(sources: list[Path], fields: tuple[str, ...]) -> Iterator[tuple[str, int, dict]]:
+    """(where, index, row) of every row of every table, each holding ``fields``."""
+    for source in sources:
+        for i, row in enumerate(read_table(source)):
+            where = f"{source}: row {i}"
+            need(row, fields, where)
+            yield where, i, row
 
 
 def need(row: dict, fields: tuple[str, ...], where: str) -> None:

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 from .registry import ConversionError, converter
-from .files import missing_value, need, read_json, read_table, save_image
+from .files import missing_value, need, read_json, save_image, table_rows
 
 
 @converter("gqa", "GQA's testdev_balanced_questions.json ({question id: {imageId, question, answer, …}}); images: "
@@ -68,37 +68,30 @@ def chartqa(sources: list[Path], images: Path):
 @converter("mathvista", "MathVista's parquet (AI4Math/MathVista testmini: pid, question, decoded_image, choices, unit, "
                         "precision, answer, question_type, answer_type)", embedded_images=True)
 def mathvista(sources: list[Path], images: Path):
-    for source in sources:
-        for i, row in enumerate(read_table(source)):
-            where = f"{source}: row {i}"
-            need(row, ("pid", "question", "answer", "question_type", "answer_type"), where)
-            image = row.get("decoded_image") or row.get("image")
-            yield {"question_id": row["pid"], "image": save_image(image, images, f"mathvista-{row['pid']}", where),
-                   "text": row["question"], "choices": row.get("choices") or None,
-                   "unit": None if missing_value(row.get("unit")) else row["unit"],
-                   "precision": int(row["precision"]) if row.get("precision") is not None else 0,
-                   "answer": str(row["answer"]), "question_type": row["question_type"],
-                   "answer_type": row["answer_type"]}
+    for where, _, row in table_rows(sources, ("pid", "question", "answer", "question_type", "answer_type")):
+        image = row.get("decoded_image") or row.get("image")
+        yield {"question_id": row["pid"], "image": save_image(image, images, f"mathvista-{row['pid']}", where),
+               "text": row["question"], "choices": row.get("choices") or None,
+               "unit": None if missing_value(row.get("unit")) else row["unit"],
+               "precision": int(row["precision"]) if row.get("precision") is not None else 0,
+               "answer": str(row["answer"]), "question_type": row["question_type"], "answer_type": row["answer_type"]}
 
 
 @converter("mmmu", "MMMU's parquet files (MMMU/MMMU <subject>/validation: id, question, options, answer, image_1…, "
                    "question_type); the first image is kept (LLaVA-1.5 reads one)", embedded_images=True)
 def mmmu(sources: list[Path], images: Path):
-    for source in sources:
-        for i, row in enumerate(read_table(source)):
-            where = f"{source}: row {i}"
-            need(row, ("id", "question", "options", "answer", "question_type"), where)
-            options = _literal(row["options"], where) if isinstance(row["options"], str) else row["options"]
-            answer = row["answer"]
-            if isinstance(answer, str) and answer.strip().startswith("["):
-                answer = _literal(answer, where)
-            shown = [k for k in (f"image_{j}" for j in range(1, 8)) if row.get(k)]
-            out = {"question_id": row["id"], "text": row["question"], "options": options, "answer": answer,
-                   "question_type": "multiple-choice" if row["question_type"] == "multiple-choice" else "open",
-                   "images": len(shown)}
-            if shown:
-                out["image"] = save_image(row[shown[0]], images, f"mmmu-{row['id']}", where)
-            yield out
+    for where, _, row in table_rows(sources, ("id", "question", "options", "answer", "question_type")):
+        options = _literal(row["options"], where) if isinstance(row["options"], str) else row["options"]
+        answer = row["answer"]
+        if isinstance(answer, str) and answer.strip().startswith("["):
+            answer = _literal(answer, where)
+        shown = [k for k in (f"image_{j}" for j in range(1, 8)) if row.get(k)]
+        out = {"question_id": row["id"], "text": row["question"], "options": options, "answer": answer,
+               "question_type": "multiple-choice" if row["question_type"] == "multiple-choice" else "open",
+               "images": len(shown)}
+        if shown:
+            out["image"] = save_image(row[shown[0]], images, f"mmmu-{row['id']}", where)
+        yield out
 
 
 def _literal(text: str, where: str):
