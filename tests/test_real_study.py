@@ -142,3 +142,40 @@ def test_validate_refuses_a_projector_file_that_does_not_fit_in_one_line(tmp_pat
         assert "missing model.mm_projector.clip_attn.in_proj_bias" in problem[0]
         assert "unexpected model.mm_projector.0.k_proj.0.weight, model.mm_projector.0.kv_mlps.0.0.weight" in problem[0]
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_validate_names_every_benchmark_line_its_scorer_cannot_score(tmp_path):
+    """An MMBench line without options, a TextVQA line without its ten answers, an MME image with
+    one question, a missing image: each one line naming file, line and field; exit 2; nothing written."""
+    models, data = tmp_path / "models", llava_files(tmp_path / "data", n=4)
+    llm = tiny_llm(models / "qwen", 32, 1, bpe_tokenizer(models / "tokenizer"))
+    clip = tiny_clip(models / "clip")
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    lines = {
+        "mmbench": [{"question_id": 0, "image": "0.png", "text": "q", "options": ["a", "b"], "answer": "A"},
+                    {"question_id": 1, "image": "1.png", "text": "q", "answer": "B"}],
+        "textvqa": [{"question_id": 0, "image": "0.png", "text": "q", "answers": ["red"] * 9}],
+        "mme": [{"question_id": 0, "image": "0.png", "text": "q", "answer": "Yes", "category": "count", "group": "a"},
+                {"question_id": 1, "image": "0.png", "text": "q", "answer": "No", "category": "count", "group": "a"},
+                {"question_id": 2, "image": "9.png", "text": "q", "answer": "No", "category": "count", "group": "b"}],
+    }
+    for name, rows in lines.items():
+        (bench / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "badbench"},
+            "spec": {"grid": {"llms": [str(llm)], "visual_tokens": [4], "compressors": ["avgpool"], "tasks": ["llava"]},
+                     "vision": {"model": str(clip), "pretrain": None},
+                     "data": {"source": "llava", "image_root": str(data["images"]), "llava_train": str(data["instruct"])},
+                     "evaluation": {"benchmarks": [{"name": n, "questions": str(bench / f"{n}.jsonl"), "scorer": n,
+                                                    "image_root": str(data["images"])} for n in lines]},
+                     "storage": {"path": str(tmp_path / "runs")}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "validate", str(path)], env=_env(tmp_path),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"{bench / 'mmbench.jsonl'}: line 2: options: needs a list of at least 2 options" in r.stderr
+    assert f"{bench / 'textvqa.jsonl'}: line 1: answers: needs the ten annotators' answers (got 9)" in r.stderr
+    assert f"{bench / 'mme.jsonl'}: line 3: group: image 'b' has 1 question(s)" in r.stderr
+    assert f"{bench / 'mme.jsonl'}: line 3: image: {data['images'] / '9.png'} does not exist" in r.stderr
+    assert not (tmp_path / "runs").exists()

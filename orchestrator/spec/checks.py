@@ -81,7 +81,8 @@ def problems(exp: Experiment) -> list[str]:
         if root is not None and not root.startswith("s3://") and not Path(root).is_dir():
             out.append(f"spec.evaluation.benchmarks[{i}].image_root: {root}: no such directory")
         elif Path(questions).is_file():
-            out += _first_image(f"spec.evaluation.benchmarks[{i}]", Path(questions), Path(root) if root else None)
+            out += _benchmark_problems(f"spec.evaluation.benchmarks[{i}]", b.name, b.scorer, Path(questions),
+                                       Path(root) if root else None)
     return list(dict.fromkeys(out))
 
 
@@ -113,20 +114,29 @@ def _weights_problems(exp: Experiment, field: str, path: str, vision, grid: int)
     return list(dict.fromkeys(found))
 
 
-def _first_image(field: str, questions: Path, root: Path | None) -> list[str]:
-    """Whether the first question's image is where the benchmark says (a cheap look at a large file)."""
-    import json
+SHOWN = 5  # problems named per benchmark file; the rest counted
 
-    with open(questions) as f:
-        first = next((line for line in f if line.strip()), None)
-    try:
-        image = json.loads(first).get("image") if first else None
-    except (json.JSONDecodeError, AttributeError):
-        return [f"{field}.questions: {questions}: line 1 is not a JSON object"]
-    if image and not ((root or questions.parent) / image).is_file():
-        return [f"{field}: the first question's image {(root or questions.parent) / image} does not exist; "
-                "set its image_root to the folder its images are relative to"]
-    return []
+
+def _benchmark_problems(field: str, name: str, scorer: str, questions: Path, root: Path | None) -> list[str]:
+    """Every line of the benchmark against what its scorer reads (file, line, field), and every
+    question's image where the benchmark says it is."""
+    from workloads.benchmark_files import question_problems, read_questions
+    from workloads.config import BenchmarkConfig
+
+    found = read_questions(questions)
+    out = question_problems(BenchmarkConfig(name, str(questions), scorer), found)
+    base = root or questions.parent
+    missing = [(n, q["image"]) for n, q in found if isinstance(q, dict) and isinstance(q.get("image"), str)
+               and not (base / q["image"]).is_file()]
+    if missing:
+        n, image = missing[0]
+        fix = "set its image_root to the folder its images are relative to" if len(missing) == len(found) else \
+            "add the missing images, or drop their questions"
+        more = f" (and {len(missing) - 1} more questions without theirs)" if len(missing) > 1 else ""
+        out.append(f"{field}: {questions}: line {n}: image: {base / image} does not exist{more}; {fix}")
+    if len(out) > SHOWN:
+        out = out[:SHOWN] + [f"{questions}: and {len(out) - SHOWN} more problems"]
+    return out
 
 
 def check_artifacts(exp: Experiment, source: str | None = None) -> None:
