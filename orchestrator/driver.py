@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .errors import SpecError
 from .identity import Change, changes, planned_cells, refusal, supersede, tower_dir, write_identity
-from .interrupts import Interrupt, Interrupted, tune_stopper
+from .interrupts import Interrupt, Interrupted, tune_search, tune_stopper
 from .layout import ExperimentDir, atomic_write_json
 from .spec import Cell, Experiment, expand
 from .spec.cells import tower
@@ -292,4 +292,5 @@ def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], num
         return {}
     callbacks = [track.tune_callback(target, run_ids, exp.spec.fit.text_tokens, exp.spec.evaluation.groups),
                  progress.tune_callback(board, live)]
-    return run_grid(exp, exp_dir, p, callbacks, stopper=tune_stopper(interrupt))
+    return run_grid(exp, exp_dir, p, callbacks, stopper=tune_stopper(interrupt),
+                    search=lambda concurrency: tune_search(interrupt, concurrency))

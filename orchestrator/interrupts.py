@@ -99,6 +99,23 @@ class Interrupt:
                                        "others kept their checkpoints; run the same command again to resume")
 
 
+def tune_search(interrupt: Interrupt, max_concurrent: int):
+    """Tune's grid, its trials made one at a time as slots free (``max_concurrent``), and none once a
+    stop is asked: no new cell starts after the first signal (a running one checkpoints and ends).
+    It reads the stop request from storage, as a trial does: Tune may hold a copy of it."""
+    from pathlib import Path
+
+    from ray.tune.search import BasicVariantGenerator
+
+    stop = str(interrupt.exp_dir.stop_request)
+
+    class GridUntilStopped(BasicVariantGenerator):
+        def is_finished(self) -> bool:
+            return super().is_finished() or Path(stop).exists()
+
+    return GridUntilStopped(max_concurrent=max_concurrent)
+
+
 def tune_stopper(interrupt: Interrupt):
     """A Ray Tune ``Stopper`` that ends the experiment when the interrupt's grace period is over."""
     from ray import tune

@@ -129,7 +129,7 @@ def _record(exp_dir: ExperimentDir, job: dict[str, Any], metrics: dict[str, Any]
 
 
 def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list,
-             stopper=None) -> dict[str, str | None]:
+             stopper=None, search=None) -> dict[str, str | None]:
     """Run (or resume) the Tune experiment over the cells that are not finished; each cell's cause
     of failure (one line), or None."""
     from ray import tune
@@ -158,6 +158,7 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list,
         trainable,
         param_space={"cell": tune.grid_search(jobs)},
         tune_config=tune.TuneConfig(max_concurrent_trials=p.concurrency, reuse_actors=in_trial,
+                                    search_alg=search(p.concurrency) if search else None,
                                     trial_dirname_creator=_trial_name, trial_name_creator=_trial_name),
         run_config=tune.RunConfig(
             name=f"attempt-{attempt}", storage_path=str(exp_dir.tune), verbose=0, callbacks=callbacks, stop=stopper,

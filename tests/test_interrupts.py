@@ -85,6 +85,7 @@ def test_a_signal_mid_grid_checkpoints_the_cells_and_the_rerun_finishes_them(tmp
         assert driver.poll() is None, driver.communicate()
         assert time.time() < deadline
         time.sleep(0.2)
+    started = set(steps(exp_dir))  # reported a step by now (the other running one may not have yet)
     sent = time.time()
     driver.send_signal(sig)
     out, err = driver.communicate(timeout=300)
@@ -98,6 +99,10 @@ def test_a_signal_mid_grid_checkpoints_the_cells_and_the_rerun_finishes_them(tmp
     assert not (exp_dir / "stop").exists() and not (exp_dir / "driver.lock").exists()
     stopped_at = steps(exp_dir)
     assert stopped_at and all(s < 100 for s in stopped_at.values())
+    # no cell starts after the signal: only the two running then (of four, two at a time) ever ran
+    keys = [c.key for c in __import__("orchestrator.spec", fromlist=["load"]).load(spec).cells()]
+    running = {k for k in keys if f"{k}: running" in out}
+    assert started <= running == set(stopped_at) == set(keys[:2]), (started, running, [l for l in out.splitlines() if "tiny-s-" in l])
     for key, step in stopped_at.items():  # checkpointed where it stopped: no checkpoint_every step
         checkpoints = sorted((exp_dir / "cells" / key).glob("checkpoint_*"))
         assert checkpoints and checkpoints[-1].name == f"checkpoint_{step:08d}", (key, step, checkpoints)

@@ -219,6 +219,9 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
         if complete is not None:
             engine.load(complete, rank, optimizer=start > begins[current])
     session = drilled(session, cell.fault, resumed=start > 0)  # a crash drill, if the cell has one
+    if start == 0 and session.stop_requested():  # asked to stop while it was being set up: it never starts
+        engine.close()
+        raise CellInterrupted("stopped before its first step: a rerun starts it")
 
     # ---- train, stage by stage, each from the last one's weights
     # losses stay on the device until a log step: one host sync per log, not per micro-step

@@ -86,7 +86,14 @@ def _expanded(node, depth: int, sizes: dict[int, int], open_: set[int]) -> int:
 def read_yaml(text: str, source: str) -> Any:
     """``yaml.safe_load``, bounded: aliases are counted as they expand, nesting and cycles refused,
     before any Python object is built."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader refuses control characters here, before parsing
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise SpecError(f"{source}: line {line}, column {column}: character #x{e.character:04x} is not "
+                        "allowed in YAML (a control character: remove it, or write it escaped in a quoted "
+                        "string)") from None
     try:
         node = loader.get_single_node()
         if node is None:
