@@ -212,6 +212,9 @@ _command("validate", c.cmd_validate, "Check an experiment spec, its models and d
          click.argument("file", type=SPEC), FORCE,
          click.option("--syntax-only", is_flag=True,
                       help="check the spec and its grid only, not its models and data (which may live on a cluster)"),
+         click.option("--deep", is_flag=True,
+                      help="also decode every training image (in parallel, with a progress line); by default "
+                           "validate checks that each exists"),
          _format())
 _command("schema", c.cmd_schema, "Print the JSON Schema of the experiment spec.")
 _command("run", c.cmd_run, "Run (or resume) an experiment on a local Ray, or the cluster at --address.",

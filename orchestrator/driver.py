@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from . import defects
 from .errors import SpecError
 from .identity import Change, changes, planned_cells, refusal, supersede, tower_dir, write_identity
 from .interrupts import Interrupt, Interrupted, tune_search, tune_stopper
@@ -187,6 +188,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
         ray.shutdown()
         raise
     pool.shutdown()
+    defects.clear(exp_dir)  # a file fixed since the last run is tried again
     log = RoundLog.load(exp_dir)
     errors: dict[str, str | None] = {}  # each cell's cause of failure (one line)
     planned: list[Cell] = []

@@ -13,6 +13,7 @@ finished cells.
         progress/<key>.jsonl every report of each cell (live progress)
         errors/<key>.json    why a cell failed last (one line), while it is not finished
         stop                 a stop request (SIGINT, SIGTERM) the running cells see: they checkpoint and end
+        defects/             data files a cell of this run failed on (orchestrator/defects.py)
         logs/<key>.log       every failure's full traceback, attempt by attempt
         damaged/             state files that failed their check, set aside (orchestrator/state.py)
         rounds.json          the cells of every round after the grid, and each round's fit

@@ -56,21 +56,29 @@ def candidate_llms(exp: Experiment, obs: Observations, parameters: str | None = 
         elif is_llm_preset(m) and parameters == "non_embedding":
             out[m] = float(llm_non_embedding_params(m))
         else:
-            out[m] = _counted_size(exp, m, parameters)
+            counted = _counted_size(exp, m, parameters)
+            if counted is not None:
+                out[m] = counted
     return out
 
 
-def _counted_size(exp: Experiment, ref: str, parameters: str) -> float:
-    """N of an LLM no cell has trained yet, counted from its config alone (non-embedding or total)."""
+def _counted_size(exp: Experiment, ref: str, parameters: str) -> float | None:
+    """N of an LLM no cell has trained yet, counted from its config alone (non-embedding or total);
+    None — with a line saying why — when its config cannot size it: it is left out of the
+    candidates, and the fit, the frontier and the rest of the proposals go on without it."""
+    import sys
+
     from workloads.model import llm_size_from_config
 
     if parameters == "nominal":
         raise UsageError(f"spec.fit.candidates.llms: {ref}: its name states no size; give it in spec.fit.nominal_sizes")
     try:
         return float(llm_size_from_config(exp.locate_llm(ref).location, total=parameters == "total"))
-    except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"spec.fit.candidates.llms: {ref}: cannot read its config to size it ({e}); fix the "
-                         "reference or drop it from the candidates") from None
+    except Exception as e:  # noqa: BLE001 — a broken config must not take the fit down with it
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        print(f"note: {ref}: left out of the proposals: its config cannot size it ({type(e).__name__}: {first})",
+              file=sys.stderr)
+        return None
 
 
 def candidate_visual_tokens(exp: Experiment, compressor: str) -> list[int]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from workloads.config import CellConfig
 
+from . import defects
 from .cluster import derive_concurrency, has_cell_slots
 from .layout import ExperimentDir
 from .spec import CELL_SLOT, Cell, Experiment
@@ -63,7 +64,7 @@ def cell_trainable(config: dict[str, Any]) -> None:
     checkpoint. Either way its traceback goes to the cell's log under the experiment."""
     from ray import tune
 
-    from workloads.failures import describe, interrupted
+    from workloads.failures import data_file, describe, interrupted
 
     job = config["cell"]
     exp_dir = ExperimentDir.at(job["exp_dir"])
@@ -74,6 +75,11 @@ def cell_trainable(config: dict[str, Any]) -> None:
     if exp_dir.stop_request.exists():  # the run is stopping: no new cells start
         tune.report({"cell_interrupted": 1})
         return
+    defect = defects.found(exp_dir, CellConfig.from_dict(job["config"]).data_files())
+    if defect is not None:  # another cell of this run failed on a file this one reads
+        exp_dir.record_error(job["key"], defect.line(), False, defect.line())
+        tune.report({"cell_error": defect.line(), "cell_log": str(exp_dir.log_path(job["key"]))})
+        return
     exp_dir.clear_error(job["key"])  # this attempt supersedes the last one's failure
     try:
         metrics, checkpoint = _train(job, exp_dir)
@@ -83,6 +89,8 @@ def cell_trainable(config: dict[str, Any]) -> None:
             return
         failure = describe(e)
         exp_dir.record_error(job["key"], failure.cause, failure.transient, failure.details)
+        if (path := data_file(e)) is not None:
+            defects.record(exp_dir, path, failure.cause, job["key"])
         if failure.transient:
             raise
         tune.report({"cell_error": failure.cause, "cell_log": str(exp_dir.log_path(job["key"]))})

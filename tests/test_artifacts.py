@@ -60,7 +60,8 @@ def test_absolute_relative_and_home_paths_locate_to_the_same_places(models, tmp_
     assert cell.data.image_root == str(data["images"])
 
     monkeypatch.setenv("HOME", str(root))
-    home = load_doc(tmp_path, _doc(["~/llm-small"], "~/clip", {"llava_train": str(data["instruct"])}))
+    home = load_doc(tmp_path, _doc(["~/llm-small"], "~/clip", {"llava_train": str(data["instruct"]),
+                                                               "image_root": "~/data/images"}))
     assert home.cells()[0].config.model.llm == str(models["small"]) and problems(home) == []
 
 
@@ -113,6 +114,7 @@ def test_a_preset_llm_on_llava_data_needs_a_tokenizer(models, tmp_path):
     exp = load_doc(tmp_path, _doc(["tiny-s"], "vit-tiny", {"llava_train": str(models["data"]["instruct"])}))
     assert any("spec.grid.llms[0]: the LLM preset 'tiny-s' has no tokenizer" in p for p in problems(exp))
     doc = _doc(["tiny-s"], "vit-tiny", {"llava_train": str(models["data"]["instruct"]),
+                                        "image_root": str(models["data"]["images"]),
                                         "tokenizer": str(models["root"] / "tokenizer")})
     assert problems(load_doc(tmp_path, doc)) == []
 

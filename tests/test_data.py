@@ -96,15 +96,15 @@ def test_llava_format_loads_real_png_files(tmp_path):
     assert pixels.shape == (3, 64, 64)
 
 
-def test_llava_format_errors_name_the_file_and_record(tmp_path):
+def test_llava_format_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"image": "x.png"}]))
-    with pytest.raises(LlavaFormatError, match=r"bad.json: record 0: needs 'conversations'"):
+    with pytest.raises(LlavaFormatError, match=r"bad.json: line 1: conversations: missing"):
         LlavaDataset(bad)
     missing = tmp_path / "missing.json"
     missing.write_text(json.dumps([{"image": "nope.png", "conversations": [
         {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]))
-    with pytest.raises(LlavaFormatError, match="nope.png"):
+    with pytest.raises(LlavaFormatError, match=r"missing.json: line 1: image: .*nope.png does not exist"):
         LlavaDataset(missing)[0]
 
 

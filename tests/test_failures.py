@@ -47,6 +47,31 @@ def test_a_rank_that_raised_is_the_cause_of_its_peers_timeouts():
     assert "ValueError: shape [3, 4]" in failure.details and "DistBackendError" in failure.details
 
 
+def test_a_cause_keeps_the_line_that_says_why_and_what_it_was_raised_from():
+    """A library's heading on its first line and the reason below it; an error raised from another."""
+    try:
+        try:
+            raise TypeError("Field 'hidden_size' expected int, got str")
+        except TypeError as inner:
+            raise ValueError("Validation error for field 'hidden_size':\n    the value is wrong") from inner
+    except ValueError as e:
+        line = cause_line(e)
+    assert line == ("ValueError: Validation error for field 'hidden_size': | the value is wrong "
+                    "(from TypeError: Field 'hidden_size' expected int, got str)")
+    assert len(cause_line(ValueError("x" * 2000))) == 500  # one line, bounded
+
+
+def test_a_data_error_carries_its_file_through_pickling():
+    import pickle
+
+    from workloads.benchmark_files import BenchmarkFormatError
+    from workloads.failures import data_file
+
+    e = pickle.loads(pickle.dumps(BenchmarkFormatError("q.jsonl: line 3: answer: missing", "/data/q.jsonl")))
+    assert str(e) == "q.jsonl: line 3: answer: missing" and data_file(_worker_group({0: e})) == "/data/q.jsonl"
+    assert data_file(ValueError("not data")) is None
+
+
 def test_a_failure_is_kept_in_the_cells_log_and_shown_by_status(tmp_path):
     exp_dir = ExperimentDir(tmp_path / "x")
     try:

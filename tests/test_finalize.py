@@ -122,7 +122,7 @@ def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch)
     parent = tracker.parent_run(exp.name, exp.digest(), text)
     seen = {}
 
-    def fake_grid(exp, exp_dir, p, callbacks, stopper=None):
+    def fake_grid(exp, exp_dir, p, callbacks, stopper=None, search=None):
         seen.update({c.key: tracker.client.get_run(run_ids[c.key]).info.status for c in p.todo})
         return {}
 

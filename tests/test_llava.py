@@ -125,11 +125,12 @@ def test_long_conversations_are_cut_after_the_image_never_inside_it(parts):
 def test_records_that_break_the_format_are_named(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"conversations": [{"from": "human", "value": "q"}, {"from": "human", "value": "a"}]}))
-    with pytest.raises(LlavaFormatError, match=r"bad.jsonl: line 1: turn 1 must be from gpt"):
+    with pytest.raises(LlavaFormatError, match=r"bad.jsonl: line 1: conversations\[1\].from: 'human' where 'gpt' "
+                                              r"belongs \(turns alternate human, gpt\)"):
         LlavaDataset(bad)
     cut = tmp_path / "cut.json"
-    cut.write_text('[{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}, {"conv')
-    with pytest.raises(LlavaFormatError, match=r"cut.json: record 1: not valid JSON"):
+    cut.write_text('[{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},\n {"conv')
+    with pytest.raises(LlavaFormatError, match=r"cut.json: line 2: not valid JSON"):
         LlavaDataset(cut)
 
 

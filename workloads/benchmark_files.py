@@ -14,11 +14,12 @@ import json
 from pathlib import Path
 
 from .config import BenchmarkConfig
+from .failures import DataError
 from .scorers import SCORERS, BenchmarkScore, Scored
 
 
-class BenchmarkFormatError(ValueError):
-    pass
+class BenchmarkFormatError(DataError):
+    """A benchmark line its scorer cannot score (``path``: the questions file)."""
 
 
 def read_questions(path: str | Path) -> list[tuple[int, dict | str]]:
@@ -59,13 +60,42 @@ def question_problems(b: BenchmarkConfig, found: list[tuple[int, dict | str]] | 
     return out
 
 
-def load_questions(b: BenchmarkConfig) -> list[dict]:
-    """The benchmark's questions; the first line its scorer cannot score is an error naming it."""
+def image_paths(b: BenchmarkConfig, found: list[tuple[int, dict | str]]) -> list[tuple[int, Path]]:
+    """(line, where its image is) of every question with an image."""
+    base = Path(b.image_root) if b.image_root else Path(b.questions).parent
+    return [(n, base / q["image"]) for n, q in found if isinstance(q, dict) and isinstance(q.get("image"), str)]
+
+
+def missing_images_line(b: BenchmarkConfig, found: list[tuple[int, dict | str]]) -> str | None:
+    """The first question whose image is not where the benchmark says (the rest counted), or None."""
+    images = image_paths(b, found)
+    missing = [(n, p) for n, p in images if not p.is_file()]
+    if not missing:
+        return None
+    n, image = missing[0]
+    fix = ("set its image_root to the folder its images are relative to" if len(missing) == len(images) else
+           "add the missing images, or drop their questions")
+    more = f" (and {len(missing) - 1} more questions without theirs)" if len(missing) > 1 else ""
+    return f"{b.questions}: line {n}: image: {image} does not exist{more}; {fix}"
+
+
+def check_benchmark(b: BenchmarkConfig) -> None:
+    """What a cell checks before it trains: every line scorable, every image present — so a
+    benchmark's defect costs seconds, not the training before the evaluation."""
     found = read_questions(b.questions)
+    load_questions(b, found)
+    missing = missing_images_line(b, found)
+    if missing:
+        raise BenchmarkFormatError(f"benchmark {b.name}: {missing}", b.questions)
+
+
+def load_questions(b: BenchmarkConfig, found: list[tuple[int, dict | str]] | None = None) -> list[dict]:
+    """The benchmark's questions; the first line its scorer cannot score is an error naming it."""
+    found = read_questions(b.questions) if found is None else found
     problems = question_problems(b, found)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise BenchmarkFormatError(problems[0] + more)
+        raise BenchmarkFormatError(problems[0] + more, b.questions)
     return [q for _, q in found]
 
 

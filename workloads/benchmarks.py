@@ -40,7 +40,10 @@ def _sample(q: dict, b: BenchmarkConfig, prompt: str) -> Sample:
                 image = np.asarray(im.convert("RGB"))
         except FileNotFoundError:
             raise BenchmarkFormatError(f"benchmark {b.name}: image {path} of question {q.get('question_id')!r} does "
-                                       "not exist; set the benchmark's image_root") from None
+                                       "not exist; set the benchmark's image_root", b.questions) from None
+        except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for a cut or foreign file
+            raise BenchmarkFormatError(f"benchmark {b.name}: image {path} of question {q.get('question_id')!r} cannot "
+                                       f"be decoded ({e}); replace the file", b.questions) from None
         # LLaVA's evaluation puts the image first: `<image>\n` + the question as written
         prompt = f"{IMAGE_MARKER}\n{prompt}" if IMAGE_MARKER not in prompt else image_first(prompt)
     return Sample(image, (Turn(prompt, "", b.name),), b.name)

@@ -28,6 +28,7 @@ ProfileDtype = Literal["auto", "float32", "bfloat16", "float16"]
 ZeroStage = Literal[1, 2, 3]
 Conversation = Literal[("auto", *FORMATS)]
 AspectRatio = Literal["pad", "square"]
+BadRecord = Literal["fail", "skip"]
 ScorerName = Literal[tuple(SCORERS)]
 
 
@@ -75,6 +76,9 @@ class DataConfig:
     # LLaVA data as LLaVA's trainer groups it (group_by_modality_length): each global batch all image
     # or all text-only records, sorted by length and dealt evenly to the micro-batches
     group_by_modality_length: bool = False
+    # LLaVA data: a bad record (a malformed conversation, an image missing or undecodable) ends the
+    # cell naming its file and line (fail), or is left out and counted (skip: data/skipped_records)
+    on_bad_record: BadRecord = "fail"
 
     def __post_init__(self):
         if self.source == "llava" and not self.llava_train:
@@ -244,6 +248,13 @@ class CellConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def data_files(self) -> tuple[str, ...]:
+        """The data files the cell reads (LLaVA records, benchmark questions), each once."""
+        d = self.data
+        found = [d.llava_train, d.llava_eval] if d.source == "llava" else []
+        found += [st.data for st in self.train.stages] + [b.questions for b in self.eval.benchmarks]
+        return tuple(dict.fromkeys(str(f) for f in found if f))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CellConfig":

@@ -15,6 +15,23 @@ from dataclasses import dataclass
 from functools import cache
 
 
+class DataError(ValueError):
+    """A defect in a data file the cell reads (a record, an image, a benchmark line): it will recur
+    for every cell that reads ``path``, so the run ends their attempts at it early."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+
+    def __reduce__(self):  # through Ray's workers with its file
+        return type(self), (str(self), self.path)
+
+
+def data_file(e: BaseException) -> str | None:
+    """The file whose defect ``e`` is (on any rank), or None."""
+    return next((c.path for c in root_causes(e) if isinstance(c, DataError) and c.path), None)
+
+
 class CellInterrupted(RuntimeError):
     """The run was asked to stop (SIGINT, SIGTERM): the cell checkpointed at this step and ended; a
     rerun resumes it. Neither a failure nor retried."""
@@ -65,13 +82,22 @@ def is_transient(e: BaseException) -> bool:
     return all(isinstance(c, transient) for c in causes)
 
 
+CAUSE_CHARS = 500
+
+
 def cause_line(e: BaseException) -> str:
-    """The first line of the most telling cause: a non-transient one if any (it brought the rest down)."""
+    """The most telling cause — a non-transient one if any (it brought the rest down) — in one line:
+    every line of its message (the one that says why is often not the first), and the exception it
+    was raised from where that adds something."""
     causes = root_causes(e)
     transient = _transient_types()
     chosen = next((c for c in causes if not isinstance(c, transient)), causes[0])
-    text = str(chosen).strip().splitlines()
-    return f"{type(chosen).__name__}: {text[0][:300]}" if text else type(chosen).__name__
+    text = " | ".join(line.strip() for line in str(chosen).splitlines() if line.strip())
+    under = chosen.__cause__ or (None if chosen.__suppress_context__ else chosen.__context__)
+    if under is not None and str(under).strip() and str(under).strip().splitlines()[0] not in text:
+        text += f" (from {type(under).__name__}: {str(under).strip().splitlines()[0]})"
+    line = f"{type(chosen).__name__}: {text}" if text else type(chosen).__name__
+    return line if len(line) <= CAUSE_CHARS else line[:CAUSE_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)

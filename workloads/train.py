@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .benchmark_files import check_benchmark
 from .config import CellConfig, DataConfig, StageConfig, TrainConfig
 from .data.batch import Collator, transform_for
 from .data.chat import conversation_format
@@ -58,7 +59,8 @@ def datasets(cfg: DataConfig, split: str, image_size: int) -> list:
         from .data.llava import LlavaDataset
 
         path = cfg.llava_train if split == "train" else (cfg.llava_eval or cfg.llava_train)
-        return [LlavaDataset(path, cfg.image_root, limit=None if split == "train" else cfg.eval_size)]
+        return [LlavaDataset(path, cfg.image_root, limit=None if split == "train" else cfg.eval_size,
+                             on_bad_record=cfg.on_bad_record)]
     size, turns = (cfg.train_size, cfg.questions_per_image) if split == "train" else (cfg.eval_size, 1)
     return [SyntheticVQA(t, split, size, cfg.seed, image_size, cfg.cells, turns) for t in cfg.tasks]
 
@@ -191,6 +193,9 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     ends = list(itertools.accumulate(st.steps for st in stages))  # global step at each stage's end
     begins, total = [0, *ends[:-1]], ends[-1]
 
+    for b in cell.eval.benchmarks:  # a bad line or a missing image costs seconds, not the training before it
+        check_benchmark(b)
+
     # ---- model and data (same seed on every rank, so the replicas start identical)
     seed_everything(tc.seed)
     tokenizer = load_tokenizer(cell.model.llm, dc.source, dc.tokenizer)
@@ -200,6 +205,7 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
     collates = stage_collators(cell, stages, tokenizer, image_size, fmt)
     collate = collates[stages[-1].name]  # evaluation reads images as the last stage does
     eval_sources = datasets(dc, "eval", image_size)
+    read = list(eval_sources)  # every data set the cell reads, for its count of skipped records
     if tc.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     set_attention(model, tc.attention)
@@ -236,8 +242,9 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
         stage_data = dataclasses.replace(dc, llava_train=stage.data or dc.llava_train)
         stage_collate = collates[stage.name]
         group = "modality_length" if dc.group_by_modality_length else "length" if dc.group_by_length else None
-        sampler = StepSampler(datasets(stage_data, "train", image_size), stage.batch_size, dc.seed, group,
-                              chunks=world * accum)
+        sources = datasets(stage_data, "train", image_size)
+        read += sources
+        sampler = StepSampler(sources, stage.batch_size, dc.seed, group, chunks=world * accum)
         losses: list[torch.Tensor] = []
         for step in range(max(start, begins[index]), ends[index]):
             for m in range(accum):
@@ -285,6 +292,8 @@ def train(cell: CellConfig, session: Session) -> dict[str, float]:
         metrics["prefill_latency_s"] = measure_prefill_latency(engine.module, probe)
     metrics.update({k: float(v) for k, v in counts.items()})
     metrics["visual_tokens"] = float(cell.model.visual_tokens)
+    if dc.source == "llava":
+        metrics["data/skipped_records"] = _skipped(read, device)
     metrics["resumed_from_step"] = float(start)
     if len(stages) > 1:
         metrics.update(stage_seconds)  # this process's time in each stage it trained
@@ -317,6 +326,15 @@ def _benchmarks(engine, collate, cell: CellConfig, session: Session) -> dict[str
 
     with engine.autocast():
         return benchmarks.run(engine.module, collate, cell.eval, session.rank, session.world_size, session.answers_dir)
+
+
+def _skipped(sources: list, device: torch.device) -> float:
+    """Records left out (data.on_bad_record: skip): the files' bad records, the same on every rank,
+    and the images each rank found it could not read, summed over ranks."""
+    files = {str(s.path): s for s in sources if hasattr(s, "skipped")}
+    in_index = sum(s.index.bad for s in files.values())
+    found = sum(s.skipped - s.index.bad for s in files.values())
+    return float(in_index + all_reduce_sum([float(found)], device).item())
 
 
 def _agree_on_keys(keys: list[str]) -> list[str]:

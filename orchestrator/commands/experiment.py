@@ -26,8 +26,10 @@ def _print_cells(exp) -> None:
 def cmd_validate(a) -> int:
     exp = load(a.file)
     check_scale(exp, a.force)
+    if a.syntax_only and a.deep:
+        raise UsageError("--deep decodes the data's images; --syntax-only reads no data: give one of them")
     if not a.syntax_only:
-        check_artifacts(exp, a.file)
+        check_artifacts(exp, a.file, deep=a.deep)
     if a.format == "json":
         print(json.dumps({"name": exp.name, "digest": exp.digest(), "cells": [c.params() for c in exp.cells()]},
                          indent=2))

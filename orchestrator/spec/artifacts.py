@@ -119,6 +119,10 @@ def model_problems(where: str, loc: Located, needs: tuple[str, ...], what: str) 
         if not any((directory / f).is_file() for f in files):
             out.append(f"{where}: {directory} has no {need} ({' or '.join(files)}); save it beside the model "
                        f"({'tokenizer' if need == 'tokenizer' else 'image_processor'}.save_pretrained)")
+    if not out:  # as from_pretrained will read it: the config by its class, the files' contents
+        from workloads.model_files import model_file_problems
+
+        out = model_file_problems(where, directory, what, tokenizer="tokenizer" in needs)
     return out
 
 

@@ -21,7 +21,7 @@ VISION_TO_MODEL = {"model": "vision", "freeze": "freeze_vision", "feature_layer"
                    "compressor_from": "compressor_from"}
 DATA_TO_DATA = ("source", "train_size", "eval_size", "cells", "questions_per_image", "llava_train", "llava_eval",
                 "image_root", "tokenizer", "conversation", "image_aspect_ratio", "max_length", "group_by_length",
-                "group_by_modality_length")
+                "group_by_modality_length", "on_bad_record")
 DATA_PATHS = ("llava_train", "llava_eval", "image_root")  # located against the spec file's folder
 TRAINING_DERIVED = ("lr", "threads_per_worker", "stages")  # decided per cell below, not copied
 # what a cell's result does not depend on: how many threads a worker uses (a test holds its
@@ -34,7 +34,7 @@ NOT_IDENTITY = ("train.threads_per_worker", "fault")
 LATER = {"train.attention": "sdpa", "train.fused_optimizer": False, "train.compile": "none", "train.logits": "all",
          "data.group_by_length": False, "train.betas": [0.9, 0.95], "data.group_by_modality_length": False,
          "train.stages.*.image_aspect_ratio": None, "eval.benchmarks.*.max_new_tokens": None,
-         "eval.benchmarks.*.prompt_suffix": None}
+         "eval.benchmarks.*.prompt_suffix": None, "data.on_bad_record": "fail"}
 # A cell without benchmarks generates nothing: its generation length shapes nothing and stays at
 # the value such cells were known by (the default was 16 before it became LLaVA's 128).
 NO_BENCHMARKS = {"eval.max_new_tokens": 16}

@@ -26,7 +26,7 @@ def _llm_fields(exp: Experiment) -> list[tuple[str, str]]:
     return [(field, ref) for ref, field in seen.items()]
 
 
-def problems(exp: Experiment) -> list[str]:
+def problems(exp: Experiment, deep: bool = False) -> list[str]:
     s = exp.spec
     out: list[str] = []
     tokenizer = s.data.tokenizer
@@ -55,18 +55,7 @@ def problems(exp: Experiment) -> list[str]:
         why = candidate_problem(s, grid)
         if why:
             out.append(f"spec.{why}")
-    if s.data.source == "llava":
-        for field in ("llava_train", "llava_eval"):
-            path = exp.locate_file(getattr(s.data, field))
-            if path is not None and not path.startswith("s3://") and not Path(path).is_file():
-                out.append(f"spec.data.{field}: {path}: no such file")
-        root = exp.locate_file(s.data.image_root)
-        if root is not None and not root.startswith("s3://") and not Path(root).is_dir():
-            out.append(f"spec.data.image_root: {root}: no such directory")
-    for i, st in enumerate(s.training.stages):
-        path = exp.locate_file(st.data)
-        if path is not None and not path.startswith("s3://") and not Path(path).is_file():
-            out.append(f"spec.training.stages[{i}].data: {path}: no such file")
+    out += _llava_problems(exp, deep)
     for field in ("projector_from", "compressor_from"):
         path = exp.locate_file(getattr(s.vision, field))
         if path is not None and not path.startswith("s3://"):
@@ -82,7 +71,7 @@ def problems(exp: Experiment) -> list[str]:
             out.append(f"spec.evaluation.benchmarks[{i}].image_root: {root}: no such directory")
         elif Path(questions).is_file():
             out += _benchmark_problems(f"spec.evaluation.benchmarks[{i}]", b.name, b.scorer, Path(questions),
-                                       Path(root) if root else None)
+                                       Path(root) if root else None, deep)
     return list(dict.fromkeys(out))
 
 
@@ -114,34 +103,63 @@ def _weights_problems(exp: Experiment, field: str, path: str, vision, grid: int)
     return list(dict.fromkeys(found))
 
 
+def _llava_problems(exp: Experiment, deep: bool) -> list[str]:
+    """Every LLaVA file the cells read — every record, every image's path, with ``deep`` every
+    image decoded (workloads/data/checks.py) — each file once."""
+    from workloads.data.checks import llava_problems
+
+    s = exp.spec
+    files = []
+    if s.data.source == "llava":
+        files = [(f"spec.data.{f}", exp.locate_file(getattr(s.data, f))) for f in ("llava_train", "llava_eval")]
+    files += [(f"spec.training.stages[{i}].data", exp.locate_file(st.data)) for i, st in enumerate(s.training.stages)]
+    out: list[str] = []
+    root = exp.locate_file(s.data.image_root)
+    if root is not None and not root.startswith("s3://") and not Path(root).is_dir():
+        out.append(f"spec.data.image_root: {root}: no such directory")
+        root = "/nonexistent"  # every image is missing: say it once, above
+    seen = set()
+    for field, path in files:
+        if path is None or path.startswith("s3://") or path in seen:
+            continue
+        seen.add(path)
+        if not Path(path).is_file():
+            out.append(f"{field}: {path}: no such file")
+        elif root != "/nonexistent":
+            out += llava_problems(path, root, deep)
+    return out
+
+
 SHOWN = 5  # problems named per benchmark file; the rest counted
 
 
-def _benchmark_problems(field: str, name: str, scorer: str, questions: Path, root: Path | None) -> list[str]:
-    """Every line of the benchmark against what its scorer reads (file, line, field), and every
-    question's image where the benchmark says it is."""
-    from workloads.benchmark_files import question_problems, read_questions
+def _benchmark_problems(field: str, name: str, scorer: str, questions: Path, root: Path | None,
+                        deep: bool) -> list[str]:
+    """Every line of the benchmark against what its scorer reads (file, line, field), every
+    question's image where the benchmark says it is, and with ``deep`` every image decoded."""
+    from workloads.benchmark_files import image_paths, missing_images_line, question_problems, read_questions
     from workloads.config import BenchmarkConfig
+    from workloads.data.checks import undecodable
 
+    b = BenchmarkConfig(name, str(questions), scorer, image_root=None if root is None else str(root))
     found = read_questions(questions)
-    out = question_problems(BenchmarkConfig(name, str(questions), scorer), found)
-    base = root or questions.parent
-    missing = [(n, q["image"]) for n, q in found if isinstance(q, dict) and isinstance(q.get("image"), str)
-               and not (base / q["image"]).is_file()]
+    out = question_problems(b, found)
+    missing = missing_images_line(b, found)
     if missing:
-        n, image = missing[0]
-        fix = "set its image_root to the folder its images are relative to" if len(missing) == len(found) else \
-            "add the missing images, or drop their questions"
-        more = f" (and {len(missing) - 1} more questions without theirs)" if len(missing) > 1 else ""
-        out.append(f"{field}: {questions}: line {n}: image: {base / image} does not exist{more}; {fix}")
+        out.append(f"{field}: {missing}")
+    if deep:
+        present = [(n, p) for n, p in image_paths(b, found) if p.is_file()]
+        out += [f"{questions}: line {n}: image: {p} cannot be decoded ({why})"
+                for (n, p), why in undecodable(present, f"{questions.name}: decoding images")]
     if len(out) > SHOWN:
         out = out[:SHOWN] + [f"{questions}: and {len(out) - SHOWN} more problems"]
     return out
 
 
-def check_artifacts(exp: Experiment, source: str | None = None) -> None:
-    """Refuse an experiment whose models or data cannot be used here (SpecError listing them all)."""
-    found = problems(exp)
+def check_artifacts(exp: Experiment, source: str | None = None, deep: bool = False) -> None:
+    """Refuse an experiment whose models or data cannot be used here (SpecError listing them all);
+    ``deep``: also decode every training image."""
+    found = problems(exp, deep)
     if found:
         head = f"{source or exp.name}: {len(found)} problem{'s' if len(found) > 1 else ''} with models or data"
         raise SpecError(head + ":\n  " + "\n  ".join(found))

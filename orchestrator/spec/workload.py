@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from workloads.config import (AspectRatio, Conversation, DataConfig, DrillMoment, EvalConfig, ModelConfig, Part,
+from workloads.config import (AspectRatio, BadRecord, Conversation, DataConfig, DrillMoment, EvalConfig, ModelConfig, Part,
                               Precision, PretrainConfig, ScorerName, Source, Strategy, TrainConfig, ZeroStage,
                               Attention, Compile, Logits)
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
@@ -98,6 +98,10 @@ class Data(Strict):
         DataConfig.group_by_modality_length,
         description="LLaVA data as LLaVA's trainer groups it: each global batch all image or all text-only "
                     "records, sorted by length and dealt evenly to the micro-batches")
+
+    on_bad_record: BadRecord = Field(DataConfig.on_bad_record, description=(
+        "LLaVA data: a bad record (a malformed conversation, an image missing or that cannot be decoded) ends the "
+        "cell naming its file and line (fail), or is left out and counted in the cell's data/skipped_records (skip)"))
 
     @model_validator(mode="after")
     def _one_grouping(self) -> "Data":
