@@ -257,7 +257,7 @@ _command("fit", c.cmd_fit, "Fit the scaling law with intervals, and the compute-
 _command("frontier", c.cmd_frontier, "The optimal LLM size and visual tokens at each inference budget, under "
          "FLOPs or measured latency/memory (--cost).", _analysis_opts(), COST, _format())
 _command("propose", c.cmd_propose, "The next most informative cells as a ready-to-run spec, or the next rows "
-         "of a pool of candidate runs (--pool).",
+         "of a pool of candidate runs (--pool); exit 3, writing nothing, when no candidate is left.",
          _analysis_opts(source_optional=True),
          click.option("-k", type=int, default=4, help="how many cells (rows per group with --pool) to propose"),
          click.option("--budget", help="cap on the picks' cost: training FLOPs for an experiment; with --pool a "

@@ -18,6 +18,7 @@ from workloads.presets import is_llm_preset, llm_non_embedding_params
 from workloads.storage import is_remote
 
 from .errors import UsageError
+from .price import SYNTHETIC_TEXT_TOKENS
 from .results import locate, rows
 from .scaling.analysis import (TABLE_SUFFIXES, Observations, observations_from_rows, observations_from_table,
                                 table_groups)
@@ -27,7 +28,7 @@ from .scaling.table import VLM_INPUTS
 from .spec import Experiment, cell_key, parse
 from .spec.load import read_yaml
 
-TRAIN_TEXT_TOKENS = 12.0  # a synthetic prompt + answer, for the training-cost estimate
+TRAIN_TEXT_TOKENS = SYNTHETIC_TEXT_TOKENS  # the proposals' relative training cost of a cell
 
 
 def label(llm: str, visual_tokens: int, compressor: str) -> str:

@@ -274,24 +274,19 @@ def test_one_cells_data_defect_ends_the_runs_other_cells_and_skip_trains_without
     assert len(records) == 2 and all(rec["metrics"]["data/skipped_records"] == 1 for rec in records)
 
 
-def test_fit_outlives_a_candidate_llm_whose_config_cannot_size_it(tmp_path):
-    """A candidate whose config.json holds a wrong type: left out of the proposals with a line saying
-    why; the fit, the frontier and the other proposals go on."""
+def _trained_grid(tmp_path: Path, candidates: dict) -> Path:
+    """A 3 × 3 experiment whose cells all finished (errors on a known law), written as `run` would."""
     from orchestrator.driver import prepare
     from orchestrator.layout import ExperimentDir
     from orchestrator.spec import parse
 
-    broken = tmp_path / "broken-llm"
-    broken.mkdir()
-    (broken / "config.json").write_text(json.dumps({"model_type": "qwen2", "hidden_size": "big",
-                                                    "num_hidden_layers": 2, "vocab_size": 100}))
     doc = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "sizes"},
            "spec": {"grid": {"llms": ["tiny-xs", "tiny-s", "tiny-m"], "visual_tokens": [1, 4, 16],
                              "tasks": ["shapes"]},
                     "vision": {"pretrain": None},  # no tower to pretrain: the cells' records are written here
                     "storage": {"path": str(tmp_path / "runs")},
                     "fit": {"bootstrap": 20, "propose": 2,
-                            "candidates": {"llms": ["tiny-xs", "tiny-s", "tiny-m", "tiny-l", str(broken)]}}}}
+                            "candidates": candidates}}}
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(doc))
     exp = parse(doc, str(path))
@@ -305,6 +300,26 @@ def test_fit_outlives_a_candidate_llm_whose_config_cannot_size_it(tmp_path):
                                            "settings": cell.settings,
                                            "metrics": {"step": 1, "error": error, "llm_params": int(n),
                                                        "llm_params_total": int(n) + 1}})
+    return path
+
+
+def test_propose_with_every_candidate_trained_says_what_would_add_one_and_exits_3(tmp_path):
+    path = _trained_grid(tmp_path, {"visual_tokens": [1, 4, 16]})
+    r = _cli(tmp_path, "propose", str(path), "-o", str(tmp_path / "next.yaml"), timeout=120)
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert ("nothing to propose: every candidate cell is trained. To add candidates: a larger LLM in "
+            "spec.fit.candidates.llms (the largest now: tiny-m)") in r.stderr
+    assert not (tmp_path / "next.yaml").exists()  # no stale spec for the printed next step to run
+
+
+def test_fit_outlives_a_candidate_llm_whose_config_cannot_size_it(tmp_path):
+    """A candidate whose config.json holds a wrong type: left out of the proposals with a line saying
+    why; the fit, the frontier and the other proposals go on."""
+    broken = tmp_path / "broken-llm"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model_type": "qwen2", "hidden_size": "big",
+                                                    "num_hidden_layers": 2, "vocab_size": 100}))
+    path = _trained_grid(tmp_path, {"llms": ["tiny-xs", "tiny-s", "tiny-m", "tiny-l", str(broken)]})
     r = _cli(tmp_path, "fit", str(path), "--format", "json", timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert f"note: {broken}: left out of the proposals: its config cannot size it" in r.stderr

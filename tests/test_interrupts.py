@@ -102,7 +102,8 @@ def test_a_signal_mid_grid_checkpoints_the_cells_and_the_rerun_finishes_them(tmp
     # no cell starts after the signal: only the two running then (of four, two at a time) ever ran
     keys = [c.key for c in __import__("orchestrator.spec", fromlist=["load"]).load(spec).cells()]
     running = {k for k in keys if f"{k}: running" in out}
-    assert started <= running == set(stopped_at) == set(keys[:2]), (started, running, [l for l in out.splitlines() if "tiny-s-" in l])
+    # (on a loaded machine the second may have started and stopped before its first step: no report)
+    assert started <= set(stopped_at) <= running <= set(keys[:2]), (started, stopped_at, running)
     for key, step in stopped_at.items():  # checkpointed where it stopped: no checkpoint_every step
         checkpoints = sorted((exp_dir / "cells" / key).glob("checkpoint_*"))
         assert checkpoints and checkpoints[-1].name == f"checkpoint_{step:08d}", (key, step, checkpoints)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from ..price import study_price
 from ..results import locate, render, rows
 from ..spec import json_schema, load
 from ..spec.checks import check_artifacts
@@ -30,13 +31,16 @@ def cmd_validate(a) -> int:
         raise UsageError("--deep decodes the data's images; --syntax-only reads no data: give one of them")
     if not a.syntax_only:
         check_artifacts(exp, a.file, deep=a.deep)
+    price = study_price(exp)
     if a.format == "json":
-        print(json.dumps({"name": exp.name, "digest": exp.digest(), "cells": [c.params() for c in exp.cells()]},
-                         indent=2))
+        print(json.dumps({"name": exp.name, "digest": exp.digest(), "cells": [c.params() for c in exp.cells()],
+                          "price": price.as_dict()}, indent=2))
     elif a.format == "csv":
-        sys.stdout.write(render([c.params() for c in exp.cells()], "csv"))
+        flops = {c.key: c.flops for c in price.cells}
+        sys.stdout.write(render([{**c.params(), "train_flops": flops[c.key]} for c in exp.cells()], "csv"))
     else:
         _print_cells(exp)
+        print("\n".join(price.lines()))
     return 0
 
 

@@ -179,6 +179,26 @@ def _ci_text(lo, hi) -> str:
     return "-" if lo is None or hi is None else f"[{lo:.3g}, {hi:.3g}]"
 
 
+NOTHING_TO_PROPOSE = 3  # propose's exit status when no candidate is left: a script must not run a stale next.yaml
+
+
+def _nothing_left(exp, obs, a) -> str:
+    """Why nothing is proposed, and what would add candidates."""
+    from ..proposals import candidate_llms, experiment_candidates
+
+    _, exp_dir = locate(a.source, a.storage)
+    left = experiment_candidates(exp, obs, rows(exp, exp_dir), a.parameters)
+    if left and a.budget is not None:
+        cheapest = min(c.cost for c in left)
+        return (f"nothing to propose: each of the {len(left)} candidate cells left costs more than --budget "
+                f"{a.budget:.3g} training FLOPs (the cheapest {cheapest:.3g}); raise --budget")
+    sizes = candidate_llms(exp, obs, a.parameters)
+    largest = max(sizes, key=sizes.get) if sizes else None
+    return ("nothing to propose: every candidate cell is trained. To add candidates: a larger LLM in "
+            f"spec.fit.candidates.llms (the largest now: {largest}), visual tokens in spec.grid.visual_tokens, "
+            "or seeds in spec.grid.seeds to replicate cells where the law's noise dominates; nothing was written")
+
+
 def cmd_propose(a) -> int:
     from ..layout import atomic_write_text
     from ..proposals import next_spec
@@ -199,9 +219,8 @@ def cmd_propose(a) -> int:
         raise UsageError(f"--budget {a.budget!r}: give training FLOPs, e.g. 1e15") from None
     exp, spec_doc, obs, analysis = _analysis(a, a.k)
     if not analysis.picks:
-        print("nothing to propose: every candidate cell is done or over --budget (spec.fit.candidates names "
-              "what proposals choose from)")
-        return 0
+        print(_nothing_left(exp, obs, a), file=sys.stderr)
+        return NOTHING_TO_PROPOSE
     output = a.output or "next.yaml"
     _, exp_dir = locate(a.source, a.storage)
     atomic_write_text(Path(output), next_spec(exp, spec_doc, rows(exp, exp_dir), list(analysis.picks),
@@ -241,8 +260,9 @@ def _propose_from_pool(a) -> int:
         print(f"{(a.group or 'pool')}={b.group}: {b.observed} observed, {b.pending} pending, "
               f"{b.candidates} candidates; {cap}")
     if not picks:
-        print("nothing to propose: no candidate fits in what is left of the budget")
-        return 0
+        print("nothing to propose: no candidate fits in what is left of the budget; raise --budget or add "
+              "rows to the pool (nothing was written)", file=sys.stderr)
+        return NOTHING_TO_PROPOSE
     chosen = pool.iloc[[p.row for p in picks]].copy()
     chosen["proposed_cost"] = [p.cost for p in picks]
     output = a.output or "next.csv"

@@ -10,7 +10,7 @@ from workloads.data.synthetic import TASKS as SYNTHETIC_TASKS
 from ..sizes import nominal_problem
 from .base import Strict, model_ref
 from .grid import Grid
-from .platform import Failure, Kubernetes, Resources, Storage, Tracking
+from .platform import Failure, Kubernetes, Price, Resources, Storage, Tracking
 from .study import Fit, Import, Profile, Rounds
 from .workload import Data, Evaluation, FaultInjection, Training, Vision
 
@@ -34,6 +34,7 @@ class Spec(Strict):
     imports: list[Import] = Field(default_factory=list, description="Finished cells to count without retraining")
     rounds: Rounds = Rounds()
     profile: Profile = Profile()
+    price: Price = Price()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Spec":

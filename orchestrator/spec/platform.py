@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from ..accelerators import ACCELERATORS
 from .base import GPUS_MAX, RFC1123_SUBDOMAIN, THREADS_MAX, WORKERS_MAX, Strict, check_dns_label, check_image, check_quantity
 
 PLATFORM_CONFIG = "vlmscale-platform"  # the Helm chart's ConfigMap of in-cluster defaults (MLFLOW_TRACKING_URI)
@@ -37,6 +38,27 @@ class Resources(Strict):
     @classmethod
     def _queue(cls, v: str | None) -> str | None:
         return None if v is None else check_dns_label(v)
+
+
+class Price(Strict):
+    """How `validate` states the study's price: training FLOPs (6 · N · tokens over every stage) and
+    GPU-hours on this accelerator at this utilisation — an assumption, named as one."""
+
+    accelerator: str = Field("H100", description="Whose peak the GPU-hours assume: " + ", ".join(
+        f"{a.name} ({a.peak_flops / 1e12:,.0f} TFLOP/s)" for a in ACCELERATORS.values()))
+    mfu: float = Field(0.25, gt=0, le=1, description=(
+        "Model FLOPs utilisation assumed (vlmscale's own measurement on one H200: 18-27 % at batch 64, "
+        "bench/gpu_cell.py)"))
+    text_tokens: float | None = Field(None, gt=0, le=1 << 20, description=(
+        "Text tokens of an average training sample (default: 12 for the synthetic tasks; for LLaVA data "
+        "data.max_length less V, an upper bound, said so)"))
+
+    @field_validator("accelerator")
+    @classmethod
+    def _accelerator(cls, v: str) -> str:
+        if v not in ACCELERATORS:
+            raise ValueError(f"{v!r} is not an accelerator vlmscale knows; choose from {', '.join(ACCELERATORS)}")
+        return v
 
 
 class Tracking(Strict):
