@@ -67,7 +67,7 @@ bench: venv
 
 # docs/reference.md from the registries and the spec's schema (a test checks it is current)
 docs: venv
-	$(BIN)/python -m orchestrator.reference > docs/reference.md
+	$(BIN)/python -m orchestrator.commands.reference > docs/reference.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .torch_extensions

@@ -7,7 +7,7 @@ speed lever (workloads/speed.py), each lever alone and all combined.
 
 Models are built from configs with random weights through the project's model builder (no
 download), the vision tower frozen as in the study, the step the one a cell runs
-(``workloads.engine.DDPEngine``: AdamW, clipping, bf16 autocast over fp32 weights). One synthetic
+(``workloads.strategies.DDPEngine``: AdamW, clipping, bf16 autocast over fp32 weights). One synthetic
 batch is reused so the numbers measure the model, not the data generator. FLOPs per step are
 counted once with ``torch.utils.flop_counter.FlopCounterMode`` (forward + backward, attention
 included); MFU = counted FLOPs / step time / the device's dense bf16 peak.
@@ -32,10 +32,10 @@ from workloads.config import ModelConfig, TrainConfig  # noqa: E402
 from workloads.data.batch import Collator, ImageTransform  # noqa: E402
 from workloads.data.synthetic import SyntheticVQA  # noqa: E402
 from workloads.device import synchronize, to_device  # noqa: E402
-from workloads.engine import DDPEngine  # noqa: E402
+from workloads.strategies import DDPEngine  # noqa: E402
 from workloads.model import build_vlm, parameter_counts  # noqa: E402
 from workloads.optim import schedule  # noqa: E402
-from workloads.profile import measure_prefill_latency  # noqa: E402
+from workloads.inference_cost import measure_prefill_latency  # noqa: E402
 from workloads.speed import compile_blocks, set_attention  # noqa: E402
 from workloads.tokenizer import synthetic_tokenizer  # noqa: E402
 

@@ -5,7 +5,7 @@ at the largest V over the smallest, beside the FLOPs ratio of the same two point
                                                #   V = 1, 36, 144, 576, batch 1, 8, 32, bf16
     python bench/latency.py --shape tiny       # anywhere (CI's CPU): tiny-xs, tiny-s, tiny-m + vit-micro
 
-Models are built from configs with random weights (workloads/profile.py, the code `vlmscale
+Models are built from configs with random weights (workloads/inference_cost.py, the code `vlmscale
 profile` runs in each Ray task: warm-up, synchronised timing, median of repeats). A latency ratio
 well below the FLOPs ratio is where a FLOPs frontier misjudges what visual tokens cost.
 """
@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from orchestrator.profiling import priced  # noqa: E402
+from orchestrator.run.profiling import priced  # noqa: E402
 from orchestrator.scaling.cost import leave_one_out, ratios  # noqa: E402
 from workloads.config import DataConfig, ModelConfig, ProfileSettings  # noqa: E402
-from workloads.profile import profile_model  # noqa: E402
+from workloads.inference_cost import profile_model  # noqa: E402
 
 SHAPES = {
     "real": (("qwen2-0.5b-shape", "qwen2-7b-shape"), "clip-vit-l-336-shape", (1, 36, 144, 576), (1, 8, 32)),

@@ -91,9 +91,9 @@ def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], 
     if exp.spec.training.calibration is not None:  # the experiment's own calibration, as `vlmscale run` does it
         import ray
 
-        from orchestrator.calibrate import calibrate
-        from orchestrator.layout import ExperimentDir
-        from orchestrator.cluster import WORKER_ENV
+        from orchestrator.run.calibration_search import calibrate
+        from orchestrator.store.layout import ExperimentDir
+        from orchestrator.run.cluster import WORKER_ENV
 
         cal_dir = ExperimentDir(Path(tempfile.gettempdir()) / "vlmscale-bench" / "calibration" / exp.name)
         ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})

@@ -112,8 +112,8 @@ def run_vlmscale(spec_path: Path) -> tuple[float, str]:
 def cell_configs(spec_path: Path, exp_dir: Path) -> dict[str, dict]:
     from orchestrator.spec import expand, load
 
-    from orchestrator.identity import tower_dir
-    from orchestrator.layout import ExperimentDir
+    from orchestrator.plan.identity import tower_dir
+    from orchestrator.store.layout import ExperimentDir
 
     exp = load(spec_path)
     return {c.key: c.config.to_dict() for c in expand(exp, tower_dir(exp, ExperimentDir.at(str(exp_dir))))}

@@ -264,7 +264,7 @@ def main(argv=None) -> int:
         if not (a.task_dir and a.inputs and a.target and a.cost):
             p.error("give TASK_DIR --inputs --target --cost, or --laws FILE --root DIR")
         if a.law:
-            from orchestrator.laws import param_from_cli
+            from orchestrator.study.laws import param_from_cli
 
             law: LawForm = ExpressionLaw(a.law, dict(param_from_cli(x) for x in a.param), a.floor)
         else:

@@ -19,7 +19,7 @@ _LAZY = {
     "Frontier": "scaling.frontier", "frontier": "scaling.frontier",
     "propose_frontier": "scaling.design", "Candidate": "scaling.design",
     "analyze": "scaling.analysis", "write_report": "scaling.report",
-    "run_experiment": "driver", "render": "kube.render", "submit": "kube.submit",
+    "run_experiment": "run.driver", "render": "kube.render", "submit": "kube.submit",
 }
 
 __all__ = ["BadInput", "SpecError", *sorted(_LAZY)]

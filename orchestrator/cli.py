@@ -24,11 +24,11 @@ from workloads.scorers import SCORERS
 from . import commands as c
 from .convert import CONVERTERS
 from .errors import EXIT_BAD_INPUT, BadInput
-from .interrupts import Interrupted
+from .run.interrupts import Interrupted
 from .scaling.cost import COST_MODELS
 from .scaling.fit import LOSSES
 from .scaling.forms import FORMS, METRIC_KINDS
-from .sizes import COUNTINGS
+from .spec.sizes import COUNTINGS
 from .spec.study import FIT_DEFAULTS
 
 SHELLS = ("bash", "zsh", "fish")
@@ -74,8 +74,8 @@ def _version() -> str:
 def _complete_experiment(ctx: click.Context, param: click.Parameter, incomplete: str):
     from click.shell_completion import CompletionItem
 
-    from . import index
-    from .layout import ExperimentDir
+    from .store import index
+    from .store.layout import ExperimentDir
     from .spec import STORAGE_ENV
 
     chosen = ctx.params.get("storage") or os.environ.get(STORAGE_ENV)
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(e, MlflowException):
             raise
-        from .courier import status_of
+        from .tracking.courier import status_of
 
         status = status_of(e)
         if status in (401, 403):  # credentials: something the user sets, not an outage

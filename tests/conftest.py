@@ -22,6 +22,6 @@ def _torch_threads():
 
 @pytest.fixture(autouse=True)
 def _own_index_of_runs(tmp_path_factory, monkeypatch):
-    """Each test its own index of experiments (orchestrator/index.py): never the developer's, and no
+    """Each test its own index of experiments (orchestrator/store/index.py): never the developer's, and no
     test sees another's 'quickstart' as a second experiment of that name."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))

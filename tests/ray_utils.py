@@ -29,7 +29,7 @@ def start_ray(num_cpus: int = 2):
     import ray
 
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
-    from orchestrator.cluster import WORKER_ENV
+    from orchestrator.run.cluster import WORKER_ENV
 
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {**WORKER_ENV, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}})

@@ -132,9 +132,9 @@ def test_names_stay_safe_for_shells_pods_and_labels(ref, ok):
 
 
 def test_resume_by_name_locates_relative_paths_as_the_spec_did(models, tmp_path):
-    from orchestrator.driver import prepare
-    from orchestrator.layout import ExperimentDir
-    from orchestrator.results import locate
+    from orchestrator.run.driver import prepare
+    from orchestrator.store.layout import ExperimentDir
+    from orchestrator.study.results import locate
 
     spec_dir = models["root"] / "specs2"
     spec_dir.mkdir(exist_ok=True)

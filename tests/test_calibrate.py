@@ -8,8 +8,9 @@ import json
 import pytest
 import yaml
 
-from orchestrator.calibrate import calibrate, chosen_lrs, load
-from orchestrator.layout import ExperimentDir
+from orchestrator.plan.calibration import chosen_lrs, load
+from orchestrator.run.calibration_search import calibrate
+from orchestrator.store.layout import ExperimentDir
 from orchestrator.spec import parse
 
 from .test_orchestrator_e2e import ROOT, no_ray_left  # noqa: F401 (a fixture)
@@ -33,7 +34,7 @@ def _exp(tmp_path, name):
 def test_calibration_is_in_range_deterministic_and_not_repeated(tmp_path, no_ray_left):
     import ray
 
-    from orchestrator.cluster import WORKER_ENV
+    from orchestrator.run.cluster import WORKER_ENV
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})
     try:

@@ -48,7 +48,7 @@ class _FlakyTracker:
 
 
 def test_the_courier_never_blocks_the_driver_and_delivers_in_order_after_an_outage():
-    from orchestrator.courier import Courier
+    from orchestrator.tracking.courier import Courier
 
     calls, said, gate = [], [], threading.Event()
     courier = Courier(lambda: _FlakyTracker(failures=3, calls=calls, gate=gate), echo=said.append)
@@ -69,7 +69,7 @@ def test_the_courier_never_blocks_the_driver_and_delivers_in_order_after_an_outa
 
 
 def test_an_mlflow_that_hangs_is_reported_while_its_client_retries():
-    from orchestrator.courier import Courier
+    from orchestrator.tracking.courier import Courier
 
     said, gate = [], threading.Event()
     courier = Courier(lambda: _FlakyTracker(failures=0, calls=[], gate=gate), echo=said.append)
@@ -83,7 +83,7 @@ def test_an_mlflow_that_hangs_is_reported_while_its_client_retries():
 
 
 def test_flush_gives_up_after_its_deadline_and_says_what_is_left():
-    from orchestrator.courier import Courier
+    from orchestrator.tracking.courier import Courier
 
     courier = Courier(lambda: _FlakyTracker(failures=10**9, calls=[]), echo=lambda s: None)
     courier.BACKOFF_S = (0.01,)
@@ -96,8 +96,8 @@ def test_flush_gives_up_after_its_deadline_and_says_what_is_left():
 def test_reports_a_dead_driver_never_delivered_are_backfilled_from_the_progress_file(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.layout import ExperimentDir
-    from orchestrator.track import Tracker
+    from orchestrator.store.layout import ExperimentDir
+    from orchestrator.tracking.tracker import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "e")

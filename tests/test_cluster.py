@@ -1,4 +1,4 @@
-"""The local Ray cluster a run starts (orchestrator/cluster.py), as its cells see it."""
+"""The local Ray cluster a run starts (orchestrator/run/cluster.py), as its cells see it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def test_cells_run_at_the_drivers_priority_and_get_the_worker_environment():
     niceness and see the worker environment."""
     import ray
 
-    from orchestrator.cluster import CELL_SLOT, WORKER_ENV, start_ray
+    from orchestrator.run.cluster import CELL_SLOT, WORKER_ENV, start_ray
 
     resources = start_ray(None, num_cpus=1)
     try:

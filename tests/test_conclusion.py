@@ -65,7 +65,7 @@ def test_a_rough_fit_says_so_and_no_candidates_is_said():
 
 
 def test_the_eta_counts_the_schedulers_slots_not_the_cells_running_this_instant():
-    from orchestrator.progress import ProgressBoard
+    from orchestrator.run.progress import ProgressBoard
 
     board = ProgressBoard(slots=2)
     for key in ("a", "b", "c", "d"):
@@ -80,7 +80,7 @@ def test_the_eta_counts_the_schedulers_slots_not_the_cells_running_this_instant(
 
 
 def test_a_profile_whose_repeats_spread_widely_is_flagged():
-    from orchestrator.profiling import spread_warning
+    from orchestrator.run.profiling import spread_warning
 
     quiet = [{"prefill_latency_s": 1.0, "prefill_latency_p10_s": 0.95, "prefill_latency_p90_s": 1.1}] * 8
     assert spread_warning(quiet) is None

@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from workloads.config import ModelConfig
 from workloads.model import build_vlm
-from orchestrator.results import inference_flops
+from orchestrator.study.results import inference_flops
 from orchestrator.scaling.cost import llm_prefill_flops
 from workloads.flops import model_image_cost
 from workloads.data.batch import IGNORE, Collator, ImageTransform
@@ -110,7 +110,7 @@ def test_gpu_cell_bench_runs_its_tiny_shape_on_cpu(tmp_path):
 def test_prefill_latency_probe_synchronises_the_device(tok, monkeypatch):
     """measure_prefill_latency: warm-up passes, then each of its repeats between two device
     synchronisations (on a GPU a host clock without them reads the kernel launch, not the work)."""
-    from workloads.profile import measure_prefill_latency
+    from workloads.inference_cost import measure_prefill_latency
 
     model = build_vlm(ModelConfig(llm="tiny-xs", vision="vit-micro", compressor="avgpool", visual_tokens=4), tok)
     events = []

@@ -163,13 +163,13 @@ def test_the_profile_block_of_the_spec():
 
     import yaml
 
-    from orchestrator.profiling import points
+    from orchestrator.run.profiling import points
     from orchestrator.spec import SpecError, parse
 
     doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml").read_text())
     exp = parse(doc)
     assert exp.spec.profile.batch_sizes == [1, 8]  # the default
-    from orchestrator.profiling import measured_q
+    from orchestrator.run.profiling import measured_q
 
     assert measured_q(exp) == exp.spec.fit.text_tokens == 50  # one Q: the fit's, 50 by default
     assert len(points(exp)) == 9

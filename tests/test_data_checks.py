@@ -226,8 +226,8 @@ def test_validate_refuses_every_defect_in_one_line_each_and_writes_nothing(model
 
 
 def test_a_defect_is_shared_by_the_cells_of_a_run_while_the_file_is_as_it_was(tmp_path):
-    from orchestrator import defects
-    from orchestrator.layout import ExperimentDir
+    from orchestrator.store import defects
+    from orchestrator.store.layout import ExperimentDir
 
     exp_dir = ExperimentDir.at(str(tmp_path / "exp"))
     bad, other = tmp_path / "bad.jsonl", tmp_path / "other.jsonl"
@@ -276,8 +276,8 @@ def test_one_cells_data_defect_ends_the_runs_other_cells_and_skip_trains_without
 
 def _trained_grid(tmp_path: Path, candidates: dict) -> Path:
     """A 3 × 3 experiment whose cells all finished (errors on a known law), written as `run` would."""
-    from orchestrator.driver import prepare
-    from orchestrator.layout import ExperimentDir
+    from orchestrator.run.driver import prepare
+    from orchestrator.store.layout import ExperimentDir
     from orchestrator.spec import parse
 
     doc = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "sizes"},

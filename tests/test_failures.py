@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.layout import ExperimentDir
+from orchestrator.store.layout import ExperimentDir
 from workloads.drill import InjectedFault
 from workloads.failures import cause_line, describe, is_transient
 

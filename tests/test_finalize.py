@@ -5,12 +5,12 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.layout import ExperimentDir
-from orchestrator.driver import prepare
-from orchestrator.finalize import finalize
-from orchestrator.track import tracking_target
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.run.driver import prepare
+from orchestrator.run.after_round import finalize
+from orchestrator.tracking.tracker import tracking_target
 from orchestrator.spec import load, parse
-from orchestrator.track import Tracker
+from orchestrator.tracking.tracker import Tracker
 from workloads.presets import llm_non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_fit_eval_loss_of_a_finished_experiment_in_nats(tmp_path):
 
 def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch):
     """MLflow shows a cell RUNNING only once it trains: before Tune starts, every cell to run is SCHEDULED."""
-    import orchestrator.driver as driver
+    import orchestrator.run.driver as driver
 
     doc = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
     doc["spec"]["storage"]["path"] = str(tmp_path / "runs")
@@ -127,14 +127,14 @@ def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch)
         return {}
 
     monkeypatch.setattr(driver, "run_grid", fake_grid)
-    import orchestrator.progress as progress
+    import orchestrator.run.progress as progress
 
     monkeypatch.setattr(progress, "tune_callback", lambda *a: None)
-    import orchestrator.track as track
+    import orchestrator.tracking.tracker as track
 
     monkeypatch.setattr(track, "tune_callback", lambda *a: None)
     run_ids: dict[str, str] = {}
-    from orchestrator.interrupts import Interrupt
+    from orchestrator.run.interrupts import Interrupt
 
     driver._train_round(exp, exp_dir, cells, 1, tracker, parent, run_ids, ("uri", "x", None), {"CPU": 2}, False,
                         lambda *_: None, Interrupt(exp_dir, 1.0))

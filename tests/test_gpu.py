@@ -109,7 +109,7 @@ def test_crash_resumes_bit_identically(tmp_path, nccl, strategy):
 def test_latency_probe_times_the_device(tmp_path):
     """The probe (inputs moved, warm-up, CUDA events, median) against a host clock around
     explicitly synchronised calls: within 25 %, where an unsynchronised timer reads the launch."""
-    from workloads.profile import measure_prefill_latency
+    from workloads.inference_cost import measure_prefill_latency
     from workloads.data.batch import Collator, ImageTransform
     from workloads.data.synthetic import SyntheticVQA
     from workloads.device import to_device
@@ -141,7 +141,7 @@ def test_profile_times_on_the_device_and_counts_cuda_memory():
     """`vlmscale profile`'s measurement on a GPU: bf16, CUDA-event timings that agree with an
     independently synchronised clock, and peak memory from CUDA's allocator (at least the weights)."""
     from workloads.config import ProfileSettings
-    from workloads.profile import _inputs, _prefill, profile_model
+    from workloads.inference_cost import _inputs, _prefill, profile_model
     from workloads.model import build_vlm
     from workloads.tokenizer import synthetic_tokenizer
 

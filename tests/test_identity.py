@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.identity import changes, counts, planned_cells, refusal, supersede, tower_dir, write_identity
-from orchestrator.layout import ExperimentDir
+from orchestrator.plan.identity import changes, counts, planned_cells, refusal, supersede, tower_dir, write_identity
+from orchestrator.store.layout import ExperimentDir
 from orchestrator.spec import load, parse
 
 from .artifacts import llava_files, tiny_clip
@@ -146,7 +146,7 @@ def test_state_without_recorded_settings_is_not_trusted(tmp_path):
 
 
 def test_restart_changed_keeps_the_old_state_aside_and_nothing_is_counted_twice(tmp_path):
-    from orchestrator.results import rows
+    from orchestrator.study.results import rows
 
     exp_dir = ExperimentDir.of(str(tmp_path / "runs"), "ident")
     old_exp = parse(BASE)
@@ -211,7 +211,7 @@ def test_the_driver_pretrains_the_tower_in_a_child_process_without_loading_torch
 
     doc = _spec(("spec.storage", {"path": str(tmp_path / "runs")}), ("spec.vision.pretrain", {"steps": 3}))
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(doc))
-    code = ("import sys, yaml; from orchestrator.driver import prepare; from orchestrator.layout import ExperimentDir;"
+    code = ("import sys, yaml; from orchestrator.run.driver import prepare; from orchestrator.store.layout import ExperimentDir;"
             "from orchestrator.spec import load; exp = load(sys.argv[1]);"
             "cells = prepare(exp, ExperimentDir.of(exp.spec.storage.path, exp.name), open(sys.argv[1]).read());"
             "print(len(cells), sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
@@ -231,7 +231,7 @@ def test_the_driver_pretrains_the_tower_in_a_child_process_without_loading_torch
     weights = sorted(p.name for p in ours.iterdir() if p.suffix == ".safetensors")
     assert weights and all((ours / w).read_bytes() == (twin.path / w).read_bytes() for w in weights)
 
-    from orchestrator.driver import _pretrain_in_a_process
+    from orchestrator.run.driver import _pretrain_in_a_process
 
     other = {"preset": t.preset, "out_dir": str(ours), "steps": t.steps + 1, "batch_size": t.batch_size, "lr": t.lr,
              "seed": t.seed, "cells": t.cells}
@@ -245,8 +245,8 @@ def test_run_refuses_a_changed_spec_before_it_writes_anything(tmp_path):
     import subprocess
     import sys
 
-    from orchestrator.driver import prepare
-    from orchestrator.track import Tracker, tracking_target
+    from orchestrator.run.driver import prepare
+    from orchestrator.tracking.tracker import Tracker, tracking_target
 
     doc = _spec(("spec.storage", {"path": str(tmp_path / "runs")}), ("spec.vision.pretrain", None))
     text = yaml.safe_dump(doc)

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.imports import import_cells
-from orchestrator.layout import ExperimentDir
-from orchestrator.results import render, rows
-from orchestrator.driver import prepare
-from orchestrator.trials import plan
+from orchestrator.store.warm_start import import_cells
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.study.results import render, rows
+from orchestrator.run.driver import prepare
+from orchestrator.run.trials import plan
 from orchestrator.scaling.analysis import observations_from_rows
 from orchestrator.spec import SpecError, parse
 from workloads.presets import llm_non_embedding_params

@@ -1,4 +1,4 @@
-"""The index of a user's experiments (orchestrator/index.py): a bare name resolves from any folder,
+"""The index of a user's experiments (orchestrator/store/index.py): a bare name resolves from any folder,
 two experiments of one name are an error listing both, a damaged index is one line, concurrent
 runs are all recorded, completion offers the names."""
 
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from orchestrator import index
+from orchestrator.store import index
 from orchestrator.errors import StorageError
 
 from .test_storage import ROOT, _cli, _finished_experiment

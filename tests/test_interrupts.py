@@ -13,8 +13,8 @@ import time
 import pytest
 import yaml
 
-from orchestrator.interrupts import Interrupt, Interrupted
-from orchestrator.layout import ExperimentDir
+from orchestrator.run.interrupts import Interrupt, Interrupted
+from orchestrator.store.layout import ExperimentDir
 
 from .test_orchestrator_e2e import ROOT, _env, _runs, _spec, _vlmscale, no_ray_left  # noqa: F401
 

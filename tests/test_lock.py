@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from orchestrator.lock import LOCK_FILE, DriverLock, LockHeld
+from orchestrator.store.lock import LOCK_FILE, DriverLock, LockHeld
 
 
 def test_a_second_driver_is_refused_with_the_holders_name(tmp_path):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from orchestrator.layout import ExperimentDir
+from orchestrator.store.layout import ExperimentDir
 from orchestrator.spec import load
 
 from .test_storage import ROOT, _finished_experiment
@@ -34,8 +34,8 @@ def _free_port() -> int:
 def _tracked(folder):
     """A finished experiment whose MLflow store holds its parent and cell runs, made as a rerun
     makes them (driver._set_up: runs found or created, the ledger reconciled into them)."""
-    from orchestrator import driver
-    from orchestrator.track import tracking_target
+    from orchestrator.run import driver
+    from orchestrator.tracking.tracker import tracking_target
 
     spec = _finished_experiment(folder)
     exp = load(spec)

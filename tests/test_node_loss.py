@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from orchestrator.cluster import WORKER_ENV
+from orchestrator.run.cluster import WORKER_ENV
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
 from workloads.launch import WorkerResources, build_trainer, metrics_log_callback
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.layout import ExperimentDir
-from orchestrator.lock import LOCK_FILE, LockHeld, ObjectLock, lock_for
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.store.lock import LOCK_FILE, LockHeld, ObjectLock, lock_for
 from orchestrator.errors import StorageError
 from workloads import storage
 from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig

@@ -250,11 +250,11 @@ def test_two_drivers_started_at_once_one_runs_the_other_refuses(tmp_path, no_ray
 def test_ui_serves_the_experiments_store_on_loopback(tmp_path):
     import urllib.request
 
-    from orchestrator.layout import ExperimentDir
-    from orchestrator.driver import prepare
-    from orchestrator.track import tracking_target
+    from orchestrator.store.layout import ExperimentDir
+    from orchestrator.run.driver import prepare
+    from orchestrator.tracking.tracker import tracking_target
     from orchestrator.spec import parse
-    from orchestrator.track import Tracker
+    from orchestrator.tracking.tracker import Tracker
 
     from .mlflow_server import free_port
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.accelerators import ACCELERATORS
-from orchestrator.price import study_price
+from orchestrator.spec.accelerators import ACCELERATORS
+from orchestrator.plan.price import study_price
 from orchestrator.spec import SpecError, load, parse
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from orchestrator.layout import ExperimentDir
+from orchestrator.store.layout import ExperimentDir
 from orchestrator.spec import load
 
 from .test_storage import _cli, _finished_experiment

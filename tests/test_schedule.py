@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from orchestrator.layout import ExperimentDir, atomic_write_json
-from orchestrator.cluster import derive_concurrency
-from orchestrator.trials import plan
+from orchestrator.store.layout import ExperimentDir, atomic_write_json
+from orchestrator.run.cluster import derive_concurrency
+from orchestrator.run.trials import plan
 from orchestrator.spec import SpecError, parse
 
 BASE = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "s"},
@@ -68,7 +68,7 @@ def test_ledger_writes_are_atomic(tmp_path):
 
 
 def test_progress_lines_and_the_experiments_eta():
-    from orchestrator.progress import ProgressBoard, plain_line
+    from orchestrator.run.progress import ProgressBoard, plain_line
 
     board = ProgressBoard()
     board.add("a", steps=100, batch_size=10, status="finished", record={"metrics": {"step": 100, "error": 0.4}})

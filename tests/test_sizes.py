@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.driver import prepare
-from orchestrator.layout import ExperimentDir
-from orchestrator.sizes import size_in_name
+from orchestrator.run.driver import prepare
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.spec.sizes import size_in_name
 from orchestrator.spec import SpecError, parse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def test_the_papers_points_fit_the_papers_law_with_nominal_n_and_another_with_me
     text = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(path), "--parameters", "nominal"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT).stdout
     assert "(N: nominal parameters (the models' names))" in text
-    from orchestrator.results import rows
+    from orchestrator.study.results import rows
 
     table = {r["llm"]: r for r in rows(exp, exp_dir, "nominal")}
     assert table["Qwen/Qwen1.5-0.5B"]["llm_params"] == 500_000_000

@@ -139,7 +139,7 @@ def test_cli_validate_prints_the_grid_and_schema_is_json(tmp_path):
 
 
 def test_spec_and_cli_import_no_heavy_libraries():
-    code = ("import sys, orchestrator.cli, orchestrator.spec, orchestrator.results, orchestrator.layout;"
+    code = ("import sys, orchestrator.cli, orchestrator.spec, orchestrator.study.results, orchestrator.store.layout;"
             "print([m for m in ('torch','ray','mlflow','kubernetes','transformers') if m in sys.modules])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.driver import prepare
+from orchestrator.run.driver import prepare
 from orchestrator.errors import StateError
-from orchestrator.layout import ExperimentDir
-from orchestrator.repair import heal_ledger, repair
-from orchestrator.results import rows
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.run.repair import heal_ledger, repair
+from orchestrator.study.results import rows
 from orchestrator.spec import parse
-from orchestrator.track import Tracker, tracking_target
+from orchestrator.tracking.tracker import Tracker, tracking_target
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = {
@@ -117,7 +117,7 @@ def test_progress_lines_that_are_not_reports_are_skipped_and_a_bad_error_file_is
 
 
 def test_a_rebuilt_mlflow_store_gets_every_param_of_a_finished_cell(tmp_path):
-    from orchestrator.track import record_params
+    from orchestrator.tracking.tracker import record_params
 
     exp, exp_dir, cells = _experiment(tmp_path)
     record = exp_dir.finished_record(cells[0].key)

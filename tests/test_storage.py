@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.layout import ExperimentDir
-from orchestrator.driver import prepare
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.run.driver import prepare
 from orchestrator.spec import load
 from workloads.presets import llm_non_embedding_params
 

@@ -125,7 +125,7 @@ def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):
 
     import numpy as np
 
-    from workloads.engine import rng_state, set_rng_state
+    from workloads.strategies import rng_state, set_rng_state
 
     random.gauss(0, 1)  # leaves a cached gaussian in Python's state
     np.random.standard_normal()

@@ -190,7 +190,7 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """What ``vlmscale profile`` measures per architecture (workloads/profile.py)."""
+    """What ``vlmscale profile`` measures per architecture (workloads/inference_cost.py)."""
 
     batch_sizes: tuple[int, ...] = (1, 8)  # prompts per forward
     text_tokens: int = 50  # Q: text tokens per prompt besides the visual ones (the spec's fit.text_tokens)

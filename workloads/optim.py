@@ -5,7 +5,7 @@
     lr(t)  = peak · (t + 1) / W                                   t < W = round(warmup_ratio · steps)
            = peak · (m + (1 − m) · ½ (1 + cos(π · p)))             p = (t − W) / (steps − W), m = min_lr_ratio
 
-``lr`` comes from the spec (or from its calibration, orchestrator/calibrate.py, which then turns
+``lr`` comes from the spec (or from its calibration, orchestrator/plan/calibration.py, which then turns
 width scaling off for that LLM: a searched rate is used as found).
 """
 

@@ -30,13 +30,13 @@ from .data.synthetic import SyntheticVQA
 from .device import all_reduce_sum, to_device
 from .checkpoint import newest_complete, seal
 from .drill import drilled
-from .engine import ENGINES, read_step
+from .strategies import ENGINES, read_step
 from .evaluate import evaluate
 from .failures import CellInterrupted
 from .flops import model_image_cost
 from .model import build_vlm, default_trainable, parameter_counts, set_trainable, vision_geometry
 from .optim import schedule
-from .profile import measure_prefill_latency
+from .inference_cost import measure_prefill_latency
 from .session import LocalSession, RaySession, Session
 from .speed import compile_blocks, set_attention
 from .tokenizer import load_tokenizer

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from ..price import study_price
-from ..results import locate, render, rows
+from ..plan.price import study_price
+from ..study.results import locate, render, rows
 from ..spec import json_schema, load
 from ..spec.checks import check_artifacts
 from ..spec.limits import check_scale
@@ -50,7 +50,7 @@ def cmd_schema(a) -> int:
 
 
 def _run(exp, spec_text: str, a, storage: str) -> int:
-    from ..driver import run_experiment
+    from ..run.driver import run_experiment
 
     if a.rounds is not None and a.rounds < 1:
         raise UsageError(f"--rounds must be at least 1, got {a.rounds}")
@@ -70,7 +70,7 @@ def _run(exp, spec_text: str, a, storage: str) -> int:
 def _named(name: str, exp_dir) -> str:
     """How a command names the experiment: the bare name where it resolves to this storage, else with --storage."""
     from ..errors import StorageError
-    from ..index import canonical, resolve
+    from ..store.index import canonical, resolve
 
     try:
         if canonical(resolve(name)) == canonical(str(exp_dir.root.parent)):
@@ -81,8 +81,8 @@ def _named(name: str, exp_dir) -> str:
 
 
 def _mlflow_line(name: str, outcome) -> str:
-    from ..mlflow_view import experiment_url
-    from ..mlflow_view import ui_base
+    from ..tracking.view import experiment_url
+    from ..tracking.view import ui_base
 
     url = experiment_url(ui_base(outcome.tracking_uri), outcome.experiment_id)
     if outcome.tracking_uri.startswith(("http://", "https://")):
@@ -134,7 +134,7 @@ def cmd_convert_benchmark(a) -> int:
 def cmd_rescore(a) -> int:
     import yaml
 
-    from ..rescore import rescore
+    from ..run.rescore import rescore
 
     exp, exp_dir = locate(a.name, a.storage)
     manifest = exp_dir.read_manifest()
@@ -143,9 +143,9 @@ def cmd_rescore(a) -> int:
 
 
 def cmd_repair(a) -> int:
-    from ..index import resolve
-    from ..layout import ExperimentDir
-    from ..repair import repair
+    from ..store.index import resolve
+    from ..store.layout import ExperimentDir
+    from ..run.repair import repair
 
     p = Path(a.name)
     if p.suffix in (".yaml", ".yml") or p.is_file():
@@ -177,7 +177,7 @@ def cmd_status(a) -> int:
     counts: dict[str, int] = {}
     for r in table:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    from ..calibrate import chosen_lrs
+    from ..plan.calibration import chosen_lrs
 
     lrs = chosen_lrs(exp_dir)
     if a.format == "json":
@@ -201,9 +201,9 @@ def cmd_status(a) -> int:
 def cmd_ui(a) -> int:
     """MLflow's UI over the experiment's local store, quiet: its log goes to a file, one line with
     the address of the experiment's cells is printed once the server answers; Ctrl-C stops it."""
-    from ..mlflow_view import experiment_url
-    from ..mlflow_view import ui_base
-    from ..track import Tracker, tracking_target
+    from ..tracking.view import experiment_url
+    from ..tracking.view import ui_base
+    from ..tracking.tracker import Tracker, tracking_target
 
     exp, exp_dir = locate(a.name, a.storage)
     uri, name, root = tracking_target(exp, exp_dir)
@@ -211,6 +211,6 @@ def cmd_ui(a) -> int:
         tracker = Tracker(uri, name, root)
         print(f"{exp.name} tracks to {uri}: {experiment_url(ui_base(uri), tracker.experiment_id)}")
         return 0
-    from ..mlflow_ui import serve
+    from ..tracking.ui import serve
 
     return serve(uri, name, root, a.port, exp_dir.local / "logs" / "mlflow-ui.log", exp.name)

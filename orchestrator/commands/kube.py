@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UsageError
-from ..results import locate
+from ..study.results import locate
 from ..spec import load
 from ..spec.limits import check_scale
 

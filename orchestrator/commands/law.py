@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from ..results import locate, render, rows
+from ..study.results import locate, render, rows
 
 
 def _fit_settings(a, exp) -> None:
@@ -27,8 +27,8 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     """(experiment or None, its spec document, [(label, observations, analysis)]): one analysis per
     metric of ``--metric`` and per group of ``--group`` — or, with per-group parameters, one joint
     analysis per metric (scaling/grouped.py)."""
-    from ..laws import choose
-    from ..proposals import experiment_candidates, load_source
+    from ..study.laws import choose
+    from ..study.proposals import experiment_candidates, load_source
     from ..scaling.analysis import TABLE_SUFFIXES, analyze
     from ..scaling.table import parse_inputs
 
@@ -110,7 +110,7 @@ def _say_if_partial(name: str, table: list[dict]) -> None:
 
 
 def _cost_models(a, exp, exp_dir, compare_all: bool):
-    from ..profiling import cost_models
+    from ..run.profiling import cost_models
 
     return cost_models(exp, exp_dir, getattr(a, "cost_model", None), a.text_tokens, compare_all,
                        where=exp.name if exp is not None else a.source)
@@ -184,7 +184,7 @@ NOTHING_TO_PROPOSE = 3  # propose's exit status when no candidate is left: a scr
 
 def _nothing_left(exp, obs, a) -> str:
     """Why nothing is proposed, and what would add candidates."""
-    from ..proposals import candidate_llms, experiment_candidates
+    from ..study.proposals import candidate_llms, experiment_candidates
 
     _, exp_dir = locate(a.source, a.storage)
     left = experiment_candidates(exp, obs, rows(exp, exp_dir), a.parameters)
@@ -200,8 +200,8 @@ def _nothing_left(exp, obs, a) -> str:
 
 
 def cmd_propose(a) -> int:
-    from ..layout import atomic_write_text
-    from ..proposals import next_spec
+    from ..store.layout import atomic_write_text
+    from ..study.proposals import next_spec
     from ..scaling.analysis import TABLE_SUFFIXES, format_analysis, nan_to_none
 
     if a.pool:
@@ -237,12 +237,12 @@ def cmd_propose(a) -> int:
 
 def _propose_from_pool(a) -> int:
     """``propose --pool``: the next rows of a table of candidate runs, written as a CSV."""
-    from ..layout import atomic_write_text
+    from ..store.layout import atomic_write_text
     from ..scaling.analysis import resolve_kind
     from ..scaling.pool import propose_from_pool
     from ..scaling.table import load_table, parse_inputs
 
-    from ..laws import choose
+    from ..study.laws import choose
 
     if a.source is not None:
         raise UsageError("give either an experiment or --pool, not both")
@@ -291,7 +291,7 @@ def cmd_report(a) -> int:
 
 def cmd_profile(a) -> int:
     """Measure (or reuse) the experiment's inference profile and print it."""
-    from ..profiling import run_profile
+    from ..run.profiling import run_profile
 
     from ..spec.checks import check_artifacts
 

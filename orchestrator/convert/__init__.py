@@ -25,7 +25,7 @@ def convert(kind: str, sources: list[str], output: str, images: str | None = Non
     from workloads.benchmark_files import question_problems, read_questions
     from workloads.config import BenchmarkConfig
 
-    from ..layout import atomic_write_text
+    from ..store.layout import atomic_write_text
 
     if kind not in CONVERTERS:
         raise UsageError(f"no converter for {kind!r}; choose one of {', '.join(CONVERTERS)}")

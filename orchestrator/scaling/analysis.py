@@ -1,6 +1,6 @@
 """From observations to decisions: observations → fitted law → frontier → proposals, and their
 text and JSON. Takes tables (rows, a DataFrame) and settings; knows nothing of an experiment's
-storage (orchestrator/proposals.py turns a ledger into observations and candidates). No Ray, torch
+storage (orchestrator/study/proposals.py turns a ledger into observations and candidates). No Ray, torch
 or MLflow here.
 """
 

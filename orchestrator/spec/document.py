@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 from workloads.compressors import VisualTokenError, check_visual_tokens
 from workloads.data.synthetic import TASKS as SYNTHETIC_TASKS
 
-from ..sizes import nominal_problem
+from .sizes import nominal_problem
 from .base import Strict, model_ref
 from .grid import Grid
 from .platform import Failure, Kubernetes, Price, Resources, Storage, Tracking

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..accelerators import ACCELERATORS
+from .accelerators import ACCELERATORS
 from .base import GPUS_MAX, RFC1123_SUBDOMAIN, THREADS_MAX, WORKERS_MAX, Strict, check_dns_label, check_image, check_quantity
 
 PLATFORM_CONFIG = "vlmscale-platform"  # the Helm chart's ConfigMap of in-cluster defaults (MLFLOW_TRACKING_URI)

@@ -13,7 +13,7 @@ from workloads import compressors
 
 from ..scaling.fit import LOSSES
 from ..scaling.forms import FORMS, METRIC_KINDS
-from ..sizes import COUNTINGS, DEFAULT as DEFAULT_COUNTING
+from .sizes import COUNTINGS, DEFAULT as DEFAULT_COUNTING
 from .base import BOOTSTRAP_MAX, GPUS_MAX, RFC1123_LABEL, THREADS_MAX, TOKENS_MAX, V_MAX, Strict, model_ref, one_of
 
 LawFormName = one_of(FORMS)

@@ -1,0 +1,109 @@
+"""Studies in rounds: the grid is round 1; after each round the law is refitted and the cells it
+most wants next become the following round.
+
+The state lives in ``<experiment>/rounds.json`` (atomic writes): every round's cells, written
+*before* any of them trains, and each round's fit summary once it is fitted. So a driver killed
+anywhere resumes where it was — a proposed round is never proposed again, a finished cell never
+trained again — and the report can show how the frontier's interval narrowed round by round.
+Pure: no ray, torch or mlflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..store.layout import ExperimentDir, atomic_write_json
+from ..spec import Cell, Experiment, make_cell
+
+POINT = ("llm", "visual_tokens", "compressor", "task", "seed")
+
+
+@dataclass
+class RoundLog:
+    """rounds.json: ``rounds[i]`` is round i+1 — its proposed cells (round 1: the grid, not listed)
+    and its fit summary."""
+
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, exp_dir: ExperimentDir) -> "RoundLog":
+        from ..store.checks import read, rounds_problem
+
+        doc = read(exp_dir.rounds, rounds_problem, f"`vlmscale repair {exp_dir.root.name}` rebuilds it from the "
+                                                   "ledger (the proposed cells that trained keep counting)")
+        return cls() if doc is None else cls(doc["rounds"])
+
+    def save(self, exp_dir: ExperimentDir) -> None:
+        atomic_write_json(exp_dir.rounds, {"rounds": self.rounds})
+
+    def entry(self, number: int) -> dict[str, Any]:
+        while len(self.rounds) < number:
+            self.rounds.append({"round": len(self.rounds) + 1, "cells": [], "fit": None})
+        return self.rounds[number - 1]
+
+    def proposed(self, number: int, grid_round: int = 1) -> bool:
+        """Whether the round's cells are known: the grid's rounds always, a later round once proposed."""
+        return number <= grid_round or (number <= len(self.rounds) and bool(self.rounds[number - 1]["cells"]))
+
+    def add_round(self, number: int, points: list[dict[str, Any]]) -> None:
+        self.entry(number)["cells"] = points
+
+    def record_fit(self, number: int, summary: dict[str, Any]) -> None:
+        self.entry(number)["fit"] = summary
+
+
+def round_points(log: RoundLog, number: int) -> list[tuple]:
+    """(llm, V, compressor, task, seed) of a later round's proposed cells."""
+    return [tuple(p[k] for k in POINT) for p in log.entry(number)["cells"]]
+
+
+def grid_round(exp: Experiment) -> int:
+    """The round the spec's grid reaches: 1, or the last round a proposed next.yaml added to it."""
+    return max(exp.spec.grid.rounds())
+
+
+def cells_of_round(exp: Experiment, log: RoundLog, number: int, grid: list[Cell],
+                   vision_path: str | None, lrs: dict[str, float] | None = None) -> list[Cell]:
+    """The grid's rounds train as one (the spec lists their cells); a later round is its proposed
+    points, built like grid cells."""
+    if number <= grid_round(exp):
+        return grid
+    return [make_cell(exp, *point, vision_path=vision_path, lrs=lrs) for point in round_points(log, number)]
+
+
+def all_cells(exp: Experiment, exp_dir: ExperimentDir, grid: list[Cell] | None = None,
+              vision_path: str | None = None, lrs: dict[str, float] | None = None) -> list[tuple[int, Cell]]:
+    """(round, cell) of every cell the study has so far — the grid's, each with the round that
+    brought it, then every round's proposals the grid does not list (orchestrator/plan/identity.py's
+    ``planned_cells`` builds them exactly as ``run`` does)."""
+    grid = grid if grid is not None else exp.cells()
+    log = RoundLog.load(exp_dir)
+    out = list(zip(exp.spec.grid.rounds(), grid))
+    seen = {c.key for c in grid}
+    for number in range(2, len(log.rounds) + 1):
+        for point in round_points(log, number):
+            c = make_cell(exp, *point, vision_path=vision_path, lrs=lrs)
+            if c.key not in seen:
+                seen.add(c.key)
+                out.append((number, c))
+    return out
+
+
+def fit_summary(analysis, cells: int) -> dict[str, Any]:
+    """What the report's round-by-round table shows: V* with its interval, and the frontier's
+    interval — the mean width of the predicted error's interval along the frontier, the quantity
+    the proposals reduce."""
+    fr, f = analysis.frontier, analysis.fit
+    ci = fr.optimal_visual_tokens_ci if fr is not None else None
+    widths = [p.error_ci[1] - p.error_ci[0] for p in fr.points] if fr is not None else []
+    return {"cells": cells, "params": f.params, "loo_rel_error": f.loo_rel_error,
+            "v_star": fr.optimal_visual_tokens if fr is not None else None,
+            "v_star_ci": list(ci) if ci else None, "v_star_ci_width": (ci[1] - ci[0]) if ci else None,
+            "frontier_ci_width": sum(widths) / len(widths) if widths else None}
+
+
+def should_stop(exp: Experiment, summary: dict[str, Any]) -> bool:
+    limit = exp.spec.rounds.stop_v_star_ci_width
+    width = summary.get("v_star_ci_width")
+    return limit is not None and width is not None and width < limit

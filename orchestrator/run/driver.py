@@ -1,0 +1,299 @@
+"""``vlmscale run``: one driver per experiment takes its lock, sets it up (manifest, the tiny
+tower's pretraining, MLflow) while Ray starts, then trains round by round — round 1 the grid,
+each further round the cells the previous round's fit proposed (orchestrator/plan/rounds.py) — and
+fits after each round (orchestrator/run/after_round.py)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from ..store import defects
+from ..errors import SpecError
+from ..plan.identity import Change, changes, planned_cells, refusal, supersede, tower_dir, write_identity
+from .interrupts import Interrupt, Interrupted, tune_search, tune_stopper
+from ..store.layout import ExperimentDir, atomic_write_json
+from ..spec import Cell, Experiment, expand
+from ..spec.cells import tower
+from ..spec.load import read_yaml
+from .trials import plan, run_grid
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    exp_dir: ExperimentDir
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    finished: list[str]
+    errored: dict[str, str]
+    skipped: list[str]
+    seconds: float
+
+
+def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print) -> list[Cell]:
+    """Write the manifest, pretrain the tiny vision tower if asked, and expand the grid."""
+    manifest = {"name": exp.name, "digest": exp.digest(), "spec": read_yaml(spec_text, "the spec"), "spec_yaml": spec_text}
+    if exp.source_dir is not None:  # relative paths in the spec resolve against it, also on `resume NAME`
+        manifest["source_dir"] = str(exp.source_dir)
+    atomic_write_json(exp_dir.manifest, manifest)
+    path = tower_dir(exp, exp_dir)
+    if path is not None:
+        from workloads.pretrain_vision import finished
+
+        v, t = exp.spec.vision, tower(exp.spec)
+        args = {"preset": t.preset, "out_dir": str(path), "steps": t.steps, "batch_size": t.batch_size, "lr": t.lr,
+                "seed": t.seed, "cells": t.cells}
+        if finished(**args) is None:
+            done = _pretrain_in_a_process(args)
+            echo(f"pretrained vision tower {v.model}: cell accuracy {done['cell_accuracy']:.3f} "
+                 f"in {done['seconds']:.0f} s")
+    return expand(exp, path)
+
+
+def _pretrain_in_a_process(args: dict) -> dict:
+    """The tower's pretraining (workloads/pretrain_vision.py) in a child process: it imports torch
+    and transformers on the machine's other core while this one opens MLflow and Ray starts, and
+    the driver never loads them (hundreds of MB less on a head node). Its refusal and storage
+    failures come back as the same errors an in-process call raised."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import workloads
+
+    from .cluster import WORKER_ENV
+
+    here = str(Path(workloads.__file__).resolve().parents[1])
+    env = {**os.environ, **WORKER_ENV,
+           "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+    # its own session: a Ctrl-C reaches the driver, which stops once the tower is written, as before
+    r = subprocess.run([sys.executable, "-m", "workloads.pretrain_vision", json.dumps(args)], capture_output=True,
+                       text=True, env=env, start_new_session=True)
+    lines = r.stdout.strip().splitlines()
+    try:
+        out = json.loads(lines[-1]) if r.returncode == 0 and lines else None
+    except json.JSONDecodeError:
+        out = None
+    if not isinstance(out, dict):
+        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"pretraining the vision tower {args['preset']} failed (exit {r.returncode}):\n{tail}")
+    if "refused" in out:
+        raise ValueError(out["refused"])
+    if "storage" in out:
+        raise OSError(out["errno"], out["storage"], out["filename"])
+    return out
+
+
+def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, live: bool | None = None,
+                   echo=print, rounds: int | None = None, storage: str | None = None,
+                   restart_changed: bool = False) -> RunOutcome:
+    """Run (or resume) the experiment: round 1 is the grid; each further round (``rounds``, else
+    ``spec.rounds.count``) trains the cells the previous round's fit proposed. ``storage``: the
+    storage root (default: :meth:`Experiment.storage_root`). One driver per experiment: a second
+    one refuses (``lock.LockHeld``) while the first is alive. SIGINT or SIGTERM stops it cleanly
+    (orchestrator/run/interrupts.py): :class:`Interrupted`, the lock released, every cell resumable.
+    A cell whose finished result or checkpoints were made under other settings is refused before
+    anything is written, or with ``restart_changed`` moved aside and trained again
+    (orchestrator/plan/identity.py)."""
+    from ..store.lock import lock_for
+
+    from ..tracking.tracker import check_reachable, tracking_target
+
+    t0 = time.time()
+    exp_dir = ExperimentDir.of(storage or exp.storage_root(), exp.name)
+    check_reachable(tracking_target(exp, exp_dir)[0])  # in seconds, not MLflow's minutes of retries
+    exp_dir.check_writable()
+    lock = lock_for(exp_dir.root).acquire(f"experiment {exp.name}")  # before anything is written
+    from ..store import index
+
+    index.record(exp.name, str(exp_dir.root.parent))  # a bare name finds it from any folder
+    try:
+        from .repair import heal_ledger
+
+        heal_ledger(exp_dir, echo)  # a damaged record: its cell is evaluated again from its final checkpoint
+        superseded = _decide(exp, exp_dir, restart_changed, echo)
+        with Interrupt(exp_dir, exp.spec.failure.grace_seconds, echo) as interrupt:
+            return _run_locked(exp, exp_dir, spec_text, address, live, echo, rounds, t0, interrupt, superseded)
+    finally:
+        lock.release()
+
+
+def _decide(exp: Experiment, exp_dir: ExperimentDir, restart_changed: bool, echo) -> list[Change]:
+    """Refuse (writing nothing) or, asked to, set aside every cell whose state another spec made."""
+    found = changes(exp_dir, [c for _, c in planned_cells(exp, exp_dir)], exp_dir.finished())
+    if found and not restart_changed:
+        raise refusal(exp.name, found)
+    if found:
+        supersede(exp_dir, found)
+        echo(f"{exp.name}: {len(found)} cell(s) changed since they trained; their state is kept under "
+             f"{exp_dir.root / 'superseded'} and they train again")
+    return found
+
+
+def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, echo, superseded: list[Change]):
+    """Manifest, tower, imports, MLflow's parent and finished runs (brought up to date)."""
+    from ..tracking import tracker as track
+    from ..store.warm_start import import_cells
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    # MLflow builds a new store's tables (seconds on sqlite) while the tower pretrains
+    with ThreadPoolExecutor(1, thread_name_prefix="vlmscale-mlflow") as pool:
+        opening = pool.submit(track.Tracker, *target)
+        grid = prepare(exp, exp_dir, spec_text, echo)
+        import_cells(exp, exp_dir, echo)
+        finished = exp_dir.finished()  # read once: every ledger record is a file
+        tracker = opening.result()
+    parent = tracker.parent_run(exp.name, exp.digest(), spec_text)
+    tracker.mark_running(parent)
+    for change in superseded:  # their runs stay, marked; the cells get new ones
+        tracker.mark_superseded(exp.name, change.key, change.old_digest)
+    # a rebuilt MLflow store gets every param of a finished cell back
+    run_ids = {key: tracker.child_run(parent, exp.name, key, track.record_params(record),
+                                      digest=record.get("config_digest"))
+               for key, record in finished.items()}
+    track.reconcile(tracker, run_ids, finished, exp_dir, exp.spec.fit.text_tokens, exp.spec.evaluation.groups)
+    return grid, set(finished), tracker, parent, run_ids
+
+
+def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address: str | None, live: bool | None,
+                echo, rounds: int | None, t0: float, interrupt: Interrupt, superseded: list[Change]) -> RunOutcome:
+    import ray
+
+    from .cluster import start_ray
+    from .after_round import finalize
+    from ..plan.rounds import RoundLog, cells_of_round, fit_summary, grid_round, round_points, should_stop
+    from ..tracking.tracker import tracking_target
+
+    count = rounds or exp.spec.rounds.count
+    if count > 1 and not exp.spec.fit.enabled:
+        raise SpecError(f"{exp.name}: rounds after the first are proposed by the fit; set spec.fit.enabled: true")
+    target = tracking_target(exp, exp_dir)
+
+    # the vision tower's pretraining and MLflow's set-up overlap Ray's start (seconds each)
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="vlmscale-setup")
+    setting_up = pool.submit(_set_up, exp, exp_dir, spec_text, target, echo, superseded)
+    try:
+        cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
+        interrupt.install()  # ray.init replaced our SIGTERM handler with its own
+        grid, before, tracker, parent, run_ids = setting_up.result()
+    except BaseException:
+        pool.shutdown(wait=True)
+        ray.shutdown()
+        raise
+    pool.shutdown()
+    defects.clear(exp_dir)  # a file fixed since the last run is tried again
+    log = RoundLog.load(exp_dir)
+    errors: dict[str, str | None] = {}  # each cell's cause of failure (one line)
+    planned: list[Cell] = []
+    vision = tower_dir(exp, exp_dir)
+    lrs: dict[str, float] = {}
+    first = grid_round(exp)  # the grid is round 1, or reaches the round a proposed next.yaml added
+    closing: threading.Thread | None = None
+    try:
+        for number in range(first, first + count):
+            interrupt.check(len(exp_dir.finished()), len(planned) or len(grid))
+            if not log.proposed(number, first):
+                break  # the last fit proposed nothing more
+            if exp.spec.training.calibration is not None:  # the round's LLM sizes not calibrated yet
+                from .calibration_search import calibrate
+
+                llms = [c.llm for c in grid] if number == first else [p[0] for p in round_points(log, number)]
+                lrs.update(calibrate(exp, exp_dir, list(dict.fromkeys(llms)), vision, tracker, parent, echo,
+                                     interrupt))
+                if number == first:
+                    grid = expand(exp, vision, lrs)
+            cells = cells_of_round(exp, log, number, grid, vision, lrs)
+            planned += cells
+            rounds_of = dict(zip((c.key for c in grid), exp.spec.grid.rounds())) if number == first else {}
+            errors.update(_train_round(exp, exp_dir, cells, number, tracker, parent, run_ids, target, cluster,
+                                       live, echo, interrupt, rounds_of))
+            interrupt.check(len(exp_dir.finished()), len(planned))  # no fit of a grid cut short
+            if not exp.spec.fit.enabled:
+                break
+            if number == first + count - 1:  # nothing trains after this fit: Ray stops while it runs
+                closing = threading.Thread(target=ray.shutdown, name="vlmscale-ray-shutdown")
+                closing.start()
+            analysis = finalize(exp, exp_dir, spec_text, tracker, parent, echo, number, log.rounds)
+            if analysis is None:
+                break
+            log.record_fit(number, fit_summary(analysis, len(exp_dir.finished())))
+            log.save(exp_dir)
+            if number == first + count - 1 or should_stop(exp, log.entry(number)["fit"]):
+                break
+            if not log.proposed(number + 1, first):
+                points = [{"llm": p.candidate.llm, "visual_tokens": p.candidate.visual_tokens,
+                           "compressor": p.candidate.compressor, "task": exp.spec.grid.tasks[0],
+                           "seed": exp.spec.grid.seeds[0], "reason": p.reason} for p in analysis.picks]
+                log.add_round(number + 1, points)
+                log.save(exp_dir)  # before anything of round number+1 trains: a restart resumes it
+                echo(f"round {number + 1}: {len(points)} proposed cells")
+    except Interrupted:
+        _mark_killed(tracker, parent, run_ids, exp_dir)
+        raise
+    finally:
+        if closing is not None:
+            closing.join()
+        else:
+            ray.shutdown()
+
+    finished = exp_dir.finished()
+    errored = {k: cause for k, cause in errors.items() if cause and k not in finished}
+    tracker.log_metrics(parent, {"cells_total": len(planned), "cells_finished": len(finished),
+                                 "cells_errored": len(errored)}, step=len(finished), dedup="cells_finished")
+    done = not errored and all(c.key in finished for c in planned)
+    tracker.finish(parent, "FINISHED" if done else "FAILED")
+    return RunOutcome(exp_dir, target[0], tracker.experiment_id, parent, sorted(finished), errored, sorted(before),
+                      time.time() - t0)
+
+
+def _mark_killed(tracker, parent: str, run_ids: dict[str, str], exp_dir: ExperimentDir) -> None:
+    """MLflow's side of an interrupt: every unfinished cell's run and the parent are KILLED (the
+    ledger, not MLflow, says what finished; the next run marks them RUNNING again)."""
+    finished = exp_dir.finished()
+    for key, run_id in run_ids.items():
+        if key not in finished:
+            tracker.set_tags(run_id, {"vlmscale.status": "interrupted"})
+            tracker.finish(run_id, "KILLED")
+    tracker.finish(parent, "KILLED")
+
+
+def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], number: int, tracker, parent: str,
+                 run_ids: dict[str, str], target, cluster: dict[str, float], live, echo,
+                 interrupt: Interrupt, rounds_of: dict[str, int] | None = None) -> dict[str, str | None]:
+    """Train the round's cells that are not finished; every cell gets its MLflow run, tagged with the
+    round that brought it (``rounds_of``, else ``number``)."""
+    from . import progress
+    from ..tracking import tracker as track
+
+    rounds_of = rounds_of or {}
+    for cell in cells:
+        run_ids[cell.key] = tracker.child_run(parent, exp.name, cell.key, track.flat_params(cell),
+                                              round_no=rounds_of.get(cell.key, number), digest=cell.digest)
+    p = plan(exp, cells, exp_dir, cluster)
+    for cell in p.todo:  # RUNNING only once its trial starts (the Tune callback marks it)
+        if not exp_dir.identity_path(cell.key).exists():
+            write_identity(exp_dir, cell)
+        tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
+        # reports a driver never delivered (it died while MLflow was away), before the cell resumes
+        tracker.log_history(run_ids[cell.key], exp_dir.progress_history(cell.key))
+    board = progress.ProgressBoard(slots=p.concurrency)
+    tc = exp.spec.training
+    for cell in cells:
+        record = p.finished.get(cell.key)
+        board.add(cell.key, cell.config.train.total_steps, tc.batch_size, "finished" if record else "pending", record)
+    label = f" round {number}:" if exp.spec.rounds.count > 1 or number > 1 else ""
+    echo(f"{exp.name}:{label} {len(cells)} cells, {len(cells) - len(p.todo)} already finished, {len(p.todo)} to run, "
+         f"{p.concurrency} at a time; MLflow: {target[0]}")
+    if not p.todo:
+        return {}
+    callbacks = [track.tune_callback(target, run_ids, exp.spec.fit.text_tokens, exp.spec.evaluation.groups),
+                 progress.tune_callback(board, live)]
+    return run_grid(exp, exp_dir, p, callbacks, stopper=tune_stopper(interrupt),
+                    search=lambda concurrency: tune_search(interrupt, concurrency))
