@@ -17,6 +17,7 @@ import yaml
 
 from workloads.data.checks import llava_problems
 from workloads.data.llava import LlavaDataset, LlavaFormatError
+from orchestrator.protocols import LedgerRecord
 from workloads.model_files import model_file_problems
 
 from .artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
@@ -296,10 +297,9 @@ def _trained_grid(tmp_path: Path, candidates: dict) -> Path:
     for cell in exp.cells():
         n, v = sizes[cell.llm], cell.visual_tokens
         error = 0.2 + 3.0 * n ** -0.2 * v ** -0.3
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest,
-                                           "settings": cell.settings,
-                                           "metrics": {"step": 1, "error": error, "llm_params": int(n),
-                                                       "llm_params_total": int(n) + 1}})
+        exp_dir.record_finished(LedgerRecord(cell.key, {"step": 1, "error": error, "llm_params": int(n),
+                                                        "llm_params_total": int(n) + 1},
+                                             params=cell.params(), settings=cell.settings, config_digest=cell.digest))
     return path
 
 

@@ -11,6 +11,7 @@ from orchestrator.run.after_round import finalize
 from orchestrator.tracking.tracker import tracking_target
 from orchestrator.spec import load, parse
 from orchestrator.tracking.tracker import Tracker
+from orchestrator.protocols import LedgerRecord
 from workloads.presets import llm_non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +31,9 @@ def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
     prepare(exp, exp_dir, text)
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
+        exp_dir.record_finished(LedgerRecord.from_dict({"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
                                            "metrics": {"step": 600, "llm_params": n, "error": MEASURED[(cell.llm, cell.visual_tokens)],
-                                                       "eval_loss": 0.4, "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}})
+                                                       "eval_loss": 0.4, "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}}, cell.key))
     tracker = Tracker(*tracking_target(exp, exp_dir))
     parent = tracker.parent_run(exp.name, exp.digest(), text)
     lines: list[str] = []
@@ -92,9 +93,9 @@ def test_fit_eval_loss_of_a_finished_experiment_in_nats(tmp_path):
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
         err = MEASURED[(cell.llm, cell.visual_tokens)]
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
+        exp_dir.record_finished(LedgerRecord.from_dict({"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
                                            "metrics": {"step": 600, "llm_params": n, "error": err, "eval_loss": 3 * err + 0.2,
-                                                       "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}})
+                                                       "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}}, cell.key))
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", exp.name, "--storage", str(tmp_path / "runs"),
                         "--metric", "eval_loss", "--format", "json", "--bootstrap", "100"],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -129,13 +130,14 @@ def test_cells_wait_as_scheduled_until_their_trial_starts(tmp_path, monkeypatch)
     monkeypatch.setattr(driver, "run_grid", fake_grid)
     import orchestrator.run.progress as progress
 
-    monkeypatch.setattr(progress, "tune_callback", lambda *a: None)
-    import orchestrator.tracking.tracker as track
+    monkeypatch.setattr(progress, "progress_callback", lambda *a: None)
+    import orchestrator.tracking.cell_runs as cell_runs
 
-    monkeypatch.setattr(track, "tune_callback", lambda *a: None)
+    monkeypatch.setattr(cell_runs, "mlflow_callback", lambda *a: None)
     run_ids: dict[str, str] = {}
     from orchestrator.run.interrupts import Interrupt
 
-    driver._train_round(exp, exp_dir, cells, 1, tracker, parent, run_ids, ("uri", "x", None), {"CPU": 2}, False,
-                        lambda *_: None, Interrupt(exp_dir, 1.0))
+    ctx = driver.RunContext(exp, exp_dir, text, driver.RunOptions(live=False, echo=lambda *_: None),
+                            Interrupt(exp_dir, 1.0), ("uri", "x", None), tracker, parent, run_ids, {"CPU": 2})
+    driver._train_round(ctx, cells, 1)
     assert len(seen) == 9 and set(seen.values()) == {"SCHEDULED"}

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.plan.identity import changes, counts, planned_cells, refusal, supersede, tower_dir, write_identity
+from orchestrator.plan.cells import StudyCells, tower_dir
+from orchestrator.plan.identity import changes, counts, refusal, supersede, write_identity
 from orchestrator.store.layout import ExperimentDir
 from orchestrator.spec import load, parse
+from orchestrator.protocols import LedgerRecord
 
 from .artifacts import llava_files, tiny_clip
 
@@ -101,7 +103,7 @@ def test_no_path_is_part_of_a_cell_so_a_copied_experiment_keeps_its_identity(tmp
     exp = parse(BASE)
     one, two = ExperimentDir(tmp_path / "one"), ExperimentDir(tmp_path / "two")
     assert tower_dir(exp, one) != tower_dir(exp, two)
-    assert [c.digest for _, c in planned_cells(exp, one)] == [c.digest for _, c in planned_cells(exp, two)]
+    assert [c.digest for _, c in StudyCells.of(exp, one).planned()] == [c.digest for _, c in StudyCells.of(exp, two).planned()]
 
 
 def test_the_tower_is_keyed_by_its_pretraining(tmp_path):
@@ -112,9 +114,9 @@ def test_the_tower_is_keyed_by_its_pretraining(tmp_path):
 
 
 def _finish(exp_dir: ExperimentDir, cell, **extra) -> None:
-    exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest,
+    exp_dir.record_finished(LedgerRecord.from_dict({"key": cell.key, "params": cell.params(), "config_digest": cell.digest,
                                        "settings": cell.settings, "metrics": {"error": 0.5, "step": 150,
-                                                                              "llm_params": 1e6}, **extra})
+                                                                              "llm_params": 1e6}, **extra}, cell.key))
 
 
 def test_a_changed_spec_is_refused_naming_what_changed_and_the_ways_out(tmp_path):
@@ -137,8 +139,8 @@ def test_a_changed_spec_is_refused_naming_what_changed_and_the_ways_out(tmp_path
 def test_state_without_recorded_settings_is_not_trusted(tmp_path):
     exp_dir = ExperimentDir(tmp_path / "x")
     cells = parse(BASE).cells()
-    exp_dir.record_finished(cells[0].key, {"key": cells[0].key, "config_digest": "0123456789abcdef",
-                                           "metrics": {"error": 0.5, "llm_params": 1e6}})
+    exp_dir.record_finished(LedgerRecord.from_dict({"key": cells[0].key, "config_digest": "0123456789abcdef",
+                                           "metrics": {"error": 0.5, "llm_params": 1e6}}, cells[0].key))
     (exp_dir.cells / cells[1].key / "checkpoint_00000020").mkdir(parents=True)
     found = changes(exp_dir, cells, exp_dir.finished())
     assert [c.what for c in found] == ["finished", "checkpointed"]
@@ -175,8 +177,10 @@ def test_restart_changed_keeps_the_old_state_aside_and_nothing_is_counted_twice(
 
 def test_an_imported_record_counts_whatever_its_digest(tmp_path):
     cell = parse(BASE).cells()[0]
-    assert counts({"imported_from": "runs.csv", "config_digest": None}, cell)
-    assert not counts({"config_digest": "ffff"}, cell) and counts({"config_digest": cell.digest}, cell)
+    m = {"error": 0.5, "llm_params": 1e6}
+    assert counts(LedgerRecord(cell.key, m, imported_from="runs.csv"), cell)
+    assert not counts(LedgerRecord(cell.key, m, config_digest="ffff"), cell)
+    assert counts(LedgerRecord(cell.key, m, config_digest=cell.digest), cell)
 
 
 def test_a_damaged_tower_is_pretrained_again_and_one_of_other_settings_never_overwritten(tmp_path):

@@ -13,6 +13,7 @@ from orchestrator.run.driver import prepare
 from orchestrator.run.trials import plan
 from orchestrator.scaling.analysis import observations_from_rows
 from orchestrator.spec import SpecError, parse
+from orchestrator.protocols import LedgerRecord
 from workloads.presets import llm_non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +34,9 @@ def _finish_all(exp, exp_dir):
     prepare(exp, exp_dir, yaml.safe_dump(exp.model_dump(mode="json")), echo=lambda *_: None)
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
+        exp_dir.record_finished(LedgerRecord.from_dict({"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
                                            "metrics": {"step": 600, "llm_params": n, "error": 0.5 - 0.01 * cell.visual_tokens,
-                                                       "eval_loss": 0.4, "inference_flops": 1e6}})
+                                                       "eval_loss": 0.4, "inference_flops": 1e6}}, cell.key))
 
 
 def test_a_finished_experiments_cells_are_imported_and_skipped(tmp_path):
@@ -75,7 +76,7 @@ def test_a_results_csv_is_imported_like_an_experiment(tmp_path):
     assert len(import_cells(second, exp_dir, echo=lambda *_: None)) == 4
     assert [c.visual_tokens for c in plan(second, cells, exp_dir, {"CPU": 2}).todo] == [16]
     record = exp_dir.finished_record("tiny-s-v4-avgpool-shapes-s0")
-    assert record["imported_from"] == "results:first.csv" and record["metrics"]["error"] == pytest.approx(0.46)
+    assert record.imported_from == "results:first.csv" and record.metrics["error"] == pytest.approx(0.46)
 
 
 def test_a_cell_this_experiment_trained_is_never_overwritten_by_an_import(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 from orchestrator.store.layout import ExperimentDir
 from orchestrator.store.lock import LOCK_FILE, LockHeld, ObjectLock, lock_for
 from orchestrator.errors import StorageError
+from orchestrator.protocols import LedgerRecord
 from workloads import storage
 from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
 from workloads.drill import InjectedFault
@@ -86,12 +87,12 @@ def test_the_ledger_and_progress_files_live_in_the_bucket(s3):
     exp_dir = ExperimentDir.of(_prefix(s3), "exp")
     assert exp_dir.remote and exp_dir.finished() == {} and exp_dir.finished_record("c1") is None
     for key in ("c1", "c2"):
-        exp_dir.record_finished(key, {"key": key, "config_digest": "0" * 16,
-                                      "metrics": {"error": 0.5, "llm_params": 1e6}})
+        exp_dir.record_finished(LedgerRecord.from_dict({"key": key, "config_digest": "0" * 16,
+                                      "metrics": {"error": 0.5, "llm_params": 1e6}}, key))
     storage.append_line(exp_dir.progress_path("c1"), json.dumps({"step": 5}))
     storage.append_line(exp_dir.progress_path("c1"), "{cut by a kill")
     assert sorted(exp_dir.finished()) == ["c1", "c2"]
-    assert exp_dir.finished_record("c2")["metrics"]["error"] == 0.5
+    assert exp_dir.finished_record("c2").metrics["error"] == 0.5
     assert exp_dir.progress_history("c1") == [{"step": 5}]
     # the default MLflow store must be a local file: it lives in the cache, named after the bucket path
     assert exp_dir.mlflow_uri.startswith("sqlite:///") and "/cache/s3/" in exp_dir.mlflow_uri

@@ -7,6 +7,7 @@ from orchestrator.store.layout import ExperimentDir, atomic_write_json
 from orchestrator.run.cluster import derive_concurrency
 from orchestrator.run.trials import plan
 from orchestrator.spec import SpecError, parse
+from orchestrator.protocols import CellStatus, LedgerRecord
 
 BASE = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "s"},
         "spec": {"grid": {"llms": ["tiny-xs", "tiny-s"], "visual_tokens": [1, 4], "compressors": ["avgpool"]},
@@ -58,9 +59,9 @@ def test_plan_skips_finished_cells_and_refuses_a_changed_one(tmp_path):
 def test_ledger_writes_are_atomic(tmp_path):
     exp_dir = ExperimentDir(tmp_path / "x")
     first, second = ({"config_digest": "0" * 16, "metrics": {"error": err, "llm_params": 1e6}} for err in (0.1, 0.2))
-    exp_dir.record_finished("a", first)
-    exp_dir.record_finished("a", second)
-    assert exp_dir.finished() == {"a": second}
+    exp_dir.record_finished(LedgerRecord.from_dict(first, "a"))
+    exp_dir.record_finished(LedgerRecord.from_dict(second, "a"))
+    assert exp_dir.finished() == {"a": LedgerRecord.from_dict(second, "a")}
     assert [p.name for p in exp_dir.results.iterdir()] == ["a.json"]  # no temp files left behind
     exp_dir.progress.mkdir(parents=True)
     exp_dir.progress_path("a").write_text('{"step": 5}\n{"step": 10}\n{"step": 1')  # a line cut by a kill
@@ -71,7 +72,7 @@ def test_progress_lines_and_the_experiments_eta():
     from orchestrator.run.progress import ProgressBoard, plain_line
 
     board = ProgressBoard()
-    board.add("a", steps=100, batch_size=10, status="finished", record={"metrics": {"step": 100, "error": 0.4}})
+    board.add("a", steps=100, batch_size=10, record=LedgerRecord("a", {"step": 100, "error": 0.4, "llm_params": 1e6}))
     board.add("b", steps=100, batch_size=10)
     board.add("c", steps=100, batch_size=10)
     board.update("b", "running", {"step": 40, "loss": 0.51234, "samples_per_s": 20.0})
@@ -85,6 +86,7 @@ def test_progress_lines_and_the_experiments_eta():
     board.update("c", "running", {"step": 0})
     assert board.eta_s() == 100 * 10 / 20.0 and "about 50 s left" in plain_line(board.cells["c"], board)
     # two cells running, one reported: the other counts at the same rate
-    board.add("d", steps=100, batch_size=10, status="running")
+    board.add("d", steps=100, batch_size=10)
+    board.update("d", CellStatus.RUNNING)
     board.update("c", result={"step": 50, "samples_per_s": 10.0})
     assert board.eta_s() == (50 + 100) * 10 / (2 * 10.0)

@@ -22,6 +22,7 @@ from orchestrator.run.driver import prepare
 from orchestrator.store.layout import ExperimentDir
 from orchestrator.spec.sizes import size_in_name
 from orchestrator.spec import SpecError, parse
+from orchestrator.protocols import LedgerRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = ROOT / "tests" / "fixtures" / "reference" / "paper_points.csv"
@@ -72,11 +73,11 @@ def test_the_papers_points_fit_the_papers_law_with_nominal_n_and_another_with_me
     with POINTS.open() as f:
         for row in csv.DictReader(f):
             cell = cells[(row["llm"], int(row["visual_tokens"]))]
-            exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest,
+            exp_dir.record_finished(LedgerRecord.from_dict({"key": cell.key, "params": cell.params(), "config_digest": cell.digest,
                                                "settings": cell.settings,
                                                "metrics": {"step": 1, "error": float(row["error"]),
                                                            "llm_params": int(row["non_embedding"]),
-                                                           "llm_params_total": int(row["non_embedding"]) + 1}})
+                                                           "llm_params_total": int(row["non_embedding"]) + 1}}, cell.key))
     out = {}
     for parameters in ("nominal", "non_embedding"):
         r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", str(path), "--parameters", parameters,

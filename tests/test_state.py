@@ -18,6 +18,7 @@ from orchestrator.run.repair import heal_ledger, repair
 from orchestrator.study.results import rows
 from orchestrator.spec import parse
 from orchestrator.tracking.tracker import Tracker, tracking_target
+from orchestrator.protocols import LedgerRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = {
@@ -39,10 +40,10 @@ def _experiment(tmp_path):
     tracker = Tracker(*tracking_target(exp, exp_dir))
     tracker.parent_run(exp.name, exp.digest(), text)
     for i, cell in enumerate(cells):
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest,
+        exp_dir.record_finished(LedgerRecord.from_dict({"key": cell.key, "params": cell.params(), "config_digest": cell.digest,
                                            "settings": cell.settings,
                                            "metrics": {"error": 0.5 - 0.01 * i, "llm_params": 1e6 * (1 + i // 3),
-                                                       "step": 30}})
+                                                       "step": 30}}, cell.key))
     return exp, exp_dir, cells
 
 
@@ -117,14 +118,12 @@ def test_progress_lines_that_are_not_reports_are_skipped_and_a_bad_error_file_is
 
 
 def test_a_rebuilt_mlflow_store_gets_every_param_of_a_finished_cell(tmp_path):
-    from orchestrator.tracking.tracker import record_params
-
     exp, exp_dir, cells = _experiment(tmp_path)
     record = exp_dir.finished_record(cells[0].key)
-    assert len(record_params(record)) == len(cells[0].params()) + len(cells[0].settings) > 40
+    assert len(record.mlflow_params()) == len(cells[0].params()) + len(cells[0].settings) > 40
     tracker = Tracker(f"sqlite:///{tmp_path / 'rebuilt.db'}", "kept")
-    run = tracker.child_run("p", "kept", cells[0].key, record_params(record), digest=record["config_digest"])
-    assert len(tracker.client.get_run(run).data.params) == len(record_params(record))
+    run = tracker.child_run("p", "kept", cells[0].key, record.mlflow_params(), digest=record.config_digest)
+    assert len(tracker.client.get_run(run).data.params) == len(record.mlflow_params())
 
 
 def test_names_from_the_command_line_never_become_other_paths(tmp_path):

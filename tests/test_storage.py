@@ -11,6 +11,7 @@ import yaml
 from orchestrator.store.layout import ExperimentDir
 from orchestrator.run.driver import prepare
 from orchestrator.spec import load
+from orchestrator.protocols import LedgerRecord
 from workloads.presets import llm_non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +35,12 @@ def _finished_experiment(folder: Path) -> Path:
     prepare(exp, exp_dir, spec.read_text(), echo=lambda *_: None)
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
-        exp_dir.record_finished(cell.key, {"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
+        exp_dir.record_finished(LedgerRecord.from_dict({"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
                                            "metrics": {"step": 600, "llm_params": n, "error": 0.6 - 0.01 * cell.visual_tokens
                                                        - 0.02 * cell.llm.count("s") - 0.03 * cell.llm.count("m"),
                                                        "eval_loss": 0.5, "inference_flops_vision": 1e6,
                                                        "inference_flops_compressor": 1e4,
-                                                       "compressor_reads_question": 0.0}})
+                                                       "compressor_reads_question": 0.0}}, cell.key))
     return spec
 
 

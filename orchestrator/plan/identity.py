@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SpecError
+from ..protocols import LedgerRecord
 from ..store.layout import ExperimentDir, atomic_write_json
-from ..spec import Cell, Experiment, expand
-from ..spec.cells import tower
+from ..spec import Cell
 
 UNKNOWN = "unknown"  # the digest of state an older vlmscale wrote without its settings
 
@@ -37,28 +37,10 @@ class Change:
     diffs: tuple[str, ...]
 
 
-def tower_dir(exp: Experiment, exp_dir: ExperimentDir) -> str | None:
-    """Where the experiment's pretrained tiny vision tower lives: one directory per pretraining
-    settings, so a changed ``vision.pretrain`` makes a new tower beside the one finished cells used."""
-    t = tower(exp.spec)
-    return None if t is None else str(exp_dir.vision / t.name())
-
-
-def planned_cells(exp: Experiment, exp_dir: ExperimentDir, lrs: dict[str, float] | None = None) -> list[tuple[int, Cell]]:
-    """(round, cell) of every cell the study has so far — the grid, then each later round's
-    proposals — built as ``run`` builds them now (the tower, the calibrated learning rates)."""
-    from .calibration import current_lrs
-    from .rounds import all_cells
-
-    lrs = current_lrs(exp, exp_dir) if lrs is None else lrs
-    vision = tower_dir(exp, exp_dir)
-    return all_cells(exp, exp_dir, expand(exp, vision, lrs), vision, lrs)
-
-
-def counts(record: dict[str, Any], cell: Cell) -> bool:
+def counts(record: LedgerRecord, cell: Cell) -> bool:
     """Whether a finished record counts as ``cell``'s result: made under the same settings, or
     imported (an import is checked against the spec when it is imported)."""
-    return bool(record.get("imported_from")) or record.get("config_digest") == cell.digest
+    return record.counts_for(cell.digest)
 
 
 def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> tuple[str, ...]:
@@ -102,8 +84,8 @@ def changes(exp_dir: ExperimentDir, cells: list[Cell], finished: dict[str, dict[
         record = finished.get(cell.key)
         if record is not None:
             if not counts(record, cell):
-                out.append(Change(cell.key, "finished", str(record.get("config_digest") or UNKNOWN),
-                                  diff(record.get("settings"), cell.settings)))
+                out.append(Change(cell.key, "finished", str(record.config_digest or UNKNOWN),
+                                  diff(record.settings or None, cell.settings)))
             continue
         ident = read_identity(exp_dir, cell.key)
         if ident is not None and ident.get("digest") != cell.digest:

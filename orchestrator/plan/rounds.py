@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store.layout import ExperimentDir, atomic_write_json
-from ..spec import Cell, Experiment, make_cell
+from ..spec import Experiment
 
 POINT = ("llm", "visual_tokens", "compressor", "task", "seed")
 
@@ -61,33 +61,6 @@ def round_points(log: RoundLog, number: int) -> list[tuple]:
 def grid_round(exp: Experiment) -> int:
     """The round the spec's grid reaches: 1, or the last round a proposed next.yaml added to it."""
     return max(exp.spec.grid.rounds())
-
-
-def cells_of_round(exp: Experiment, log: RoundLog, number: int, grid: list[Cell],
-                   vision_path: str | None, lrs: dict[str, float] | None = None) -> list[Cell]:
-    """The grid's rounds train as one (the spec lists their cells); a later round is its proposed
-    points, built like grid cells."""
-    if number <= grid_round(exp):
-        return grid
-    return [make_cell(exp, *point, vision_path=vision_path, lrs=lrs) for point in round_points(log, number)]
-
-
-def all_cells(exp: Experiment, exp_dir: ExperimentDir, grid: list[Cell] | None = None,
-              vision_path: str | None = None, lrs: dict[str, float] | None = None) -> list[tuple[int, Cell]]:
-    """(round, cell) of every cell the study has so far — the grid's, each with the round that
-    brought it, then every round's proposals the grid does not list (orchestrator/plan/identity.py's
-    ``planned_cells`` builds them exactly as ``run`` does)."""
-    grid = grid if grid is not None else exp.cells()
-    log = RoundLog.load(exp_dir)
-    out = list(zip(exp.spec.grid.rounds(), grid))
-    seen = {c.key for c in grid}
-    for number in range(2, len(log.rounds) + 1):
-        for point in round_points(log, number):
-            c = make_cell(exp, *point, vision_path=vision_path, lrs=lrs)
-            if c.key not in seen:
-                seen.add(c.key)
-                out.append((number, c))
-    return out
 
 
 def fit_summary(analysis, cells: int) -> dict[str, Any]:

@@ -56,6 +56,7 @@ class LedgerRecord:
     checkpoint: str | None = None
     finished_at: float | None = None
     imported_from: str | None = None
+    rescored_at: float | None = None
 
     @property
     def step(self) -> int:
@@ -87,7 +88,7 @@ class LedgerRecord:
             doc["config_digest"] = self.config_digest
         doc["settings"] = self.settings
         doc["metrics"] = self.metrics
-        for name in ("checkpoint", "finished_at", "imported_from"):
+        for name in ("checkpoint", "finished_at", "imported_from", "rescored_at"):
             value = getattr(self, name)
             if value is not None or name == "checkpoint" and self.config_digest is not None:
                 doc[name] = value
@@ -103,4 +104,5 @@ class LedgerRecord:
         return cls(key=str(doc.get("key") or key or ""), metrics=dict(doc["metrics"]),
                    params=dict(doc.get("params") or {}), settings=dict(doc.get("settings") or {}),
                    config_digest=doc.get("config_digest"), checkpoint=doc.get("checkpoint"),
-                   finished_at=doc.get("finished_at"), imported_from=doc.get("imported_from"))
+                   finished_at=doc.get("finished_at"), imported_from=doc.get("imported_from"),
+                   rescored_at=doc.get("rescored_at"))

@@ -52,7 +52,7 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     run_id = tracker.fit_run(parent, exp.name, round_no)
     tracker.mark_running(run_id)
     written, next_yaml = _write(exp, exp_dir, spec_text, table, analysis, so_far,
-                                on_figure=lambda name, fig: tracker.client.log_figure(run_id, fig,
+                                on_figure=lambda name, fig: tracker.log_figure(run_id, fig,
                                                                                      f"figures/{name}.png"),
                                 about=_about(exp, exp_dir, tracker, run_id, round_no))
     echo("\n" + format_analysis(analysis))
@@ -119,6 +119,6 @@ def _log(tracker, run_id: str, parent_id: str, exp: Experiment, analysis, round_
                               "mlflow.note.content": conclusion})
     tracker.set_tags(parent_id, {"mlflow.note.content": f"Round {round_no}: {conclusion}"})
     for path in written:
-        tracker.client.log_artifact(run_id, str(path), "report")
-    tracker.client.log_artifact(run_id, str(next_yaml))
+        tracker.log_artifact(run_id, str(path), "report")
+    tracker.log_artifact(run_id, str(next_yaml))
     tracker.finish(run_id)

@@ -113,7 +113,7 @@ def _log(tracker, parent: str, exp: Experiment, llm: str, entry: dict[str, Any],
     plot, kept = exp_dir.calibration_plot(llm)
     _plot(entry, llm, plot)
     exp_dir.publish(plot, kept)
-    tracker.client.log_artifact(run_id, str(plot))
+    tracker.log_artifact(run_id, str(plot))
     tracker.finish(run_id)
 
 

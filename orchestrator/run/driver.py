@@ -9,16 +9,22 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
-from ..store import defects
 from ..errors import SpecError
-from ..plan.identity import Change, changes, planned_cells, refusal, supersede, tower_dir, write_identity
-from .interrupts import Interrupt, Interrupted, tune_search, tune_stopper
-from ..store.layout import ExperimentDir, atomic_write_json
-from ..spec import Cell, Experiment, expand
+from ..plan.cells import StudyCells, tower_dir
+from ..plan.identity import Change, changes, refusal, supersede, write_identity
+from ..protocols import CellStatus
+from ..spec import Cell, Experiment
 from ..spec.cells import tower
 from ..spec.load import read_yaml
+from ..store import defects
+from ..store.layout import ExperimentDir, atomic_write_json
+from .interrupts import Interrupt, Interrupted, tune_search, tune_stopper
 from .trials import plan, run_grid
+
+if TYPE_CHECKING:
+    from ..tracking.tracker import Tracker
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print)
             done = _pretrain_in_a_process(args)
             echo(f"pretrained vision tower {v.model}: cell accuracy {done['cell_accuracy']:.3f} "
                  f"in {done['seconds']:.0f} s")
-    return expand(exp, path)
+    return StudyCells(exp, exp_dir, path).grid()
 
 
 def _pretrain_in_a_process(args: dict) -> dict:
@@ -117,14 +123,15 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
         heal_ledger(exp_dir, echo)  # a damaged record: its cell is evaluated again from its final checkpoint
         superseded = _decide(exp, exp_dir, restart_changed, echo)
         with Interrupt(exp_dir, exp.spec.failure.grace_seconds, echo) as interrupt:
-            return _run_locked(exp, exp_dir, spec_text, address, live, echo, rounds, t0, interrupt, superseded)
+            options = RunOptions(address, live, echo, rounds)
+            return _run_locked(exp, exp_dir, spec_text, options, t0, interrupt, superseded)
     finally:
         lock.release()
 
 
 def _decide(exp: Experiment, exp_dir: ExperimentDir, restart_changed: bool, echo) -> list[Change]:
     """Refuse (writing nothing) or, asked to, set aside every cell whose state another spec made."""
-    found = changes(exp_dir, [c for _, c in planned_cells(exp, exp_dir)], exp_dir.finished())
+    found = changes(exp_dir, [c for _, c in StudyCells.of(exp, exp_dir).planned()], exp_dir.finished())
     if found and not restart_changed:
         raise refusal(exp.name, found)
     if found:
@@ -134,12 +141,45 @@ def _decide(exp: Experiment, exp_dir: ExperimentDir, restart_changed: bool, echo
     return found
 
 
-def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, echo, superseded: list[Change]):
-    """Manifest, tower, imports, MLflow's parent and finished runs (brought up to date)."""
-    from ..tracking import tracker as track
-    from ..store.warm_start import import_cells
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``run`` was asked to run: the Ray cluster, the live table, the console, the rounds."""
 
+    address: str | None = None
+    live: bool | None = None
+    echo: Callable[[str], object] = print
+    rounds: int | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every step of a set-up run shares: the experiment and its directory, the console and
+    the interrupt, MLflow (its target, the tracker, the parent run, each cell's run, filled in as
+    cells get runs) and the Ray cluster's resources."""
+
+    exp: Experiment
+    exp_dir: ExperimentDir
+    spec_text: str
+    options: RunOptions
+    interrupt: Interrupt
+    target: tuple[str, str, str | None]
+    tracker: Tracker
+    parent: str
+    run_ids: dict[str, str]
+    cluster: dict[str, float]
+
+    @property
+    def echo(self) -> Callable[[str], object]:
+        return self.options.echo
+
+
+def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, echo,
+            superseded: list[Change]) -> tuple[list[Cell], set[str], Tracker, str, dict[str, str]]:
+    """Manifest, tower, imports, MLflow's parent and finished runs (brought up to date)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from ..store.warm_start import import_cells
+    from ..tracking import tracker as track
 
     # MLflow builds a new store's tables (seconds on sqlite) while the tower pretrains
     with ThreadPoolExecutor(1, thread_name_prefix="vlmscale-mlflow") as pool:
@@ -153,34 +193,28 @@ def _set_up(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, target, ech
     for change in superseded:  # their runs stay, marked; the cells get new ones
         tracker.mark_superseded(exp.name, change.key, change.old_digest)
     # a rebuilt MLflow store gets every param of a finished cell back
-    run_ids = {key: tracker.child_run(parent, exp.name, key, track.record_params(record),
-                                      digest=record.get("config_digest"))
+    run_ids = {key: tracker.child_run(parent, exp.name, key, record.mlflow_params(), digest=record.config_digest)
                for key, record in finished.items()}
     track.reconcile(tracker, run_ids, finished, exp_dir, exp.spec.fit.text_tokens, exp.spec.evaluation.groups)
     return grid, set(finished), tracker, parent, run_ids
 
 
-def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address: str | None, live: bool | None,
-                echo, rounds: int | None, t0: float, interrupt: Interrupt, superseded: list[Change]) -> RunOutcome:
-    import ray
-
-    from .cluster import start_ray
-    from .after_round import finalize
-    from ..plan.rounds import RoundLog, cells_of_round, fit_summary, grid_round, round_points, should_stop
-    from ..tracking.tracker import tracking_target
-
-    count = rounds or exp.spec.rounds.count
-    if count > 1 and not exp.spec.fit.enabled:
-        raise SpecError(f"{exp.name}: rounds after the first are proposed by the fit; set spec.fit.enabled: true")
-    target = tracking_target(exp, exp_dir)
-
-    # the vision tower's pretraining and MLflow's set-up overlap Ray's start (seconds each)
+def _start(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, options: RunOptions, interrupt: Interrupt,
+           superseded: list[Change]) -> tuple[RunContext, list[Cell], set[str]]:
+    """Set the run up while Ray starts: the vision tower's pretraining and MLflow's set-up overlap
+    Ray's start (seconds each). The run's context, the grid, and the cells finished before it."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import ray
+
+    from ..tracking.tracker import tracking_target
+    from .cluster import start_ray
+
+    target = tracking_target(exp, exp_dir)
     pool = ThreadPoolExecutor(1, thread_name_prefix="vlmscale-setup")
-    setting_up = pool.submit(_set_up, exp, exp_dir, spec_text, target, echo, superseded)
+    setting_up = pool.submit(_set_up, exp, exp_dir, spec_text, target, options.echo, superseded)
     try:
-        cluster = start_ray(address or os.environ.get("RAY_ADDRESS"))
+        cluster = start_ray(options.address or os.environ.get("RAY_ADDRESS"))
         interrupt.install()  # ray.init replaced our SIGTERM handler with its own
         grid, before, tracker, parent, run_ids = setting_up.result()
     except BaseException:
@@ -188,12 +222,26 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
         ray.shutdown()
         raise
     pool.shutdown()
+    ctx = RunContext(exp, exp_dir, spec_text, options, interrupt, target, tracker, parent, run_ids, cluster)
+    return ctx, grid, before
+
+
+def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, options: RunOptions, t0: float,
+                interrupt: Interrupt, superseded: list[Change]) -> RunOutcome:
+    import ray
+
+    from ..plan.rounds import RoundLog, fit_summary, grid_round, round_points, should_stop
+    from .after_round import finalize
+
+    count = options.rounds or exp.spec.rounds.count
+    if count > 1 and not exp.spec.fit.enabled:
+        raise SpecError(f"{exp.name}: rounds after the first are proposed by the fit; set spec.fit.enabled: true")
+    ctx, grid, before = _start(exp, exp_dir, spec_text, options, interrupt, superseded)
     defects.clear(exp_dir)  # a file fixed since the last run is tried again
     log = RoundLog.load(exp_dir)
     errors: dict[str, str | None] = {}  # each cell's cause of failure (one line)
     planned: list[Cell] = []
-    vision = tower_dir(exp, exp_dir)
-    lrs: dict[str, float] = {}
+    study = StudyCells(exp, exp_dir, tower_dir(exp, exp_dir))  # no rate calibrated yet in this run
     first = grid_round(exp)  # the grid is round 1, or reaches the round a proposed next.yaml added
     closing: threading.Thread | None = None
     try:
@@ -205,22 +253,21 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
                 from .calibration_search import calibrate
 
                 llms = [c.llm for c in grid] if number == first else [p[0] for p in round_points(log, number)]
-                lrs.update(calibrate(exp, exp_dir, list(dict.fromkeys(llms)), vision, tracker, parent, echo,
-                                     interrupt))
+                study = study.calibrated(calibrate(exp, exp_dir, list(dict.fromkeys(llms)), study.vision, ctx.tracker,
+                                                   ctx.parent, options.echo, interrupt))
                 if number == first:
-                    grid = expand(exp, vision, lrs)
-            cells = cells_of_round(exp, log, number, grid, vision, lrs)
+                    grid = study.grid()
+            cells = study.of_round(log, number, grid)
             planned += cells
             rounds_of = dict(zip((c.key for c in grid), exp.spec.grid.rounds())) if number == first else {}
-            errors.update(_train_round(exp, exp_dir, cells, number, tracker, parent, run_ids, target, cluster,
-                                       live, echo, interrupt, rounds_of))
+            errors.update(_train_round(ctx, cells, number, rounds_of))
             interrupt.check(len(exp_dir.finished()), len(planned))  # no fit of a grid cut short
             if not exp.spec.fit.enabled:
                 break
             if number == first + count - 1:  # nothing trains after this fit: Ray stops while it runs
                 closing = threading.Thread(target=ray.shutdown, name="vlmscale-ray-shutdown")
                 closing.start()
-            analysis = finalize(exp, exp_dir, spec_text, tracker, parent, echo, number, log.rounds)
+            analysis = finalize(exp, exp_dir, spec_text, ctx.tracker, ctx.parent, options.echo, number, log.rounds)
             if analysis is None:
                 break
             log.record_fit(number, fit_summary(analysis, len(exp_dir.finished())))
@@ -233,9 +280,9 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
                            "seed": exp.spec.grid.seeds[0], "reason": p.reason} for p in analysis.picks]
                 log.add_round(number + 1, points)
                 log.save(exp_dir)  # before anything of round number+1 trains: a restart resumes it
-                echo(f"round {number + 1}: {len(points)} proposed cells")
+                options.echo(f"round {number + 1}: {len(points)} proposed cells")
     except Interrupted:
-        _mark_killed(tracker, parent, run_ids, exp_dir)
+        _mark_killed(ctx)
         raise
     finally:
         if closing is not None:
@@ -245,55 +292,55 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, address
 
     finished = exp_dir.finished()
     errored = {k: cause for k, cause in errors.items() if cause and k not in finished}
-    tracker.log_metrics(parent, {"cells_total": len(planned), "cells_finished": len(finished),
-                                 "cells_errored": len(errored)}, step=len(finished), dedup="cells_finished")
+    ctx.tracker.log_metrics(ctx.parent, {"cells_total": len(planned), "cells_finished": len(finished),
+                                         "cells_errored": len(errored)}, step=len(finished), dedup="cells_finished")
     done = not errored and all(c.key in finished for c in planned)
-    tracker.finish(parent, "FINISHED" if done else "FAILED")
-    return RunOutcome(exp_dir, target[0], tracker.experiment_id, parent, sorted(finished), errored, sorted(before),
-                      time.time() - t0)
+    ctx.tracker.finish(ctx.parent, "FINISHED" if done else "FAILED")
+    return RunOutcome(exp_dir, ctx.target[0], ctx.tracker.experiment_id, ctx.parent, sorted(finished), errored,
+                      sorted(before), time.time() - t0)
 
 
-def _mark_killed(tracker, parent: str, run_ids: dict[str, str], exp_dir: ExperimentDir) -> None:
+def _mark_killed(ctx: RunContext) -> None:
     """MLflow's side of an interrupt: every unfinished cell's run and the parent are KILLED (the
     ledger, not MLflow, says what finished; the next run marks them RUNNING again)."""
-    finished = exp_dir.finished()
-    for key, run_id in run_ids.items():
+    finished = ctx.exp_dir.finished()
+    for key, run_id in ctx.run_ids.items():
         if key not in finished:
-            tracker.set_tags(run_id, {"vlmscale.status": "interrupted"})
-            tracker.finish(run_id, "KILLED")
-    tracker.finish(parent, "KILLED")
+            ctx.tracker.set_tags(run_id, {"vlmscale.status": CellStatus.INTERRUPTED.value})
+            ctx.tracker.finish(run_id, "KILLED")
+    ctx.tracker.finish(ctx.parent, "KILLED")
 
 
-def _train_round(exp: Experiment, exp_dir: ExperimentDir, cells: list[Cell], number: int, tracker, parent: str,
-                 run_ids: dict[str, str], target, cluster: dict[str, float], live, echo,
-                 interrupt: Interrupt, rounds_of: dict[str, int] | None = None) -> dict[str, str | None]:
+def _train_round(ctx: RunContext, cells: list[Cell], number: int,
+                 rounds_of: dict[str, int] | None = None) -> dict[str, str | None]:
     """Train the round's cells that are not finished; every cell gets its MLflow run, tagged with the
     round that brought it (``rounds_of``, else ``number``)."""
+    from ..tracking.cell_runs import mlflow_callback
+    from ..tracking.tracker import flat_params
     from . import progress
-    from ..tracking import tracker as track
 
+    exp, exp_dir, tracker = ctx.exp, ctx.exp_dir, ctx.tracker
     rounds_of = rounds_of or {}
     for cell in cells:
-        run_ids[cell.key] = tracker.child_run(parent, exp.name, cell.key, track.flat_params(cell),
-                                              round_no=rounds_of.get(cell.key, number), digest=cell.digest)
-    p = plan(exp, cells, exp_dir, cluster)
+        ctx.run_ids[cell.key] = tracker.child_run(ctx.parent, exp.name, cell.key, flat_params(cell),
+                                                  round_no=rounds_of.get(cell.key, number), digest=cell.digest)
+    p = plan(exp, cells, exp_dir, ctx.cluster)
     for cell in p.todo:  # RUNNING only once its trial starts (the Tune callback marks it)
         if not exp_dir.identity_path(cell.key).exists():
             write_identity(exp_dir, cell)
-        tracker.client.update_run(run_ids[cell.key], status="SCHEDULED")
+        tracker.mark_scheduled(ctx.run_ids[cell.key])
         # reports a driver never delivered (it died while MLflow was away), before the cell resumes
-        tracker.log_history(run_ids[cell.key], exp_dir.progress_history(cell.key))
+        tracker.log_history(ctx.run_ids[cell.key], exp_dir.progress_history(cell.key))
     board = progress.ProgressBoard(slots=p.concurrency)
     tc = exp.spec.training
     for cell in cells:
-        record = p.finished.get(cell.key)
-        board.add(cell.key, cell.config.train.total_steps, tc.batch_size, "finished" if record else "pending", record)
+        board.add(cell.key, cell.config.train.total_steps, tc.batch_size, p.finished.get(cell.key))
     label = f" round {number}:" if exp.spec.rounds.count > 1 or number > 1 else ""
-    echo(f"{exp.name}:{label} {len(cells)} cells, {len(cells) - len(p.todo)} already finished, {len(p.todo)} to run, "
-         f"{p.concurrency} at a time; MLflow: {target[0]}")
+    ctx.echo(f"{exp.name}:{label} {len(cells)} cells, {len(cells) - len(p.todo)} already finished, "
+             f"{len(p.todo)} to run, {p.concurrency} at a time; MLflow: {ctx.target[0]}")
     if not p.todo:
         return {}
-    callbacks = [track.tune_callback(target, run_ids, exp.spec.fit.text_tokens, exp.spec.evaluation.groups),
-                 progress.tune_callback(board, live)]
-    return run_grid(exp, exp_dir, p, callbacks, stopper=tune_stopper(interrupt),
-                    search=lambda concurrency: tune_search(interrupt, concurrency))
+    callbacks = [mlflow_callback(ctx.target, ctx.run_ids, exp.spec.fit.text_tokens, exp.spec.evaluation.groups),
+                 progress.progress_callback(board, ctx.options.live)]
+    return run_grid(exp, exp_dir, p, callbacks, stopper=tune_stopper(ctx.interrupt),
+                    search=lambda concurrency: tune_search(ctx.interrupt, concurrency))

@@ -212,5 +212,5 @@ def _log_to_mlflow(exp, exp_dir, doc: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "profile.csv").write_text(render(doc["rows"], "csv"))
         (Path(d) / "profile.json").write_text(json.dumps(doc, indent=2))
-        tracker.client.log_artifacts(run_id, d, "profile")
+        tracker.log_artifacts(run_id, d, "profile")
     tracker.finish(run_id)

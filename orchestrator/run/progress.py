@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocols import CellJob, CellStatus, LedgerRecord, TrialReport
+
 
 @dataclass
 class CellProgress:
     key: str
-    status: str = "pending"
+    status: CellStatus = CellStatus.PENDING
     step: int = 0
     steps: int = 0
     loss: float | None = None
@@ -28,7 +30,7 @@ class CellProgress:
 
     @property
     def eta_s(self) -> float | None:
-        if self.status != "running" or not self.samples_per_s or not self.steps:
+        if self.status is not CellStatus.RUNNING or not self.samples_per_s or not self.steps:
             return None
         return (self.steps - self.step) * self.batch_size / self.samples_per_s
 
@@ -40,18 +42,20 @@ class ProgressBoard:
     cell_rate: float | None = None  # samples/s of one running cell, last measured
     slots: int | None = None  # cells trained at once (the scheduler's concurrency), if known
 
-    def add(self, key: str, steps: int, batch_size: int, status: str = "pending", record: dict | None = None):
+    def add(self, key: str, steps: int, batch_size: int, record: LedgerRecord | None = None):
+        """A cell of the board: finished (with its last numbers) when it has a ledger record, else pending."""
+        status = CellStatus.FINISHED if record is not None else CellStatus.PENDING
         c = CellProgress(key, status=status, steps=steps, batch_size=batch_size)
-        if record:
-            m = record.get("metrics", {})
+        if record is not None:
+            m = record.metrics
             c.step, c.loss, c.error = int(m.get("step", steps)), m.get("loss"), m.get("error")
         self.cells[key] = c
 
-    def update(self, key: str, status: str | None = None, result: dict[str, Any] | None = None,
+    def update(self, key: str, status: CellStatus | None = None, result: dict[str, Any] | None = None,
                cause: str | None = None) -> None:
         c = self.cells[key]
         if status:
-            c.status = status
+            c.status = CellStatus(status)
         if cause is not None:
             c.cause = cause
         if result:
@@ -67,19 +71,19 @@ class ProgressBoard:
         reported). Counting slots rather than the cells running right now keeps the estimate from
         jumping in the moment between one cell's end and the next one's start. None before the
         first report."""
-        running = [c for c in self.cells.values() if c.status == "running"]
+        running = [c for c in self.cells.values() if c.status is CellStatus.RUNNING]
         rates = [c.samples_per_s for c in running if c.samples_per_s]
         if rates:
             self.cell_rate = sum(rates) / len(rates)
         if not self.cell_rate:
             return None
-        todo = [c for c in self.cells.values() if c.status in ("running", "pending", "retrying")]
+        todo = [c for c in self.cells.values() if c.status in (CellStatus.RUNNING, CellStatus.PENDING, CellStatus.RETRYING)]
         left = sum((c.steps - c.step) * c.batch_size for c in todo)
         parallel = min(self.slots, len(todo)) if self.slots else len(running)
         return left / (self.cell_rate * max(parallel, 1))
 
     def summary(self) -> str:
-        done = sum(c.status in ("finished", "skipped") for c in self.cells.values())
+        done = sum(c.status.done for c in self.cells.values())
         eta = self.eta_s()
         return (f"{done}/{len(self.cells)} cells done, {_duration(time.time() - self.started)} elapsed"
                 + (f", about {_duration(eta)} left" if eta is not None else ""))
@@ -90,10 +94,11 @@ class ProgressBoard:
         t = Table(title=f"vlmscale — {self.summary()}")
         for col in ("cell", "status", "step", "loss", "error", "ETA"):
             t.add_column(col, justify="left" if col in ("cell", "status") else "right")
-        style = {"finished": "green", "running": "cyan", "errored": "red", "skipped": "green dim", "interrupted": "yellow"}
+        style = {CellStatus.FINISHED: "green", CellStatus.RUNNING: "cyan", CellStatus.ERRORED: "red",
+                 CellStatus.SKIPPED: "green dim", CellStatus.INTERRUPTED: "yellow"}
         for c in self.cells.values():
             status = f"[{style.get(c.status, '')}]{c.status}[/]" if c.status in style else c.status
-            if c.cause and c.status in ("errored", "retrying"):
+            if c.cause and c.status in (CellStatus.ERRORED, CellStatus.RETRYING):
                 status += f" ({c.cause[:60]})"
             t.add_row(c.key, status, f"{c.step}/{c.steps}", _fmt(c.loss), _fmt(c.error),
                       f"{c.eta_s:.0f} s" if c.eta_s is not None else "")
@@ -116,15 +121,15 @@ def _duration(seconds: float) -> str:
 def plain_line(c: CellProgress, board: ProgressBoard) -> str:
     """One log line about a cell (``--plain``)."""
     parts = [f"[vlmscale] {c.key}: {c.status} step {c.step}/{c.steps}"]
-    if c.loss is not None and c.status in ("running", "retrying"):
+    if c.loss is not None and c.status in (CellStatus.RUNNING, CellStatus.RETRYING):
         parts.append(f"loss {c.loss:.4f}")
-    if c.samples_per_s and c.status == "running":
+    if c.samples_per_s and c.status is CellStatus.RUNNING:
         parts.append(f"{c.samples_per_s:.1f} samples/s")
     if c.eta_s is not None:
         parts.append(f"ETA {_duration(c.eta_s)}")
-    if c.error is not None and c.status == "finished":
+    if c.error is not None and c.status is CellStatus.FINISHED:
         parts.append(f"error {c.error:.4f}")
-    if c.cause and c.status in ("errored", "retrying"):
+    if c.cause and c.status in (CellStatus.ERRORED, CellStatus.RETRYING):
         parts.append(c.cause)
     return " · ".join(parts) + f"  ({board.summary()})"
 
@@ -133,11 +138,12 @@ def _cause(trial) -> str | None:
     """The cell's last failure, as the trial function recorded it."""
     from ..store.layout import ExperimentDir
 
-    error = ExperimentDir.at(trial.config["cell"]["exp_dir"]).cell_error(trial.config["cell"]["key"])
+    job = CellJob.of_trial(trial.config)
+    error = ExperimentDir.at(job.exp_dir).cell_error(job.key)
     return error["cause"] if error else None
 
 
-def tune_callback(board: ProgressBoard, live: bool | None = None):
+def progress_callback(board: ProgressBoard, live: bool | None = None):
     """A Ray Tune ``Callback`` updating ``board`` and redrawing it (rich Live on a TTY)."""
     from ray import tune
     from rich.console import Console
@@ -168,44 +174,44 @@ def tune_callback(board: ProgressBoard, live: bool | None = None):
             self._draw()  # the table from the first second, not from the first trial's start
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            key = trial.config["cell"]["key"]
-            self.board.update(key, "running")
+            key = CellJob.of_trial(trial.config).key
+            self.board.update(key, CellStatus.RUNNING)
             self._line(key)
             self._draw()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            key = trial.config["cell"]["key"]
-            if result.get("cell_error"):  # a failure that would recur: the cell ends here, with its cause
-                self.board.update(key, "errored", cause=result["cell_error"])
+            key = CellJob.of_trial(trial.config).key
+            report = TrialReport.from_result(result)
+            if report is not None and report.status is not CellStatus.SKIPPED:
+                # a failure that would recur (the cell ends here, with its cause), or the run stopping
+                self.board.update(key, report.status, cause=report.cause)
                 return
-            if result.get("cell_interrupted"):
-                self.board.update(key, "interrupted")
-                return
-            self.board.update(key, "skipped" if result.get("skipped") else None, result)
-            if not result.get("skipped") and not result.get("final"):
+            skipped = report is not None
+            self.board.update(key, CellStatus.SKIPPED if skipped else None, result)
+            if not skipped and not result.get("final"):
                 self._line(key)  # every report: training is visible in logs
             self._draw()
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            key = trial.config["cell"]["key"]
-            if self.board.cells[key].status not in ("skipped", "errored", "interrupted"):
+            key = CellJob.of_trial(trial.config).key
+            if not self.board.cells[key].status.settled:
                 from ..store.layout import ExperimentDir
 
-                exp_dir = ExperimentDir.at(trial.config["cell"]["exp_dir"])
+                exp_dir = ExperimentDir.at(CellJob.of_trial(trial.config).exp_dir)
                 stopped = exp_dir.finished_record(key) is None and exp_dir.stop_request.exists()
-                self.board.update(key, "interrupted" if stopped else "finished")
+                self.board.update(key, CellStatus.INTERRUPTED if stopped else CellStatus.FINISHED)
             self._line(key)
             self._draw()
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            key = trial.config["cell"]["key"]
-            self.board.update(key, "retrying", cause=_cause(trial))
+            key = CellJob.of_trial(trial.config).key
+            self.board.update(key, CellStatus.RETRYING, cause=_cause(trial))
             self._line(key)
             self._draw()
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            key = trial.config["cell"]["key"]
-            self.board.update(key, "errored", cause=_cause(trial))
+            key = CellJob.of_trial(trial.config).key
+            self.board.update(key, CellStatus.ERRORED, cause=_cause(trial))
             self._line(key)
             self._draw()
 

@@ -11,9 +11,10 @@ imported cell, or one without stored answers is left as it is, and said so.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from ..protocols import LedgerRecord
 from ..store.layout import ExperimentDir
 from ..spec import Experiment
 
@@ -25,7 +26,7 @@ class Rescored:
     skipped: str | None = None  # why the cell was left as it is
 
 
-def rescore_cell(exp_dir: ExperimentDir, key: str, record: dict[str, Any], benchmarks) -> Rescored:
+def rescore_cell(exp_dir: ExperimentDir, key: str, record: LedgerRecord, benchmarks) -> Rescored:
     """One cell: its answers scored again, its answer files and ledger record rewritten if a score moved."""
     from workloads.benchmark_files import benchmark_metrics, mean_error, read_answers, write_answers
     from workloads.scorers import SCORERS
@@ -35,7 +36,7 @@ def rescore_cell(exp_dir: ExperimentDir, key: str, record: dict[str, Any], bench
     missing = [b.name for b in benchmarks if not path_of(directory / f"{b.name}.jsonl").is_file()]
     if missing:
         return Rescored(key, {}, f"no stored answers for {', '.join(missing)} (scored before answers were kept)")
-    metrics = dict(record["metrics"])
+    metrics = dict(record.metrics)
     rewritten = []
     for b in benchmarks:
         lines = read_answers(directory / f"{b.name}.jsonl")
@@ -45,12 +46,12 @@ def rescore_cell(exp_dir: ExperimentDir, key: str, record: dict[str, Any], bench
         if [x.get("score") for x in lines] != [s.score for s in scored]:
             rewritten.append((b.name, questions, [x["prompt"] for x in lines], predictions, scored))
     metrics["error"] = mean_error(metrics, [b.name for b in benchmarks])
-    before = record["metrics"]
+    before = record.metrics
     changed = {k: (before.get(k), v) for k, v in metrics.items() if before.get(k) != v}
     for name, questions, prompts, predictions, scored in rewritten:
         write_answers(str(directory), name, questions, prompts, predictions, scored)
     if changed:
-        exp_dir.record_finished(key, {**record, "metrics": metrics, "rescored_at": time.time()})
+        exp_dir.record_finished(replace(record, metrics=metrics, rescored_at=time.time()))
     return Rescored(key, changed)
 
 
@@ -58,7 +59,8 @@ def rescore(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print)
     """Every finished cell of the experiment (orchestrator/plan/identity.py decides which count), then
     MLflow's cell runs and a fit of the rescored results."""
     from .after_round import finalize
-    from ..plan.identity import counts, planned_cells
+    from ..plan.cells import StudyCells
+    from ..plan.identity import counts
     from ..store.lock import lock_for
     from ..plan.rounds import RoundLog
     from ..tracking.tracker import Tracker, tracking_target
@@ -67,11 +69,11 @@ def rescore(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print)
     try:
         finished = exp_dir.finished()
         out = []
-        for _, cell in planned_cells(exp, exp_dir):
+        for _, cell in StudyCells.of(exp, exp_dir).planned():
             record = finished.get(cell.key)
             if record is None:
                 continue
-            if record.get("imported_from") or not counts(record, cell):
+            if record.imported_from or not counts(record, cell):
                 out.append(Rescored(cell.key, {}, "imported, or finished under other settings"))
                 continue
             if not cell.config.eval.benchmarks:
@@ -90,9 +92,9 @@ def rescore(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print)
         finished = exp_dir.finished()
         for r in moved:
             record = finished[r.key]
-            run_id = tracker.child_run(parent, exp.name, r.key, {}, digest=record.get("config_digest"))
+            run_id = tracker.child_run(parent, exp.name, r.key, {}, digest=record.config_digest)
             tracker.log_metrics(run_id, {k: b for k, (_, b) in r.changed.items()},
-                                int(record["metrics"].get("step", 0)), force=True)
+                                record.step, force=True)
             tracker.log_cell_record(run_id, None, record, None, exp.spec.evaluation.groups, str(exp_dir.answers(r.key)))
         log = RoundLog.load(exp_dir)
         rounds = [int(x["round"]) for x in log.rounds] or [1]

@@ -21,22 +21,24 @@ from __future__ import annotations
 
 import pickle
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from workloads.config import CellConfig
 
-from ..store import defects
-from .cluster import derive_concurrency, has_cell_slots
-from ..store.layout import ExperimentDir
+from ..protocols import CellJob, LedgerRecord, TrialReport, WorkerSlots
+from ..protocols.cell_job import CONFIG_KEY
 from ..spec import CELL_SLOT, Cell, Experiment
+from ..store import defects
+from ..store.layout import ExperimentDir
+from .cluster import derive_concurrency, has_cell_slots
 
 
 @dataclass(frozen=True)
 class Plan:
     cells: list[Cell]
     todo: list[Cell]
-    finished: dict[str, dict[str, Any]]
+    finished: dict[str, LedgerRecord]
     concurrency: int
 
 
@@ -66,39 +68,42 @@ def cell_trainable(config: dict[str, Any]) -> None:
 
     from workloads.failures import data_file, describe, interrupted
 
-    job = config["cell"]
-    exp_dir = ExperimentDir.at(job["exp_dir"])
-    done = exp_dir.finished_record(job["key"])
-    if done is not None and done.get("config_digest") == job["config_digest"]:
-        tune.report({**done["metrics"], "skipped": 1})  # finished before a driver restart
+    job = CellJob.of_trial(config)
+    exp_dir = ExperimentDir.at(job.exp_dir)
+    done = exp_dir.finished_record(job.key)
+    if done is not None and done.config_digest == job.config_digest:
+        tune.report(TrialReport.skipped().to_result(done.metrics))  # finished before a driver restart
         return
     if exp_dir.stop_request.exists():  # the run is stopping: no new cells start
-        tune.report({"cell_interrupted": 1})
+        tune.report(TrialReport.interrupted().to_result())
         return
-    defect = defects.found(exp_dir, CellConfig.from_dict(job["config"]).data_files())
+    defect = defects.found(exp_dir, CellConfig.from_dict(job.config).data_files())
     if defect is not None:  # another cell of this run failed on a file this one reads
-        exp_dir.record_error(job["key"], defect.line(), False, defect.line())
-        tune.report({"cell_error": defect.line(), "cell_log": str(exp_dir.log_path(job["key"]))})
+        exp_dir.record_error(job.key, defect.line(), False, defect.line())
+        tune.report(TrialReport.error(defect.line(), str(exp_dir.log_path(job.key))).to_result())
         return
-    exp_dir.clear_error(job["key"])  # this attempt supersedes the last one's failure
+    exp_dir.clear_error(job.key)  # this attempt supersedes the last one's failure
     try:
         metrics, checkpoint = _train(job, exp_dir)
     except Exception as e:  # noqa: BLE001 — every failure is classified and kept, then retried or reported
         if interrupted(e):
-            tune.report({"cell_interrupted": 1})  # it checkpointed on the run's stop request: not a failure
+            tune.report(TrialReport.interrupted().to_result())  # it checkpointed on the run's stop request
             return
         failure = describe(e)
-        exp_dir.record_error(job["key"], failure.cause, failure.transient, failure.details)
+        exp_dir.record_error(job.key, failure.cause, failure.transient, failure.details)
         if (path := data_file(e)) is not None:
-            defects.record(exp_dir, path, failure.cause, job["key"])
+            defects.record(exp_dir, path, failure.cause, job.key)
         if failure.transient:
             raise
-        tune.report({"cell_error": failure.cause, "cell_log": str(exp_dir.log_path(job["key"]))})
+        tune.report(TrialReport.error(failure.cause, str(exp_dir.log_path(job.key))).to_result())
         return
-    _record(exp_dir, job, metrics, checkpoint)
+    exp_dir.record_finished(LedgerRecord(job.key, metrics, params=job.params, settings=job.settings,
+                                         config_digest=job.config_digest, checkpoint=checkpoint,
+                                         finished_at=time.time()))
+    exp_dir.clear_error(job.key)
 
 
-def _train(job: dict[str, Any], exp_dir: ExperimentDir) -> tuple[dict[str, Any], str | None]:
+def _train(job: CellJob, exp_dir: ExperimentDir) -> tuple[dict[str, Any], str | None]:
     """The cell's final metrics and last checkpoint. As a Ray Train job it is retried here, from its
     checkpoints, while its failures may pass: Ray Train itself would retry any failure."""
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -106,30 +111,21 @@ def _train(job: dict[str, Any], exp_dir: ExperimentDir) -> tuple[dict[str, Any],
     from workloads.failures import interrupted, is_transient
     from workloads.launch import WorkerResources, build_trainer, metrics_log_callback, train_in_trial
 
-    cell, resources = CellConfig.from_dict(job["config"]), WorkerResources(**job["resources"])
-    progress, stop = str(exp_dir.progress_path(job["key"])), str(exp_dir.stop_request)
-    answers = str(exp_dir.answers(job["key"]))
-    if job["in_trial"]:
-        return train_in_trial(cell, str(exp_dir.cells / job["key"]), progress, stop_file=stop, answers_dir=answers)
-    for attempt in range(job["retries"] + 1):
-        trainer = build_trainer(cell, resources, storage_path=str(exp_dir.cells), name=job["key"], max_failures=0,
+    cell, resources = CellConfig.from_dict(job.config), WorkerResources(**asdict(job.resources))
+    progress, stop = str(exp_dir.progress_path(job.key)), str(exp_dir.stop_request)
+    answers = str(exp_dir.answers(job.key))
+    if job.in_trial:
+        return train_in_trial(cell, str(exp_dir.cells / job.key), progress, stop_file=stop, answers_dir=answers)
+    for attempt in range(job.retries + 1):
+        trainer = build_trainer(cell, resources, storage_path=str(exp_dir.cells), name=job.key, max_failures=0,
                                 callbacks=[TuneReportCallback(), metrics_log_callback(progress)], stop_file=stop,
                                 answers_dir=answers)
         result = trainer.fit()  # a trainer of the same name finds the checkpoints of the last attempt
         if result.error is None:
             return result.metrics, result.checkpoint.path if result.checkpoint else None
-        if attempt == job["retries"] or not is_transient(result.error) or interrupted(result.error):
+        if attempt == job.retries or not is_transient(result.error) or interrupted(result.error):
             raise result.error
     raise AssertionError("unreachable")
-
-
-def _record(exp_dir: ExperimentDir, job: dict[str, Any], metrics: dict[str, Any], checkpoint: str | None) -> None:
-    exp_dir.record_finished(job["key"], {
-        "key": job["key"], "params": job["params"], "config_digest": job["config_digest"],
-        "settings": job["settings"], "metrics": metrics,
-        "checkpoint": checkpoint, "finished_at": time.time(),
-    })
-    exp_dir.clear_error(job["key"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -145,16 +141,12 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list,
     from workloads.launch import WorkerResources, needs_ray_train
 
     r = exp.spec.resources
-    resources = {"num_workers": r.workers_per_cell, "cpus_per_worker": r.cpus_per_worker,
-                 "gpus_per_worker": r.gpus_per_worker}
-    per_cell = WorkerResources(**resources)
+    slots = WorkerSlots(r.workers_per_cell, r.cpus_per_worker, r.gpus_per_worker)
+    per_cell = WorkerResources(**asdict(slots))
     in_trial = r.launcher == "auto" and not any(needs_ray_train(c.config, per_cell) for c in p.todo)
     retries = exp.spec.failure.retries_per_cell
-    jobs = [{
-        "key": c.key, "params": c.params(), "config": c.config.to_dict(), "config_digest": c.digest,
-        "settings": c.settings,
-        "exp_dir": str(exp_dir.root), "resources": resources, "retries": retries, "in_trial": in_trial,
-    } for c in p.todo]
+    jobs = [CellJob(c.key, c.params(), c.config.to_dict(), c.digest, c.settings, str(exp_dir.root), slots, retries,
+                    in_trial) for c in p.todo]
     if in_trial:
         trial = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
     else:  # the trial only drives a Ray Train job: a cell slot, no CPU
@@ -164,7 +156,7 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list,
                    if exp_dir.tune.exists() else 0)
     tuner = tune.Tuner(
         trainable,
-        param_space={"cell": tune.grid_search(jobs)},
+        param_space={CONFIG_KEY: tune.grid_search([job.to_dict() for job in jobs])},
         tune_config=tune.TuneConfig(max_concurrent_trials=p.concurrency, reuse_actors=in_trial,
                                     search_alg=search(p.concurrency) if search else None,
                                     trial_dirname_creator=_trial_name, trial_name_creator=_trial_name),
@@ -182,8 +174,8 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list,
         finished = exp_dir.finished()
         lost = (f"the cell failed and its error could not be read back from storage ({type(e).__name__}: {e}); "
                 "is the storage full?")
-        return {job["key"]: None if job["key"] in finished else lost for job in jobs}
-    return {r.config["cell"]["key"]: _cause(r) for r in grid if r.config}
+        return {job.key: None if job.key in finished else lost for job in jobs}
+    return {CellJob.of_trial(r.config).key: _cause(r) for r in grid if r.config}
 
 
 def _cause(result) -> str | None:
@@ -191,8 +183,9 @@ def _cause(result) -> str | None:
 
     if result.error is not None:
         return cause_line(result.error)
-    return (result.metrics or {}).get("cell_error")
+    report = TrialReport.from_result(result.metrics)
+    return report.cause if report is not None else None
 
 
 def _trial_name(trial) -> str:
-    return trial.config["cell"]["key"]
+    return CellJob.of_trial(trial.config).key

@@ -17,31 +17,13 @@ import time
 from typing import Any, Callable
 
 from ..errors import StateError
+from ..protocols.ledger import ledger_problem  # noqa: F401 — the ledger's check, beside the others
 
 Check = Callable[[Any], "str | None"]  # a document → what is wrong with it, or None
 
 
 def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def ledger_problem(doc: Any) -> str | None:
-    """A finished cell's record: its metrics (error and LLM size numbers), its params and digest."""
-    if not isinstance(doc, dict):
-        return "not a record (a JSON object)"
-    m = doc.get("metrics")
-    if not isinstance(m, dict):
-        return "no metrics"
-    for k in ("error", "llm_params"):
-        if not _number(m.get(k)):
-            return f"metrics.{k} is not a number"
-    if "params" in doc and not isinstance(doc["params"], dict):
-        return "params is not an object"
-    if not doc.get("imported_from") and not isinstance(doc.get("config_digest"), str):
-        return "no config_digest"
-    if "settings" in doc and not isinstance(doc["settings"], dict):
-        return "settings is not an object"
-    return None
 
 
 def manifest_problem(doc: Any) -> str | None:

@@ -40,6 +40,7 @@ from typing import Any
 from workloads.storage import is_remote, local_mirror, path_of, write_bytes_atomic, write_text_atomic
 
 from ..errors import StorageError
+from ..protocols import LedgerRecord
 
 LOCK_FILE = "driver.lock"
 NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # metadata.name (spec/base.py's RFC 1123 label)
@@ -201,7 +202,7 @@ class ExperimentDir:
 
     # -- the ledger and progress -----------------------------------------------------------------
 
-    def finished(self) -> dict[str, dict[str, Any]]:
+    def finished(self) -> dict[str, LedgerRecord]:
         """The ledger: cell key → its final record, every one checked (orchestrator/store/checks.py): a
         damaged record is a :class:`StateError` naming it, never a cell silently left out."""
         from .checks import ledger_problem, parse, repair_fix
@@ -215,7 +216,7 @@ class ExperimentDir:
         else:
             texts = [p.read_bytes() for p in paths]
         fix = repair_fix(self.root.name)
-        return {p.stem: parse(text, p, ledger_problem, fix) for p, text in zip(paths, texts)}
+        return {p.stem: LedgerRecord.from_dict(parse(text, p, ledger_problem, fix), p.stem) for p, text in zip(paths, texts)}
 
     def damaged_records(self) -> list[Path]:
         """The ledger's records that do not pass their check."""
@@ -229,14 +230,15 @@ class ExperimentDir:
                 out.append(p)
         return out
 
-    def finished_record(self, key: str) -> dict[str, Any] | None:
+    def finished_record(self, key: str) -> LedgerRecord | None:
         """One cell's ledger entry, or None."""
         from .checks import ledger_problem, read, repair_fix
 
-        return read(self.result_path(key), ledger_problem, repair_fix(self.root.name))
+        doc = read(self.result_path(key), ledger_problem, repair_fix(self.root.name))
+        return None if doc is None else LedgerRecord.from_dict(doc, key)
 
-    def record_finished(self, key: str, record: dict[str, Any]) -> None:
-        atomic_write_json(self.result_path(key), record)
+    def record_finished(self, record: LedgerRecord) -> None:
+        atomic_write_json(self.result_path(record.key), record.to_dict())
 
     def cell_error(self, key: str) -> dict[str, Any] | None:
         """Why the cell failed last ({cause, transient, log, at}), or None (also for an unreadable one:

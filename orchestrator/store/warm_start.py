@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..protocols import LedgerRecord
 from .layout import ExperimentDir
 from ..spec import Experiment, cell_key
 
@@ -24,15 +25,12 @@ PARAMS = ("llm", "visual_tokens", "compressor", "task", "seed")
 INTEGER_PARAMS = ("visual_tokens", "seed")
 
 
-def _from_experiment(name: str, storage: str) -> tuple[str, dict[str, dict[str, Any]]]:
+def _from_experiment(name: str, storage: str) -> tuple[str, dict[str, LedgerRecord]]:
     source = ExperimentDir.of(storage, name)
     if not source.manifest.is_file():
         raise SpecError(f"spec.imports: no experiment {name!r} under {source.root.parent}; "
                         "give its storage (imports[].storage) or import its results CSV")
-    records = {}
-    for key, record in source.finished().items():
-        origin = record.get("imported_from")  # re-imported cells keep their first source
-        records[key] = {**record, "imported_from": origin or f"experiment:{name}"}
+    records = {key: record.imported(f"experiment:{name}") for key, record in source.finished().items()}
     return f"experiment {name}", records
 
 
@@ -44,7 +42,7 @@ def _number(value: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _from_results_csv(path: str) -> tuple[str, dict[str, dict[str, Any]]]:
+def _from_results_csv(path: str) -> tuple[str, dict[str, LedgerRecord]]:
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"spec.imports: {p}: no such file")
@@ -72,8 +70,8 @@ def _from_results_csv(path: str) -> tuple[str, dict[str, dict[str, Any]]]:
             metrics.setdefault("visual_tokens", float(params["visual_tokens"]))
             key = row.get("cell") or cell_key(params["llm"], params["visual_tokens"], params["compressor"],
                                               params["task"], params["seed"])
-            records[key] = {"key": key, "params": {"cell": key, **params}, "metrics": metrics,
-                            "imported_from": f"results:{p.name}"}
+            records[key] = LedgerRecord(key, metrics, params={"cell": key, **params},
+                                        imported_from=f"results:{p.name}")
     return f"results {p.name}", records
 
 
@@ -88,7 +86,7 @@ def import_cells(exp: Experiment, exp_dir: ExperimentDir, echo=print) -> list[st
             what, records = _from_results_csv(entry.results)
         new = [k for k in records if k not in have]
         for key in new:
-            exp_dir.record_finished(key, records[key])
+            exp_dir.record_finished(records[key])
             have[key] = records[key]
         added += new
         if new:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..protocols import LedgerRecord
 from ..errors import BadInput, StorageError
 from ..store.layout import ExperimentDir
 from ..spec import STORAGE_ENV, Experiment, load, parse
@@ -84,24 +85,24 @@ def group_errors(metrics: dict[str, Any], groups: dict[str, list[str]]) -> dict[
     return out
 
 
-def _finished(record: dict[str, Any], compressor: str, text_tokens: float, n: float | None,
+def _finished(record: LedgerRecord, compressor: str, text_tokens: float, n: float | None,
               groups: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """The row fields of a finished cell's ledger record; ``n``: its N as the study counts it."""
-    m = record["metrics"]
+    m = record.metrics
     measured = {f"llm_params_{k}": int(m[metric]) for k, metric in (("non_embedding", "llm_params"),
                                                                     ("total", "llm_params_total")) if metric in m}
     out = {"status": "finished", "llm_params": None if n is None else int(round(n)), **measured,
            "error": m["error"], "eval_loss": m.get("eval_loss"),
-           **(inference_flops({"visual_tokens": record.get("params", {}).get("visual_tokens"), **m, "llm_params": n},
+           **(inference_flops({"visual_tokens": record.params.get("visual_tokens"), **m, "llm_params": n},
                               compressor, text_tokens) if n is not None else {}),
            "step": int(m.get("step", 0)), **{k: v for k, v in m.items() if k.startswith("error/")},
            **group_errors(m, groups or {})}
     if n is None:
         out["cause"] = "its record does not hold the N the fit counts (spec.fit.parameters): left out of fits"
-    if record.get("checkpoint"):
-        out["checkpoint"] = record["checkpoint"]
-    if record.get("imported_from"):
-        out["imported_from"] = record["imported_from"]
+    if record.checkpoint:
+        out["checkpoint"] = record.checkpoint
+    if record.imported_from:
+        out["imported_from"] = record.imported_from
     return out
 
 
@@ -118,7 +119,8 @@ def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None)
     its cell shows ``changed`` (orchestrator/plan/identity.py). ``llm_params`` is N as the study counts it
     (``parameters``, else ``spec.fit.parameters``: orchestrator/spec/sizes.py); the measured counts stay
     beside it (``llm_params_non_embedding``, ``llm_params_total``)."""
-    from ..plan.identity import counts, planned_cells
+    from ..plan.cells import StudyCells
+    from ..plan.identity import counts
     from ..spec import make_cell
 
     from ..spec.sizes import cell_size
@@ -128,11 +130,11 @@ def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None)
     f = exp.spec.fit
     groups = exp.spec.evaluation.groups
 
-    def size(llm: str, record: dict[str, Any]) -> float | None:
-        return cell_size(parameters or f.parameters, llm, record["metrics"], f.nominal_sizes)
+    def size(llm: str, record: LedgerRecord) -> float | None:
+        return cell_size(parameters or f.parameters, llm, record.metrics, f.nominal_sizes)
 
     out = []
-    planned = planned_cells(exp, exp_dir)
+    planned = StudyCells.of(exp, exp_dir).planned()
     for number, cell in planned:
         record = finished.get(cell.key)
         row: dict[str, Any] = {**cell.params(), "llm_params": None, "error": None, "eval_loss": None,
@@ -157,9 +159,9 @@ def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None)
     for key, record in sorted(finished.items()):
         if key in keys:
             continue
-        params = record.get("params", {})
+        params = record.params
         point = tuple(params.get(k) for k in ("llm", "visual_tokens", "compressor", "task", "seed"))
-        if not record.get("imported_from"):
+        if not record.imported_from:
             try:  # a cell an earlier grid had: it counts if this spec would train it the same way
                 same = None not in point and counts(record, make_cell(exp, *point, lrs=lrs))
             except (BadInput, ValueError, TypeError):  # a point this spec cannot build is not its result

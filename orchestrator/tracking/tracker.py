@@ -22,6 +22,7 @@ from typing import Any
 
 from workloads.storage import download_dir, is_remote, path_of
 
+from ..protocols import LedgerRecord
 from .courier import Courier
 from ..store.layout import ExperimentDir
 
@@ -53,14 +54,6 @@ def environment() -> dict[str, str]:
     return env
 
 
-# keys Ray Tune adds to every result: not metrics of the cell
-TUNE_BOOKKEEPING = {
-    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "date", "hostname",
-    "node_ip", "config", "trial_id", "experiment_tag", "done", "iterations_since_restore",
-    "checkpoint_dir_name", "should_checkpoint", "time_since_restore", "timesteps_total", "episodes_total",
-    "timesteps_since_restore", "episodes_this_iter", "timesteps_this_iter", "checkpoint_path", "skipped",
-    "cell_error", "cell_log", "cell_interrupted",
-}
 
 
 class Tracker:
@@ -216,7 +209,7 @@ class Tracker:
         if new:
             self.client.log_batch(run_id, params=new)
 
-    def log_cell_record(self, run_id: str, config: dict[str, Any] | None, record: dict[str, Any] | None,
+    def log_cell_record(self, run_id: str, config: dict[str, Any] | None, record: LedgerRecord | None,
                         text_tokens: float | None = None, groups: dict[str, list[str]] | None = None,
                         answers: str | None = None) -> None:
         """A finished cell's constants as params — its sizes, its image cost and its two inference
@@ -228,14 +221,13 @@ class Tracker:
         if record is not None and text_tokens is not None:
             self.log_params_once(run_id, cell_params(record, text_tokens))
         if record is not None and groups:
-            self.log_metrics(run_id, group_errors(record["metrics"], groups), int(record["metrics"].get("step", 0)),
-                             force=True)
+            self.log_metrics(run_id, group_errors(record.metrics, groups), record.step, force=True)
         if answers is not None and path_of(answers).is_dir():
             with tempfile.TemporaryDirectory(prefix="vlmscale-answers-") as d:
                 local = download_dir(answers, Path(d) / "answers") if is_remote(answers) else answers
                 self.client.log_artifacts(run_id, str(local), "answers")
-        self.client.log_dict(run_id, {"config": config, "checkpoint": (record or {}).get("checkpoint"),
-                                      "imported_from": (record or {}).get("imported_from")}, "cell.json")
+        self.client.log_dict(run_id, {"config": config, "checkpoint": record.checkpoint if record else None,
+                                      "imported_from": record.imported_from if record else None}, "cell.json")
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -247,6 +239,21 @@ class Tracker:
 
     def mark_running(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
+
+    def mark_scheduled(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="SCHEDULED")
+
+    def status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, path, artifact_path)
+
+    def log_artifacts(self, run_id: str, directory: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, directory, artifact_path)
+
+    def log_figure(self, run_id: str, figure, artifact_file: str) -> None:
+        self.client.log_figure(run_id, figure, artifact_file)
 
 
 def _metrics(values: dict[str, Any], step: int, now: int) -> list:
@@ -261,14 +268,13 @@ def _metrics(values: dict[str, Any], step: int, now: int) -> list:
             and not is_constant(k) and k not in BOOKKEEPING]
 
 
-def cell_params(record: dict[str, Any], text_tokens: float) -> dict[str, Any]:
+def cell_params(record: LedgerRecord, text_tokens: float) -> dict[str, Any]:
     """The params a finished cell's run gets: its constants and its inference FLOPs at Q."""
     from workloads.cell_metrics import is_constant
 
     from ..study.results import inference_flops
 
-    m = record.get("metrics", {})
-    params = record.get("params", {})
+    m, params = record.metrics, record.params
     out = {k: _param_value(v) for k, v in m.items() if is_constant(k)}
     if "llm_params" in m and params.get("compressor"):
         flops = inference_flops({"visual_tokens": params.get("visual_tokens"), **m}, params["compressor"], text_tokens)
@@ -292,92 +298,6 @@ def _metric_name(key: str) -> str:
 
     key = CURVE_SECTION + key if key in CURVES else key
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
-
-
-def stopped(trial, exp_dir: ExperimentDir) -> bool:
-    """Whether an unfinished trial ended on the run's stop request (it checkpointed, or Tune stopped it
-    when the grace period was over, or it never started) rather than on a failure."""
-    return bool((trial.last_result or {}).get("cell_interrupted")) or exp_dir.stop_request.exists()
-
-
-def tune_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str, str], text_tokens: float,
-                  groups: dict[str, list[str]]):
-    """A Ray Tune ``Callback`` (runs in the driver) that logs every cell's reports to its child run,
-    through a ``Courier``: the driver never waits for MLflow.
-
-    Built lazily so that importing this module needs no ray; holds only plain data so that Tune
-    can pickle it with its run config.
-    """
-    from ray import tune
-
-    class MlflowCells(tune.Callback):
-        def __init__(self):
-            self.tracker_args, self.run_ids, self.text_tokens = tracker_args, dict(run_ids), text_tokens
-            self.groups, self._courier = dict(groups), None
-
-        def __getstate__(self):
-            return {**self.__dict__, "_courier": None}
-
-        @property
-        def courier(self) -> Courier:
-            if self._courier is None:
-                self._courier = Courier(lambda: Tracker(*self.tracker_args))
-            return self._courier
-
-        def _run(self, trial) -> tuple[str, str]:
-            key = trial.config["cell"]["key"]
-            return key, self.run_ids[key]
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            _, run_id = self._run(trial)
-            self.courier.submit("mark_running", run_id)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            if result.get("skipped"):
-                return
-            _, run_id = self._run(trial)
-            metrics = {k: v for k, v in result.items() if k not in TUNE_BOOKKEEPING}
-            if "step" in metrics:
-                self.courier.submit("log_metrics", run_id, metrics, int(metrics["step"]))
-            if "checkpoint_path" in result:
-                self.courier.submit("set_tags", run_id, {"vlmscale.checkpoint": result["checkpoint_path"]})
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            key, run_id = self._run(trial)
-            exp_dir = ExperimentDir.at(trial.config["cell"]["exp_dir"])
-            record = exp_dir.finished_record(key)
-            if record is None and stopped(trial, exp_dir):
-                self.courier.submit("set_tags", run_id, {"vlmscale.status": "interrupted"})
-                self.courier.submit("finish", run_id, "KILLED")
-                return
-            if record is None:  # the cell ended with a failure that would recur: it reported its cause
-                self._failed(run_id, exp_dir.cell_error(key))
-                return
-            self.courier.submit("log_cell_record", run_id, trial.config["cell"]["config"], record, self.text_tokens,
-                                self.groups, str(exp_dir.answers(key)))
-            self.courier.submit("set_tags", run_id, {"vlmscale.status": "finished"})
-            self.courier.submit("finish", run_id, "FINISHED")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            key, run_id = self._run(trial)
-            self._failed(run_id, ExperimentDir.at(trial.config["cell"]["exp_dir"]).cell_error(key))
-
-        def _failed(self, run_id: str, error: dict | None) -> None:
-            tags = {"vlmscale.status": "errored"}
-            if error:
-                tags["vlmscale.error"] = error["cause"][:5000]
-            self.courier.submit("set_tags", run_id, tags)
-            self.courier.submit("finish", run_id, "FAILED")
-
-        def on_experiment_end(self, trials, **info):
-            if self._courier is None:
-                return
-            left = self._courier.flush(FLUSH_S)
-            if left:
-                print(f"[vlmscale] MLflow still unreachable after {FLUSH_S:.0f} s: {left} updates not delivered "
-                      "(the ledger and progress files hold them; the next `vlmscale run` delivers them)")
-
-    return MlflowCells()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -421,28 +341,23 @@ def flat_params(cell) -> dict[str, Any]:
     return {**cell.params(), **cell.settings}
 
 
-def record_params(record: dict[str, Any]) -> dict[str, Any]:
-    """The same params, from a finished cell's ledger record (a rebuilt MLflow store gets them all)."""
-    return {**record.get("params", {}), **record.get("settings", {})}
-
-
-def reconcile(tracker: Tracker, run_ids: dict[str, str], finished: dict[str, dict[str, Any]],
+def reconcile(tracker: Tracker, run_ids: dict[str, str], finished: dict[str, LedgerRecord],
               exp_dir: ExperimentDir, text_tokens: float, groups: dict[str, list[str]]) -> None:
     """Bring MLflow up to date with the ledger: a driver killed between a cell's last report and
     its completion callback (or while MLflow was unreachable) left that cell's run unfinished and
     its curves short, and a rerun will not train it again: the progress file fills the curves."""
     for key, record in finished.items():
         run_id = run_ids.get(key)
-        if run_id is None or tracker.client.get_run(run_id).info.status == "FINISHED":
+        if run_id is None or tracker.status(run_id) == "FINISHED":
             continue
         tracker.log_history(run_id, exp_dir.progress_history(key))
-        metrics = record["metrics"]
+        metrics = record.metrics
         tracker.log_metrics(run_id, metrics, int(metrics.get("step", 0)))
         tracker.log_cell_record(run_id, None, record, text_tokens, groups, str(exp_dir.answers(key)))
         tags = {"vlmscale.status": "finished"}
-        if record.get("checkpoint"):
-            tags["vlmscale.checkpoint"] = record["checkpoint"]
-        if record.get("imported_from"):
-            tags["vlmscale.imported_from"] = record["imported_from"]
+        if record.checkpoint:
+            tags["vlmscale.checkpoint"] = record.checkpoint
+        if record.imported_from:
+            tags["vlmscale.imported_from"] = record.imported_from
         tracker.set_tags(run_id, tags)
         tracker.finish(run_id, "FINISHED")
