@@ -65,9 +65,11 @@ bench: venv
 	$(BIN)/python bench/gpu_cell.py
 	$(BIN)/python bench/latency.py --json bench-latency.json
 
-# docs/reference.md from the registries and the spec's schema (a test checks it is current)
+# docs/reference.md from the registries and the spec's schema (a test checks it is current), then
+# the site (MkDocs, strict: a broken link fails) under site/
 docs: venv
 	$(BIN)/python -m orchestrator.commands.reference > docs/reference.md
+	$(BIN)/python -m mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .pytest_cache .torch_extensions

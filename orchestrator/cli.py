@@ -74,9 +74,9 @@ def _version() -> str:
 def _complete_experiment(ctx: click.Context, param: click.Parameter, incomplete: str):
     from click.shell_completion import CompletionItem
 
+    from .spec import STORAGE_ENV
     from .store import index
     from .store.layout import ExperimentDir
-    from .spec import STORAGE_ENV
 
     chosen = ctx.params.get("storage") or os.environ.get(STORAGE_ENV)
     names = ExperimentDir.names_under(chosen or "./vlmscale-runs")

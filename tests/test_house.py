@@ -102,6 +102,49 @@ def test_the_cycle_finder_finds_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+# The packages of orchestrator from the bottom up: each may import those before it, never one after.
+LAYERS = ("errors", "scaling", "spec", "protocols", "store", "plan", "study", "tracking", "run",
+          "kube", "convert", "commands", "cli")
+
+
+def test_the_top_level_holds_only_the_facade_the_errors_the_cli_and_packages():
+    top = {p.name for p in (ROOT / "orchestrator").iterdir() if p.suffix == ".py"}
+    assert top == {"__init__.py", "errors.py", "cli.py"}
+    packages = {p.name for p in (ROOT / "orchestrator").iterdir() if (p / "__init__.py").is_file()}
+    assert packages == set(LAYERS) - {"errors", "cli"}
+    for name in packages:  # each says what it owns
+        assert len(ast.get_docstring(ast.parse((ROOT / "orchestrator" / name / "__init__.py").read_text())) or "") > 80
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if parts[0] == "orchestrator" and len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_each_package_imports_only_the_packages_below_it():
+    graph = _graph()
+    wrong = sorted(f"{a} imports {b}" for a, targets in graph.items() for b in targets
+                   if (la := _layer(a)) is not None and (lb := _layer(b)) is not None and lb > la)
+    assert wrong == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert _layer("orchestrator.store.layout") < _layer("orchestrator.run.driver")
+    assert _layer("orchestrator.scaling.fit") < _layer("orchestrator.spec.study")
+
+
+def test_no_function_takes_more_than_8_parameters():
+    many = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                n = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - int(bool(a.args) and a.args[0].arg in ("self", "cls"))
+                if n > 8:
+                    many.append(f"{name}.{node.name}: {n}")
+    assert many == []
+
+
 def test_no_module_over_450_lines():
     long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
@@ -272,9 +315,9 @@ def test_a_default_spec_cell_equals_a_hand_built_one():
                                      DataConfig(), TrainConfig())
 
 
-def test_each_fit_setting_has_one_default_shown_alike_in_the_schema_the_help_and_the_readme():
+def test_each_fit_setting_has_one_default_shown_alike_in_the_schema_the_help_and_the_docs():
     """The spec's Fit block defines the defaults; the schema, every analysis command's --help and the
-    README's table show the same values (a CSV fit once got 1000 replicates, an experiment 200)."""
+    table in docs/law-engine.md show the same values (a CSV fit once got 1000 replicates, an experiment 200)."""
     import re
 
     import click
@@ -286,7 +329,7 @@ def test_each_fit_setting_has_one_default_shown_alike_in_the_schema_the_help_and
         return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
 
     props = _schema_defs()["Fit"]["properties"]
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "law-engine.md").read_text()
     for name, value in FIT_DEFAULTS.items():
         assert props[name].get("default") == value, name
         if value is None:

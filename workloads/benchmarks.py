@@ -14,18 +14,17 @@ can score them again without generating.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .benchmark_files import BenchmarkFormatError, benchmark_metrics, load_questions, mean_error, write_answers
 from .config import BenchmarkConfig, EvalConfig
 from .data.chat import IMAGE_MARKER, image_first
 from .data.synthetic import Sample, Turn
 from .device import distributed, module_device, to_device
-from .benchmark_files import BenchmarkFormatError, benchmark_metrics, load_questions, mean_error, write_answers
 from .scorers import SCORERS
 
 

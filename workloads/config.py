@@ -103,7 +103,7 @@ class StageConfig:
     data: str | None = None  # a LLaVA-format file; None: data.llava_train (or the synthetic training set)
     image_aspect_ratio: AspectRatio | None = None  # None: data.image_aspect_ratio (LLaVA: square, then pad)
 
-    def aspect_ratio(self, data: "DataConfig") -> str:
+    def aspect_ratio(self, data: DataConfig) -> str:
         return self.image_aspect_ratio or data.image_aspect_ratio
 
 
@@ -257,7 +257,7 @@ class CellConfig:
         return tuple(dict.fromkeys(str(f) for f in found if f))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CellConfig":
+    def from_dict(cls, d: dict[str, Any]) -> CellConfig:
         fault = d.get("fault")
         train = dict(d.get("train", {}))
         train["stages"] = tuple(_build(StageConfig, st) for st in train.get("stages", ()))

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from .data.batch import IGNORE, Batch
 from .device import all_reduce_sum, device_tensor, module_device, to_device
 
-
 STATS = ("correct", "count", "loss_sum", "tokens")
 
 

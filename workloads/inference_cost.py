@@ -82,7 +82,8 @@ def profile_model(model: ModelConfig, data: DataConfig, settings: ProfileSetting
     for b in settings.batch_sizes:
         inputs = _inputs(vlm, tokenizer, b, q, image_size, device, dtype)
         with torch.no_grad():
-            prefill = timings(lambda: _prefill(vlm, inputs), device, settings.repeats, settings.warmup)
+            # timed here, in this iteration: the closure sees this batch size's inputs
+            prefill = timings(lambda: _prefill(vlm, inputs), device, settings.repeats, settings.warmup)  # noqa: B023
             decode = _decode_steps(vlm, inputs, settings.answer_tokens, device, repeats=max(2, settings.repeats // 3))
             peak = _peak_memory(vlm, inputs, settings.answer_tokens, device)
         ordered = sorted(prefill)
@@ -127,7 +128,8 @@ def _decode(vlm, inputs: dict, steps: int, device, timed: list[float] | None = N
 
         def step():
             nonlocal out
-            out = vlm.llm(input_ids=token, attention_mask=mask, use_cache=True, logits_to_keep=1, **{kw: cache})
+            # called only within this step of the loop, on this step's token and mask
+            out = vlm.llm(input_ids=token, attention_mask=mask, use_cache=True, logits_to_keep=1, **{kw: cache})  # noqa: B023
 
         if timed is None:
             step()

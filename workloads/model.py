@@ -256,7 +256,7 @@ def llm_size_from_config(location: str, total: bool = False) -> int:
 
 def meta_parameter_counts(cfg: ModelConfig, vocab_size: int) -> dict[str, int]:
     """Parameter counts without allocating weights (the model is built on the meta device)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionModel, AutoModel
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, CLIPVisionModel
 
     with torch.device("meta"):
         if is_llm_preset(cfg.llm):

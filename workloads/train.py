@@ -23,22 +23,22 @@ import torch
 import torch.distributed as dist
 
 from .benchmark_files import check_benchmark
+from .checkpoint import newest_complete, seal
 from .config import CellConfig, DataConfig, StageConfig, TrainConfig
 from .data.batch import Collator, transform_for
 from .data.chat import conversation_format
 from .data.synthetic import SyntheticVQA
 from .device import all_reduce_sum, to_device
-from .checkpoint import newest_complete, seal
 from .drill import drilled
-from .strategies import ENGINES, read_step
 from .evaluate import evaluate
 from .failures import CellInterrupted
 from .flops import model_image_cost
+from .inference_cost import measure_prefill_latency
 from .model import build_vlm, default_trainable, parameter_counts, set_trainable, vision_geometry
 from .optim import schedule
-from .inference_cost import measure_prefill_latency
 from .session import LocalSession, RaySession, Session
 from .speed import compile_blocks, set_attention
+from .strategies import ENGINES, read_step
 from .tokenizer import load_tokenizer
 
 

@@ -9,8 +9,18 @@ inside the commands that need them.
     law         fit, frontier, propose, report, profile
 """
 
-from .experiment import (cmd_convert_benchmark, cmd_repair, cmd_rescore, cmd_results, cmd_resume, cmd_run, cmd_schema, cmd_status, cmd_ui,
-                         cmd_validate)
+from .experiment import (
+                         cmd_convert_benchmark,
+                         cmd_repair,
+                         cmd_rescore,
+                         cmd_results,
+                         cmd_resume,
+                         cmd_run,
+                         cmd_schema,
+                         cmd_status,
+                         cmd_ui,
+                         cmd_validate,
+)
 from .kube import cmd_delete, cmd_logs, cmd_render, cmd_submit
 from .law import cmd_fit, cmd_frontier, cmd_profile, cmd_propose, cmd_report
 

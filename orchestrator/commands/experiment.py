@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..plan.price import study_price
-from ..study.results import locate, render, rows
 from ..spec import json_schema, load
 from ..spec.checks import check_artifacts
 from ..spec.limits import check_scale
+from ..study.results import locate, render, rows
 
 
 def _print_cells(exp) -> None:
@@ -81,8 +81,7 @@ def _named(name: str, exp_dir) -> str:
 
 
 def _mlflow_line(name: str, outcome) -> str:
-    from ..tracking.view import experiment_url
-    from ..tracking.view import ui_base
+    from ..tracking.view import experiment_url, ui_base
 
     url = experiment_url(ui_base(outcome.tracking_uri), outcome.experiment_id)
     if outcome.tracking_uri.startswith(("http://", "https://")):
@@ -143,9 +142,9 @@ def cmd_rescore(a) -> int:
 
 
 def cmd_repair(a) -> int:
+    from ..run.repair import repair
     from ..store.index import resolve
     from ..store.layout import ExperimentDir
-    from ..run.repair import repair
 
     p = Path(a.name)
     if p.suffix in (".yaml", ".yml") or p.is_file():
@@ -163,7 +162,6 @@ def cmd_repair(a) -> int:
 def cmd_status(a) -> int:
     if a.cluster:
         from ..kube.submit import status
-
         from .kube import cluster_experiment
 
         exp, api = cluster_experiment(a)
@@ -201,9 +199,8 @@ def cmd_status(a) -> int:
 def cmd_ui(a) -> int:
     """MLflow's UI over the experiment's local store, quiet: its log goes to a file, one line with
     the address of the experiment's cells is printed once the server answers; Ctrl-C stops it."""
-    from ..tracking.view import experiment_url
-    from ..tracking.view import ui_base
     from ..tracking.tracker import Tracker, tracking_target
+    from ..tracking.view import experiment_url, ui_base
 
     exp, exp_dir = locate(a.name, a.storage)
     uri, name, root = tracking_target(exp, exp_dir)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 from ..errors import UsageError
-from ..study.results import locate
 from ..spec import load
 from ..spec.limits import check_scale
+from ..study.results import locate
 
 
 def cluster_experiment(a):

@@ -27,10 +27,10 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     """(experiment or None, its spec document, [(label, observations, analysis)]): one analysis per
     metric of ``--metric`` and per group of ``--group`` — or, with per-group parameters, one joint
     analysis per metric (scaling/grouped.py)."""
-    from ..study.laws import choose
-    from ..study.proposals import experiment_candidates, load_source
     from ..scaling.analysis import TABLE_SUFFIXES, analyze
     from ..scaling.table import parse_inputs
+    from ..study.laws import choose
+    from ..study.proposals import experiment_candidates, load_source
 
     located = None if a.source.endswith(TABLE_SUFFIXES) else locate(a.source, a.storage)
     exp = located[0] if located else None
@@ -200,9 +200,9 @@ def _nothing_left(exp, obs, a) -> str:
 
 
 def cmd_propose(a) -> int:
+    from ..scaling.analysis import TABLE_SUFFIXES, format_analysis, nan_to_none
     from ..store.layout import atomic_write_text
     from ..study.proposals import next_spec
-    from ..scaling.analysis import TABLE_SUFFIXES, format_analysis, nan_to_none
 
     if a.pool:
         return _propose_from_pool(a)
@@ -237,11 +237,10 @@ def cmd_propose(a) -> int:
 
 def _propose_from_pool(a) -> int:
     """``propose --pool``: the next rows of a table of candidate runs, written as a CSV."""
-    from ..store.layout import atomic_write_text
     from ..scaling.analysis import resolve_kind
     from ..scaling.pool import propose_from_pool
     from ..scaling.table import load_table, parse_inputs
-
+    from ..store.layout import atomic_write_text
     from ..study.laws import choose
 
     if a.source is not None:
@@ -277,9 +276,9 @@ def _propose_from_pool(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from ..scaling.report import write_report
-
     import time
+
+    from ..scaling.report import write_report
 
     exp, _, _, analysis = _analysis(a, a.k, compare_all=True)
     about = {"source": a.source if exp is None else f"{exp.name} (spec digest {exp.digest()})",
@@ -292,7 +291,6 @@ def cmd_report(a) -> int:
 def cmd_profile(a) -> int:
     """Measure (or reuse) the experiment's inference profile and print it."""
     from ..run.profiling import run_profile
-
     from ..spec.checks import check_artifacts
 
     exp, exp_dir = locate(a.file, a.storage, require_state=False)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from workloads.scorers.base import LETTERS
 
-from .registry import ConversionError, converter
 from .files import missing_value, need, read_json, read_table, save_image, table_rows
+from .registry import ConversionError, converter
 
 CIRCULAR = 1_000_000
 

@@ -8,8 +8,9 @@ import binascii
 import io
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .registry import ConversionError
 

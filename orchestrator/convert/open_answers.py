@@ -6,8 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from .registry import ConversionError, converter
 from .files import missing_value, need, read_json, save_image, table_rows
+from .registry import ConversionError, converter
 
 
 @converter("gqa", "GQA's testdev_balanced_questions.json ({question id: {imageId, question, answer, …}}); images: "

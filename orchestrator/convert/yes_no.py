@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .registry import ConversionError, converter
 from .files import image_beside, read_jsonl
+from .registry import ConversionError, converter
 
 
 @converter("pope", "LLaVA's POPE annotations coco/coco_pope_<category>.json (JSON lines: question_id, image, text, "

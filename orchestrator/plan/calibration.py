@@ -20,8 +20,8 @@ import hashlib
 import json
 from typing import Any
 
-from ..store.layout import ExperimentDir, atomic_write_json
 from ..spec import Experiment, make_cell
+from ..store.layout import ExperimentDir
 
 
 def settings_digest(exp: Experiment, llm: str) -> str:

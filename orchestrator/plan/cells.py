@@ -36,13 +36,13 @@ class StudyCells:
     lrs: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, exp: Experiment, exp_dir: ExperimentDir, lrs: dict[str, float] | None = None) -> "StudyCells":
+    def of(cls, exp: Experiment, exp_dir: ExperimentDir, lrs: dict[str, float] | None = None) -> StudyCells:
         """As ``run`` builds them now: the stored calibration's rates unless ``lrs`` is given."""
         from .calibration import current_lrs
 
         return cls(exp, exp_dir, tower_dir(exp, exp_dir), current_lrs(exp, exp_dir) if lrs is None else dict(lrs))
 
-    def calibrated(self, lrs: dict[str, float]) -> "StudyCells":
+    def calibrated(self, lrs: dict[str, float]) -> StudyCells:
         """The same study with these sizes' learning rates calibrated."""
         return replace(self, lrs={**self.lrs, **lrs})
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from ..errors import SpecError
 from ..protocols import LedgerRecord
-from ..store.layout import ExperimentDir, atomic_write_json
 from ..spec import Cell
+from ..store.layout import ExperimentDir, atomic_write_json
 
 UNKNOWN = "unknown"  # the digest of state an older vlmscale wrote without its settings
 

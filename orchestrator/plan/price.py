@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from workloads.presets import is_llm_preset, llm_non_embedding_params
 
-from ..spec.accelerators import ACCELERATORS
 from ..scaling.design import training_cost
+from ..spec.accelerators import ACCELERATORS
 from ..spec.sizes import nominal_size
 
 SYNTHETIC_TEXT_TOKENS = 12.0  # a synthetic question and answer, in tokens

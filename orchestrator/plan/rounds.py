@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..store.layout import ExperimentDir, atomic_write_json
 from ..spec import Experiment
+from ..store.layout import ExperimentDir, atomic_write_json
 
 POINT = ("llm", "visual_tokens", "compressor", "task", "seed")
 
@@ -27,7 +27,7 @@ class RoundLog:
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def load(cls, exp_dir: ExperimentDir) -> "RoundLog":
+    def load(cls, exp_dir: ExperimentDir) -> RoundLog:
         from ..store.checks import read, rounds_problem
 
         doc = read(exp_dir.rounds, rounds_problem, f"`vlmscale repair {exp_dir.root.name}` rebuilds it from the "

@@ -38,10 +38,10 @@ class CellJob:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "CellJob":
+    def from_dict(cls, doc: dict[str, Any]) -> CellJob:
         return cls(**{**doc, "resources": WorkerSlots(**doc["resources"])})
 
     @classmethod
-    def of_trial(cls, trial_config: dict[str, Any]) -> "CellJob":
+    def of_trial(cls, trial_config: dict[str, Any]) -> CellJob:
         """The job a Tune trial's config carries."""
         return cls.from_dict(trial_config[CONFIG_KEY])

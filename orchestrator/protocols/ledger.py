@@ -71,12 +71,12 @@ class LedgerRecord:
         """The cell's params as its MLflow run holds them (grid point and settings by name)."""
         return {**self.params, **self.settings}
 
-    def with_metrics(self, metrics: dict[str, Any]) -> "LedgerRecord":
+    def with_metrics(self, metrics: dict[str, Any]) -> LedgerRecord:
         from dataclasses import replace
 
         return replace(self, metrics=metrics)
 
-    def imported(self, origin: str) -> "LedgerRecord":
+    def imported(self, origin: str) -> LedgerRecord:
         """This record as another experiment imports it (a re-import keeps its first origin)."""
         from dataclasses import replace
 
@@ -95,7 +95,7 @@ class LedgerRecord:
         return doc
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any], key: str | None = None) -> "LedgerRecord":
+    def from_dict(cls, doc: dict[str, Any], key: str | None = None) -> LedgerRecord:
         """A checked record (``ledger_problem`` first: a ValueError names what is wrong); ``key``
         where an old record does not hold its own."""
         problem = ledger_problem(doc)

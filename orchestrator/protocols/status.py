@@ -48,15 +48,15 @@ class TrialReport:
     log: str | None = None
 
     @classmethod
-    def skipped(cls) -> "TrialReport":
+    def skipped(cls) -> TrialReport:
         return cls(CellStatus.SKIPPED)
 
     @classmethod
-    def interrupted(cls) -> "TrialReport":
+    def interrupted(cls) -> TrialReport:
         return cls(CellStatus.INTERRUPTED)
 
     @classmethod
-    def error(cls, cause: str, log: str) -> "TrialReport":
+    def error(cls, cause: str, log: str) -> TrialReport:
         return cls(CellStatus.ERRORED, cause, log)
 
     def to_result(self, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -68,7 +68,7 @@ class TrialReport:
         return {_ERROR: self.cause, _LOG: self.log}
 
     @classmethod
-    def from_result(cls, result: dict[str, Any] | None) -> "TrialReport | None":
+    def from_result(cls, result: dict[str, Any] | None) -> TrialReport | None:
         r = result or {}
         if r.get(_ERROR):
             return cls(CellStatus.ERRORED, r[_ERROR], r.get(_LOG))

@@ -6,19 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..store.layout import ExperimentDir, atomic_write_text
 from ..spec import Experiment
+from ..store.layout import ExperimentDir, atomic_write_text
 
 
 def analyse(exp: Experiment, exp_dir: ExperimentDir):
     """The round's analysis under the spec's fit settings (None, with the reason, when the data
     cannot be fitted yet): the one analysis the run's summary, ``fit``, ``propose`` and ``report`` share."""
-    from .profiling import cost_models
-    from ..study.proposals import experiment_candidates
-    from ..study.results import fit_rows, rows
     from ..scaling.analysis import analyze, observations_from_rows
     from ..scaling.forms import FitError
     from ..spec.sizes import COUNTINGS
+    from ..study.proposals import experiment_candidates
+    from ..study.results import fit_rows, rows
+    from .profiling import cost_models
 
     f = exp.spec.fit
     table = rows(exp, exp_dir)
@@ -82,9 +82,9 @@ def _write(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, table, analy
            on_figure, about: dict[str, str]) -> tuple[list[Path], Path]:
     """The report and next.yaml, written locally and kept in the experiment's storage."""
     from ..plan.calibration import chosen_lrs
-    from ..study.proposals import next_spec
     from ..scaling.report import write_report
     from ..spec.load import read_yaml
+    from ..study.proposals import next_spec
 
     out = exp_dir.fit_staging
     written = write_report(analysis, out, title=f"{exp.name}: scaling law", rounds=rounds,

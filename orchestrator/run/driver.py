@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..errors import SpecError
 from ..plan.cells import StudyCells, tower_dir
@@ -106,7 +107,6 @@ def run_experiment(exp: Experiment, spec_text: str, address: str | None = None, 
     anything is written, or with ``restart_changed`` moved aside and trained again
     (orchestrator/plan/identity.py)."""
     from ..store.lock import lock_for
-
     from ..tracking.tracker import check_reachable, tracking_target
 
     t0 = time.time()

@@ -40,7 +40,7 @@ class Interrupt:
         return {"exp_dir": self.exp_dir, "grace_s": self.grace_s, "signum": self.signum, "at": self.at,
                 "forced": self.forced, "echo": print, "_saved": {}}
 
-    def __enter__(self) -> "Interrupt":
+    def __enter__(self) -> Interrupt:
         import os
 
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # this handler, not Tune's, decides what SIGINT does

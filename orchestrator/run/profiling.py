@@ -198,8 +198,8 @@ def _log_to_mlflow(exp, exp_dir, doc: dict[str, Any]) -> None:
     import tempfile
     from pathlib import Path
 
-    from ..tracking import tracker as track
     from ..study.results import render
+    from ..tracking import tracker as track
     from ..tracking.tracker import tracking_target
 
     tracker = track.Tracker(*tracking_target(exp, exp_dir))

@@ -6,8 +6,8 @@ again costs compute (a calibration) or changes what comes next (the round log)."
 from __future__ import annotations
 
 from ..errors import StateError
-from ..store.layout import ExperimentDir, atomic_write_json
 from ..store.checks import calibration_problem, manifest_problem, profile_problem, read, rounds_problem, set_aside
+from ..store.layout import ExperimentDir, atomic_write_json
 
 
 def heal_ledger(exp_dir: ExperimentDir, echo=print) -> list[str]:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any
 
 from ..protocols import LedgerRecord
-from ..store.layout import ExperimentDir
 from ..spec import Experiment
+from ..store.layout import ExperimentDir
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,12 @@ def rescore_cell(exp_dir: ExperimentDir, key: str, record: LedgerRecord, benchma
 def rescore(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print) -> list[Rescored]:
     """Every finished cell of the experiment (orchestrator/plan/identity.py decides which count), then
     MLflow's cell runs and a fit of the rescored results."""
-    from .after_round import finalize
     from ..plan.cells import StudyCells
     from ..plan.identity import counts
-    from ..store.lock import lock_for
     from ..plan.rounds import RoundLog
+    from ..store.lock import lock_for
     from ..tracking.tracker import Tracker, tracking_target
+    from .after_round import finalize
 
     lock = lock_for(exp_dir.root).acquire(f"experiment {exp.name}")  # no run writes the ledger meanwhile
     try:

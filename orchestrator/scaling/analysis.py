@@ -20,8 +20,8 @@ from .design import Candidate, Pick, propose_frontier
 from .fit import Fit, fit_inputs
 from .forms import METRIC_KINDS, FitError, metric_kind
 from .forms import law as law_of
-from .pinned import PinnedLaw, nv_slots
 from .frontier import Frontier, compare_frontiers, default_budgets, frontier
+from .pinned import PinnedLaw, nv_slots
 from .table import VLM_INPUTS, groups_of, load_table, numeric, require_columns
 
 
@@ -253,7 +253,7 @@ def format_analysis(a: Analysis) -> str:
         lines.append(f"  {p.budget:>16.3g} {p.n:>10.3g} {p.v:>7.3g} {p.error:>7.4f}{mark} {run:<24}")
     if any(p.extrapolated for p in fr.points):
         lines.append("  * extrapolated: N* or V* beyond the trained cells (a prediction, not a measurement)")
-    for other, cmp in a.alternatives:
+    for _other, cmp in a.alternatives:
         lines.append(("differs — " if cmp["disagree"] else "") + cmp["sentence"])
     if a.picks:
         lines.append(f"next {len(a.picks)} runs (most frontier uncertainty removed per training FLOP):")

@@ -20,9 +20,10 @@ Pure: numpy and scipy only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -208,7 +209,7 @@ class MeasuredCost:
         return np.where(fits_lo, out, np.nan)
 
 
-def as_cost(cost: "float | CostModel", fixed_flops: float = 0.0) -> CostModel:
+def as_cost(cost: float | CostModel, fixed_flops: float = 0.0) -> CostModel:
     """A number is Q, the text tokens of the FLOPs model (what the frontier took before cost models)."""
     return FlopsCost(float(cost), fixed_flops) if isinstance(cost, (int, float)) else cost
 

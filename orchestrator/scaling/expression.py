@@ -150,8 +150,8 @@ def check_expression(text: str) -> ast.Expression:
 def names_in(tree: ast.AST) -> list[str]:
     """The names of a checked law (functions excluded), in order of first appearance in its text."""
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    found = sorted(((node.col_offset, node.id) for node in ast.walk(tree)
-                    if isinstance(node, ast.Name) and id(node) not in called))
+    found = sorted((node.col_offset, node.id) for node in ast.walk(tree)
+                    if isinstance(node, ast.Name) and id(node) not in called)
     return list(dict.fromkeys(name for _, name in found))
 
 

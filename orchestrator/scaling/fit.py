@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import resample
 from .forms import FORMS, METRIC_KINDS, FitError, LawForm, predict
 from .forms import law as law_of
-from . import resample
 from .solve import HUBER_DELTA, LOG_FLOOR, LOSSES, best_of, loss_of, objective_of, solve_batch, solve_chunked
 
 __all__ = ["Fit", "LOSSES", "HUBER_DELTA", "LOG_FLOOR", "check_data", "check_inputs", "fit_inputs", "fit_law",
@@ -103,7 +103,7 @@ INPUT_LABELS = {0: ("llm_params", "LLM size", "N exponent", "add another LLM"),
                 1: ("visual_tokens", "number of visual tokens", "V exponent", "add another visual_tokens value")}
 
 
-def check_inputs(raw, e, form: "str | LawForm", kind: str = "error") -> tuple[np.ndarray, np.ndarray]:
+def check_inputs(raw, e, form: str | LawForm, kind: str = "error") -> tuple[np.ndarray, np.ndarray]:
     """(raw [d, n], e) as float arrays, or a FitError saying what cannot identify the law."""
     if kind not in METRIC_KINDS:
         raise FitError(f"unknown metric kind {kind!r}; choose one of {', '.join(METRIC_KINDS)}")
@@ -138,7 +138,7 @@ def check_inputs(raw, e, form: "str | LawForm", kind: str = "error") -> tuple[np
     return raw, e
 
 
-def check_data(n, v, e, form: "str | LawForm", kind: str = "error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_data(n, v, e, form: str | LawForm, kind: str = "error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`check_inputs` for a two-input law (N and V, or a table's two columns)."""
     n, v = (np.asarray(a, dtype=float).ravel() for a in (n, v))
     law_of(form)  # an unknown name is refused before the data is looked at
@@ -184,7 +184,7 @@ def _search(law: LawForm, X, e, starts: np.ndarray, loss: str) -> np.ndarray:
     return best_of(law, X, e, np.ones(len(e)), best, loss)
 
 
-def fit_inputs_params(raw, e, form: "str | LawForm" = "multiplicative", loss: str = "squared",
+def fit_inputs_params(raw, e, form: str | LawForm = "multiplicative", loss: str = "squared",
                       kind: str = "error") -> dict[str, float]:
     """The best-fitting parameters only (no uncertainty), for inputs ``raw`` [d, n]."""
     law = law_of(form)
@@ -193,14 +193,14 @@ def fit_inputs_params(raw, e, form: "str | LawForm" = "multiplicative", loss: st
     return law.to_params(_fit_z(law, law.coords(raw, ref), e, loss), ref)
 
 
-def fit_params(n, v, e, form: "str | LawForm" = "multiplicative", loss: str = "squared",
+def fit_params(n, v, e, form: str | LawForm = "multiplicative", loss: str = "squared",
                kind: str = "error") -> dict[str, float]:
     """The best-fitting parameters only (no uncertainty)."""
     n, v, e = check_data(n, v, e, form, kind)
     return fit_inputs_params(np.stack([n, v]), e, form, loss, kind)
 
 
-def fit_map_inputs(raw, e, form: "str | LawForm" = "multiplicative", loss: str = "squared", kind: str = "error",
+def fit_map_inputs(raw, e, form: str | LawForm = "multiplicative", loss: str = "squared", kind: str = "error",
                    strength: float = 1e-4, reference=None) -> dict[str, float]:
     """A maximum a posteriori fit that any number of points ≥ 1 defines: least squares plus
     ½λ‖z − z̄‖² with λ = strength · mean(e)², z̄ the middle of the starting grid (moderate
@@ -229,14 +229,14 @@ def fit_map_inputs(raw, e, form: "str | LawForm" = "multiplicative", loss: str =
     return law.to_params(z[int(np.argmin(np.where(np.isfinite(cost), cost, np.inf)))], ref)
 
 
-def fit_map(n, v, e, form: "str | LawForm" = "multiplicative", loss: str = "squared", kind: str = "error",
+def fit_map(n, v, e, form: str | LawForm = "multiplicative", loss: str = "squared", kind: str = "error",
             strength: float = 1e-4, reference: tuple[float, float] | None = None) -> dict[str, float]:
     """:func:`fit_map_inputs` for a two-input law."""
     n, v = (np.asarray(a, dtype=float).ravel() for a in (n, v))
     return fit_map_inputs(np.stack([n, v]), e, form, loss, kind, strength, reference)
 
 
-def fit_inputs(raw, e, form: "str | LawForm" = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
+def fit_inputs(raw, e, form: str | LawForm = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
                seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True, kind: str = "error") -> Fit:
     """Fit the law over inputs ``raw`` [d, n] with bootstrap intervals and out-of-sample errors
     (see module docstring). ``kind`` is the metric's (``METRIC_KINDS``); ``ci_level`` the bootstrap
@@ -275,7 +275,7 @@ def fit_inputs(raw, e, form: "str | LawForm" = "multiplicative", loss: str = "sq
                law_obj=None if FORMS.get(law.name) is law else law)
 
 
-def fit_law(n, v, e, form: "str | LawForm" = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
+def fit_law(n, v, e, form: str | LawForm = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
             seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True, kind: str = "error") -> Fit:
     """:func:`fit_inputs` for a two-input law: N and V (or a table's two columns)."""
     n, v, e = check_data(n, v, e, form, kind)

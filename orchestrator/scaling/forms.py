@@ -267,7 +267,7 @@ register(Additive("additive", ("A", "alpha", "B", "beta", "d"), "error = A * N^-
                   "Chinchilla's form: each input's term falls on its own"))
 
 
-def law(form: "str | LawForm") -> LawForm:
+def law(form: str | LawForm) -> LawForm:
     """A law by its registered name, or the law itself."""
     if isinstance(form, LawForm):
         return form
@@ -277,6 +277,6 @@ def law(form: "str | LawForm") -> LawForm:
         raise FitError(f"unknown law form {form!r}; choose one of {', '.join(FORMS)}") from None
 
 
-def predict(form: "str | LawForm", params: dict[str, float], *inputs) -> np.ndarray:
+def predict(form: str | LawForm, params: dict[str, float], *inputs) -> np.ndarray:
     """The law ``form`` in original units, elementwise over arrays (one per input: N and V)."""
     return law(form).predict(params, *(np.asarray(x, dtype=float) for x in inputs))

@@ -107,7 +107,7 @@ class GroupedLaw(LawForm):
         values = [np.broadcast_to(x, shape).ravel() for x in values]
         g = np.broadcast_to(g, shape).ravel().astype(int)
         out = np.empty(len(g))
-        for j, name in enumerate(self.groups):
+        for j, _name in enumerate(self.groups):
             rows = np.flatnonzero(g == j)
             if len(rows):
                 out[rows] = self.base.predict(self.group_params(p, j), *(x[rows] for x in values))

@@ -8,7 +8,7 @@ independent, so a chunk's solutions equal what one big batch gives. Pure numpy.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -40,7 +40,7 @@ def load_table(path: str | Path):
         if p.suffix in (".parquet", ".pq"):
             return pd.read_parquet(p)
         return pd.read_csv(p)
-    except Exception as e:  # pandas raises many types; the user needs the file and the reason
+    except Exception as e:  # noqa: BLE001 — pandas raises many types; the user needs the file and the reason
         raise TableError(f"{p}: cannot read it as a {'Parquet' if p.suffix in ('.parquet', '.pq') else 'CSV'} "
                         f"table ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})") from None
 

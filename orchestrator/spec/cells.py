@@ -6,11 +6,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from workloads.config import (BenchmarkConfig, CellConfig, DataConfig, EvalConfig, FaultConfig, ModelConfig,
-                              PretrainConfig, StageConfig, TrainConfig)
+from workloads.config import (
+    BenchmarkConfig,
+    CellConfig,
+    DataConfig,
+    EvalConfig,
+    FaultConfig,
+    ModelConfig,
+    PretrainConfig,
+    StageConfig,
+    TrainConfig,
+)
 
 from ..errors import SpecError
 from .document import Spec

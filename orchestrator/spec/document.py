@@ -7,10 +7,10 @@ from pydantic import Field, model_validator
 from workloads.compressors import VisualTokenError, check_visual_tokens
 from workloads.data.synthetic import TASKS as SYNTHETIC_TASKS
 
-from .sizes import nominal_problem
 from .base import Strict, model_ref
 from .grid import Grid
 from .platform import Failure, Kubernetes, Price, Resources, Storage, Tracking
+from .sizes import nominal_problem
 from .study import Fit, Import, Profile, Rounds
 from .workload import Data, Evaluation, FaultInjection, Training, Vision
 
@@ -37,7 +37,7 @@ class Spec(Strict):
     price: Price = Price()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Spec":
+    def _consistent(self) -> Spec:
         combos = self.grid.combinations()
         if self.data.source == "synthetic":
             bad = [t for t in {c[3] for c in combos} if t not in SYNTHETIC_TASKS]

@@ -86,7 +86,7 @@ class Grid(Strict):
         return v
 
     @model_validator(mode="after")
-    def _axes_or_points(self) -> "Grid":
+    def _axes_or_points(self) -> Grid:
         axes = [f for f in ("llms", "visual_tokens") if getattr(self, f) is not None]
         if len(axes) == 1:
             missing = "visual_tokens" if axes == ["llms"] else "llms"

@@ -9,7 +9,16 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from .accelerators import ACCELERATORS
-from .base import GPUS_MAX, RFC1123_SUBDOMAIN, THREADS_MAX, WORKERS_MAX, Strict, check_dns_label, check_image, check_quantity
+from .base import (
+    GPUS_MAX,
+    RFC1123_SUBDOMAIN,
+    THREADS_MAX,
+    WORKERS_MAX,
+    Strict,
+    check_dns_label,
+    check_image,
+    check_quantity,
+)
 
 PLATFORM_CONFIG = "vlmscale-platform"  # the Helm chart's ConfigMap of in-cluster defaults (MLFLOW_TRACKING_URI)
 CELL_SLOT = "vlmscale_cell_slot"  # the custom Ray resource a cell's trial driver holds instead of a CPU

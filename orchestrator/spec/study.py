@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from workloads.config import ProfileSettings, ProfileDtype
-
 from workloads import compressors
+from workloads.config import ProfileDtype, ProfileSettings
 
 from ..scaling.fit import LOSSES
 from ..scaling.forms import FORMS, METRIC_KINDS
-from .sizes import COUNTINGS, DEFAULT as DEFAULT_COUNTING
 from .base import BOOTSTRAP_MAX, GPUS_MAX, RFC1123_LABEL, THREADS_MAX, TOKENS_MAX, V_MAX, Strict, model_ref, one_of
+from .sizes import COUNTINGS
+from .sizes import DEFAULT as DEFAULT_COUNTING
 
 LawFormName = one_of(FORMS)
 LossName = one_of(LOSSES)
@@ -64,7 +64,7 @@ class LawSpec(Strict):
     per_group: list[str] | None = Field(None, description="parameters that take a value per fit.group")
 
     @model_validator(mode="after")
-    def _compiles(self) -> "LawSpec":
+    def _compiles(self) -> LawSpec:
         from ..scaling.expression import law_from_doc
 
         law_from_doc(self.model_dump(exclude_none=True), "law")  # every problem, one line, at validate
@@ -109,7 +109,7 @@ class Fit(Strict):
                                                           "frontier, e.g. {train_samples: 1e6}")
 
     @model_validator(mode="after")
-    def _form_or_law(self) -> "Fit":
+    def _form_or_law(self) -> Fit:
         if self.law is not None and "form" in self.model_fields_set:
             raise ValueError("give form (a built-in law) or law (an expression), not both")
         return self
@@ -129,7 +129,7 @@ class Import(Strict):
                                                   "(relative paths: from the working directory)")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "Import":
+    def _one_source(self) -> Import:
         if (self.experiment is None) == (self.results is None):
             raise ValueError("give either experiment (with optional storage) or results, not both and not neither")
         if self.experiment is not None and (len(self.experiment) > 63 or not RFC1123_LABEL.fullmatch(self.experiment)):

@@ -13,9 +13,26 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from workloads.config import (AspectRatio, BadRecord, Conversation, DataConfig, DrillMoment, EvalConfig, ModelConfig, Part,
-                              Precision, PretrainConfig, ScorerName, Source, Strategy, TrainConfig, ZeroStage,
-                              Attention, Compile, Logits)
+from workloads.config import (
+    AspectRatio,
+    Attention,
+    BadRecord,
+    Compile,
+    Conversation,
+    DataConfig,
+    DrillMoment,
+    EvalConfig,
+    Logits,
+    ModelConfig,
+    Part,
+    Precision,
+    PretrainConfig,
+    ScorerName,
+    Source,
+    Strategy,
+    TrainConfig,
+    ZeroStage,
+)
 from workloads.presets import VISION_PRESETS, is_vision_preset, vision_shape
 
 from .base import BATCH_MAX, EVAL_MAX, LR_MAX, SEED_MAX, SIZE_MAX, STEPS_MAX, THREADS_MAX, Strict, model_ref
@@ -51,7 +68,7 @@ class Vision(Strict):
         return None if v is None else model_ref(v, "weights file")
 
     @model_validator(mode="after")
-    def _pretrain_only_presets(self) -> "Vision":
+    def _pretrain_only_presets(self) -> Vision:
         if self.pretrain is not None and not is_vision_preset(self.model):
             raise ValueError(f"pretrain applies to tiny presets only ({', '.join(VISION_PRESETS)}); "
                              f"set pretrain: null for the pretrained model {self.model!r}")
@@ -104,7 +121,7 @@ class Data(Strict):
         "cell naming its file and line (fail), or is left out and counted in the cell's data/skipped_records (skip)"))
 
     @model_validator(mode="after")
-    def _one_grouping(self) -> "Data":
+    def _one_grouping(self) -> Data:
         if self.group_by_length and self.group_by_modality_length:
             raise ValueError("group_by_length or group_by_modality_length, not both")
         return self
@@ -159,7 +176,7 @@ class Evaluation(Strict):
         return v
 
     @model_validator(mode="after")
-    def _groups(self) -> "Evaluation":
+    def _groups(self) -> Evaluation:
         names = {b.name for b in self.benchmarks}
         for group, members in self.groups.items():
             if not re.fullmatch(r"^[a-z0-9][a-z0-9_.\-]{0,62}$", group):
@@ -190,7 +207,7 @@ class LRCalibration(Strict):
                              "TPE and ASHA decide on whichever trial reports first)")
 
     @model_validator(mode="after")
-    def _range(self) -> "LRCalibration":
+    def _range(self) -> LRCalibration:
         if self.high <= self.low:
             raise ValueError(f"high ({self.high:g}) must be larger than low ({self.low:g})")
         return self
@@ -304,11 +321,11 @@ class Training(Strict):
         return float(v)
 
     @property
-    def calibration(self) -> "LRCalibration | None":
+    def calibration(self) -> LRCalibration | None:
         return self.lr if isinstance(self.lr, LRCalibration) else None
 
     @model_validator(mode="after")
-    def _one_batch_split(self) -> "Training":
+    def _one_batch_split(self) -> Training:
         if self.micro_batch_size is not None and self.grad_accum != 1:
             raise ValueError("set micro_batch_size or grad_accum, not both: with micro_batch_size the "
                              "accumulation steps follow from batch_size and the number of workers")

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import StateError
 from ..protocols.ledger import ledger_problem  # noqa: F401 — the ledger's check, beside the others

@@ -59,7 +59,7 @@ class ExperimentDir:
     root: Path  # or a upath.UPath on object storage (workloads/storage.py)
 
     @classmethod
-    def of(cls, storage: str, name: str) -> "ExperimentDir":
+    def of(cls, storage: str, name: str) -> ExperimentDir:
         if len(name) > 63 or not NAME.fullmatch(name):  # a name typed on the command line becomes a path
             raise StorageError(f"{name!r} is not an experiment name (metadata.name: lowercase letters, digits and "
                                "'-'), nor a spec file (.yaml)")
@@ -68,7 +68,7 @@ class ExperimentDir:
         return cls(Path(storage).expanduser().resolve() / name)
 
     @classmethod
-    def at(cls, root: str) -> "ExperimentDir":
+    def at(cls, root: str) -> ExperimentDir:
         """The directory a trial was handed (``str(exp_dir.root)``)."""
         return cls(path_of(root))
 

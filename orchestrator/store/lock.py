@@ -147,7 +147,7 @@ class DriverLock:
             h = self.holder()
         return h
 
-    def acquire(self, what: str = "the experiment") -> "DriverLock":
+    def acquire(self, what: str = "the experiment") -> DriverLock:
         self._prepare()
         for _ in range(5):
             if self._create():
@@ -217,13 +217,13 @@ class DriverLock:
             while not self._stop.wait(self.heartbeat_s):
                 try:
                     self.beat()
-                except Exception:  # storage hiccup (a file system or S3): the next beat retries; stale_s spans several beats
+                except Exception:  # noqa: BLE001 — storage hiccup (a file system or S3): the next beat retries; stale_s spans several beats
                     pass
 
         self._thread = threading.Thread(target=loop, name="vlmscale-driver-lock", daemon=True)
         self._thread.start()
 
-    def __enter__(self) -> "DriverLock":
+    def __enter__(self) -> DriverLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..errors import SpecError
 from ..protocols import LedgerRecord
-from .layout import ExperimentDir
 from ..spec import Experiment, cell_key
+from .layout import ExperimentDir
 
 PARAMS = ("llm", "visual_tokens", "compressor", "task", "seed")
 INTEGER_PARAMS = ("visual_tokens", "seed")

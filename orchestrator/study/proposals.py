@@ -19,14 +19,18 @@ from workloads.storage import is_remote
 
 from ..errors import UsageError
 from ..plan.price import SYNTHETIC_TEXT_TOKENS
-from .results import locate, rows
-from ..scaling.analysis import (TABLE_SUFFIXES, Observations, observations_from_rows, observations_from_table,
-                                table_groups)
-from ..scaling.table import groups_of
+from ..scaling.analysis import (
+    TABLE_SUFFIXES,
+    Observations,
+    observations_from_rows,
+    observations_from_table,
+    table_groups,
+)
 from ..scaling.design import Candidate, Pick, training_cost
-from ..scaling.table import VLM_INPUTS
+from ..scaling.table import VLM_INPUTS, groups_of
 from ..spec import Experiment, cell_key, parse
 from ..spec.load import read_yaml
+from .results import locate, rows
 
 TRAIN_TEXT_TOKENS = SYNTHETIC_TEXT_TOKENS  # the proposals' relative training cost of a cell
 
@@ -189,8 +193,8 @@ def load_source(source: str, metric: str = "error", storage: str | None = None, 
         spec_doc = read_yaml(manifest["spec_yaml"], str(exp_dir.manifest)) if "spec_yaml" in manifest else manifest["spec"]
     else:
         spec_doc = read_yaml(Path(source).read_text(), source)
-    from .results import fit_rows
     from ..spec.sizes import COUNTINGS
+    from .results import fit_rows
 
     parameters = parameters or exp.spec.fit.parameters
     table = rows(exp, exp_dir, parameters)

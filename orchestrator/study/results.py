@@ -9,15 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..protocols import LedgerRecord
 from ..errors import BadInput, StorageError
-from ..store.layout import ExperimentDir
+from ..protocols import LedgerRecord
 from ..spec import STORAGE_ENV, Experiment, load, parse
+from ..store.layout import ExperimentDir
 
 COLUMNS = ("cell", "llm", "llm_params", "visual_tokens", "compressor", "task", "seed", "error", "eval_loss",
            "inference_flops_llm", "inference_flops_vlm", "status", "step")
@@ -122,7 +121,6 @@ def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None)
     from ..plan.cells import StudyCells
     from ..plan.identity import counts
     from ..spec import make_cell
-
     from ..spec.sizes import cell_size
 
     finished = exp_dir.finished()

@@ -24,7 +24,7 @@ class Courier:
 
         self._make, self._echo = make_tracker, echo
         self._tracker = None
-        self._queue: "queue.Queue" = queue.Queue()
+        self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.outage_since: float | None = None

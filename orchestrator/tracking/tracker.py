@@ -23,7 +23,6 @@ from typing import Any
 from workloads.storage import download_dir, is_remote, path_of
 
 from ..protocols import LedgerRecord
-from .courier import Courier
 from ..store.layout import ExperimentDir
 
 TAG_EXPERIMENT = "vlmscale.experiment"

@@ -24,8 +24,8 @@ READY_S = 120.0  # a busy machine: the server imports MLflow before it answers
 
 
 def serve(uri: str, name: str, root: str | None, port: int, log: Path, label: str) -> int:
-    from .view import experiment_url, ui_base
     from .tracker import Tracker
+    from .view import experiment_url, ui_base
 
     base = ui_base(uri, port)
     if _answers(base):

@@ -23,7 +23,7 @@ objects, which is what lets a from-scratch tiny ViT learn from pixels within a C
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -156,7 +156,7 @@ class SyntheticVQA:
 # shapes
 
 
-@lru_cache(maxsize=None)
+@cache
 def _shape_mask(shape: str, px: int, margin: int) -> np.ndarray:
     yy, xx = np.mgrid[0:px, 0:px].astype(np.float32) + 0.5
     c, r = px / 2, px / 2 - margin
@@ -262,7 +262,7 @@ def _reason_question(rng: np.random.Generator, objects: list[Obj], cells: int) -
 # text
 
 
-@lru_cache(maxsize=None)
+@cache
 def _glyph(letter: str, px: int) -> np.ndarray:
     bits = np.array([[c == "1" for c in row] for row in _FONT_5X7[letter].split()], dtype=bool)
     scale = max(1, min((px - 2) // 5, (px - 2) // 7))

@@ -14,6 +14,7 @@ import re
 from .base import LETTER, Scored, Scorer, choice_problems, register
 from .normalise import vqa_normalise
 
+
 def simple_normalise(answer: str) -> str:
     """Lower case, no surrounding space or final full stop (GQA's exact match)."""
     return answer.strip().lower().rstrip(".").strip()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import re
 
-from .base import LETTER, LETTERS, SHORT, Scored, Scorer, options_of, register
+from .base import LETTER, LETTERS, SHORT, Scored, Scorer, register
 
 # ---- MMMU
 
