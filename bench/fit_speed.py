@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.scaling.fit import fit_law  # noqa: E402
+from orchestrator.scaling.fit import FitSettings, fit_law  # noqa: E402
 from orchestrator.scaling.forms import predict  # noqa: E402
 
 TRUTH = {"multiplicative": {"a": 1.2, "alpha": 0.077, "beta": 0.015, "d": 0.15},
@@ -39,9 +39,9 @@ def main() -> None:
             t_boot, t_all = [], []
             for _ in range(a.repeats):
                 t0 = time.perf_counter()
-                fit_law(grid[:, 0], grid[:, 1], e, form=form, loss=loss, bootstrap=a.bootstrap, cross_validate=False)
+                fit_law(grid[:, 0], grid[:, 1], e, form=form, settings=FitSettings(loss=loss, bootstrap=a.bootstrap, cross_validate=False))
                 t1 = time.perf_counter()
-                fit_law(grid[:, 0], grid[:, 1], e, form=form, loss=loss, bootstrap=a.bootstrap)
+                fit_law(grid[:, 0], grid[:, 1], e, form=form, settings=FitSettings(loss=loss, bootstrap=a.bootstrap))
                 t2 = time.perf_counter()
                 t_boot.append(t1 - t0)
                 t_all.append(t2 - t1)

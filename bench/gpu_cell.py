@@ -27,16 +27,15 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from orchestrator.scaling.cost import llm_prefill_flops  # noqa: E402
-
 from workloads.config import ModelConfig, TrainConfig  # noqa: E402
 from workloads.data.batch import Collator, ImageTransform  # noqa: E402
 from workloads.data.synthetic import SyntheticVQA  # noqa: E402
 from workloads.device import synchronize, to_device  # noqa: E402
-from workloads.strategies import DDPEngine  # noqa: E402
+from workloads.inference_cost import measure_prefill_latency  # noqa: E402
 from workloads.model import build_vlm, parameter_counts  # noqa: E402
 from workloads.optim import schedule  # noqa: E402
-from workloads.inference_cost import measure_prefill_latency  # noqa: E402
 from workloads.speed import compile_blocks, set_attention  # noqa: E402
+from workloads.strategies import DDPEngine  # noqa: E402
 from workloads.tokenizer import synthetic_tokenizer  # noqa: E402
 
 SHAPES = {

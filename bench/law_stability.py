@@ -66,7 +66,7 @@ def falls(table: dict, llms: list[str], vs: list[int]) -> tuple[int, int, int, i
 def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], metric: str | None,
         jobs: int) -> dict:
     from orchestrator.scaling.analysis import observations_from_rows
-    from orchestrator.scaling.fit import fit_law
+    from orchestrator.scaling.fit import FitSettings, fit_law
     from orchestrator.scaling.forms import closed_form_visual_tokens, metric_kind
     from orchestrator.spec import expand, parse
     from workloads.pretrain_vision import pretrain_vision
@@ -92,8 +92,8 @@ def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], 
         import ray
 
         from orchestrator.run.calibration_search import calibrate
-        from orchestrator.store.layout import ExperimentDir
         from orchestrator.run.cluster import WORKER_ENV
+        from orchestrator.store.layout import ExperimentDir
 
         cal_dir = ExperimentDir(Path(tempfile.gettempdir()) / "vlmscale-bench" / "calibration" / exp.name)
         ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})
@@ -124,7 +124,7 @@ def run(spec_path: Path, seeds: list[int], threads: list[str], sets: list[str], 
                      "visual_tokens": vv, **results[(t, seed, m, vv)]}
                     for c in base for m, vv in [(c.llm, c.visual_tokens)]]
             obs = observations_from_rows(rows, metric, f.metric_kind)
-            fit = fit_law(obs.n, obs.v, obs.e, form=f.form, loss=f.loss, bootstrap=0, kind=obs.kind)
+            fit = fit_law(obs.n, obs.v, obs.e, form=f.form, settings=FitSettings(loss=f.loss, bootstrap=0, kind=obs.kind))
             table = {(r["llm"], r["visual_tokens"]): r[metric] for r in rows}
             err = {(r["llm"], r["visual_tokens"]): r["error"] for r in rows}
             p = fit.params

@@ -110,9 +110,8 @@ def run_vlmscale(spec_path: Path) -> tuple[float, str]:
 
 
 def cell_configs(spec_path: Path, exp_dir: Path) -> dict[str, dict]:
-    from orchestrator.spec import expand, load
-
     from orchestrator.plan.cells import tower_dir
+    from orchestrator.spec import expand, load
     from orchestrator.store.layout import ExperimentDir
 
     exp = load(spec_path)

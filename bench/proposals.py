@@ -22,12 +22,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.scaling.fit import fit_law  # noqa: E402
-from orchestrator.scaling.forms import predict  # noqa: E402
-from orchestrator.scaling.frontier import default_budgets, optimum  # noqa: E402
 from orchestrator.scaling.design import (  # noqa: E402
-    Candidate, propose_cheapest, propose_d_optimal, propose_frontier, propose_random,
+    Candidate,
+    propose_cheapest,
+    propose_d_optimal,
+    propose_frontier,
+    propose_random,
 )
+from orchestrator.scaling.fit import FitSettings, fit_law  # noqa: E402
+from orchestrator.scaling.forms import predict  # noqa: E402
+from orchestrator.scaling.frontier import Domain, default_budgets, optimum  # noqa: E402
 
 TRUTH = {"a": 1.2, "alpha": 0.077, "beta": 0.015, "d": 0.15}
 SIZES = [0.5e9, 1.8e9, 4e9, 7e9, 14e9, 32e9]
@@ -45,8 +49,7 @@ def simulate(strategy: str, seed: int, noise: float, batch: int, bootstrap: int,
     observed = {c: float(predict("multiplicative", TRUTH, *c) + noise * rng.standard_normal()) for c in cells}
     n_range, v_range = (min(SIZES), max(SIZES)), (min(TOKENS), max(TOKENS))
     budgets = default_budgets(n_range, v_range, Q)
-    full = fit_law([c[0] for c in cells], [c[1] for c in cells], [observed[c] for c in cells], bootstrap=0,
-                   cross_validate=False)
+    full = fit_law([c[0] for c in cells], [c[1] for c in cells], [observed[c] for c in cells], settings=FitSettings(bootstrap=0, cross_validate=False))
     target = frontier_errors(full.params, budgets, n_range, v_range)
     total_cost = sum(n for n, _ in cells)
     if strategy == "full grid":
@@ -54,16 +57,14 @@ def simulate(strategy: str, seed: int, noise: float, batch: int, bootstrap: int,
 
     done = [(n, v) for n in SIZES[:2] for v in (1, 16, 576)]
     while True:
-        fit = fit_law([c[0] for c in done], [c[1] for c in done], [observed[c] for c in done],
-                      bootstrap=bootstrap, seed=seed, cross_validate=False)
+        fit = fit_law([c[0] for c in done], [c[1] for c in done], [observed[c] for c in done], settings=FitSettings(bootstrap=bootstrap, seed=seed, cross_validate=False))
         pred = frontier_errors(fit.params, budgets, n_range, v_range)
         if np.all(np.abs(pred - target) / target <= tolerance) or len(done) == len(cells):
             return sum(n for n, _ in done) / total_cost, len(done)
         cands = [Candidate(f"{n:.2g}", n, v, "quecc", n) for n, v in cells if (n, v) not in done]
         if strategy.startswith("ours"):
             method = "bootstrap" if "bootstrap" in strategy else "laplace"
-            picks = [p.candidate for p in propose_frontier(fit, cands, batch, budgets, Q, n_range, v_range,
-                                                           method=method, done_nv=np.array(done, float))]
+            picks = [p.candidate for p in propose_frontier(fit, cands, batch, budgets, Q, method=method, domain=Domain(n_range=n_range, v_range=v_range, trained=np.array(done, float)))]
         elif strategy == "random":
             picks = propose_random(cands, batch, seed=seed * 1000 + len(done))
         elif strategy == "cheapest-first":

@@ -44,8 +44,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from orchestrator.scaling.design import design_pool_outputs, linearise  # noqa: E402
-from orchestrator.scaling.expression import ExpressionLaw, names_in, check_expression  # noqa: E402
+from orchestrator.scaling.design import DesignRequest, design_pool_outputs, linearise  # noqa: E402
+from orchestrator.scaling.expression import ExpressionLaw, check_expression, names_in  # noqa: E402
 from orchestrator.scaling.fit import check_inputs, fit_inputs_params, fit_map_inputs  # noqa: E402
 from orchestrator.scaling.forms import FORMS, FitError, LawForm, predict  # noqa: E402
 from orchestrator.scaling.table import evaluate_cost  # noqa: E402
@@ -153,7 +153,7 @@ def run_group(method: str, task: Task, g: Group, fraction: float, seed: int) -> 
         left = budget - spent
         if method == "vlmscale":
             ys = [np.where(seen, y, np.nan) for y in g.ys]
-            picks = design_pool_outputs(task.laws, g.raw, ys, g.cost, 1, left, target=g.test_raw, kind=KIND)
+            picks = design_pool_outputs(task.laws, g.raw, ys, g.cost, kind=KIND, request=DesignRequest(k=1, budget=left, target=g.test_raw))
             pick = picks[0] if picks else None
         elif method == "random":
             pick = next((int(i) for i in order if not seen[i] and g.cost[i] <= left * (1 + 1e-12)), None)

@@ -10,8 +10,8 @@ import yaml
 
 from orchestrator.plan.calibration import chosen_lrs, load
 from orchestrator.run.calibration_search import calibrate
-from orchestrator.store.layout import ExperimentDir
 from orchestrator.spec import parse
+from orchestrator.store.layout import ExperimentDir
 
 from .test_orchestrator_e2e import ROOT, no_ray_left  # noqa: F401 (a fixture)
 

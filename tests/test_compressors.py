@@ -1,8 +1,13 @@
 import pytest
 import torch
 
-from workloads.compressors import CompressorInputs, build_compressor
-from workloads.compressors import VisualTokenError, check_visual_tokens, feasible_visual_tokens
+from workloads.compressors import (
+    CompressorInputs,
+    VisualTokenError,
+    build_compressor,
+    check_visual_tokens,
+    feasible_visual_tokens,
+)
 
 GRID, DIM, LLM_DIM = 24, 32, 48  # a 24x24 patch grid like CLIP ViT-L/14-336
 
@@ -113,8 +118,8 @@ def test_tokenpacker_at_every_patch_attends_each_query_to_its_own_patch():
 def test_tokenpacker_starts_every_linear_as_its_reference_does():
     """torch's trunc_normal_ with std 0.02 (its bounds ±2 are absolute: in effect a normal of std 0.02)
     and zero bias, its MLP projector too; the default init would give std ~ 1/sqrt(3·fan_in)."""
-    from workloads.model import build_vlm
     from workloads.config import ModelConfig
+    from workloads.model import build_vlm
     from workloads.tokenizer import synthetic_tokenizer
 
     torch.manual_seed(0)

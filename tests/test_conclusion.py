@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from orchestrator.scaling.analysis import Observations, analyze, format_analysis
-from orchestrator.scaling.design import Candidate
+from orchestrator.scaling.design import Candidate, ProposalRequest
+from orchestrator.scaling.fit import FitSettings
 from orchestrator.scaling.forms import predict
 
 N = np.repeat([2e4, 8e4, 3e5, 1.2e6, 5e6], 6)
@@ -19,7 +20,7 @@ def _analysis(params, noise=0.003, text_tokens=50.0, candidates=(), k=0, seed=0)
     e = np.clip(predict("multiplicative", params, N, V) * (1 + noise * rng.standard_normal(len(N))), 0.01, 0.99)
     names = tuple(f"m{int(n)}" for n in N)
     obs = Observations(tuple(f"c{i}" for i in range(len(N))), names, ("avgpool",) * len(N), N, V, e, "error")
-    return analyze(obs, text_tokens=text_tokens, bootstrap=200, candidates=list(candidates), k=k)
+    return analyze(obs, text_tokens=text_tokens, settings=FitSettings(bootstrap=200), proposals=ProposalRequest(candidates=list(candidates), k=k))
 
 
 def test_an_interior_optimum_is_located_and_the_faster_input_named():

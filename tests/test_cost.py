@@ -5,15 +5,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from workloads.config import ModelConfig
-from workloads.model import build_vlm
-from orchestrator.study.results import inference_flops
 from orchestrator.scaling.cost import llm_prefill_flops
-from workloads.flops import model_image_cost
+from orchestrator.study.results import inference_flops
+from workloads import device as devmod
+from workloads.config import ModelConfig
 from workloads.data.batch import IGNORE, Collator, ImageTransform
 from workloads.data.synthetic import SyntheticVQA
-from workloads import device as devmod
-from workloads.model import parameter_counts
+from workloads.flops import model_image_cost
+from workloads.model import build_vlm, parameter_counts
 from workloads.tokenizer import synthetic_tokenizer
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from orchestrator.scaling.analysis import Observations, analyze
-from orchestrator.scaling.cost import (FlopsCost, OutsideTable, leave_one_out, measured_cost, parse_cost,
-                                       ratios)
-from orchestrator.scaling.frontier import frontier, optimum
+from orchestrator.scaling.cost import FlopsCost, OutsideTable, leave_one_out, measured_cost, parse_cost, ratios
+from orchestrator.scaling.fit import FitSettings
+from orchestrator.scaling.frontier import Domain, frontier, optimum
 
 NS = [2e4, 8e4, 3.2e5]
 VS = [1, 4, 16, 64]
@@ -112,12 +112,12 @@ def test_the_cost_switch_moves_the_frontier_where_latency_is_flat_in_v():
     obs = _observations()
     flat = _rows(lambda n, v, b: 1e-3 * (n / 1e4) ** 0.5 * (1 + 1e-4 * v) * b ** 0.7)
     lat = measured_cost(flat, "latency", 1)
-    flops = analyze(obs, text_tokens=50.0, bootstrap=20)
+    flops = analyze(obs, text_tokens=50.0, settings=FitSettings(bootstrap=20))
     assert flops.frontier.cost == "flops" and flops.frontier.optimal_visual_tokens is not None
-    same = analyze(obs, text_tokens=50.0, bootstrap=20, cost=FlopsCost(50.0))
+    same = analyze(obs, text_tokens=50.0, cost=FlopsCost(50.0), settings=FitSettings(bootstrap=20))
     assert [p.v for p in same.frontier.points] == [p.v for p in flops.frontier.points]
 
-    latency = analyze(obs, text_tokens=50.0, bootstrap=20, cost=lat, compare=(FlopsCost(50.0),))
+    latency = analyze(obs, text_tokens=50.0, cost=lat, compare=(FlopsCost(50.0),), settings=FitSettings(bootstrap=20))
     f = latency.frontier
     assert f.cost == "latency:1" and f.cost_unit == "s" and f.optimal_visual_tokens is None
     # every budget above the cheapest (which buys only the smallest cell) takes the most V one can run
@@ -128,7 +128,7 @@ def test_the_cost_switch_moves_the_frontier_where_latency_is_flat_in_v():
     assert other.cost == "flops" and cmp["disagree"] and cmp["budgets_disagreeing"] >= 1
     assert "V* falls from" in cmp["sentence"]  # FLOPs would spend the same latency on fewer tokens
 
-    back = analyze(obs, text_tokens=50.0, bootstrap=20, compare=(lat,))
+    back = analyze(obs, text_tokens=50.0, compare=(lat,), settings=FitSettings(bootstrap=20))
     (_, cmp), = back.alternatives
     assert cmp["disagree"] and cmp["sentence"].startswith("prefill latency at batch 1 on test-gpu: V* rises from")
 
@@ -137,14 +137,14 @@ def test_a_law_fitted_where_the_cost_was_not_measured_is_refused():
     obs = _observations()
     narrow = measured_cost(_rows(power_law, ns=[2e4, 4e4]), "latency", 1)
     with pytest.raises(OutsideTable, match="profile that LLM size"):
-        analyze(obs, bootstrap=20, cost=narrow)
+        analyze(obs, cost=narrow, settings=FitSettings(bootstrap=20))
 
 
 def test_frontier_takes_a_number_as_q_as_before():
     obs = _observations()
-    fit = analyze(obs, text_tokens=50.0, bootstrap=20).fit
-    a = frontier(fit, [1e7, 1e8], 50.0, (2e4, 3.2e5), (1, 64))
-    b = frontier(fit, [1e7, 1e8], FlopsCost(50.0), (2e4, 3.2e5), (1, 64))
+    fit = analyze(obs, text_tokens=50.0, settings=FitSettings(bootstrap=20)).fit
+    a = frontier(fit, [1e7, 1e8], 50.0, domain=Domain(n_range=(2e4, 3.2e5), v_range=(1, 64)))
+    b = frontier(fit, [1e7, 1e8], FlopsCost(50.0), domain=Domain(n_range=(2e4, 3.2e5), v_range=(1, 64)))
     assert a == b and a.as_dict()["points"][0]["budget_flops"] == 1e7
 
 

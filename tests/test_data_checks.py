@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.protocols import LedgerRecord
 from workloads.data.checks import llava_problems
 from workloads.data.llava import LlavaDataset, LlavaFormatError
-from orchestrator.protocols import LedgerRecord
 from workloads.model_files import model_file_problems
 
 from .artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
@@ -278,8 +278,8 @@ def test_one_cells_data_defect_ends_the_runs_other_cells_and_skip_trains_without
 def _trained_grid(tmp_path: Path, candidates: dict) -> Path:
     """A 3 × 3 experiment whose cells all finished (errors on a known law), written as `run` would."""
     from orchestrator.run.driver import prepare
-    from orchestrator.store.layout import ExperimentDir
     from orchestrator.spec import parse
+    from orchestrator.store.layout import ExperimentDir
 
     doc = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "sizes"},
            "spec": {"grid": {"llms": ["tiny-xs", "tiny-s", "tiny-m"], "visual_tokens": [1, 4, 16],

@@ -5,13 +5,12 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.store.layout import ExperimentDir
-from orchestrator.run.driver import prepare
-from orchestrator.run.after_round import finalize
-from orchestrator.tracking.tracker import tracking_target
-from orchestrator.spec import load, parse
-from orchestrator.tracking.tracker import Tracker
 from orchestrator.protocols import LedgerRecord
+from orchestrator.run.after_round import finalize
+from orchestrator.run.driver import prepare
+from orchestrator.spec import load, parse
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.tracking.tracker import Tracker, tracking_target
 from workloads.presets import llm_non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[1]

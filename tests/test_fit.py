@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.scaling.fit import fit_law, fit_params
-from orchestrator.scaling.forms import FitError, predict
-from orchestrator.scaling.forms import closed_form_visual_tokens
-from orchestrator.scaling.frontier import frontier, optimum
 from orchestrator.scaling.design import Candidate, propose_cheapest, propose_d_optimal, propose_frontier, propose_random
+from orchestrator.scaling.fit import FitSettings, fit_law, fit_params
+from orchestrator.scaling.forms import FitError, closed_form_visual_tokens, predict
+from orchestrator.scaling.frontier import Domain, frontier, optimum
 
 ROOT = Path(__file__).resolve().parents[1]
 N = np.repeat([2e4, 8e4, 3e5, 1.2e6, 5e6], 6)
@@ -35,7 +34,7 @@ def _data(form, seed=0, noise=0.003):
 @pytest.mark.parametrize("form", ["multiplicative", "additive"])
 @pytest.mark.parametrize("loss", ["squared", "huber_log"])
 def test_recovers_known_parameters(form, loss):
-    fit = fit_law(N, V, _data(form), form=form, loss=loss, bootstrap=200, seed=1)
+    fit = fit_law(N, V, _data(form), form=form, settings=FitSettings(loss=loss, bootstrap=200, seed=1))
     for name, value in TRUE[form].items():
         assert abs(fit.params[name] - value) < TOL[form][name], (name, fit.params)
         lo, hi = fit.ci[name]
@@ -48,8 +47,7 @@ def test_bootstrap_interval_covers_the_truth_near_its_nominal_rate():
     hits = {"alpha": 0, "beta": 0}
     trials = 40
     for seed in range(trials):
-        fit = fit_law(N, V, _data("multiplicative", seed=100 + seed, noise=0.01), bootstrap=200, seed=seed,
-                      cross_validate=False)
+        fit = fit_law(N, V, _data("multiplicative", seed=100 + seed, noise=0.01), settings=FitSettings(bootstrap=200, seed=seed, cross_validate=False))
         for name in hits:
             lo, hi = fit.ci[name]
             hits[name] += lo <= TRUE["multiplicative"][name] <= hi
@@ -59,9 +57,9 @@ def test_bootstrap_interval_covers_the_truth_near_its_nominal_rate():
 
 def test_fit_is_deterministic():
     e = _data("multiplicative")
-    a, b = fit_law(N, V, e, bootstrap=100, seed=3), fit_law(N, V, e, bootstrap=100, seed=3)
+    a, b = fit_law(N, V, e, settings=FitSettings(bootstrap=100, seed=3)), fit_law(N, V, e, settings=FitSettings(bootstrap=100, seed=3))
     assert a.params == b.params and a.ci == b.ci and np.array_equal(a.bootstrap, b.bootstrap)
-    none = fit_law(N, V, e, bootstrap=0)
+    none = fit_law(N, V, e, settings=FitSettings(bootstrap=0))
     assert none.params == a.params and none.bootstrap.shape == (0, 4) and np.isnan(none.ci["alpha"][0])
 
 
@@ -97,9 +95,9 @@ def test_frontier_matches_the_closed_form(q):
 
 
 def test_frontier_intervals_and_runnable_cells():
-    fit = fit_law(N, V, _data("multiplicative"), bootstrap=200)
-    fr = frontier(fit, [1e6, 1e7, 1e9], 50.0, (2e4, 5e6), (1, 144), runnable=list(zip(N, V)))
-    cheapest = frontier(fit, [2 * 2e4 * 51], 50.0, (2e4, 5e6), (1, 144)).points[0]
+    fit = fit_law(N, V, _data("multiplicative"), settings=FitSettings(bootstrap=200))
+    fr = frontier(fit, [1e6, 1e7, 1e9], 50.0, domain=Domain(n_range=(2e4, 5e6), v_range=(1, 144), runnable=list(zip(N, V))))
+    cheapest = frontier(fit, [2 * 2e4 * 51], 50.0, domain=Domain(n_range=(2e4, 5e6), v_range=(1, 144))).points[0]
     assert cheapest.n == pytest.approx(2e4) and cheapest.v == 1  # exactly the cheapest configuration is feasible
     too_small = fr.points[0]  # below the cheapest configuration, 2 * 2e4 * (50 + 1)
     assert np.isnan(too_small.error) and too_small.discrete is None
@@ -119,21 +117,22 @@ def _candidates(done):
 
 def test_proposals_are_deterministic_and_never_repeat_a_done_cell():
     keep = (N <= 3e5) & (V <= 36)
-    fit = fit_law(N[keep], V[keep], _data("multiplicative")[keep], bootstrap=200, seed=0)
+    fit = fit_law(N[keep], V[keep], _data("multiplicative")[keep], settings=FitSettings(bootstrap=200, seed=0))
     done = set(zip(N[keep], V[keep]))
     cands = _candidates(done)
-    args = (fit, cands, 4, [1e6, 1e7, 1e8], 0.0, (2e4, 2e7), (1, 144))
-    done_nv = np.array(sorted(done))
-    picks = propose_frontier(*args, done_nv=done_nv)
-    assert [p.candidate for p in picks] == [p.candidate for p in propose_frontier(*args, done_nv=done_nv)]
-    boot = propose_frontier(*args, method="bootstrap")
-    assert [p.candidate for p in boot] == [p.candidate for p in propose_frontier(*args, method="bootstrap")]
+    trained = Domain((2e4, 2e7), (1, 144), trained=sorted(done))
+    args = (fit, cands, 4, [1e6, 1e7, 1e8], 0.0)
+    picks = propose_frontier(*args, trained)
+    assert [p.candidate for p in picks] == [p.candidate for p in propose_frontier(*args, trained)]
+    boot = propose_frontier(*args, Domain((2e4, 2e7), (1, 144)), method="bootstrap")
+    assert [p.candidate for p in boot] == [p.candidate for p in propose_frontier(*args, Domain((2e4, 2e7), (1, 144)),
+                                                                                 method="bootstrap")]
     assert not {(p.candidate.n, p.candidate.visual_tokens) for p in boot} & done
     assert len(picks) == 4 and len({p.candidate for p in picks}) == 4
     assert not {(p.candidate.n, p.candidate.visual_tokens) for p in picks} & done
     assert all(p.reason for p in picks)
     # a cost budget is respected
-    capped = propose_frontier(*args, budget=cands[0].cost * 3, done_nv=done_nv)
+    capped = propose_frontier(*args, trained, budget=cands[0].cost * 3)
     assert sum(p.candidate.cost for p in capped) <= cands[0].cost * 3
     # the baselines
     assert propose_random(cands, 3, seed=1) == propose_random(cands, 3, seed=1)
@@ -189,7 +188,7 @@ def test_recovers_a_chinchilla_law_from_raw_losses(loss):
     """300 runs, losses 1.9–3.4 nats (no rescaling), the additive law in N and D."""
     n, d, e = _chinchilla()
     assert e.min() > 1.8 and e.max() > 3.0
-    fit = fit_law(n, d, e, form="additive", loss=loss, bootstrap=100, kind="loss", ci_level=0.8)
+    fit = fit_law(n, d, e, form="additive", settings=FitSettings(loss=loss, bootstrap=100, kind="loss", ci_level=0.8))
     p = fit.params
     assert p["alpha"] == pytest.approx(0.34, abs=0.03) and p["beta"] == pytest.approx(0.28, abs=0.03)
     assert p["d"] == pytest.approx(1.69, abs=0.1)
@@ -209,8 +208,8 @@ def test_a_loss_above_one_is_refused_only_as_an_error_rate():
 
 def test_cross_validation_is_optional_and_the_interval_level_is_the_callers():
     e = _data("multiplicative")
-    quick = fit_law(N, V, e, bootstrap=200, cross_validate=False, ci_level=0.5)
-    full = fit_law(N, V, e, bootstrap=200, ci_level=0.95)
+    quick = fit_law(N, V, e, settings=FitSettings(bootstrap=200, cross_validate=False, ci_level=0.5))
+    full = fit_law(N, V, e, settings=FitSettings(bootstrap=200, ci_level=0.95))
     assert quick.loo_rel_error is None and quick.holdout_largest_rel_error is None
     assert full.loo_rel_error is not None and full.loo_rel_error < 0.01
     for p in ("alpha", "beta"):
@@ -240,9 +239,9 @@ def test_errors_of_exactly_0_and_1_are_observations(loss):
     """A small eval set scores 0 or 1: fitted, counted, and never a relative error of inf."""
     e = np.clip(_data("multiplicative"), 0, 1)
     e[0], e[-1] = 1.0, 0.0
-    fit = fit_law(N, V, e, loss=loss, bootstrap=100)
+    fit = fit_law(N, V, e, settings=FitSettings(loss=loss, bootstrap=100))
     assert fit.at_bound == 2 and fit.params["d"] == 0.0  # the floor stays below the smallest error, 0
     assert np.isfinite(fit.objective) and np.isfinite(fit.loo_rel_error) and np.isfinite(fit.rmse)
     assert all(np.isfinite(fit.ci[p]).all() for p in fit.params)
     with pytest.raises(FitError, match=r"error rate must lie between 0 and 1 \(found 1.5\)"):
-        fit_law(N, V, np.where(np.arange(len(e)) == 3, 1.5, e), bootstrap=0)
+        fit_law(N, V, np.where(np.arange(len(e)) == 3, 1.5, e), settings=FitSettings(bootstrap=0))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.scaling import resample
-from orchestrator.scaling.fit import fit_law
+from orchestrator.scaling.fit import FitSettings, fit_law
 from orchestrator.scaling.forms import FORMS, predict, reference_point
 from orchestrator.scaling.solve import solve_chunked
 
@@ -42,7 +42,7 @@ def test_little_bootstraps_give_the_case_bootstraps_interval():
     law = FORMS["multiplicative"]
     ref = reference_point(n, v)
     X = law.coords(np.stack([n, v]), ref)
-    fit = fit_law(n, v, e, bootstrap=300, cross_validate=False)
+    fit = fit_law(n, v, e, settings=FitSettings(bootstrap=300, cross_validate=False))
     assert fit.subset == resample.subset_size(4000) < 4000 and len(fit.bootstrap) == 300
     z = law.from_params(fit.params, ref)
     case, _ = resample._case(law, X, np.stack([n, v]), e, z[None], "squared", 300, np.random.default_rng(0))
@@ -59,11 +59,11 @@ def test_little_bootstraps_give_the_case_bootstraps_interval():
 
 def test_above_a_few_thousand_rows_cross_validation_is_k_fold_and_agrees_with_the_noise():
     n, v, e = _table(5000, seed=4)
-    fit = fit_law(n, v, e, bootstrap=0)
+    fit = fit_law(n, v, e, settings=FitSettings(bootstrap=0))
     assert fit.folds == resample.CV_FOLDS
     # 1% multiplicative noise: the out-of-sample relative error is E|ε| ≈ 0.8%
     assert 0.006 < fit.loo_rel_error < 0.011
-    small = fit_law(n[:200], v[:200], e[:200], bootstrap=0)
+    small = fit_law(n[:200], v[:200], e[:200], settings=FitSettings(bootstrap=0))
     assert small.folds == 200 and 0.005 < small.loo_rel_error < 0.012
 
 

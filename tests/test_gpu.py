@@ -22,8 +22,8 @@ pytestmark = [
 ]
 
 from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig  # noqa: E402
-from workloads.model import build_vlm  # noqa: E402
 from workloads.drill import InjectedFault  # noqa: E402
+from workloads.model import build_vlm  # noqa: E402
 from workloads.train import train_local  # noqa: E402
 
 CUDA = "cuda:0"
@@ -109,10 +109,10 @@ def test_crash_resumes_bit_identically(tmp_path, nccl, strategy):
 def test_latency_probe_times_the_device(tmp_path):
     """The probe (inputs moved, warm-up, CUDA events, median) against a host clock around
     explicitly synchronised calls: within 25 %, where an unsynchronised timer reads the launch."""
-    from workloads.inference_cost import measure_prefill_latency
     from workloads.data.batch import Collator, ImageTransform
     from workloads.data.synthetic import SyntheticVQA
     from workloads.device import to_device
+    from workloads.inference_cost import measure_prefill_latency
     from workloads.tokenizer import synthetic_tokenizer
 
     tok = synthetic_tokenizer()

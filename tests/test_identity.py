@@ -12,9 +12,9 @@ import yaml
 
 from orchestrator.plan.cells import StudyCells, tower_dir
 from orchestrator.plan.identity import changes, counts, refusal, supersede, write_identity
-from orchestrator.store.layout import ExperimentDir
-from orchestrator.spec import load, parse
 from orchestrator.protocols import LedgerRecord
+from orchestrator.spec import load, parse
+from orchestrator.store.layout import ExperimentDir
 
 from .artifacts import llava_files, tiny_clip
 

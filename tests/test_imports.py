@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.store.warm_start import import_cells
-from orchestrator.store.layout import ExperimentDir
-from orchestrator.study.results import render, rows
+from orchestrator.protocols import LedgerRecord
 from orchestrator.run.driver import prepare
 from orchestrator.run.trials import plan
 from orchestrator.scaling.analysis import observations_from_rows
 from orchestrator.spec import SpecError, parse
-from orchestrator.protocols import LedgerRecord
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.store.warm_start import import_cells
+from orchestrator.study.results import render, rows
 from workloads.presets import llm_non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from orchestrator.store import index
 from orchestrator.errors import StorageError
+from orchestrator.store import index
 
 from .test_storage import ROOT, _cli, _finished_experiment
 

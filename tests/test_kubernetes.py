@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from orchestrator.kube.render import render
-from orchestrator.spec import SpecError, load, parse
 from orchestrator.kube.submit import ClusterError, delete, status, submit
+from orchestrator.spec import SpecError, load, parse
 
 from .k8s_utils import KubeEmulator, validate
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.scaling.design import Candidate, design_pool, propose_frontier
-from orchestrator.scaling.fit import fit_law, fit_map
+from orchestrator.scaling.design import Candidate, DesignRequest, design_pool, propose_frontier
+from orchestrator.scaling.fit import FitSettings, fit_law, fit_map
 from orchestrator.scaling.forms import predict
-from orchestrator.scaling.frontier import default_budgets, frontier
+from orchestrator.scaling.frontier import Domain, default_budgets, frontier
 
 GOLDEN = Path(__file__).parent / "fixtures" / "builtin_laws_golden.json"
 
@@ -33,7 +33,7 @@ def outputs() -> dict:
     for form in TRUE:
         e = predict(form, TRUE[form], N, V) * (1 + 0.01 * rng.standard_normal(len(N)))
         for loss in ("squared", "huber_log"):
-            f = fit_law(N, V, e, form=form, loss=loss, bootstrap=200, seed=1)
+            f = fit_law(N, V, e, form=form, settings=FitSettings(loss=loss, bootstrap=200, seed=1))
             out[f"{form}/{loss}"] = {"params": f.params, "ci": {k: list(v) for k, v in f.ci.items()},
                                      "loo": f.loo_rel_error, "loo_max": f.loo_max_rel_error,
                                      "holdout": f.holdout_largest_rel_error, "objective": f.objective,
@@ -42,17 +42,17 @@ def outputs() -> dict:
         # a large table: little bootstraps and k-fold
         n_big = np.exp(rng.uniform(np.log(1e4), np.log(1e7), 3000)); v_big = np.exp(rng.uniform(0, np.log(576), 3000))
         e_big = predict(form, TRUE[form], n_big, v_big) * (1 + 0.01 * rng.standard_normal(3000))
-        f = fit_law(n_big, v_big, e_big, form=form, bootstrap=100, seed=2)
+        f = fit_law(n_big, v_big, e_big, form=form, settings=FitSettings(bootstrap=100, seed=2))
         out[f"{form}/big"] = {"params": f.params, "ci": {k: list(v) for k, v in f.ci.items()}, "loo": f.loo_rel_error}
-        fit = fit_law(N, V, predict(form, TRUE[form], N, V) * (1 + 0.01 * rng.standard_normal(len(N))), form=form, bootstrap=100, seed=3)
+        fit = fit_law(N, V, predict(form, TRUE[form], N, V) * (1 + 0.01 * rng.standard_normal(len(N))), form=form, settings=FitSettings(bootstrap=100, seed=3))
         budgets = default_budgets((2e4, 5e6), (1, 144), 50.0)
-        fr = frontier(fit, budgets, 50.0, (2e4, 2e7), (1, 576), runnable=[(2e4, 1.0), (5e6, 16.0)], trained=list(zip(N, V)))
+        fr = frontier(fit, budgets, 50.0, domain=Domain(n_range=(2e4, 2e7), v_range=(1, 576), runnable=[(2e4, 1.0), (5e6, 16.0)], trained=list(zip(N, V))))
         out[f"{form}/frontier"] = fr.as_dict()
         cands = [Candidate(f"m{n:g}", n, v, "avgpool", 6 * n * (v + 12) * 1000) for n in (2e7, 5e6) for v in (4, 256, 576)]
-        picks = propose_frontier(fit, cands, 3, budgets, 50.0, (2e4, 2e7), (1, 576), done_nv=np.stack([N, V], 1))
+        picks = propose_frontier(fit, cands, 3, budgets, 50.0, domain=Domain(n_range=(2e4, 2e7), v_range=(1, 576), trained=np.stack([N, V], 1)))
         out[f"{form}/picks"] = [(p.candidate.name, p.candidate.visual_tokens, p.score) for p in picks]
         y = predict(form, TRUE[form], N, V); y[::2] = np.nan
-        out[f"{form}/pool"] = design_pool(form, np.stack([N, V]), y, N * V, 4, 1e9, target=np.array([[5e6], [144.0]]), kind="error")
+        out[f"{form}/pool"] = design_pool(form, np.stack([N, V]), y, N * V, kind="error", request=DesignRequest(k=4, budget=1e9, target=np.array([[5e6], [144.0]])))
     return json.loads(json.dumps(out, default=float))
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from orchestrator.scaling.expression import ExpressionLaw, LawError
-from orchestrator.scaling.fit import fit_inputs, fit_law
+from orchestrator.scaling.fit import FitSettings, fit_inputs, fit_law
 from orchestrator.scaling.forms import FORMS, predict
 from orchestrator.scaling.grouped import GroupedLaw
 
@@ -75,7 +75,7 @@ def test_an_expression_recovers_chinchillas_law_with_intervals():
     n, d, y = _chinchilla()
     law = ExpressionLaw("E + A / N**alpha + B / D**beta", CHINCHILLA, floor="E")
     assert law.inputs == ("N", "D") and law.params == ("E", "A", "alpha", "B", "beta")
-    fit = fit_inputs(np.stack([n, d]), y, law, bootstrap=200, kind="loss")
+    fit = fit_inputs(np.stack([n, d]), y, law, settings=FitSettings(bootstrap=200, kind="loss"))
     truth = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
     for name, value in truth.items():
         assert abs(fit.params[name] - value) / value < 0.05, (name, fit.params)
@@ -94,7 +94,7 @@ def test_a_three_input_law_recovers_its_truth():
     y = law.predict(truth, n, d, u) if law.inputs == ("N", "D", "U") else None
     raw = np.stack([{"N": n, "D": d, "U": u}[name] for name in law.inputs])
     y = law.predict(truth, *raw) * (1 + 0.001 * rng.standard_normal(400))
-    fit = fit_inputs(raw, y, law, bootstrap=50, kind="loss")
+    fit = fit_inputs(raw, y, law, settings=FitSettings(bootstrap=50, kind="loss"))
     assert fit.r2 > 0.999 and fit.loo_rel_error < 0.003
     for name in ("alpha", "beta"):
         assert abs(fit.params[name] - truth[name]) < 0.03, fit.params
@@ -105,10 +105,10 @@ def test_a_builtin_written_as_an_expression_finds_the_same_law():
     v = np.tile([1, 4, 16, 36, 64, 144], 5).astype(float)
     e = predict("multiplicative", {"a": 1.5, "alpha": 0.12, "beta": 0.06, "d": 0.15}, n, v)
     e = e * (1 + 0.003 * np.random.default_rng(0).standard_normal(len(e)))
-    builtin = fit_law(n, v, e, bootstrap=50)
+    builtin = fit_law(n, v, e, settings=FitSettings(bootstrap=50))
     law = ExpressionLaw("a * N**-alpha * V**-beta + d", {"a": {"log_range": [0.1, 10]}, "alpha": [0, 3],
                                                         "beta": [0, 3], "d": [0, 1]}, floor="d")
-    written = fit_inputs(np.stack([n, v]), e, law, bootstrap=50)
+    written = fit_inputs(np.stack([n, v]), e, law, settings=FitSettings(bootstrap=50))
     for name, value in builtin.params.items():
         assert written.params[name] == pytest.approx(value, rel=1e-5), name
     assert written.sse == pytest.approx(builtin.sse, rel=1e-6)
@@ -121,12 +121,12 @@ def test_parameters_per_group_are_fitted_jointly_with_the_rest_shared():
     base = ExpressionLaw("E + A / N**alpha + B / D**beta", CHINCHILLA, floor="E")
     law = GroupedLaw(base, ("E",), ("pile", "stack"), "data")
     assert law.params == ("A", "alpha", "B", "beta", "E[pile]", "E[stack]")
-    fit = fit_inputs(np.vstack([n, d, group]), y, law, bootstrap=50, kind="loss")
+    fit = fit_inputs(np.vstack([n, d, group]), y, law, settings=FitSettings(bootstrap=50, kind="loss"))
     assert fit.params["E[stack]"] - fit.params["E[pile]"] == pytest.approx(0.4, abs=0.02)
     assert fit.params["alpha"] == pytest.approx(0.34, abs=0.02) and fit.r2 > 0.999
     # the built-in forms take per-group parameters too
     builtin = GroupedLaw(FORMS["additive"], ("d",), ("pile", "stack"), "data")
-    f2 = fit_inputs(np.vstack([n, d, group]), y, builtin, bootstrap=20, kind="loss")
+    f2 = fit_inputs(np.vstack([n, d, group]), y, builtin, settings=FitSettings(bootstrap=20, kind="loss"))
     assert f2.params["d[stack]"] > f2.params["d[pile]"]
 
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from orchestrator.store.layout import ExperimentDir
 from orchestrator.spec import load
+from orchestrator.store.layout import ExperimentDir
 
 from .test_storage import ROOT, _finished_experiment
 

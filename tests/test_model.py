@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from workloads.config import ModelConfig
 from orchestrator.scaling.cost import llm_prefill_flops, vlm_inference_flops
-from workloads.flops import image_cost, model_image_cost
+from workloads.config import ModelConfig
 from workloads.data.batch import Collator, ImageTransform
 from workloads.data.synthetic import SyntheticVQA
 from workloads.evaluate import greedy_decode, score_batch
+from workloads.flops import image_cost, model_image_cost
 from workloads.model import build_vlm, meta_parameter_counts, parameter_counts
 from workloads.presets import LLM_PRESETS, VISION_PRESETS
 from workloads.tokenizer import synthetic_tokenizer

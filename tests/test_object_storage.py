@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.store.layout import ExperimentDir
-from orchestrator.store.lock import LOCK_FILE, LockHeld, ObjectLock, lock_for
 from orchestrator.errors import StorageError
 from orchestrator.protocols import LedgerRecord
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.store.lock import LOCK_FILE, LockHeld, ObjectLock, lock_for
 from workloads import storage
 from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
 from workloads.drill import InjectedFault

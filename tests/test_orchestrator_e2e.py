@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from .mlflow_server import MlflowServer
-from .stored import stored_tower
 from .ray_utils import orphaned_agent, ray_processes
+from .stored import stored_tower
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,11 +250,10 @@ def test_two_drivers_started_at_once_one_runs_the_other_refuses(tmp_path, no_ray
 def test_ui_serves_the_experiments_store_on_loopback(tmp_path):
     import urllib.request
 
-    from orchestrator.store.layout import ExperimentDir
     from orchestrator.run.driver import prepare
-    from orchestrator.tracking.tracker import tracking_target
     from orchestrator.spec import parse
-    from orchestrator.tracking.tracker import Tracker
+    from orchestrator.store.layout import ExperimentDir
+    from orchestrator.tracking.tracker import Tracker, tracking_target
 
     from .mlflow_server import free_port
 

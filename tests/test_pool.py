@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.scaling.design import design_pool
+from orchestrator.errors import TableError
+from orchestrator.scaling.design import DesignRequest, design_pool
 from orchestrator.scaling.fit import fit_map
 from orchestrator.scaling.forms import predict
-from orchestrator.scaling.pool import parse_budget, propose_from_pool
+from orchestrator.scaling.pool import PoolColumns, PoolRequest, parse_budget, propose_from_pool
 from orchestrator.scaling.table import check_cost_expression, evaluate_cost
-from orchestrator.errors import TableError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALEBENCH = ROOT / "tests" / "fixtures" / "scalebench"
@@ -91,7 +91,7 @@ def test_pool_picks_never_exceed_the_budget_and_skip_observed_and_pending(share)
     df["status"] = ""
     df.loc[df.index[df["loss"].isna()][:3], "status"] = "pending"
     cost = df["N"] * df["E"]
-    picks, (b,) = propose_from_pool(df, "pool.csv", ("N", "E"), "loss", "N*E", k=50, budget=share)
+    picks, (b,) = propose_from_pool(df, "pool.csv", columns=PoolColumns(inputs=("N", "E"), metric="loss"), request=PoolRequest(cost="N*E", k=50, budget=share))
     rows = [p.row for p in picks]
     assert len(set(rows)) == len(rows)
     assert not df.loc[rows, "loss"].notna().any() and not (df.loc[rows, "status"] == "pending").any()
@@ -104,9 +104,9 @@ def test_pool_picks_never_exceed_the_budget_and_skip_observed_and_pending(share)
 def test_pool_design_is_deterministic_and_uses_the_target():
     df = _pool(observed=0.3)
     target = pd.DataFrame({"N": [1.3e9] * 4, "E": [1.0, 8.0, 64.0, 512.0]})
-    a, _ = propose_from_pool(df, "pool.csv", ("N", "E"), "loss", "N*E", k=6, target=target)
-    b, _ = propose_from_pool(df, "pool.csv", ("N", "E"), "loss", "N*E", k=6, target=target)
-    c, _ = propose_from_pool(df, "pool.csv", ("N", "E"), "loss", "N*E", k=6)
+    a, _ = propose_from_pool(df, "pool.csv", columns=PoolColumns(inputs=("N", "E"), metric="loss"), request=PoolRequest(cost="N*E", k=6, target=target))
+    b, _ = propose_from_pool(df, "pool.csv", columns=PoolColumns(inputs=("N", "E"), metric="loss"), request=PoolRequest(cost="N*E", k=6, target=target))
+    c, _ = propose_from_pool(df, "pool.csv", columns=PoolColumns(inputs=("N", "E"), metric="loss"), request=PoolRequest(cost="N*E", k=6))
     assert a == b and len(a) == 6 and a != c
 
 
@@ -118,7 +118,7 @@ def test_sequential_design_from_nothing_recovers_the_law_within_a_tenth_of_the_c
     x1, x2, cost = df["N"].to_numpy(), df["E"].to_numpy(), (df["N"] * df["E"]).to_numpy()
     target = np.array([[1.3e9, e] for e in (1.0, 16.0, 512.0)])
     y, spent, budget = np.full(len(df), np.nan), 0.0, 0.1 * cost.sum()
-    while picks := design_pool("multiplicative", np.stack([x1, x2]), y, cost, 1, budget - spent, target=target.T):
+    while picks := design_pool("multiplicative", np.stack([x1, x2]), y, cost, request=DesignRequest(k=1, budget=budget - spent, target=target.T)):
         y[picks[0]] = truth[picks[0]]
         spent += cost[picks[0]]
     seen = np.isfinite(y)

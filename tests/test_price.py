@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.spec.accelerators import ACCELERATORS
 from orchestrator.plan.price import study_price
 from orchestrator.spec import SpecError, load, parse
+from orchestrator.spec.accelerators import ACCELERATORS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "examples" / "paper.yaml"

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from orchestrator.store.layout import ExperimentDir
 from orchestrator.spec import load
+from orchestrator.store.layout import ExperimentDir
 
 from .test_storage import _cli, _finished_experiment
 

@@ -3,11 +3,11 @@
 import pytest
 import yaml
 
-from orchestrator.store.layout import ExperimentDir, atomic_write_json
+from orchestrator.protocols import CellStatus, LedgerRecord
 from orchestrator.run.cluster import derive_concurrency
 from orchestrator.run.trials import plan
 from orchestrator.spec import SpecError, parse
-from orchestrator.protocols import CellStatus, LedgerRecord
+from orchestrator.store.layout import ExperimentDir, atomic_write_json
 
 BASE = {"apiVersion": "vlmscale.dev/v1alpha1", "kind": "ScalingExperiment", "metadata": {"name": "s"},
         "spec": {"grid": {"llms": ["tiny-xs", "tiny-s"], "visual_tokens": [1, 4], "compressors": ["avgpool"]},

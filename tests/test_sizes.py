@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.run.driver import prepare
-from orchestrator.store.layout import ExperimentDir
-from orchestrator.spec.sizes import size_in_name
-from orchestrator.spec import SpecError, parse
 from orchestrator.protocols import LedgerRecord
+from orchestrator.run.driver import prepare
+from orchestrator.spec import SpecError, parse
+from orchestrator.spec.sizes import size_in_name
+from orchestrator.store.layout import ExperimentDir
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = ROOT / "tests" / "fixtures" / "reference" / "paper_points.csv"

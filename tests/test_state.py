@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.run.driver import prepare
 from orchestrator.errors import StateError
-from orchestrator.store.layout import ExperimentDir
-from orchestrator.run.repair import heal_ledger, repair
-from orchestrator.study.results import rows
-from orchestrator.spec import parse
-from orchestrator.tracking.tracker import Tracker, tracking_target
 from orchestrator.protocols import LedgerRecord
+from orchestrator.run.driver import prepare
+from orchestrator.run.repair import heal_ledger
+from orchestrator.spec import parse
+from orchestrator.store.layout import ExperimentDir
+from orchestrator.study.results import rows
+from orchestrator.tracking.tracker import Tracker, tracking_target
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = {

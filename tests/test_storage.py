@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.store.layout import ExperimentDir
+from orchestrator.protocols import LedgerRecord
 from orchestrator.run.driver import prepare
 from orchestrator.spec import load
-from orchestrator.protocols import LedgerRecord
+from orchestrator.store.layout import ExperimentDir
 from workloads.presets import llm_non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -73,7 +73,6 @@ def test_the_program_exits_with_main_s_code_and_every_byte_written(tmp_path):
     import json
     import subprocess
     import sys
-
     from pathlib import Path
 
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
@@ -94,11 +93,10 @@ def test_the_program_exits_with_main_s_code_and_every_byte_written(tmp_path):
 
 
 def test_every_flag_has_help_and_shows_its_default():
+    import click
     from click.testing import CliRunner
 
     from orchestrator.cli import cli
-
-    import click
 
     root = click.Context(cli, **cli.context_settings)
     for name, sub in _subcommands().items():

@@ -1,11 +1,11 @@
 """Ray Train (V2) on a real local Ray cluster: 2 workers with DDP over gloo, crash recovery, DeepSpeed."""
 
+import json
+
 import pytest
 import torch
 
 from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
-import json
-
 from workloads.launch import WorkerResources, build_trainer, metrics_log_callback
 
 from .ray_utils import start_ray, stop_ray

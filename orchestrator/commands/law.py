@@ -28,6 +28,8 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     metric of ``--metric`` and per group of ``--group`` — or, with per-group parameters, one joint
     analysis per metric (scaling/grouped.py)."""
     from ..scaling.analysis import TABLE_SUFFIXES, analyze
+    from ..scaling.design import ProposalRequest
+    from ..scaling.fit import FitSettings
     from ..scaling.table import parse_inputs
     from ..study.laws import choose
     from ..study.proposals import experiment_candidates, load_source
@@ -62,9 +64,10 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
             # an experiment's candidates shape its frontier whether or not picks are asked for: one analysis
             cands = experiment_candidates(exp, obs, table, a.parameters) if exp is not None else []
             name = label if len(metrics) == 1 else (metric if label == "all" else f"{metric}, {label}")
-            out.append((name, obs, analyze(obs, law, a.loss, a.text_tokens, a.bootstrap, a.seed, cands, k,
-                                           getattr(a, "budget", None), a.ci_level, a.cross_validate, cost, compare,
-                                           choice.at)))
+            settings = FitSettings(loss=a.loss, bootstrap=a.bootstrap, seed=a.seed, ci_level=a.ci_level,
+                                   cross_validate=a.cross_validate)
+            proposals = ProposalRequest(cands, k, getattr(a, "budget", None))
+            out.append((name, obs, analyze(obs, law, settings, a.text_tokens, proposals, cost, compare, choice.at)))
     return exp, spec_doc, out
 
 
@@ -238,7 +241,7 @@ def cmd_propose(a) -> int:
 def _propose_from_pool(a) -> int:
     """``propose --pool``: the next rows of a table of candidate runs, written as a CSV."""
     from ..scaling.analysis import resolve_kind
-    from ..scaling.pool import propose_from_pool
+    from ..scaling.pool import PoolColumns, PoolRequest, propose_from_pool
     from ..scaling.table import load_table, parse_inputs
     from ..store.layout import atomic_write_text
     from ..study.laws import choose
@@ -252,8 +255,9 @@ def _propose_from_pool(a) -> int:
     inputs = parse_inputs(a.inputs) if choice.law.positional else choice.law.inputs
     pool = load_table(a.pool)
     target = load_table(a.target) if a.target else None
-    picks, budgets = propose_from_pool(pool, a.pool, inputs, a.metric, a.cost, a.k, a.budget, target,
-                                       a.group, choice.law, a.loss, resolve_kind(a.metric, a.metric_kind))
+    picks, budgets = propose_from_pool(pool, a.pool, PoolColumns(inputs, a.metric, a.group),
+                                       PoolRequest(a.cost, a.k, a.budget, target), choice.law, a.loss,
+                                       resolve_kind(a.metric, a.metric_kind))
     for b in budgets:
         cap = "no cap" if b.budget is None else f"budget {b.budget:.4g}, {b.spent / b.budget:.1%} spent"
         print(f"{(a.group or 'pool')}={b.group}: {b.observed} observed, {b.pending} pending, "

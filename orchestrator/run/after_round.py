@@ -14,6 +14,8 @@ def analyse(exp: Experiment, exp_dir: ExperimentDir):
     """The round's analysis under the spec's fit settings (None, with the reason, when the data
     cannot be fitted yet): the one analysis the run's summary, ``fit``, ``propose`` and ``report`` share."""
     from ..scaling.analysis import analyze, observations_from_rows
+    from ..scaling.design import ProposalRequest
+    from ..scaling.fit import FitSettings
     from ..scaling.forms import FitError
     from ..spec.sizes import COUNTINGS
     from ..study.proposals import experiment_candidates
@@ -29,9 +31,9 @@ def analyse(exp: Experiment, exp_dir: ExperimentDir):
 
     choice = choose(None, exp)
     try:
-        return table, analyze(obs, choice.law, f.loss, f.text_tokens, f.bootstrap, candidates=candidates,
-                              k=exp.spec.rounds.cells_per_round or f.propose, ci_level=f.ci_level,
-                              cross_validate=f.cross_validate, compare=measured, at=choice.at), None
+        settings = FitSettings(loss=f.loss, bootstrap=f.bootstrap, ci_level=f.ci_level, cross_validate=f.cross_validate)
+        proposals = ProposalRequest(candidates, exp.spec.rounds.cells_per_round or f.propose)
+        return table, analyze(obs, choice.law, settings, f.text_tokens, proposals, compare=measured, at=choice.at), None
     except FitError as e:
         return table, None, str(e)
 

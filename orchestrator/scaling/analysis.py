@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from .cost import CostModel, OutsideTable, as_cost
-from .design import Candidate, Pick, propose_frontier
-from .fit import Fit, fit_inputs
+from .design import Candidate, Pick, ProposalRequest, propose_frontier
+from .fit import Fit, FitSettings, fit_inputs
 from .forms import METRIC_KINDS, FitError, metric_kind
 from .forms import law as law_of
-from .frontier import Frontier, compare_frontiers, default_budgets, frontier
+from .frontier import Domain, Frontier, compare_frontiers, default_budgets, frontier
 from .pinned import PinnedLaw, nv_slots
 from .table import VLM_INPUTS, groups_of, load_table, numeric, require_columns
 
@@ -163,23 +163,21 @@ class Analysis:
         return conclude(self)
 
 
-def analyze(obs: Observations, form="multiplicative", loss: str = "squared", text_tokens: float = 0.0,
-            bootstrap: int = 1000, seed: int = 0, candidates: list[Candidate] | None = None, k: int = 0,
-            budget: float | None = None, ci_level: float = 0.9, cross_validate: bool = True,
-            cost: CostModel | None = None, compare: tuple[CostModel, ...] = (),
-            at: dict[str, float] | None = None) -> Analysis:
-    """Fit, frontier under ``cost`` (default: FLOPs with Q = ``text_tokens``), proposals; and the
-    frontier under each cost model of ``compare``, matched against the first (see compare_frontiers).
-    ``form``: a built-in law's name or any law (an expression); a law over more inputs than N and
-    V has its frontier with the others held at ``at`` (scaling/pinned.py)."""
+def analyze(obs: Observations, form="multiplicative", settings: FitSettings = FitSettings(), text_tokens: float = 0.0,
+            proposals: ProposalRequest | None = None, cost: CostModel | None = None,
+            compare: tuple[CostModel, ...] = (), at: dict[str, float] | None = None) -> Analysis:
+    """Fit (``settings``, the metric's kind the observations'), frontier under ``cost`` (default:
+    FLOPs with Q = ``text_tokens``), ``proposals``; and the frontier under each cost model of
+    ``compare``, matched against the first (see compare_frontiers). ``form``: a built-in law's name
+    or any law (an expression); a law over more inputs than N and V has its frontier with the
+    others held at ``at`` (scaling/pinned.py)."""
     law = law_of(form)
-    fit = fit_inputs(obs.raw_for(law), obs.e, law, loss=loss, bootstrap=bootstrap, seed=seed, ci_level=ci_level,
-                     cross_validate=cross_validate, kind=obs.kind)
+    fit = fit_inputs(obs.raw_for(law), obs.e, law, dataclasses.replace(settings, kind=obs.kind))
     if not obs.is_vlm or nv_slots(law) is None:  # the frontier is a VLM's N-versus-V trade-off
         return Analysis(obs, fit, None, (), ())
     if not law.positional:  # the law as a function of N and V, the rest pinned: what frontier and design see
         fit = dataclasses.replace(fit, law_obj=PinnedLaw(law, at or {}))
-    cands = candidates or []
+    cands = proposals.candidates if proposals is not None else []
     model = as_cost(text_tokens if cost is None else cost)
     ns = list(obs.n) + [c.n for c in cands]
     vs = list(obs.v) + [c.visual_tokens for c in cands]
@@ -187,18 +185,18 @@ def analyze(obs: Observations, form="multiplicative", loss: str = "squared", tex
     budgets = default_budgets(n_range, v_range, model)
     runnable = sorted({(float(a), float(b)) for a, b in zip(ns, vs)})
     trained = list(zip(obs.n.tolist(), obs.v.tolist()))
-    front = frontier(fit, budgets, model, n_range, v_range, runnable=runnable, trained=trained)
+    domain = Domain(n_range, v_range, runnable=runnable, trained=trained)
+    front = frontier(fit, budgets, model, domain)
     picks: list[Pick] = []
-    if k and cands and len(fit.bootstrap) >= 10:
-        picks = propose_frontier(fit, cands, k, budgets, model, n_range, v_range, budget=budget,
-                                 done_nv=np.stack([obs.n, obs.v], axis=1))
+    if proposals is not None and proposals.k and cands and len(fit.bootstrap) >= 10:
+        picks = propose_frontier(fit, cands, proposals.k, budgets, model, domain, budget=proposals.budget)
     others = []
     for other in compare:
         try:
             o_n, o_v = _ranges(other, (min(ns), max(ns)), (min(vs), max(vs)), obs)
         except OutsideTable:  # profiled elsewhere than trained: nothing to draw beside this frontier
             continue
-        o_front = frontier(fit, default_budgets(o_n, o_v, other), other, o_n, o_v, runnable=runnable, trained=trained)
+        o_front = frontier(fit, default_budgets(o_n, o_v, other), other, Domain(o_n, o_v, runnable, trained))
         others.append((o_front, compare_frontiers(fit, front, model, other, o_n, o_v)))
     return Analysis(obs, fit, front, tuple(picks), tuple(cands), tuple(others))
 

@@ -25,7 +25,7 @@ import numpy as np
 from .fit import Fit
 from .forms import LawForm, predict
 from .forms import law as law_of
-from .frontier import optimum
+from .frontier import Domain, optimum
 
 
 @dataclass(frozen=True)
@@ -97,20 +97,41 @@ def _laplace(fit: Fit, candidates: list[Candidate], budgets, text_tokens, n_rang
     return g @ cov @ j_c.T, j_c @ cov @ j_c.T, np.einsum("mk,kj,mj->m", g, cov, g)
 
 
+@dataclass(frozen=True)
+class ProposalRequest:
+    """What to choose from and how much: up to ``k`` of ``candidates``, costing at most ``budget``."""
+
+    candidates: list[Candidate]
+    k: int
+    budget: float | None = None
+
+
+@dataclass(frozen=True)
+class DesignRequest:
+    """Up to ``k`` rows costing at most ``budget`` in all; ``target`` [d, m] the region whose
+    prediction matters (else the parameters); ``eligible`` the rows that may be picked (else all)."""
+
+    k: int
+    budget: float
+    target: np.ndarray | None = None
+    eligible: np.ndarray | None = None
+
+
 def propose_frontier(fit: Fit, candidates: list[Candidate], k: int, budgets, text_tokens: float,
-                     n_range, v_range, budget: float | None = None, method: str = "laplace",
-                     done_nv: np.ndarray | None = None) -> list[Pick]:
+                     domain: Domain, budget: float | None = None, method: str = "laplace") -> list[Pick]:
     """Greedy batch selection by expected frontier-variance reduction per cost (module docstring).
 
     ``method``: where the joint covariance of (frontier, candidates) comes from — ``laplace``
-    (linearised at the fit; needs ``done_nv``, the (N, V) already observed) or ``bootstrap``
+    (linearised at the fit; needs ``domain.trained``, the (N, V) already observed) or ``bootstrap``
     (the fit's bootstrap ensemble). The benchmark compares them.
     """
     if not candidates or k < 1:
         return []
+    n_range, v_range = domain.n_range, domain.v_range
+    done_nv = None if domain.trained is None else np.asarray(domain.trained, float).reshape(-1, 2)
     if method == "laplace":
         if done_nv is None:
-            raise ValueError("method 'laplace' needs done_nv, the (N, V) of the observed cells")
+            raise ValueError("method 'laplace' needs domain.trained, the (N, V) of the observed cells")
         s_tf, s_ff, var_t = _laplace(fit, candidates, budgets, text_tokens, n_range, v_range, np.asarray(done_nv, float))
     elif method == "bootstrap":
         s_tf, s_ff, var_t = _ensemble(fit, candidates, budgets, text_tokens, n_range, v_range)
@@ -235,10 +256,9 @@ def linearise(form, raw, y, reference, loss: str = "squared", kind: str = "loss"
     return Linearisation(law, z, reference, cov, noise)
 
 
-def design_pool(form, raw, y, cost, k: int, budget: float, target: np.ndarray | None = None,
-                eligible: np.ndarray | None = None, loss: str = "squared", kind: str = "loss",
+def design_pool(form, raw, y, cost, request: DesignRequest, loss: str = "squared", kind: str = "loss",
                 strength: float = 1e-4) -> list[int]:
-    """Up to ``k`` rows of a pool to run next, never costing more than ``budget`` in all.
+    """Up to ``request.k`` rows of a pool to run next, never costing more than ``request.budget`` in all.
 
     ``raw`` [d, n]: the pool's inputs, one row per input of the law. Rows with a finite ``y``
     are observed; the others (where ``eligible``, default all) are candidates. The objective is
@@ -249,6 +269,7 @@ def design_pool(form, raw, y, cost, k: int, budget: float, target: np.ndarray | 
     law has parameters. Coordinates are normalised by the pool's own reference (targets included),
     so the prior means the same whatever was observed.
     """
+    k, budget, target, eligible = request.k, request.budget, request.target, request.eligible
     raw = np.atleast_2d(np.asarray(raw, float))
     y, cost = (np.asarray(a, float) for a in (y, cost))
     law = law_of(form)
@@ -274,15 +295,15 @@ def design_pool(form, raw, y, cost, k: int, budget: float, target: np.ndarray | 
                                                                  budget=budget)]
 
 
-def design_pool_outputs(forms, raw, ys, cost, k: int, budget: float, target: np.ndarray | None = None,
-                        eligible: np.ndarray | None = None, loss: str = "squared", kind: str = "loss",
+def design_pool_outputs(forms, raw, ys, cost, request: DesignRequest, loss: str = "squared", kind: str = "loss",
                         strength: float = 1e-4) -> list[int]:
     """:func:`design_pool` for several outputs each row reveals at once (a domain mixture's five
     losses): one law per output (``forms[o]`` over ``ys[o]``), independent, so a row's value is the
     sum over outputs of the target variance it removes, and each pick conditions every output's
     covariance. One output is :func:`design_pool` itself."""
     if len(forms) == 1:
-        return design_pool(forms[0], raw, ys[0], cost, k, budget, target, eligible, loss, kind, strength)
+        return design_pool(forms[0], raw, ys[0], cost, request, loss, kind, strength)
+    k, budget, target, eligible = request.k, request.budget, request.target, request.eligible
     raw = np.atleast_2d(np.asarray(raw, float))
     ys = [np.asarray(y, float) for y in ys]
     cost = np.asarray(cost, float)

@@ -59,6 +59,19 @@ REFINE = 4  # ... and the best of those on every point
 
 
 @dataclass(frozen=True)
+class FitSettings:
+    """How a law is fitted: the objective (``LOSSES``), the bootstrap (replicates, seed, the
+    interval's coverage), whether to cross-validate, and the metric's kind (``METRIC_KINDS``)."""
+
+    loss: str = "squared"
+    bootstrap: int = 1000
+    seed: int = 0
+    ci_level: float = 0.9
+    cross_validate: bool = True
+    kind: str = "error"
+
+
+@dataclass(frozen=True)
 class Fit:
     form: str  # the law's name
     loss: str
@@ -236,12 +249,13 @@ def fit_map(n, v, e, form: str | LawForm = "multiplicative", loss: str = "square
     return fit_map_inputs(np.stack([n, v]), e, form, loss, kind, strength, reference)
 
 
-def fit_inputs(raw, e, form: str | LawForm = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
-               seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True, kind: str = "error") -> Fit:
+def fit_inputs(raw, e, form: str | LawForm = "multiplicative", settings: FitSettings = FitSettings()) -> Fit:
     """Fit the law over inputs ``raw`` [d, n] with bootstrap intervals and out-of-sample errors
-    (see module docstring). ``kind`` is the metric's (``METRIC_KINDS``); ``ci_level`` the bootstrap
-    interval's coverage; ``cross_validate`` adds leave-one-out and hold-out-the-largest errors (the
-    largest value of the first input: the largest LLM)."""
+    (see module docstring). ``settings.kind`` is the metric's (``METRIC_KINDS``); ``ci_level`` the
+    bootstrap interval's coverage; ``cross_validate`` adds leave-one-out and hold-out-the-largest
+    errors (the largest value of the first input: the largest LLM)."""
+    loss, bootstrap, seed, ci_level = settings.loss, settings.bootstrap, settings.seed, settings.ci_level
+    cross_validate, kind = settings.cross_validate, settings.kind
     if not 0 < ci_level < 1:
         raise FitError(f"the interval level must lie strictly between 0 and 1, got {ci_level:g}")
     law = law_of(form)
@@ -275,11 +289,10 @@ def fit_inputs(raw, e, form: str | LawForm = "multiplicative", loss: str = "squa
                law_obj=None if FORMS.get(law.name) is law else law)
 
 
-def fit_law(n, v, e, form: str | LawForm = "multiplicative", loss: str = "squared", bootstrap: int = 1000,
-            seed: int = 0, ci_level: float = 0.9, cross_validate: bool = True, kind: str = "error") -> Fit:
+def fit_law(n, v, e, form: str | LawForm = "multiplicative", settings: FitSettings = FitSettings()) -> Fit:
     """:func:`fit_inputs` for a two-input law: N and V (or a table's two columns)."""
-    n, v, e = check_data(n, v, e, form, kind)
-    return fit_inputs(np.stack([n, v]), e, form, loss, bootstrap, seed, ci_level, cross_validate, kind)
+    n, v, e = check_data(n, v, e, form, settings.kind)
+    return fit_inputs(np.stack([n, v]), e, form, settings)
 
 
 def _holdout_largest(law: LawForm, raw, e, loss, kind, warm: np.ndarray | None = None) -> float | None:

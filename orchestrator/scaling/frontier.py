@@ -112,18 +112,29 @@ def _ci(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(np.quantile(s, tail)), float(np.quantile(s, 1 - tail))
 
 
-def frontier(fit: Fit, budgets, text_tokens, n_range: tuple[float, float], v_range: tuple[float, float],
-             runnable: list[tuple[float, float]] | None = None, fixed_flops: float = 0.0,
-             max_bootstrap: int = 200, trained: list[tuple[float, float]] | None = None) -> Frontier:
+@dataclass(frozen=True)
+class Domain:
+    """Where the frontier is searched: N and V within their ranges; ``runnable`` the (N, V) that can
+    be trained (the best of them is named at each budget), ``trained`` the (N, V) observed."""
+
+    n_range: tuple[float, float]
+    v_range: tuple[float, float]
+    runnable: list[tuple[float, float]] | None = None
+    trained: list[tuple[float, float]] | None = None
+
+
+def frontier(fit: Fit, budgets, text_tokens, domain: Domain, fixed_flops: float = 0.0,
+             max_bootstrap: int = 200) -> Frontier:
     """The frontier at each budget, with bootstrap intervals and the best runnable (N, V).
 
-    ``text_tokens``: Q of the FLOPs model, or a cost model (:mod:`.cost`). ``trained``: the (N, V)
-    observed. A point whose N* or V* lies outside their range is marked extrapolated, and the
-    best runnable cell says whether it was trained or is only a candidate."""
+    ``text_tokens``: Q of the FLOPs model, or a cost model (:mod:`.cost`). A point whose N* or V*
+    lies outside the trained range is marked extrapolated, and the best runnable cell says whether
+    it was trained or is only a candidate."""
+    n_range, v_range, runnable, trained = domain.n_range, domain.v_range, domain.runnable, domain.trained
     model = as_cost(text_tokens, fixed_flops)
     q = model.linear_text_tokens
     boot = fit.bootstrap_params()[:max_bootstrap]
-    seen = {(float(a), float(b)) for a, b in trained or []}
+    seen = {(float(a), float(b)) for a, b in (trained if trained is not None else [])}
     n_seen = (min(a for a, _ in seen), max(a for a, _ in seen)) if seen else n_range
     v_seen = (min(b for _, b in seen), max(b for _, b in seen)) if seen else v_range
     points = []

@@ -13,11 +13,12 @@ observed or is pending counts as spent; picks never take a group past its budget
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import TableError
-from .design import design_pool
+from .design import DesignRequest, design_pool
 from .forms import law as law_of
 from .table import evaluate_cost, groups_of, numeric, require_columns
 
@@ -57,12 +58,32 @@ def parse_budget(value: str | None) -> tuple[float | None, bool]:
     return amount, fraction
 
 
-def propose_from_pool(pool, source: str, inputs: tuple[str, ...], metric: str, cost: str, k: int,
-                      budget: str | None = None, target=None, group: str | None = None,
-                      form="multiplicative", loss: str = "squared", kind: str = "loss"
-                      ) -> tuple[list[PoolPick], list[GroupBudget]]:
-    """Up to ``k`` picks per group (see module docstring) and each group's budget accounting.
-    ``inputs``: the pool's columns the law reads, in its inputs' order."""
+@dataclass(frozen=True)
+class PoolColumns:
+    """How a pool table is read: ``inputs`` the columns the law reads, in its inputs' order;
+    ``metric`` the observed value (missing where not run); ``group`` one law per value of it."""
+
+    inputs: tuple[str, ...]
+    metric: str
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class PoolRequest:
+    """Up to ``k`` picks per group, their cost expression ``cost`` over the pool's columns, within
+    ``budget`` (an amount or a share of the group's pool cost), toward the rows of ``target``."""
+
+    cost: str
+    k: int
+    budget: str | None = None
+    target: Any = None
+
+
+def propose_from_pool(pool, source: str, columns: PoolColumns, request: PoolRequest, form="multiplicative",
+                      loss: str = "squared", kind: str = "loss") -> tuple[list[PoolPick], list[GroupBudget]]:
+    """Up to ``k`` picks per group (see module docstring) and each group's budget accounting."""
+    inputs, metric, group = columns.inputs, columns.metric, columns.group
+    cost, k, budget, target = request.cost, request.k, request.budget, request.target
     law_of(form)
     require_columns(pool, list(inputs), source)
     if target is not None:
@@ -91,7 +112,7 @@ def propose_from_pool(pool, source: str, inputs: tuple[str, ...], metric: str, c
                 tgt = np.stack([t[name] for name in inputs])
         left = np.inf if limit is None else limit - spent
         raw = np.stack([values[name] for name in inputs])
-        chosen = design_pool(form, raw, y, c, k, left, target=tgt, eligible=eligible, loss=loss,
+        chosen = design_pool(form, raw, y, c, DesignRequest(k, left, target=tgt, eligible=eligible), loss=loss,
                              kind=kind) if left > 0 else []
         picks += [PoolPick(label, int(pos[i]), float(c[i])) for i in chosen]
         budgets.append(GroupBudget(label, limit, spent, int(observed.sum()), int(pending[pos].sum()),

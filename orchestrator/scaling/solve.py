@@ -176,16 +176,16 @@ def best_of(law, X, e, w_one: np.ndarray, starts: np.ndarray, loss: str) -> np.n
 
 
 def solve_chunked(law: LawForm, X, e, weights: Callable[[int, int], np.ndarray], z0: np.ndarray, loss: str,
-                  iters: int = 300, prior: tuple[np.ndarray, float] | None = None,
+                  prior: tuple[np.ndarray, float] | None = None,
                   chunk: int = CHUNK_ELEMENTS) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`solve_batch` over ``len(z0)`` problems in chunks of ≤ ``CHUNK_ELEMENTS`` problem·points;
+    """:func:`solve_batch` (its default iterations) over ``len(z0)`` problems in chunks of ≤ ``chunk`` problem·points;
     ``weights(i, j)`` gives the weights [j − i, n] of problems i…j−1, made when their chunk is
     solved (a [B, n] array of a large table would not fit)."""
     per = max(1, chunk // max(len(e), 1))
     zs, costs = [], []
     for i in range(0, len(z0), per):
         j = min(i + per, len(z0))
-        z, c = solve_batch(law, X, e, weights(i, j), z0[i:j], loss, iters, prior)
+        z, c = solve_batch(law, X, e, weights(i, j), z0[i:j], loss, prior=prior)
         zs.append(z)
         costs.append(c)
     if not zs:
