@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S ?= 0.2
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
-.PHONY: venv demo test test-fast test-slow test-chaos test-gpu bench bench-gpu docs clean
+.PHONY: venv demo lint test test-fast test-slow test-chaos test-gpu bench bench-gpu docs clean
 
 venv: $(STAMP)
 
@@ -30,9 +30,16 @@ $(STAMP): pyproject.toml constraints.txt scripts/install_helm.py
 demo: venv
 	$(BIN)/vlmscale run examples/quickstart.yaml
 
-# Fast unit tests, then the slow end-to-end ones (real Ray clusters, multi-process training).
+# Lint and types, the fast unit tests, then the slow end-to-end ones (real Ray clusters,
+# multi-process training) and the fault suite.
 # pytest exits 5 when it collects no test, which fails the target.
-test: test-fast test-slow test-chaos
+test: lint test-fast test-slow test-chaos
+
+# Ruff (pyflakes, pycodestyle, bugbear, import order) and mypy over orchestrator/ and workloads/;
+# their settings are in pyproject.toml
+lint: venv
+	$(BIN)/python -m ruff check orchestrator workloads
+	$(BIN)/python -m mypy
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not chaos" -q

@@ -299,6 +299,7 @@ def completion(shell: str) -> int:
     from click.shell_completion import get_completion_class
 
     cls = get_completion_class(shell)
+    assert cls is not None  # click.Choice admits only the shells click completes
     click.echo(cls(cli, {}, "vlmscale", COMPLETE_VAR).source())
     return 0
 

@@ -96,7 +96,7 @@ def load_questions(b: BenchmarkConfig, found: list[tuple[int, dict | str]] | Non
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise BenchmarkFormatError(problems[0] + more, b.questions)
-    return [q for _, q in found]
+    return [q for _, q in found if isinstance(q, dict)]  # every line is a question once no problem is found
 
 
 def benchmark_metrics(name: str, result: BenchmarkScore) -> dict[str, float]:

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .data.chat import FORMATS
 from .scorers import SCORERS
@@ -26,10 +26,15 @@ Source = Literal["synthetic", "llava"]
 DrillMoment = Literal["step", "checkpoint"]
 ProfileDtype = Literal["auto", "float32", "bfloat16", "float16"]
 ZeroStage = Literal[1, 2, 3]
-Conversation = Literal[("auto", *FORMATS)]
+# registries' names: a Literal of them at run time (the spec's schema), str to a type checker
+if TYPE_CHECKING:
+    Conversation = str
+    ScorerName = str
+else:
+    Conversation = Literal[("auto", *FORMATS)]
+    ScorerName = Literal[tuple(SCORERS)]
 AspectRatio = Literal["pad", "square"]
 BadRecord = Literal["fail", "skip"]
-ScorerName = Literal[tuple(SCORERS)]
 
 
 @dataclass(frozen=True)

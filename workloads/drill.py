@@ -42,6 +42,7 @@ class DrilledSession:
             raise InjectedFault(f"injected fault at step {self.fault.step} (fault drill)")
         cut = self.fault.during == "checkpoint" and checkpoint_dir is not None and step == self.fault.step
         if cut:
+            assert checkpoint_dir is not None
             victim = max((p for p in Path(checkpoint_dir).rglob("*.pt")), key=lambda p: p.stat().st_size)
             with open(victim, "r+b") as f:
                 f.truncate(victim.stat().st_size // 2)

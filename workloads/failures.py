@@ -10,6 +10,7 @@ ValueError takes its peers down with timeouts, and the ValueError is the cause.
 
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass
 from functools import cache
@@ -19,7 +20,7 @@ class DataError(ValueError):
     """A defect in a data file the cell reads (a record, an image, a benchmark line): it will recur
     for every cell that reads ``path``, so the run ends their attempts at it early."""
 
-    def __init__(self, message: str, path: str | None = None):
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None):
         super().__init__(message)
         self.path = None if path is None else str(path)
 

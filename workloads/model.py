@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .compressors.module import Compressor, CompressorInputs, build_compressor
-from .config import ModelConfig
+from .config import ModelConfig, Part
 from .presets import is_llm_preset, is_vision_preset, llm_config, vision_config
 from .storage import localize
 from .tokenizer import image_token_id
@@ -178,10 +178,10 @@ def build_vlm(cfg: ModelConfig, tokenizer, weights: bool = True) -> VisionLangua
 # ----------------------------------------------------------------------------------------------
 # trainable parts (a training stage trains some of them) and weights started from a file
 
-PARTS = ("compressor", "projector", "llm", "vision")
+PARTS: tuple[Part, ...] = ("compressor", "projector", "llm", "vision")
 
 
-def default_trainable(cfg: ModelConfig) -> tuple[str, ...]:
+def default_trainable(cfg: ModelConfig) -> tuple[Part, ...]:
     """Every part, less a frozen tower or LLM."""
     return tuple(p for p in PARTS if not (p == "vision" and cfg.freeze_vision or p == "llm" and cfg.freeze_llm))
 

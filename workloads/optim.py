@@ -51,7 +51,7 @@ def make_optimizer(model, lr: float, cfg: TrainConfig):
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+    return torch.optim.AdamW(params, lr=lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay,
                              **({"fused": True} if cfg.fused_optimizer else {}))
 
 

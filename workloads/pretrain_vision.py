@@ -114,6 +114,7 @@ def pretrain_vision(preset: str, out_dir: str | Path, steps: int = PretrainConfi
     where = nn.Linear(vcfg.hidden_size, cells * cells)
     params = list(vision.parameters()) + list(head.parameters()) + list(where.parameters())
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95))
+    sched: torch.optim.lr_scheduler.LRScheduler
     if steps >= 4:  # warm up over 10% of the steps, at least two (OneCycleLR needs a non-empty warm-up)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
     else:

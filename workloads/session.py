@@ -90,9 +90,9 @@ class TuneSession:
     """Inside a Ray Tune function trainable — one process, no Train worker group (the short
     trials of learning-rate calibration): reports go to Tune, which may stop the trial."""
 
-    rank, world_size, answers_dir = 0, 1, None
-
     def __init__(self):
+        self.rank, self.world_size = 0, 1
+        self.answers_dir: str | None = None
         self.device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
 
     @contextlib.contextmanager

@@ -59,6 +59,8 @@ def datasets(cfg: DataConfig, split: str, image_size: int) -> list:
         from .data.llava import LlavaDataset
 
         path = cfg.llava_train if split == "train" else (cfg.llava_eval or cfg.llava_train)
+        if path is None:
+            raise ValueError("data.source is llava but data.llava_train is not set")
         return [LlavaDataset(path, cfg.image_root, limit=None if split == "train" else cfg.eval_size,
                              on_bad_record=cfg.on_bad_record)]
     size, turns = (cfg.train_size, cfg.questions_per_image) if split == "train" else (cfg.eval_size, 1)
@@ -84,7 +86,7 @@ class StepSampler:
         self._perms: dict[int, np.ndarray] = {}
         index = getattr(sources[0], "index", None) if len(sources) == 1 else None
         self.group = group if index is not None else None
-        if self.group is not None:
+        if self.group is not None and index is not None:
             self.lengths = np.asarray(index.lengths[:self.size])  # bytes: a proxy for tokens
             self.words, self.has_image = np.asarray(index.words[:self.size]), np.asarray(index.has_image[:self.size])
 

@@ -50,7 +50,7 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     inputs = parse_inputs(a.inputs) if choice.law.positional else choice.law.inputs
     metrics = [m.strip() for m in a.metric.split(",") if m.strip()]
     cost, compare = _cost_models(a, exp, located[1] if located else None, compare_all)
-    table = rows(*located, a.parameters) if exp is not None else []
+    table = rows(located[0], located[1], a.parameters) if located is not None else []
     if not choice.law.positional:
         _check_law_inputs(choice, a.source, table)
     if exp is not None:
@@ -196,7 +196,7 @@ def _nothing_left(exp, obs, a) -> str:
         return (f"nothing to propose: each of the {len(left)} candidate cells left costs more than --budget "
                 f"{a.budget:.3g} training FLOPs (the cheapest {cheapest:.3g}); raise --budget")
     sizes = candidate_llms(exp, obs, a.parameters)
-    largest = max(sizes, key=sizes.get) if sizes else None
+    largest = max(sizes, key=lambda name: sizes[name]) if sizes else None
     return ("nothing to propose: every candidate cell is trained. To add candidates: a larger LLM in "
             f"spec.fit.candidates.llms (the largest now: {largest}), visual tokens in spec.grid.visual_tokens, "
             "or seeds in spec.grid.seeds to replicate cells where the law's noise dominates; nothing was written")

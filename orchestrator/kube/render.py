@@ -136,7 +136,7 @@ def render(exp: Experiment, image: str | None = None, namespace: str | None = No
         raise SpecError(f"spec.resources.gpus_per_worker {r.gpus_per_worker} must be a whole number on Kubernetes "
                         "(a pod requests whole nvidia.com/gpu devices)")
     name = object_name(exp)
-    meta = {"namespace": namespace, "labels": labels(exp)}
+    meta: dict[str, Any] = {"namespace": namespace, "labels": labels(exp)}
     config_map = {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": f"{name}-spec", **meta},

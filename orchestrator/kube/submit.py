@@ -65,11 +65,11 @@ def submit(exp: Experiment, api, image: str | None = None, namespace: str | None
             "or give this one a new metadata.name"
         )
     try:
-        core.create_namespaced_config_map(ns, config_map)
+        core.create_namespaced_config_map(ns, config_map)  # type: ignore[arg-type]  # the client takes a manifest dict
     except client.ApiException as e:
         if e.status != 409:
             raise _api_error(e, f"creating ConfigMap {config_map['metadata']['name']}") from None
-        core.replace_namespaced_config_map(config_map["metadata"]["name"], ns, config_map)
+        core.replace_namespaced_config_map(config_map["metadata"]["name"], ns, config_map)  # type: ignore[arg-type]
     try:
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, rayjob)
     except client.ApiException as e:
@@ -113,14 +113,14 @@ def logs(exp: Experiment, api, namespace: str | None = None, tail: int = 200) ->
     ns, name = namespace or exp.spec.kubernetes.namespace, object_name(exp)
     core = client.CoreV1Api(api)
     pods = [p for p in core.list_namespaced_pod(ns, label_selector=f"job-name={name}").items
-            if (p.metadata.labels or {}).get("job-name") == name]  # never another job's pods
+            if p.metadata is not None and (p.metadata.labels or {}).get("job-name") == name]  # never another job's
     if not pods:
         raise ClusterError(f"no driver pod for {exp.name!r} in namespace {ns} yet; check `vlmscale status {exp.name} --cluster`")
-    pods.sort(key=lambda p: (p.metadata.creation_timestamp or "", p.metadata.name))
+    named = sorted((p.metadata.creation_timestamp or "", str(p.metadata.name)) for p in pods if p.metadata)
     out = []
-    for pod in pods:
-        text = core.read_namespaced_pod_log(pod.metadata.name, ns, tail_lines=tail)
-        out.append(f"==> {pod.metadata.name} <==\n{text}")
+    for _, pod_name in named:
+        text = core.read_namespaced_pod_log(pod_name, ns, tail_lines=tail)
+        out.append(f"==> {pod_name} <==\n{text}")
     return "\n".join(out)
 
 

@@ -28,6 +28,7 @@ def settings_digest(exp: Experiment, llm: str) -> str:
     """What a size's calibration depends on: the search, and the settings of the cell it trains
     but its LR (as the spec names them: a moved experiment keeps its calibration)."""
     cal = exp.spec.training.calibration
+    assert cal is not None  # called only for a spec with a calibration block
     cell = _base_cell(exp, llm)
     settings = {k: v for k, v in cell.settings.items() if k != "train.lr"}
     blob = json.dumps({"search": cal.model_dump(mode="json"), "cell": settings}, sort_keys=True, default=str)
@@ -48,6 +49,7 @@ def current_lrs(exp: Experiment, exp_dir: ExperimentDir) -> dict[str, float]:
 def _base_cell(exp: Experiment, llm: str, vision_path: str | None = None):
     s = exp.spec
     cal = s.training.calibration
+    assert cal is not None  # called only for a spec with a calibration block
     combos = s.grid.combinations()
     v = cal.visual_tokens or min(c[1] for c in combos)
     return make_cell(exp, llm, v, combos[0][2], combos[0][3], cal.seed, vision_path=vision_path)
@@ -59,6 +61,7 @@ def trial_cell(exp: Experiment, llm: str, vision_path: str | None = None):
 
     s = exp.spec
     cal = s.training.calibration
+    assert cal is not None  # called only for a spec with a calibration block
     cell = _base_cell(exp, llm, vision_path)
     steps = cal.trial_steps(s.training.steps)
     train = dataclasses.replace(cell.config.train, steps=steps, checkpoint_every=10**9, eval_every=0,

@@ -52,7 +52,8 @@ class StudyCells:
 
     def at(self, point: tuple) -> Cell:
         """The cell of one (llm, visual_tokens, compressor, task, seed), built as grid cells are."""
-        return make_cell(self.exp, *point, vision_path=self.vision, lrs=self.lrs)
+        llm, visual_tokens, compressor, task, seed = point
+        return make_cell(self.exp, llm, visual_tokens, compressor, task, seed, vision_path=self.vision, lrs=self.lrs)
 
     def of_round(self, log: RoundLog, number: int, grid: list[Cell] | None = None) -> list[Cell]:
         """The cells round ``number`` trains: the grid's rounds train as one (the spec lists their

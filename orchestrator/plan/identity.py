@@ -77,7 +77,7 @@ def write_identity(exp_dir: ExperimentDir, cell: Cell) -> None:
     atomic_write_json(exp_dir.identity_path(cell.key), {"digest": cell.digest, "settings": cell.settings})
 
 
-def changes(exp_dir: ExperimentDir, cells: list[Cell], finished: dict[str, dict[str, Any]]) -> list[Change]:
+def changes(exp_dir: ExperimentDir, cells: list[Cell], finished: dict[str, LedgerRecord]) -> list[Change]:
     """The cells whose finished record or checkpoints were made under other settings."""
     out = []
     for cell in cells:

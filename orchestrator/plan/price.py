@@ -60,8 +60,8 @@ class StudyPrice:
                f"every stage), ≈ {self.hours(self.flops)} on {self.accelerator} at an assumed "
                f"{self.mfu:.0%} MFU (spec.price)"]
         if priced:
-            top = max(priced, key=lambda c: c.flops)
-            out.append(f"  largest cell {top.key}: {top.flops:.3g} FLOPs, ≈ {self.hours(top.flops)}")
+            top = max(priced, key=lambda c: c.flops or 0.0)
+            out.append(f"  largest cell {top.key}: {top.flops or 0.0:.3g} FLOPs, ≈ {self.hours(top.flops or 0.0)}")
         out.append(f"  N: {self.sizes}; T: {self.text_tokens}")
         if self.unknown:
             out.append(f"  not priced: {', '.join(self.unknown)} states no size; give it in fit.nominal_sizes")

@@ -31,6 +31,8 @@ def _search(exp: Experiment, llm: str, cell: dict[str, Any], storage: Path, stop
     from ray.tune.search.optuna import OptunaSearch
 
     cal = exp.spec.training.calibration
+
+    assert cal is not None  # called only for a spec with a calibration block
     r = exp.spec.resources
     steps = cell["train"]["steps"]
     space = {"lr": (tune.loguniform if cal.log else tune.uniform)(cal.low, cal.high)}
@@ -48,7 +50,8 @@ def _search(exp: Experiment, llm: str, cell: dict[str, Any], storage: Path, stop
                                   storage_path=str(storage), verbose=0, stop=stopper),
     )
     trials = []
-    for result in tuner.fit():
+    grid = tuner.fit()
+    for result in (grid[i] for i in range(len(grid))):
         if result.config is None:
             continue
         m = result.metrics or {}

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
 from ..plan.cells import StudyCells, tower_dir
@@ -51,7 +51,8 @@ def prepare(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, echo=print)
         from workloads.pretrain_vision import finished
 
         v, t = exp.spec.vision, tower(exp.spec)
-        args = {"preset": t.preset, "out_dir": str(path), "steps": t.steps, "batch_size": t.batch_size, "lr": t.lr,
+        assert t is not None  # a tower directory exists only for a spec that pretrains one
+        args: dict[str, Any] = {"preset": t.preset, "out_dir": str(path), "steps": t.steps, "batch_size": t.batch_size, "lr": t.lr,
                 "seed": t.seed, "cells": t.cells}
         if finished(**args) is None:
             done = _pretrain_in_a_process(args)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from typing import Any
 
 from ..store.layout import ExperimentDir
 
@@ -34,7 +35,7 @@ class Interrupt:
         self.signum: int | None = None
         self.at: float | None = None
         self.forced = False
-        self._saved: dict[int, object] = {}
+        self._saved: dict[int, Any] = {}  # each signal's handler before ours
 
     def __getstate__(self):  # travels inside Tune's pickled stopper: plain data only
         return {"exp_dir": self.exp_dir, "grace_s": self.grace_s, "signum": self.signum, "at": self.at,
@@ -86,7 +87,7 @@ class Interrupt:
 
     def stop_now(self) -> bool:
         """Whether Tune should stop every trial now: asked, and the grace period is over (or forced)."""
-        return self.requested and (self.forced or time.time() - self.at >= self.grace_s)
+        return self.requested and (self.forced or time.time() - (self.at or 0.0) >= self.grace_s)
 
     def check(self, finished: int, total: int | None, during: str = "") -> None:
         """Raise :class:`Interrupted` if a signal came (call at points where stopping is safe)."""

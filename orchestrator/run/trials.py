@@ -175,7 +175,8 @@ def run_grid(exp: Experiment, exp_dir: ExperimentDir, p: Plan, callbacks: list,
         lost = (f"the cell failed and its error could not be read back from storage ({type(e).__name__}: {e}); "
                 "is the storage full?")
         return {job.key: None if job.key in finished else lost for job in jobs}
-    return {CellJob.of_trial(r.config).key: _cause(r) for r in grid if r.config}
+    results = [grid[i] for i in range(len(grid))]
+    return {CellJob.of_trial(r.config).key: _cause(r) for r in results if r.config}
 
 
 def _cause(result) -> str | None:

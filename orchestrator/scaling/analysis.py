@@ -35,7 +35,7 @@ class Observations:
     e: np.ndarray
     metric: str
     kind: str = "error"  # of the metric: an error rate in [0, 1] or a positive loss (forms.METRIC_KINDS)
-    inputs: tuple[str, str] = VLM_INPUTS  # what n and v hold: the VLM's N and V, or any two columns
+    inputs: tuple[str, ...] = VLM_INPUTS  # what n and v hold: the VLM's N and V, or any two columns (one for a one-input law)
     columns: dict = field(default_factory=dict, repr=False)  # every numeric column, by name (laws read theirs)
     source: str = "the data"
     group_labels: tuple[str, ...] = ()  # a joint fit's groups, in the order of their codes in columns
@@ -222,7 +222,7 @@ def format_analysis(a: Analysis) -> str:
     for name, value in f.params.items():
         lo, hi = f.ci[name]
         lines.append(f"  {name:>6} = {value:<10.4g} {level}% CI [{lo:.4g}, {hi:.4g}]")
-    loo = "n/a" if f.loo_rel_error is None else f"{100 * f.loo_rel_error:.1f}% (max {100 * f.loo_max_rel_error:.1f}%)"
+    loo = "n/a" if f.loo_rel_error is None else f"{100 * f.loo_rel_error:.1f}% (max {100 * (f.loo_max_rel_error or 0):.1f}%)"
     hold = "n/a" if f.holdout_largest_rel_error is None else f"{100 * f.holdout_largest_rel_error:.1f}%"
     lines.append(f"  RMSE {f.rmse:.3g} ({a.observations.metric} units), R² {f.r2:.3f}, {f.loss} objective {f.objective:.3g}")
     cv = "leave-one-out" if f.folds in (0, f.n_points) else f"{f.folds}-fold"
@@ -255,9 +255,8 @@ def format_analysis(a: Analysis) -> str:
         lines.append(("differs — " if cmp["disagree"] else "") + cmp["sentence"])
     if a.picks:
         lines.append(f"next {len(a.picks)} runs (most frontier uncertainty removed per training FLOP):")
-        for p in a.picks:
-            c = p.candidate
-            lines.append(f"  {c.name:<28} {p.reason}")
+        for pick in a.picks:
+            lines.append(f"  {pick.candidate.name:<28} {pick.reason}")
     lines.append("conclusion:")
     lines += [textwrap.fill(s, 108, initial_indent="  ", subsequent_indent="    ") for s in a.conclusion.sentences]
     return "\n".join(lines)

@@ -44,9 +44,16 @@ class OutsideTable(CostError):
 class CostModel(Protocol):
     """What the frontier and the proposals need of an inference cost C(N, V)."""
 
-    name: str  # as --cost names it: flops, latency:1, ...
-    unit: str
-    label: str  # for tables and axes
+    @property
+    def name(self) -> str:
+        """As --cost names it: flops, latency:1, ..."""
+
+    @property
+    def unit(self) -> str: ...
+
+    @property
+    def label(self) -> str:
+        """For tables and axes."""
 
     @property
     def linear_text_tokens(self) -> float | None:

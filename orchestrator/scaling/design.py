@@ -19,6 +19,7 @@ first, greedy D-optimal design for the law's parameters, and the full grid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from .fit import Fit
 from .forms import LawForm, predict
 from .forms import law as law_of
 from .frontier import Domain, optimum
+
+if TYPE_CHECKING:
+    from .cost import CostModel
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class DesignRequest:
     eligible: np.ndarray | None = None
 
 
-def propose_frontier(fit: Fit, candidates: list[Candidate], k: int, budgets, text_tokens: float,
+def propose_frontier(fit: Fit, candidates: list[Candidate], k: int, budgets, text_tokens: float | CostModel,
                      domain: Domain, budget: float | None = None, method: str = "laplace") -> list[Pick]:
     """Greedy batch selection by expected frontier-variance reduction per cost (module docstring).
 

@@ -169,9 +169,11 @@ def _to_sympy(node: ast.AST, symbols: dict[str, Any]):
         inner = _to_sympy(node.operand, symbols)
         return -inner if isinstance(node.op, ast.USub) else inner
     if isinstance(node, ast.Call):
+        assert isinstance(node.func, ast.Name)  # check_expression admits calls of named functions only
         args = [_to_sympy(a, symbols) for a in node.args]
         fn = {"exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "min": sympy.Min, "max": sympy.Max}[node.func.id]
         return fn(*args)
+    assert isinstance(node, ast.BinOp)  # the checked tree holds nothing else
     left, right = _to_sympy(node.left, symbols), _to_sympy(node.right, symbols)
     op = type(node.op)
     if op is ast.Add:
@@ -188,6 +190,11 @@ def _to_sympy(node: ast.AST, symbols: dict[str, Any]):
 class ExpressionLaw(LawForm):
     """A law from an expression (module docstring). Works in raw units: its coordinates are the
     inputs themselves and its reference is unused."""
+
+    # set once in __init__ (the base dataclass is frozen); declared for readers and type checkers
+    expression: str
+    specs: tuple[ParamSpec, ...]
+    _tree: ast.AST
 
     def __init__(self, expression: str, params: dict[str, Any], floor: str | None = None, name: str = "expression",
                  summary: str = "", inputs: tuple[str, ...] | None = None):

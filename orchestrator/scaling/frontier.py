@@ -97,10 +97,10 @@ def optimum(form, params_list: list[dict[str, float]], budget: float, cost,
     for params in params_list:
         err = np.where(feasible, predict(form, params, np.maximum(n, 1e-30), v), np.inf)
         i = int(np.argmin(err))
-        if not np.isfinite(err[i]):
-            out_n.append(np.nan), out_v.append(np.nan), out_e.append(np.nan)
-        else:
-            out_n.append(n[i]), out_v.append(v[i]), out_e.append(err[i])
+        found = np.isfinite(err[i])
+        out_n.append(n[i] if found else np.nan)
+        out_v.append(v[i] if found else np.nan)
+        out_e.append(err[i] if found else np.nan)
     return np.array(out_n), np.array(out_v), np.array(out_e)
 
 
@@ -158,7 +158,7 @@ def frontier(fit: Fit, budgets, text_tokens, domain: Domain, fixed_flops: float 
     form = fit.law
     if q is not None:  # a cost linear in Q + V: the law form's closed-form V*, if it has one
         v_star = form.optimal_visual_tokens(fit.params, q, *v_range)
-    if v_star is not None:
+    if v_star is not None and q is not None:
         samples = np.array([form.optimal_visual_tokens(p, q, *v_range) for p in boot])
         v_star_ci = _ci(samples, fit.ci_level) if len(samples) else None
     return Frontier(fit.form, float("nan") if q is None else q, v_star, v_star_ci, tuple(points), model.name,

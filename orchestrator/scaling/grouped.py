@@ -21,6 +21,12 @@ from .forms import FitError, LawForm
 
 
 class GroupedLaw(LawForm):
+    # set once in __init__ (the base dataclass is frozen); declared for readers and type checkers
+    base: LawForm
+    per_group: tuple[str, ...]
+    groups: tuple[str, ...]
+    index: np.ndarray  # [group, base parameter] → position in the grouped law's parameters
+
     def __init__(self, base: LawForm, per_group: tuple[str, ...], groups: tuple[str, ...], column: str = "group",
                  base_inputs: tuple[str, ...] | None = None):
         unknown = [p for p in per_group if p not in base.params]

@@ -46,6 +46,11 @@ def parse_at(items: list[str] | tuple[str, ...] | None) -> dict[str, float]:
 
 
 class PinnedLaw(LawForm):
+    # set once in __init__ (the base dataclass is frozen); declared for readers and type checkers
+    base: LawForm
+    slots: tuple[int, int]
+    at: dict[str, float]
+
     def __init__(self, base: LawForm, at: dict[str, float]):
         slots = nv_slots(base)
         if slots is None:

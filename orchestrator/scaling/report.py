@@ -44,7 +44,7 @@ MAX_CURVES = 8  # beyond: the first input's values are binned
 def _sizes(a: Analysis) -> list[tuple[float, str]]:
     """(N, name) of each trained LLM size, smallest first."""
     o = a.observations
-    names = {}
+    names: dict[float, str] = {}
     for n, name in zip(o.n, o.llms):
         names.setdefault(float(n), name)
     return sorted(names.items())
@@ -151,6 +151,7 @@ def plot_frontier(a: Analysis, plt):
     """N*, V* and the predicted metric against the budget, with intervals; the best runnable cell
     (filled: trained, hollow: never trained); the extrapolated budgets shaded."""
     fr = a.frontier
+    assert fr is not None  # drawn only for an analysis with a frontier (write_report)
     pts = [p for p in fr.points if np.isfinite(p.error)]
     b = np.array([p.budget for p in pts])
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
@@ -208,6 +209,7 @@ def plot_cost_frontiers(a: Analysis, plt):
     """The frontier under each cost model side by side (V* and N* against that model's budget),
     and the matched comparison: for each point of the first, V* there and V* of the other model
     at the same price."""
+    assert a.frontier is not None  # drawn only for an analysis with a frontier (write_report)
     fronts = [(a.frontier, None)] + list(a.alternatives)
     fig, axes = plt.subplots(1, len(fronts) + 1, figsize=(4.2 * (len(fronts) + 1), 3.8))
     for ax, (fr, _) in zip(axes, fronts):

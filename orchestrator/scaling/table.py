@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def parse_inputs(value: str | None) -> tuple[str, str]:
     names = tuple(v.strip() for v in value.split(","))
     if len(names) != 2 or not all(names) or names[0] == names[1]:
         raise TableError(f"--inputs {value!r}: name exactly two different columns, e.g. --inputs N,D")
-    return names  # type: ignore[return-value]
+    return names
 
 
 def require_columns(df, columns, source: str) -> None:
@@ -120,11 +121,12 @@ def _evaluate(node: ast.AST, df) -> np.ndarray:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body, df)
     if isinstance(node, ast.Constant):
-        return np.asarray(float(node.value))
+        return np.asarray(float(node.value))  # type: ignore[arg-type]  # the checked tree holds numbers only
     if isinstance(node, ast.Name):
         return np.asarray(df[node.id], dtype=float)
     if isinstance(node, ast.UnaryOp):
         return _UNARY[type(node.op)](_evaluate(node.operand, df))
+    assert isinstance(node, ast.BinOp)  # the checked tree holds nothing else
     return _BINARY[type(node.op)](_evaluate(node.left, df), _evaluate(node.right, df))
 
 
@@ -141,7 +143,7 @@ def evaluate_cost(df, expr: str, source: str) -> np.ndarray:
     return values
 
 
-def groups_of(df, group: str | None, source: str) -> list[tuple[str, object]]:
+def groups_of(df, group: str | None, source: str) -> list[tuple[str, Any]]:
     """(label, rows) per group, in order of first appearance; one unnamed group without a column."""
     if group is None:
         return [("all", df)]

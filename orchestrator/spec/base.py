@@ -75,7 +75,7 @@ class Strict(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_int(cls, v, info: ValidationInfo):
-        annotation = cls.model_fields[info.field_name].annotation
+        annotation = cls.model_fields[str(info.field_name)].annotation
         if isinstance(v, bool) and _takes_int(annotation):
             raise ValueError(f"expected a whole number, got {v!r}")
         if isinstance(v, (list, tuple)) and any(isinstance(x, bool) for x in v) and _items_int(annotation):

@@ -52,8 +52,11 @@ _NONE = object()
 
 
 class _Experiment(Protocol):
-    name: str
-    spec: Spec
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def spec(self) -> Spec: ...
 
     def locate_llm(self, ref: str): ...
 
@@ -163,6 +166,7 @@ def train_config(s: Spec, llm: str, seed: int, lrs: dict[str, float] | None = No
         lr = s.training.lr
     else:
         lr, fields["lr_reference_width"] = (lrs or {}).get(llm, cal.middle), None
+    assert isinstance(lr, float)  # a number, or the calibration block handled above
     threads = s.training.threads_per_worker or max(1, int(s.resources.cpus_per_worker))
     t = s.training
     stages = tuple(StageConfig(st.name, tuple(st.trainable), st.steps or t.steps, st.lr or lr,

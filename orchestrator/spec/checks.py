@@ -64,7 +64,7 @@ def problems(exp: Experiment, deep: bool = False) -> list[str]:
             elif grid is not None:
                 out += _weights_problems(exp, field, path, vision, grid)
     for i, b in enumerate(s.evaluation.benchmarks):
-        questions, root = exp.locate_file(b.questions), exp.locate_file(b.image_root)
+        questions, root = exp.locate_file(b.questions) or b.questions, exp.locate_file(b.image_root)
         if not questions.startswith("s3://") and not Path(questions).is_file():
             out.append(f"spec.evaluation.benchmarks[{i}].questions: {questions}: no such file")
         if root is not None and not root.startswith("s3://") and not Path(root).is_dir():

@@ -31,8 +31,8 @@ def check_spec_file(path: Path) -> None:
 def grid_cells(exp: Experiment) -> int:
     """How many cells the grid asks for, without expanding it."""
     g = exp.spec.grid
-    axes = math.prod(len(axis) for axis in (g.llms, g.visual_tokens, g.compressors, g.tasks, g.seeds)) \
-        if g.llms is not None else 0
+    lists: tuple[list, ...] = (g.llms or [], g.visual_tokens or [], g.compressors or [], g.tasks or [], g.seeds or [])
+    axes = math.prod(len(axis) for axis in lists) if g.llms is not None else 0
     return axes + len(g.points or [])
 
 

@@ -46,7 +46,7 @@ def _describe(err: dict) -> str:
 
 def _all_errors(e: ValidationError, source: str) -> str:
     """Every validation error of the document, in one line: fix them all in one go."""
-    seen = list(dict.fromkeys(_describe(err) for err in e.errors()))
+    seen = list(dict.fromkeys(_describe(dict(err)) for err in e.errors()))
     return f"{source}: " + "; ".join(seen)
 
 

@@ -3,7 +3,7 @@ imported from elsewhere, rounds of proposed cells, and the inference profile."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,11 +16,19 @@ from .base import BOOTSTRAP_MAX, GPUS_MAX, RFC1123_LABEL, THREADS_MAX, TOKENS_MA
 from .sizes import COUNTINGS
 from .sizes import DEFAULT as DEFAULT_COUNTING
 
-LawFormName = one_of(FORMS)
-LossName = one_of(LOSSES)
-MetricKind = one_of(METRIC_KINDS)
-CountingName = one_of(COUNTINGS)
-CompressorName = one_of(compressors.names())
+# a registry's names: a Literal of them at run time (pydantic, the schema), str to a type checker
+if TYPE_CHECKING:
+    LawFormName = str
+    LossName = str
+    MetricKind = str
+    CountingName = str
+    CompressorName = str
+else:
+    LawFormName = one_of(FORMS)
+    LossName = one_of(LOSSES)
+    MetricKind = one_of(METRIC_KINDS)
+    CountingName = one_of(COUNTINGS)
+    CompressorName = one_of(compressors.names())
 
 
 class Candidates(Strict):

@@ -211,8 +211,9 @@ class ExperimentDir:
             return {}
         paths = sorted(self.results.glob("*.json"))
         if self.remote and paths:  # one round trip for all records, not one per cell
-            blobs = paths[0].fs.cat([p.path for p in paths])
-            texts = [blobs[p.path] for p in paths]
+            remote: list[Any] = paths  # universal_pathlib's paths: their file system and its paths
+            blobs = remote[0].fs.cat([p.path for p in remote])
+            texts = [blobs[p.path] for p in remote]
         else:
             texts = [p.read_bytes() for p in paths]
         fix = repair_fix(self.root.name)

@@ -61,7 +61,8 @@ def checked(text: bytes, written: float) -> dict:
         h = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError):
         h = None
-    types = {"host": str, "pid": int, "since": (int, float), "heartbeat": (int, float), "token": str}
+    types: dict[str, type | tuple[type, ...]] = {"host": str, "pid": int, "since": (int, float),
+                                                 "heartbeat": (int, float), "token": str}
     if isinstance(h, dict) and all(isinstance(h.get(k), t) and not isinstance(h.get(k), bool) for k, t in types.items()):
         return h
     return {"host": "?", "pid": -1, "since": written, "heartbeat": written, "token": "?", "unreadable": True}
@@ -254,7 +255,7 @@ class ObjectLock(DriverLock):
         bucket_and_key = url.rstrip("/").split("://", 1)[1] + "/" + LOCK_FILE
         self.bucket, self.key = bucket_and_key.split("/", 1)
         self.url = f"s3://{self.bucket}/{self.key}"
-        self.path = self.url  # what messages name
+        self.path = self.url  # type: ignore[assignment]  # what messages name: the object's URL, not a local path
         self.etag: str | None = None  # of the lock object as we last wrote it
         self._client = None
 

@@ -83,6 +83,7 @@ def import_cells(exp: Experiment, exp_dir: ExperimentDir, echo=print) -> list[st
         if entry.experiment is not None:
             what, records = _from_experiment(entry.experiment, entry.storage or str(exp_dir.root.parent))
         else:
+            assert entry.results is not None  # the spec requires experiment or results
             what, records = _from_results_csv(entry.results)
         new = [k for k in records if k not in have]
         for key in new:

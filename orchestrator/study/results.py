@@ -79,8 +79,9 @@ def group_errors(metrics: dict[str, Any], groups: dict[str, list[str]]) -> dict[
     out = {}
     for group, members in groups.items():
         values = [metrics.get(f"error/{m}") for m in members]
-        if values and all(isinstance(v, (int, float)) for v in values):
-            out[f"error/{group}"] = sum(values) / len(values)
+        numbers = [v for v in values if isinstance(v, (int, float))]
+        if values and len(numbers) == len(values):
+            out[f"error/{group}"] = sum(numbers) / len(numbers)
     return out
 
 
@@ -161,7 +162,7 @@ def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None)
         point = tuple(params.get(k) for k in ("llm", "visual_tokens", "compressor", "task", "seed"))
         if not record.imported_from:
             try:  # a cell an earlier grid had: it counts if this spec would train it the same way
-                same = None not in point and counts(record, make_cell(exp, *point, lrs=lrs))
+                same = None not in point and counts(record, make_cell(exp, *point, lrs=lrs))  # type: ignore[misc,arg-type]  # None ruled out; a point of the wrong types is caught below
             except (BadInput, ValueError, TypeError):  # a point this spec cannot build is not its result
                 same = False
             if not same:

@@ -72,7 +72,7 @@ class Tracker:
             for key, value in experiment_tags().items():  # an experiment an older vlmscale made, or changed
                 if found.tags.get(key) != value:
                     self.client.set_experiment_tag(self.experiment_id, key, value)
-        self._last_step: dict[str, int] = {}
+        self._last_step: dict[tuple[str, str], int] = {}  # (run, metric) → the last step MLflow has
 
     def _find(self, filter_string: str):
         runs = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=2,

@@ -37,7 +37,11 @@ def serve(uri: str, name: str, root: str | None, port: int, log: Path, label: st
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-    signal.signal(signal.SIGTERM, lambda *_: (_stop(proc), sys.exit(143)))
+    def on_term(*_) -> None:
+        _stop(proc)
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         t0 = time.time()
         experiment_id = Tracker(uri, name, root).experiment_id  # the view's tags, while the server starts

@@ -90,8 +90,7 @@ class CompressorKind:
         """The V it produces on whole k×k blocks of a ``grid``×``grid`` patch grid (√V divides the
         grid), so no token straddles a patch boundary: what proposals choose from by default. A
         4×4 grid pooled to 3×3 mixes every patch into several tokens (V = 9 measured worse than 4)."""
-        return [v for v in self.feasible(grid, grid * grid)
-                if square_side(v) is not None and grid % square_side(v) == 0]
+        return [v for v in self.feasible(grid, grid * grid) if (side := square_side(v)) is not None and grid % side == 0]
 
     def init(self, module: Any, shape: Shape) -> None:
         """Create the layers on ``module`` (an ``nn.Module``); torch is imported here, not at import."""

@@ -42,7 +42,8 @@ class ImageTransform:
         if image.shape[0] != self.size or image.shape[1] != self.size:
             from PIL import Image
 
-            image = np.asarray(Image.fromarray(image).convert("RGB").resize((self.size, self.size), Image.BICUBIC))
+            image = np.asarray(Image.fromarray(image).convert("RGB").resize((self.size, self.size),
+                                                                                         Image.Resampling.BICUBIC))
         x = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float() / 255.0
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)

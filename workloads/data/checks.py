@@ -13,10 +13,13 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from .llava_index import LlavaFormatError, index
 
+K = TypeVar("K")  # whatever names an image in a check's answer
 SHOWN = 5  # problems of one kind named per file; the rest counted
 DECODE_CHUNK = 64  # images decoded per task
 
@@ -25,7 +28,7 @@ def _decode(paths: list[str]) -> list[str | None]:
     """Why each image cannot be decoded, or None (in a worker process)."""
     from PIL import Image
 
-    out = []
+    out: list[str | None] = []
     for p in paths:
         try:
             with Image.open(p) as im:
@@ -92,7 +95,7 @@ def llava_problems(path: str | Path, image_root: str | Path | None, deep: bool =
     return out
 
 
-def undecodable(items: list[tuple[object, Path]], label: str) -> list[tuple[tuple[object, Path], str]]:
+def undecodable(items: Sequence[tuple[K, Path]], label: str) -> list[tuple[tuple[K, Path], str]]:
     """Each (key, image) Pillow cannot decode, with why: decoded in parallel processes, a progress
     line on stderr."""
     from concurrent.futures import ProcessPoolExecutor

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -82,8 +83,8 @@ class LlavaDataset:
         if self.index.bad > len(self.index.problems):
             LOG.warning("skipped %d more bad records of %s", self.index.bad - len(self.index.problems), self.path)
         self._unreadable: set[int] = set()
-        self._file = None
-        self._pid = None
+        self._file: BinaryIO | None = None
+        self._pid: int | None = None
 
     def __len__(self) -> int:
         return self.size
@@ -95,9 +96,10 @@ class LlavaDataset:
         if not 0 <= i < self.size:
             raise IndexError(i)
         if self._file is None or self._pid != os.getpid():  # a handle per process (workers fork)
-            self._file, self._pid = open(self.path, "rb"), os.getpid()
-        self._file.seek(int(self.index.offsets[i]))
-        return json.loads(self._file.read(int(self.index.lengths[i])))
+            self._file, self._pid = open(self.path, "rb"), os.getpid()  # noqa: SIM115 — kept open for the dataset's life
+        f = self._file
+        f.seek(int(self.index.offsets[i]))
+        return json.loads(f.read(int(self.index.lengths[i])))
 
     def __getitem__(self, i: int) -> Sample:
         for k in range(self.size):  # with skip, the next readable record takes a bad one's place

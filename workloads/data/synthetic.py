@@ -22,8 +22,10 @@ objects, which is what lets a from-scratch tiny ViT learn from pixels within a C
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -66,9 +68,10 @@ class Turn:
 
 @dataclass(frozen=True)
 class Sample:
-    """An RGB image (H×W×3 uint8) with one or more question turns about it."""
+    """An RGB image (H×W×3 uint8) with one or more question turns about it; no image for a
+    text-only record or question (LLaVA data and benchmarks have them)."""
 
-    image: np.ndarray
+    image: np.ndarray | None
     turns: tuple[Turn, ...]
     task: str
     # what each scene cell holds, row-major ("" = empty): the vision-pretraining target
@@ -145,8 +148,10 @@ class SyntheticVQA:
         if not 0 <= index < self.size:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, SPLITS[self.split], TASKS.index(self.task), index])
-        scene, ask = {"shapes": (_shapes_scene, _shapes_question), "text": (_text_scene, _text_question),
-                      "reason": (_shapes_scene, _reason_question)}[self.task]
+        parts: dict[str, tuple[Callable[..., Any], Callable[..., Turn]]] = {
+            "shapes": (_shapes_scene, _shapes_question), "text": (_text_scene, _text_question),
+            "reason": (_shapes_scene, _reason_question)}
+        scene, ask = parts[self.task]
         image, content, layout = scene(rng, self.cells, self.cell_px)
         turns = tuple(ask(rng, content, self.cells) for _ in range(self.questions_per_image))
         return Sample(image, turns, self.task, layout)
