@@ -56,7 +56,7 @@ test-chaos: venv
 # the CPU wheel, so GPU_PYTHON names a Python with a CUDA torch and vlmscale's dependencies.
 GPU_PYTHON ?= python3
 test-gpu:
-	DS_ACCELERATOR=cuda $(GPU_PYTHON) -m pytest -m gpu -q -rs tests/test_gpu.py
+	DS_ACCELERATOR=cuda $(GPU_PYTHON) -m pytest -m gpu -q -rs tests/workloads/test_gpu.py
 
 bench-gpu:
 	$(GPU_PYTHON) bench/gpu_cell.py

@@ -1,6 +1,6 @@
 """``quecc``: query-based convolutional cross-attention (Li et al., 2025), the study's proposed
 compressor for extreme compression, as its reference builds it (locuslab/llava-token-compression,
-``multimodal_projector/quecc.py``; tests/test_reference_compressors.py holds it to the reference's
+``multimodal_projector/quecc.py``; tests/workloads/test_reference_compressors.py holds it to the reference's
 outputs).
 
     question  q = LayerNorm(Linear(h_LLM))             the LLM's last non-pad hidden state of the question

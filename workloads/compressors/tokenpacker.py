@@ -1,6 +1,6 @@
 """``tokenpacker``: point-to-region cross-attention (TokenPacker, Li et al., 2024), the compressor
 the study trained its grid with, as its reference builds it (CircleRadon/TokenPacker,
-``multimodal_projector/builder.py``; tests/test_reference_compressors.py holds it to the
+``multimodal_projector/builder.py``; tests/workloads/test_reference_compressors.py holds it to the
 reference's outputs). The reference fixes the downsampling at 2×2; the study varies it, so here
 any k = g/√V that divides the patch grid (k = 1: every patch, no compression).
 
