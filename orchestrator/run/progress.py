@@ -197,8 +197,8 @@ def progress_callback(board: ProgressBoard, live: bool | None = None):
             if not self.board.cells[key].status.settled:
                 from ..store.layout import ExperimentDir
 
-                exp_dir = ExperimentDir.at(CellJob.of_trial(trial.config).exp_dir)
-                stopped = exp_dir.finished_record(key) is None and exp_dir.stop_request.exists()
+                # ended without its report of a result: stopped, or a failure the error callback names
+                stopped = ExperimentDir.at(CellJob.of_trial(trial.config).exp_dir).stop_request.exists()
                 self.board.update(key, CellStatus.INTERRUPTED if stopped else CellStatus.FINISHED)
             self._line(key)
             self._draw()

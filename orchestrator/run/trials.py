@@ -72,7 +72,7 @@ def cell_trainable(config: dict[str, Any]) -> None:
     exp_dir = ExperimentDir.at(job.exp_dir)
     done = exp_dir.finished_record(job.key)
     if done is not None and done.config_digest == job.config_digest:
-        tune.report(TrialReport.skipped().to_result(done.metrics))  # finished before a driver restart
+        tune.report(TrialReport.skipped(done).to_result())  # finished before a driver restart
         return
     if exp_dir.stop_request.exists():  # the run is stopping: no new cells start
         tune.report(TrialReport.interrupted().to_result())
@@ -97,10 +97,11 @@ def cell_trainable(config: dict[str, Any]) -> None:
             raise
         tune.report(TrialReport.error(failure.cause, str(exp_dir.log_path(job.key))).to_result())
         return
-    exp_dir.record_finished(LedgerRecord(job.key, metrics, params=job.params, settings=job.settings,
-                                         config_digest=job.config_digest, checkpoint=checkpoint,
-                                         finished_at=time.time()))
+    record = LedgerRecord(job.key, metrics, params=job.params, settings=job.settings, config_digest=job.config_digest,
+                          checkpoint=checkpoint, finished_at=time.time())
+    exp_dir.record_finished(record)
     exp_dir.clear_error(job.key)
+    tune.report(TrialReport.finished(record).to_result())  # the driver logs the cell from this report
 
 
 def _train(job: CellJob, exp_dir: ExperimentDir) -> tuple[dict[str, Any], str | None]:

@@ -4,7 +4,7 @@ driver never waits for MLflow."""
 
 from __future__ import annotations
 
-from ..protocols import CellJob, CellStatus, TrialReport
+from ..protocols import CellJob, CellStatus, LedgerRecord, TrialReport
 from ..protocols.status import MARKERS
 from ..store.layout import ExperimentDir
 from .courier import Courier
@@ -40,6 +40,7 @@ def mlflow_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str
         def __init__(self):
             self.tracker_args, self.run_ids, self.text_tokens = tracker_args, dict(run_ids), text_tokens
             self.groups, self._courier = dict(groups), None
+            self._records: dict[str, LedgerRecord] = {}  # what each finished trial reported
 
         def __getstate__(self):
             return {**self.__dict__, "_courier": None}
@@ -60,7 +61,8 @@ def mlflow_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             report = TrialReport.from_result(result)
-            if report is not None and report.status is CellStatus.SKIPPED:
+            if report is not None and report.record is not None:  # finished (now, or before a restart)
+                self._records[report.record.key] = report.record
                 return
             _, run_id = self._run(trial)
             metrics = {k: v for k, v in result.items() if k not in TUNE_BOOKKEEPING and k not in MARKERS}
@@ -73,7 +75,7 @@ def mlflow_callback(tracker_args: tuple[str, str, str | None], run_ids: dict[str
             key, run_id = self._run(trial)
             job = CellJob.of_trial(trial.config)
             exp_dir = ExperimentDir.at(job.exp_dir)
-            record = exp_dir.finished_record(key)
+            record = self._records.pop(key, None)
             if record is None and stopped(trial, exp_dir):
                 self.courier.submit("set_tags", run_id, {"vlmscale.status": CellStatus.INTERRUPTED.value})
                 self.courier.submit("finish", run_id, "KILLED")

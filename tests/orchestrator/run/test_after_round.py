@@ -20,19 +20,28 @@ MEASURED = {("tiny-xs", 1): 0.5566, ("tiny-xs", 4): 0.5039, ("tiny-xs", 16): 0.4
             ("tiny-m", 1): 0.4961, ("tiny-m", 4): 0.4375, ("tiny-m", 16): 0.4062}
 
 
-def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
+def _finished_quickstart(tmp_path, eval_loss, pretrain: bool = True):
+    """The quickstart with every cell finished at the measured errors (``eval_loss`` of each error)."""
     doc = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
     doc["spec"]["storage"]["path"] = str(tmp_path / "runs")
-    doc["spec"]["vision"]["pretrain"] = None
+    if not pretrain:
+        doc["spec"]["vision"]["pretrain"] = None
     text = yaml.safe_dump(doc, sort_keys=False)
     exp = parse(doc)
     exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
     prepare(exp, exp_dir, text)
     for cell in exp.cells():
         n = llm_non_embedding_params(cell.llm)
-        exp_dir.record_finished(LedgerRecord.from_dict({"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
-                                           "metrics": {"step": 600, "llm_params": n, "error": MEASURED[(cell.llm, cell.visual_tokens)],
-                                                       "eval_loss": 0.4, "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}}, cell.key))
+        err = MEASURED[(cell.llm, cell.visual_tokens)]
+        metrics = {"step": 600, "llm_params": n, "error": err, "eval_loss": eval_loss(err),
+                   "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}
+        exp_dir.record_finished(LedgerRecord(cell.key, metrics, params=cell.params(), settings=cell.settings,
+                                             config_digest=cell.digest))
+    return exp, exp_dir, text
+
+
+def test_final_job_logs_the_fit_run_with_report_and_next_yaml(tmp_path):
+    exp, exp_dir, text = _finished_quickstart(tmp_path, lambda err: 0.4, pretrain=False)
     tracker = Tracker(*tracking_target(exp, exp_dir))
     parent = tracker.parent_run(exp.name, exp.digest(), text)
     lines: list[str] = []
@@ -83,18 +92,7 @@ def test_fit_eval_loss_of_a_finished_experiment_in_nats(tmp_path):
     import subprocess
     import sys
 
-    doc = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
-    doc["spec"]["storage"]["path"] = str(tmp_path / "runs")
-    text = yaml.safe_dump(doc, sort_keys=False)
-    exp = parse(doc)
-    exp_dir = ExperimentDir.of(exp.spec.storage.path, exp.name)
-    prepare(exp, exp_dir, text)
-    for cell in exp.cells():
-        n = llm_non_embedding_params(cell.llm)
-        err = MEASURED[(cell.llm, cell.visual_tokens)]
-        exp_dir.record_finished(LedgerRecord.from_dict({"key": cell.key, "params": cell.params(), "config_digest": cell.digest, "settings": cell.settings,
-                                           "metrics": {"step": 600, "llm_params": n, "error": err, "eval_loss": 3 * err + 0.2,
-                                                       "inference_flops": 2.0 * n * (cell.visual_tokens + 12)}}, cell.key))
+    exp, exp_dir, text = _finished_quickstart(tmp_path, lambda err: 3 * err + 0.2)
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "fit", exp.name, "--storage", str(tmp_path / "runs"),
                         "--metric", "eval_loss", "--format", "json", "--bootstrap", "100"],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
