@@ -218,12 +218,12 @@ def test_the_spec_schema_and_the_cli_list_what_the_registries_hold():
 
 
 def test_the_reference_docs_are_generated_from_the_registries_and_current():
-    from orchestrator.commands.reference import render
+    from orchestrator.commands.reference import reference_page
     from orchestrator.scaling.cost import COST_MODELS
     from orchestrator.scaling.forms import FORMS
     from workloads import compressors
 
-    text = render()
+    text = reference_page()
     assert (ROOT / "docs" / "reference.md").read_text() == text, \
         "docs/reference.md is stale: run `make docs` (python -m orchestrator.commands.reference > docs/reference.md)"
     for name in [*compressors.names(), *FORMS]:

@@ -12,7 +12,7 @@ from ..plan.price import study_price
 from ..spec import json_schema, load
 from ..spec.checks import check_artifacts
 from ..spec.limits import check_scale
-from ..study.results import locate, render, rows
+from ..study.results import find_experiment, format_table, rows
 
 
 def _print_cells(exp) -> None:
@@ -37,7 +37,7 @@ def cmd_validate(a) -> int:
                           "price": price.as_dict()}, indent=2))
     elif a.format == "csv":
         flops = {c.key: c.flops for c in price.cells}
-        sys.stdout.write(render([{**c.params(), "train_flops": flops[c.key]} for c in exp.cells()], "csv"))
+        sys.stdout.write(format_table([{**c.params(), "train_flops": flops[c.key]} for c in exp.cells()], "csv"))
     else:
         _print_cells(exp)
         print("\n".join(price.lines()))
@@ -99,7 +99,7 @@ def cmd_run(a) -> int:
 def cmd_resume(a) -> int:
     import yaml
 
-    exp, exp_dir = locate(a.name, a.storage)
+    exp, exp_dir = find_experiment(a.name, a.storage)
     check_artifacts(exp)
     manifest = exp_dir.read_manifest()
     return _run(exp, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False), a,
@@ -107,8 +107,8 @@ def cmd_resume(a) -> int:
 
 
 def cmd_results(a) -> int:
-    exp, exp_dir = locate(a.name, a.storage)
-    sys.stdout.write(render(rows(exp, exp_dir), a.format))
+    exp, exp_dir = find_experiment(a.name, a.storage)
+    sys.stdout.write(format_table(rows(exp, exp_dir), a.format))
     return 0
 
 
@@ -135,7 +135,7 @@ def cmd_rescore(a) -> int:
 
     from ..run.rescore import rescore
 
-    exp, exp_dir = locate(a.name, a.storage)
+    exp, exp_dir = find_experiment(a.name, a.storage)
     manifest = exp_dir.read_manifest()
     rescore(exp, exp_dir, manifest.get("spec_yaml") or yaml.safe_dump(manifest["spec"], sort_keys=False))
     return 0
@@ -170,7 +170,7 @@ def cmd_status(a) -> int:
               f"{', cluster ' + st['rayCluster'] if st['rayCluster'] else ''}; rayjob/{st['name']} in {st['namespace']}"
               f"{(' — ' + st['message']) if st['message'] else ''}")
         return 0
-    exp, exp_dir = locate(a.name, a.storage)
+    exp, exp_dir = find_experiment(a.name, a.storage)
     table = rows(exp, exp_dir)
     counts: dict[str, int] = {}
     for r in table:
@@ -183,13 +183,13 @@ def cmd_status(a) -> int:
                           "cells": table}, indent=2))
         return 0
     if a.format == "csv":
-        sys.stdout.write(render(table, "csv"))
+        sys.stdout.write(format_table(table, "csv"))
         return 0
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"{exp.name}: {len(table)} cells — {summary}; state in {exp_dir.root}")
     if lrs:
         print("calibrated learning rates: " + ", ".join(f"{llm} {lr:.3g}" for llm, lr in lrs.items()))
-    sys.stdout.write(render(table, "table"))
+    sys.stdout.write(format_table(table, "table"))
     for r in table:
         if r.get("cause"):
             print(f"{r['cell']}: {r['cause']}" + (f"  (log: {r['log']})" if r.get("log") else ""))
@@ -202,7 +202,7 @@ def cmd_ui(a) -> int:
     from ..tracking.tracker import Tracker, tracking_target
     from ..tracking.view import experiment_url, ui_base
 
-    exp, exp_dir = locate(a.name, a.storage)
+    exp, exp_dir = find_experiment(a.name, a.storage)
     uri, name, root = tracking_target(exp, exp_dir)
     if not uri.startswith("sqlite:///"):
         tracker = Tracker(uri, name, root)

@@ -7,7 +7,7 @@ import sys
 from ..errors import UsageError
 from ..spec import load
 from ..spec.limits import check_scale
-from ..study.results import locate
+from ..study.results import find_experiment
 
 
 def cluster_experiment(a):
@@ -15,7 +15,7 @@ def cluster_experiment(a):
     spec is in local storage."""
     from ..kube.submit import api_client
 
-    exp, _ = locate(a.name, a.storage, require_state=False)
+    exp, _ = find_experiment(a.name, a.storage, require_state=False)
     return exp, api_client(a.kubeconfig, a.context)
 
 

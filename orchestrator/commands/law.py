@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from ..study.results import locate, render, rows
+from ..study.results import find_experiment, format_table, rows
 
 
 def _fit_settings(a, exp) -> None:
@@ -34,7 +34,7 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     from ..study.laws import choose
     from ..study.proposals import experiment_candidates, load_source
 
-    located = None if a.source.endswith(TABLE_SUFFIXES) else locate(a.source, a.storage)
+    located = None if a.source.endswith(TABLE_SUFFIXES) else find_experiment(a.source, a.storage)
     exp = located[0] if located else None
     if exp is None and getattr(a, "parameters", None):
         raise UsageError("--parameters applies to an experiment's cells; a table's N is its llm_params column")
@@ -137,7 +137,7 @@ def cmd_fit(a) -> int:
                else {"group": a.group, "groups": {label: nan_to_none(x.as_dict()) for label, x in results.items()}})
         print(json.dumps(doc, indent=2))
     elif a.format == "csv":  # one row per group and parameter
-        sys.stdout.write(render([{"group": label, "parameter": name, "value": value, "ci_low": x.fit.ci[name][0],
+        sys.stdout.write(format_table([{"group": label, "parameter": name, "value": value, "ci_low": x.fit.ci[name][0],
                                   "ci_high": x.fit.ci[name][1], "form": x.fit.form, "metric": x.observations.metric}
                                  for label, x in results.items() for name, value in x.fit.params.items()], "csv"))
     else:
@@ -164,7 +164,7 @@ def cmd_frontier(a) -> int:
              "visual_tokens_ci_high": p["visual_tokens_ci"][1], "extrapolated": p["extrapolated"]}
             for p in doc["points"]]
     if a.format == "csv":
-        sys.stdout.write(render(rows, "csv"))
+        sys.stdout.write(format_table(rows, "csv"))
         return 0
     level = int(round(100 * analysis.fit.ci_level))
     print(f"frontier under {fr.cost_label}" + (f"; V* = {fr.optimal_visual_tokens:.3g}"
@@ -189,7 +189,7 @@ def _nothing_left(exp, obs, a) -> str:
     """Why nothing is proposed, and what would add candidates."""
     from ..study.proposals import candidate_llms, experiment_candidates
 
-    _, exp_dir = locate(a.source, a.storage)
+    _, exp_dir = find_experiment(a.source, a.storage)
     left = experiment_candidates(exp, obs, rows(exp, exp_dir), a.parameters)
     if left and a.budget is not None:
         cheapest = min(c.cost for c in left)
@@ -225,13 +225,13 @@ def cmd_propose(a) -> int:
         print(_nothing_left(exp, obs, a), file=sys.stderr)
         return NOTHING_TO_PROPOSE
     output = a.output or "next.yaml"
-    _, exp_dir = locate(a.source, a.storage)
+    _, exp_dir = find_experiment(a.source, a.storage)
     atomic_write_text(Path(output), next_spec(exp, spec_doc, rows(exp, exp_dir), list(analysis.picks),
                                               str(exp_dir.root.parent)))
     if a.format == "json":
         print(json.dumps({"output": output, **nan_to_none(analysis.as_dict())}, indent=2))
     elif a.format == "csv":
-        sys.stdout.write(render(analysis.as_dict()["proposals"], "csv"))
+        sys.stdout.write(format_table(analysis.as_dict()["proposals"], "csv"))
     else:
         print(format_analysis(analysis))
         print(f"wrote {output}: vlmscale run {output}")
@@ -297,13 +297,13 @@ def cmd_profile(a) -> int:
     from ..run.profiling import run_profile
     from ..spec.checks import check_artifacts
 
-    exp, exp_dir = locate(a.file, a.storage, require_state=False)
+    exp, exp_dir = find_experiment(a.file, a.storage, require_state=False)
     check_artifacts(exp, a.file)
     exp_dir.check_writable()
     echo = print if a.format == "table" else (lambda line: print(line, file=sys.stderr))
     doc = run_profile(exp, exp_dir, a.address, a.fresh, echo)
     if a.format != "table":
-        sys.stdout.write(render(doc["rows"], a.format) + ("\n" if a.format == "json" else ""))
+        sys.stdout.write(format_table(doc["rows"], a.format) + ("\n" if a.format == "json" else ""))
         return 0
     print(_profile_table(doc))
     return 0

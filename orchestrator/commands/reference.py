@@ -95,7 +95,7 @@ def _fields() -> list[str]:
     return lines
 
 
-def render() -> str:
+def reference_page() -> str:
     parts = [
         "# Reference",
         "",
@@ -127,4 +127,4 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    print(render(), end="")
+    print(reference_page(), end="")

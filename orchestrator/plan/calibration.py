@@ -40,7 +40,7 @@ def current_lrs(exp: Experiment, exp_dir: ExperimentDir) -> dict[str, float]:
     a calibration block): what the cells of those sizes train at."""
     if exp.spec.training.calibration is None:
         return {}
-    sizes = load(exp_dir)["sizes"]
+    sizes = read_calibration(exp_dir)["sizes"]
     llms = dict.fromkeys(p[0] for p in exp.spec.grid.combinations())
     return {llm: sizes[llm]["lr"] for llm in llms
             if llm in sizes and sizes[llm].get("settings") == settings_digest(exp, llm)}
@@ -70,7 +70,7 @@ def trial_cell(exp: Experiment, llm: str, vision_path: str | None = None):
     return dataclasses.replace(cell.config, train=train, data=data, fault=None)
 
 
-def load(exp_dir: ExperimentDir) -> dict[str, Any]:
+def read_calibration(exp_dir: ExperimentDir) -> dict[str, Any]:
     from ..store.checks import calibration_problem, read, repair_fix
 
     return read(exp_dir.calibration, calibration_problem, repair_fix(exp_dir.root.name) + " (the sizes are "
@@ -78,4 +78,4 @@ def load(exp_dir: ExperimentDir) -> dict[str, Any]:
 
 
 def chosen_lrs(exp_dir: ExperimentDir) -> dict[str, float]:
-    return {llm: entry["lr"] for llm, entry in load(exp_dir)["sizes"].items()}
+    return {llm: entry["lr"] for llm, entry in read_calibration(exp_dir)["sizes"].items()}

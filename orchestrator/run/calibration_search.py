@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..plan.calibration import load, settings_digest, trial_cell
+from ..plan.calibration import read_calibration, settings_digest, trial_cell
 from ..spec import Experiment
 from ..store.layout import ExperimentDir, atomic_write_json
 
@@ -71,7 +71,7 @@ def calibrate(exp: Experiment, exp_dir: ExperimentDir, llms: list[str], vision: 
     state when its settings are unchanged. ``vision``: the pretrained tower the cells use. Needs a
     running Ray (``ray.init``). ``interrupt`` (orchestrator/run/interrupts.py): a search a signal cut
     short is not recorded — its best LR would be the best of the trials that happened to run."""
-    state = load(exp_dir)
+    state = read_calibration(exp_dir)
     for llm in llms:
         digest = settings_digest(exp, llm)
         if state["sizes"].get(llm, {}).get("settings") == digest:

@@ -182,12 +182,12 @@ def cost_models(exp, exp_dir, text: str | None, text_tokens: float, compare_all:
     """The experiment's cost models (scaling.cost.cost_models) over its stored profile, if any."""
     from ..scaling.cost import cost_models as build
 
-    profile = load(exp_dir) if exp_dir is not None else None
+    profile = read_profile(exp_dir) if exp_dir is not None else None
     compressor = exp.spec.grid.compressors[0] if exp is not None else None
     return build(text, text_tokens, profile, compressor, compare_all, where)
 
 
-def load(exp_dir) -> dict[str, Any] | None:
+def read_profile(exp_dir) -> dict[str, Any] | None:
     from ..store.checks import profile_problem, read
 
     return read(exp_dir.profile, profile_problem, f"move it aside and run `vlmscale profile {exp_dir.root.name}` "
@@ -198,7 +198,7 @@ def _log_to_mlflow(exp, exp_dir, doc: dict[str, Any]) -> None:
     import tempfile
     from pathlib import Path
 
-    from ..study.results import render
+    from ..study.results import format_table
     from ..tracking import tracker as track
     from ..tracking.tracker import tracking_target
 
@@ -210,7 +210,7 @@ def _log_to_mlflow(exp, exp_dir, doc: dict[str, Any]) -> None:
     metrics.update({f"latency_ratio/{r['llm']}/b{r['batch_size']}": r["latency_ratio"] for r in doc["ratios"]})
     tracker.log_metrics(run_id, metrics, step=0, force=True)
     with tempfile.TemporaryDirectory() as d:
-        (Path(d) / "profile.csv").write_text(render(doc["rows"], "csv"))
+        (Path(d) / "profile.csv").write_text(format_table(doc["rows"], "csv"))
         (Path(d) / "profile.json").write_text(json.dumps(doc, indent=2))
         tracker.log_artifacts(run_id, d, "profile")
     tracker.finish(run_id)

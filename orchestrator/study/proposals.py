@@ -30,7 +30,7 @@ from ..scaling.design import Candidate, Pick, training_cost
 from ..scaling.table import VLM_INPUTS, groups_of
 from ..spec import Experiment, cell_key, parse
 from ..spec.load import read_yaml
-from .results import locate, rows
+from .results import find_experiment, rows
 
 TRAIN_TEXT_TOKENS = SYNTHETIC_TEXT_TOKENS  # the proposals' relative training cost of a cell
 
@@ -187,7 +187,7 @@ def load_source(source: str, metric: str = "error", storage: str | None = None, 
     whole once with the group's codes when the fit is ``joint``."""
     if source.endswith(TABLE_SUFFIXES):
         return None, None, table_groups(source, metric, kind, inputs, group, joint)
-    exp, exp_dir = locate(source, storage)
+    exp, exp_dir = find_experiment(source, storage)
     if exp_dir.manifest.is_file():
         manifest = exp_dir.read_manifest()
         spec_doc = read_yaml(manifest["spec_yaml"], str(exp_dir.manifest)) if "spec_yaml" in manifest else manifest["spec"]

@@ -22,7 +22,7 @@ COLUMNS = ("cell", "llm", "llm_params", "visual_tokens", "compressor", "task", "
            "inference_flops_llm", "inference_flops_vlm", "status", "step")
 
 
-def locate(name_or_file: str, storage: str | None = None, require_state: bool = True
+def find_experiment(name_or_file: str, storage: str | None = None, require_state: bool = True
            ) -> tuple[Experiment, ExperimentDir]:
     """An experiment from its spec file, or by name under ``storage`` (else ``$VLMSCALE_STORAGE``,
     else where this user's index has it, else ./vlmscale-runs: orchestrator/store/index.py). Its state
@@ -172,7 +172,7 @@ def rows(exp: Experiment, exp_dir: ExperimentDir, parameters: str | None = None)
     return out
 
 
-def render(table: list[dict[str, Any]], fmt: str) -> str:
+def format_table(table: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(table, indent=2)
     if fmt == "csv":

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from tests.support.mlflow_server import MlflowServer
+from tests.support.runs import _env, _spec
 from tests.support.stored import stored_tower
-from tests.e2e.test_orchestrator_e2e import _env, _spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

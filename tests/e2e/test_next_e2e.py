@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.test_orchestrator_e2e import ROOT, _env, no_ray_left  # noqa: F401 (a fixture)
+from tests.support.runs import ROOT, _env, no_ray_left  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,10 @@ import sys
 
 import pytest
 
-from workloads import storage
-
+from tests.support.runs import ROOT, _runs, _spec, kill_midway, no_ray_left  # noqa: F401 (fixture)
 from tests.support.s3_server import S3Server
 from tests.support.stored import stored_tower
-from tests.e2e.test_orchestrator_e2e import ROOT, _runs, _spec, kill_midway, no_ray_left  # noqa: F401 (fixture)
+from workloads import storage
 
 pytestmark = pytest.mark.slow
 

@@ -171,8 +171,8 @@ def benchmark_releases(root: Path, n: int = 4) -> dict[str, tuple[list[Path], Pa
         qa.mkdir(parents=True, exist_ok=True)
         images(pictures, [f"{i}.png" for i in range(n // 2)])
         for i in range(n // 2):
-            (qa / f"{i}.txt").write_text(f"Is there one shape? Please answer yes or no.\tYes\n"
-                                         f"Are there two shapes? Please answer yes or no.\tNo\n")
+            (qa / f"{i}.txt").write_text("Is there one shape? Please answer yes or no.\tYes\n"
+                                         "Are there two shapes? Please answer yes or no.\tNo\n")
     out["mme"] = ([mme], None)
     rows = []
     for i in range(n):

@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.support.artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
 from workloads import benchmarks
 from workloads.config import BenchmarkConfig, EvalConfig, ModelConfig
 from workloads.data.batch import Collator, transform_for
 from workloads.data.chat import conversation_format
 from workloads.model import build_vlm
 from workloads.tokenizer import pretrained_tokenizer
-
-from tests.support.artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from tests.support.device_audit import DeviceAudit
 from workloads import device as devmod
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
 from workloads.data.batch import Collator, ImageTransform
 from workloads.data.synthetic import SyntheticVQA
 from workloads.tokenizer import synthetic_tokenizer
 from workloads.train import train_local
-
-from tests.support.device_audit import DeviceAudit
 
 META = torch.device("meta")
 

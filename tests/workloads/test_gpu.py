@@ -176,9 +176,8 @@ def test_the_two_stage_study_on_real_artifacts_in_bf16(tmp_path, nccl, compresso
     """The real path on the GPU: local Qwen2-style checkpoint, a CLIP tower with its image processor,
     LLaVA JSON/JSONL data, two stages with the recipe's conversation, aspect ratios and grouping, two
     benchmarks generated with the KV cache — in bf16, with each compressor of the paper's grid."""
-    from workloads.config import BenchmarkConfig, EvalConfig, StageConfig
-
     from tests.support.artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
+    from workloads.config import BenchmarkConfig, EvalConfig, StageConfig
 
     data = llava_files(tmp_path / "data", n=48)
     llm = tiny_llm(tmp_path / "llm", 64, 2, bpe_tokenizer(tmp_path / "tok"))

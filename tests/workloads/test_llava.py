@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
 from workloads.data.batch import IGNORE, Collator, ProcessorTransform, transform_for
 from workloads.data.chat import LlavaV1, conversation_format
 from workloads.data.llava import LlavaDataset, LlavaFormatError, index
 from workloads.tokenizer import pretrained_tokenizer
-
-from tests.support.artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
 
 
 @pytest.fixture(scope="module")

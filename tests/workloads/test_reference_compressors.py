@@ -19,12 +19,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.reference_inputs import compressor_inputs, state
 from workloads.compressors import CompressorInputs, Shape, build_compressor, names
 from workloads.compressors import kind as compressor_kind
 from workloads.model import Projector
 from workloads.weights import WeightsMismatch, expected_shapes, load_into, plan
-
-from tests.support.reference_inputs import compressor_inputs, state
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reference"
 DOC = json.loads((FIXTURES / "golden.json").read_text())

@@ -5,10 +5,9 @@ import json
 import pytest
 import torch
 
+from tests.support.ray_utils import start_ray, stop_ray
 from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
 from workloads.launch import WorkerResources, build_trainer, metrics_log_callback
-
-from tests.support.ray_utils import start_ray, stop_ray
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,10 @@ import sys
 import pytest
 
 from orchestrator.convert import CONVERTERS, ConversionError, convert
+from tests.support.artifacts import benchmark_releases
 from workloads.benchmark_files import question_problems, read_questions
 from workloads.config import BenchmarkConfig
 from workloads.scorers import SCORERS
-
-from tests.support.artifacts import benchmark_releases
 
 STUDY = ("mme", "gqa", "ai2d", "mmbench", "mmmu", "scienceqa", "mathvista", "pope", "chartqa")
 

@@ -11,7 +11,6 @@ import yaml
 from orchestrator.kube.render import render
 from orchestrator.kube.submit import ClusterError, delete, status, submit
 from orchestrator.spec import SpecError, load, parse
-
 from tests.support.k8s_utils import KubeEmulator, validate
 
 ROOT = Path(__file__).resolve().parents[3]

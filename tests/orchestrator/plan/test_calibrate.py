@@ -8,12 +8,11 @@ import json
 import pytest
 import yaml
 
-from orchestrator.plan.calibration import chosen_lrs, load
+from orchestrator.plan.calibration import chosen_lrs, read_calibration
 from orchestrator.run.calibration_search import calibrate
 from orchestrator.spec import parse
 from orchestrator.store.layout import ExperimentDir
-
-from tests.e2e.test_orchestrator_e2e import ROOT, no_ray_left  # noqa: F401 (a fixture)
+from tests.support.runs import ROOT, no_ray_left  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +40,7 @@ def test_calibration_is_in_range_deterministic_and_not_repeated(tmp_path, no_ray
         first, first_dir = _exp(tmp_path, "first")
         lrs = calibrate(first, first_dir, ["tiny-xs", "tiny-s"], echo=lambda *_: None)
         assert set(lrs) == {"tiny-xs", "tiny-s"} and all(1e-3 <= lr <= 3e-2 for lr in lrs.values())
-        state = load(first_dir)
+        state = read_calibration(first_dir)
         for entry in state["sizes"].values():
             assert len(entry["trials"]) == 4 and any(t["completed"] for t in entry["trials"])
             assert entry["lr"] == min((t for t in entry["trials"] if t["completed"]),
@@ -50,7 +49,7 @@ def test_calibration_is_in_range_deterministic_and_not_repeated(tmp_path, no_ray
         # the same seed in another experiment: the same trials and choices
         second, second_dir = _exp(tmp_path, "second")
         assert calibrate(second, second_dir, ["tiny-xs", "tiny-s"], echo=lambda *_: None) == lrs
-        assert [t["lr"] for t in load(second_dir)["sizes"]["tiny-s"]["trials"]] == \
+        assert [t["lr"] for t in read_calibration(second_dir)["sizes"]["tiny-s"]["trials"]] == \
                [t["lr"] for t in state["sizes"]["tiny-s"]["trials"]]
 
         # a resumed experiment reuses its calibration: nothing runs, nothing changes
@@ -79,7 +78,7 @@ def test_a_run_calibrates_each_size_once_and_trains_its_cells_at_that_rate(tmp_p
 
     from mlflow.tracking import MlflowClient
 
-    from tests.e2e.test_orchestrator_e2e import _env
+    from tests.support.runs import _env
 
     exp, exp_dir = _exp(tmp_path, "calibrated")
     doc = exp.model_dump(mode="json", exclude_defaults=False)

@@ -15,7 +15,6 @@ from orchestrator.plan.identity import changes, counts, refusal, supersede, writ
 from orchestrator.protocols import LedgerRecord
 from orchestrator.spec import load, parse
 from orchestrator.store.layout import ExperimentDir
-
 from tests.support.artifacts import llava_files, tiny_clip
 
 BASE = {

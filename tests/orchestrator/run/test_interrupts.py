@@ -15,8 +15,7 @@ import yaml
 
 from orchestrator.run.interrupts import Interrupt, Interrupted
 from orchestrator.store.layout import ExperimentDir
-
-from tests.e2e.test_orchestrator_e2e import ROOT, _env, _runs, _spec, _vlmscale, no_ray_left  # noqa: F401
+from tests.support.runs import ROOT, _env, _runs, _spec, _vlmscale, no_ray_left  # noqa: F401
 
 
 def test_the_first_signal_requests_a_stop_and_the_grace_period_then_stops_tune(tmp_path):

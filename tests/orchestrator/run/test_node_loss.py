@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from orchestrator.run.cluster import WORKER_ENV
+from tests.support.ray_utils import stop_ray
 from workloads.config import CellConfig, DataConfig, ModelConfig, TrainConfig
 from workloads.launch import WorkerResources, build_trainer, metrics_log_callback
-
-from tests.support.ray_utils import stop_ray
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 

@@ -11,8 +11,7 @@ import pytest
 
 from orchestrator.spec import load
 from orchestrator.store.layout import ExperimentDir
-
-from tests.orchestrator.store.test_storage import _cli, _finished_experiment
+from tests.support.experiments import _cli, _finished_experiment
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,7 @@ from orchestrator.scaling.expression import ExpressionLaw, LawError
 from orchestrator.scaling.fit import FitSettings, fit_inputs, fit_law
 from orchestrator.scaling.forms import FORMS, predict
 from orchestrator.scaling.grouped import GroupedLaw
-
-from tests.orchestrator.store.test_storage import ROOT, _cli, _finished_experiment
+from tests.support.experiments import ROOT, _cli, _finished_experiment
 
 CHINCHILLA = {"E": [0, 5], "A": {"log_range": [1, 1e4]}, "alpha": [0, 2], "B": {"log_range": [1, 1e4]},
               "beta": [0, 2]}

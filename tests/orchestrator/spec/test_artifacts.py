@@ -16,7 +16,6 @@ import yaml
 
 from orchestrator.spec import SpecError, load, parse
 from orchestrator.spec.checks import check_artifacts, problems
-
 from tests.support.artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -134,7 +133,7 @@ def test_names_stay_safe_for_shells_pods_and_labels(ref, ok):
 def test_resume_by_name_locates_relative_paths_as_the_spec_did(models, tmp_path):
     from orchestrator.run.driver import prepare
     from orchestrator.store.layout import ExperimentDir
-    from orchestrator.study.results import locate
+    from orchestrator.study.results import find_experiment
 
     spec_dir = models["root"] / "specs2"
     spec_dir.mkdir(exist_ok=True)
@@ -144,5 +143,5 @@ def test_resume_by_name_locates_relative_paths_as_the_spec_did(models, tmp_path)
     path.write_text(yaml.safe_dump(doc))
     exp = load(path)
     prepare(exp, ExperimentDir.of(exp.storage_root(), exp.name), path.read_text(), echo=lambda *_: None)
-    again, _ = locate("mine", str(tmp_path / "runs"))
+    again, _ = find_experiment("mine", str(tmp_path / "runs"))
     assert [c.config for c in again.cells()] == [c.config for c in exp.cells()]

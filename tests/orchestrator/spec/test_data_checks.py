@@ -16,11 +16,10 @@ import pytest
 import yaml
 
 from orchestrator.protocols import LedgerRecord
+from tests.support.artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
 from workloads.data.checks import llava_problems
 from workloads.data.llava import LlavaDataset, LlavaFormatError
 from workloads.model_files import model_file_problems
-
-from tests.support.artifacts import bpe_tokenizer, llava_files, tiny_clip, tiny_llm
 
 ROOT = Path(__file__).resolve().parents[3]
 TURNS = [{"from": "human", "value": "<image>\nWhat color is the shape?"}, {"from": "gpt", "value": "red"}]

@@ -15,8 +15,7 @@ import pytest
 
 from orchestrator.errors import StorageError
 from orchestrator.store import index
-
-from tests.orchestrator.store.test_storage import ROOT, _cli, _finished_experiment
+from tests.support.experiments import ROOT, _cli, _finished_experiment
 
 
 def _study(folder):

@@ -16,12 +16,11 @@ from orchestrator.errors import StorageError
 from orchestrator.protocols import LedgerRecord
 from orchestrator.store.layout import ExperimentDir
 from orchestrator.store.lock import LOCK_FILE, LockHeld, ObjectLock, lock_for
+from tests.support.s3_server import S3Server
 from workloads import storage
 from workloads.config import CellConfig, DataConfig, FaultConfig, ModelConfig, TrainConfig
 from workloads.drill import InjectedFault
 from workloads.train import train_local
-
-from tests.support.s3_server import S3Server
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from orchestrator.scaling.analysis import observations_from_rows
 from orchestrator.spec import SpecError, parse
 from orchestrator.store.layout import ExperimentDir
 from orchestrator.store.warm_start import import_cells
-from orchestrator.study.results import render, rows
+from orchestrator.study.results import format_table, rows
 from workloads.presets import llm_non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -68,7 +68,7 @@ def test_a_results_csv_is_imported_like_an_experiment(tmp_path):
     first_dir = ExperimentDir.of(first.spec.storage.path, "first")
     _finish_all(first, first_dir)
     csv_path = tmp_path / "first.csv"
-    csv_path.write_text(render(rows(first, first_dir), "csv"))
+    csv_path.write_text(format_table(rows(first, first_dir), "csv"))
 
     second = parse(_doc(tmp_path, "second", ["tiny-xs"], [1, 4, 16], imports=[{"results": str(csv_path)}]))
     exp_dir = ExperimentDir.of(second.spec.storage.path, "second")

@@ -18,8 +18,7 @@ import pytest
 
 from orchestrator.spec import load
 from orchestrator.store.layout import ExperimentDir
-
-from tests.orchestrator.store.test_storage import ROOT, _finished_experiment
+from tests.support.experiments import ROOT, _finished_experiment
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium)")]
