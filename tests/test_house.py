@@ -133,6 +133,16 @@ def test_the_layer_check_sees_an_upward_import():
     assert _layer("orchestrator.scaling.fit") < _layer("orchestrator.spec.study")
 
 
+def test_only_tracking_talks_to_mlflow():
+    """MLflow's client is the tracker's business: other packages ask the Tracker (the CLI only names
+    MLflow's exception, to say what failed)."""
+    modules = _modules()
+    talking = sorted(name for name, path in modules.items()
+                     if any(t.split(".")[0] == "mlflow" for t in _imports(name, path, modules))
+                     and not name.startswith("orchestrator.tracking") and name != "orchestrator.cli")
+    assert talking == []
+
+
 def test_no_function_takes_more_than_8_parameters():
     many = []
     for name, path in _modules().items():

@@ -46,33 +46,24 @@ def repair(exp_dir: ExperimentDir, echo=print) -> int:
 
 def _restore_manifest(exp_dir: ExperimentDir, why: str, echo) -> None:
     """experiment.json from the spec the experiment's parent MLflow run logged (the default local store)."""
-    from mlflow.tracking import MlflowClient
-
     from ..spec import parse as parse_spec
     from ..spec.load import read_yaml
-    from ..tracking.tracker import TAG_EXPERIMENT, TAG_ROLE
+    from ..tracking.tracker import logged_spec
 
     name = exp_dir.root.name
     local = exp_dir.local / "mlflow.db"
     if not local.is_file():
         raise StateError(f"{why.split(';')[0]}; no local MLflow store to restore it from: rerun "
                          f"`vlmscale run` with the experiment's spec file (it rewrites it)")
-    client = MlflowClient(exp_dir.mlflow_uri)
-    found = client.get_experiment_by_name(name)
-    runs = client.search_runs([found.experiment_id], f"tags.`{TAG_ROLE}` = 'parent' and tags.`{TAG_EXPERIMENT}` = "
-                                                     f"'{name}'", max_results=1) if found else []
-    if not runs:
+    logged = logged_spec(exp_dir.mlflow_uri, name)
+    if logged is None:
         raise StateError(f"{why.split(';')[0]}; its MLflow store has no run of {name}: rerun `vlmscale run` with "
                          "the experiment's spec file")
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        text = Path(client.download_artifacts(runs[0].info.run_id, "spec.yaml", tmp)).read_text()
+    run_id, text = logged
     exp = parse_spec(read_yaml(text, "the spec logged to MLflow"), "the spec logged to MLflow")
     manifest = {"name": exp.name, "digest": exp.digest(), "spec": read_yaml(text, "the spec"), "spec_yaml": text}
     assert manifest_problem(manifest) is None
     set_aside(exp_dir.root, exp_dir.manifest)
     atomic_write_json(exp_dir.manifest, manifest)
-    echo(f"{why.split(';')[0]}; restored from MLflow run {runs[0].info.run_id}'s spec.yaml (relative paths in it "
+    echo(f"{why.split(';')[0]}; restored from MLflow run {run_id}'s spec.yaml (relative paths in it "
          "resolve against the current directory: pass the spec file to `run` if they moved)")

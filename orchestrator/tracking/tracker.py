@@ -326,6 +326,21 @@ def check_reachable(uri: str, timeout_s: float = 5.0, tries: int = 2) -> None:
                        "spec.tracking.mlflow_uri (or MLFLOW_TRACKING_URI) at one")
 
 
+def logged_spec(uri: str, name: str) -> tuple[str, str] | None:
+    """(run id, spec text) of the spec experiment ``name``'s parent run logged to the store at
+    ``uri``, or None when the store has no such run (nothing is created)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(name)
+    runs = client.search_runs([found.experiment_id], f"tags.`{TAG_ROLE}` = 'parent' and tags.`{TAG_EXPERIMENT}` = "
+                                                     f"'{name}'", max_results=1) if found else []
+    if not runs:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return runs[0].info.run_id, Path(client.download_artifacts(runs[0].info.run_id, "spec.yaml", tmp)).read_text()
+
+
 def tracking_target(exp, exp_dir: ExperimentDir) -> tuple[str, str, str | None]:
     """(tracking URI, MLflow experiment name, artifact root) — the local store by default."""
     t = exp.spec.tracking
