@@ -260,7 +260,8 @@ _command("propose", c.cmd_propose, "The next most informative cells as a ready-t
          "of a pool of candidate runs (--pool); exit 3, writing nothing, when no candidate is left.",
          _analysis_opts(source_optional=True),
          click.option("-k", type=int, default=4, help="how many cells (rows per group with --pool) to propose"),
-         click.option("--budget", help="cap on the picks' cost: training FLOPs for an experiment; with --pool a "
+         click.option("--budget", help="cap on the picks' cost: for an experiment training FLOPs (1e21) or GPU "
+                                       "hours on spec.price's accelerator (200gpuh), default spec.fit.budget; with --pool a "
                                        "cost or a share of each group's pool cost such as 10% (observed and pending "
                                        "rows count as spent)"),
          click.option("--pool", metavar="TABLE", type=click.Path(dir_okay=False),

@@ -178,8 +178,18 @@ def cmd_status(a) -> int:
     from ..plan.calibration import chosen_lrs
 
     lrs = chosen_lrs(exp_dir)
+    checks = _forecast_checks(exp_dir)
+    from ..plan.cells import StudyCells
+    from ..plan.price import study_price
+
+    price = study_price(exp, [c for _, c in StudyCells.of(exp, exp_dir).planned()])
+    finished = {r["cell"] for r in table if r["status"] == "finished"}
     if a.format == "json":
         print(json.dumps({"name": exp.name, "state": str(exp_dir.root), "counts": counts, "learning_rates": lrs,
+                          "forecast_checks": [c.as_dict() for c in checks],
+                          "compute": {**{k: v for k, v in price.as_dict().items() if k != "cells"},
+                                      "spent_flops": sum(c.flops or 0 for c in price.cells if c.key in finished),
+                                      "left_flops": sum(c.flops or 0 for c in price.cells if c.key not in finished)},
                           "cells": table}, indent=2))
         return 0
     if a.format == "csv":
@@ -189,11 +199,23 @@ def cmd_status(a) -> int:
     print(f"{exp.name}: {len(table)} cells — {summary}; state in {exp_dir.root}")
     if lrs:
         print("calibrated learning rates: " + ", ".join(f"{llm} {lr:.3g}" for llm, lr in lrs.items()))
+    print("\n".join(price.spent_and_left(finished)))
     sys.stdout.write(format_table(table, "table"))
     for r in table:
         if r.get("cause"):
             print(f"{r['cell']}: {r['cause']}" + (f"  (log: {r['log']})" if r.get("log") else ""))
+    for c in checks:  # how the law's forecasts for each proposed round fared
+        print(c.sentence())
     return 0
+
+
+def _forecast_checks(exp_dir):
+    """Each fitted round's check of the forecasts made for its cells (rounds.json)."""
+    from ..plan.rounds import RoundLog
+    from ..scaling.forecast import ForecastCheck
+
+    return [ForecastCheck.from_dict(r["fit"]["forecast_check"]) for r in RoundLog.load(exp_dir).rounds
+            if (r.get("fit") or {}).get("forecast_check")]
 
 
 def cmd_ui(a) -> int:

@@ -27,6 +27,7 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     """(experiment or None, its spec document, [(label, observations, analysis)]): one analysis per
     metric of ``--metric`` and per group of ``--group`` — or, with per-group parameters, one joint
     analysis per metric (scaling/grouped.py)."""
+    from ..plan.price import budget_flops
     from ..scaling.analysis import TABLE_SUFFIXES, analyze
     from ..scaling.design import ProposalRequest
     from ..scaling.fit import FitSettings
@@ -39,6 +40,11 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
     if exp is None and getattr(a, "parameters", None):
         raise UsageError("--parameters applies to an experiment's cells; a table's N is its llm_params column")
     _fit_settings(a, exp)
+    try:  # --budget, else spec.fit.budget: training FLOPs, or GPU hours at spec.price
+        a.budget = budget_flops(getattr(a, "budget", None), exp) if k else None
+    except ValueError as e:
+        raise UsageError(f"--budget {a.budget!r}: {e}; give training FLOPs (e.g. 1e21) or GPU hours "
+                         "(e.g. 200gpuh)") from None
     if not 0 < a.ci_level < 1:
         raise UsageError(f"--ci-level must lie strictly between 0 and 1 (e.g. 0.9), got {a.ci_level:g}")
     choice = choose(a, exp)
@@ -66,7 +72,7 @@ def _analyses(a, k: int = 0, compare_all: bool = False):
             name = label if len(metrics) == 1 else (metric if label == "all" else f"{metric}, {label}")
             settings = FitSettings(loss=a.loss, bootstrap=a.bootstrap, seed=a.seed, ci_level=a.ci_level,
                                    cross_validate=a.cross_validate)
-            proposals = ProposalRequest(cands, k, getattr(a, "budget", None))
+            proposals = ProposalRequest(cands, k, a.budget if k else None)
             out.append((name, obs, analyze(obs, law, settings, a.text_tokens, proposals, cost, compare, choice.at)))
     return exp, spec_doc, out
 
@@ -215,11 +221,8 @@ def cmd_propose(a) -> int:
     if a.source.endswith(TABLE_SUFFIXES):
         raise UsageError("propose needs an experiment (name or spec file), or --pool TABLE for a table of runs")
     if a.budget is not None and a.budget.strip().endswith("%"):
-        raise UsageError("--budget as a share applies to --pool; for an experiment give training FLOPs, e.g. 1e15")
-    try:
-        a.budget = float(a.budget) if a.budget is not None else None
-    except ValueError:
-        raise UsageError(f"--budget {a.budget!r}: give training FLOPs, e.g. 1e15") from None
+        raise UsageError("--budget as a share applies to --pool; for an experiment give training FLOPs (e.g. 1e21) "
+                         "or GPU hours (e.g. 200gpuh)")
     exp, spec_doc, obs, analysis = _analysis(a, a.k)
     if not analysis.picks:
         print(_nothing_left(exp, obs, a), file=sys.stderr)

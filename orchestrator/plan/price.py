@@ -67,6 +67,13 @@ class StudyPrice:
             out.append(f"  not priced: {', '.join(self.unknown)} states no size; give it in fit.nominal_sizes")
         return out
 
+    def spent_and_left(self, finished: set[str]) -> list[str]:
+        """The training compute of the finished cells and of the rest, in words (``status``)."""
+        spent = sum(c.flops or 0.0 for c in self.cells if c.key in finished)
+        left = sum(c.flops or 0.0 for c in self.cells if c.key not in finished)
+        return [f"compute: spent {spent:.3g} training FLOPs (≈ {self.hours(spent)}), left {left:.3g} "
+                f"(≈ {self.hours(left)}) on {self.accelerator} at an assumed {self.mfu:.0%} MFU (spec.price)"]
+
     def as_dict(self) -> dict:
         return {"flops": self.flops, "gpu_hours": self.gpu_hours, "accelerator": self.accelerator,
                 "peak_flops": self.peak_flops, "mfu": self.mfu, "mfu_assumed": True, "n": self.sizes,
@@ -94,12 +101,37 @@ def _text_tokens(exp) -> tuple[float | None, str]:
                   "spec.price.text_tokens for your data's mean")
 
 
-def study_price(exp) -> StudyPrice:
-    """What training every cell of ``exp`` costs, stated on ``spec.price``'s assumptions."""
+GPU_HOURS = "gpuh"  # a budget's unit suffix: GPU hours at spec.price
+
+
+def budget_flops(value: str | float | None, exp) -> float | None:
+    """A budget as training FLOPs: a number of FLOPs, or GPU hours (``200gpuh``) on ``spec.price``'s
+    accelerator at its MFU; None (no cap) when neither it nor ``spec.fit.budget`` gives one. A
+    ValueError names a value that is neither."""
+    if value is None and exp is not None:
+        value = exp.spec.fit.budget
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text.endswith(GPU_HOURS):
+        if exp is None:
+            raise ValueError("GPU hours apply to an experiment (its spec.price)")
+        price = exp.spec.price
+        flops = float(text[:-len(GPU_HOURS)]) * ACCELERATORS[price.accelerator].peak_flops * price.mfu * 3600.0
+    else:
+        flops = float(text)
+    if not flops > 0:
+        raise ValueError("a budget must be positive")
+    return flops
+
+
+def study_price(exp, cells=None) -> StudyPrice:
+    """What training every cell of ``exp`` (or ``cells``, e.g. every planned one) costs, stated on
+    ``spec.price``'s assumptions."""
     s = exp.spec
     text, text_words = _text_tokens(exp)
-    cells, unknown, hows = [], [], set()
-    for c in exp.cells():
+    priced, unknown, hows = [], [], set()
+    for c in exp.cells() if cells is None else cells:
         n, how = llm_size(c.llm, s.fit.nominal_sizes)
         hows.add(how)
         stages = c.config.train.stages or ()
@@ -107,14 +139,14 @@ def study_price(exp) -> StudyPrice:
         samples = sum(steps * batch for steps, batch in runs)
         if n is None:
             unknown.append(c.llm)
-            cells.append(CellPrice(c.key, c.llm, None, samples, None))
+            priced.append(CellPrice(c.key, c.llm, None, samples, None))
             continue
         t = text if text is not None else max(c.config.data.max_length - c.visual_tokens, 0)
-        cells.append(CellPrice(c.key, c.llm, n, samples,
-                               sum(training_cost(n, c.visual_tokens, t, steps * batch) for steps, batch in runs)))
+        priced.append(CellPrice(c.key, c.llm, n, samples,
+                                sum(training_cost(n, c.visual_tokens, t, steps * batch) for steps, batch in runs)))
     hows.discard("")
     sizes = " and ".join(sorted({"nominal": "the size each model's name or fit.nominal_sizes states",
                                  "counted": "presets' non-embedding parameters, counted"}[h] for h in hows)) or "none"
     a = ACCELERATORS[s.price.accelerator]
-    return StudyPrice(tuple(cells), a.name, a.peak_flops, s.price.mfu, text_words, sizes,
+    return StudyPrice(tuple(priced), a.name, a.peak_flops, s.price.mfu, text_words, sizes,
                       tuple(dict.fromkeys(unknown)))

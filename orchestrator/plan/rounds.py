@@ -5,6 +5,8 @@ The state lives in ``<experiment>/rounds.json`` (atomic writes): every round's c
 *before* any of them trains, and each round's fit summary once it is fitted. So a driver killed
 anywhere resumes where it was — a proposed round is never proposed again, a finished cell never
 trained again — and the report can show how the frontier's interval narrowed round by round.
+Each proposed cell carries the law's forecast for it (orchestrator/scaling/forecast.py), written
+before it trains; once the round is fitted, its fit summary holds the check of those forecasts.
 Pure: no ray, torch or mlflow.
 """
 
@@ -63,7 +65,35 @@ def grid_round(exp: Experiment) -> int:
     return max(exp.spec.grid.rounds())
 
 
-def fit_summary(analysis, cells: int) -> dict[str, Any]:
+def proposed_points(exp: Experiment, analysis) -> list[dict[str, Any]]:
+    """The next round's cells as rounds.json keeps them: each pick's grid point, why it was picked,
+    and the law's forecast for it (at ``fit.ci_level``)."""
+    from ..scaling.forecast import forecast
+
+    return [{"llm": p.candidate.llm, "visual_tokens": p.candidate.visual_tokens, "compressor": p.candidate.compressor,
+             "task": exp.spec.grid.tasks[0], "seed": exp.spec.grid.seeds[0], "reason": p.reason,
+             "forecast": forecast(analysis.fit, p.candidate.n, p.candidate.visual_tokens).as_dict()}
+            for p in analysis.picks]
+
+
+def forecast_check(log: RoundLog, number: int, table: list[dict[str, Any]], metric: str):
+    """How round ``number``'s forecasts fared against its finished cells' ``metric`` (None: no
+    forecasts, e.g. the grid's round, or nothing finished)."""
+    from ..scaling.forecast import Forecast, check_forecasts
+    from ..spec import cell_key
+
+    if number > len(log.rounds):
+        return None
+    measured = {r["cell"]: r.get(metric) for r in table if r.get("status") == "finished"}
+    pairs = []
+    for p in log.entry(number)["cells"]:
+        value = measured.get(cell_key(*(p[k] for k in POINT)))
+        if "forecast" in p and isinstance(value, (int, float)):
+            pairs.append((Forecast.from_dict(p["forecast"]), float(value)))
+    return check_forecasts(number, pairs)
+
+
+def fit_summary(analysis, cells: int, check=None) -> dict[str, Any]:
     """What the report's round-by-round table shows: V* with its interval, and the frontier's
     interval — the mean width of the predicted error's interval along the frontier, the quantity
     the proposals reduce."""
@@ -73,7 +103,8 @@ def fit_summary(analysis, cells: int) -> dict[str, Any]:
     return {"cells": cells, "params": f.params, "loo_rel_error": f.loo_rel_error,
             "v_star": fr.optimal_visual_tokens if fr is not None else None,
             "v_star_ci": list(ci) if ci else None, "v_star_ci_width": (ci[1] - ci[0]) if ci else None,
-            "frontier_ci_width": sum(widths) / len(widths) if widths else None}
+            "frontier_ci_width": sum(widths) / len(widths) if widths else None,
+            **({"forecast_check": check.as_dict()} if check is not None else {})}
 
 
 def should_stop(exp: Experiment, summary: dict[str, Any]) -> bool:

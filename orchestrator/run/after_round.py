@@ -1,8 +1,10 @@
-"""The job after each round: fit the law, draw the frontier, pick the next cells; write the report
-and next.yaml under ``<experiment>/fit`` and log them as the round's "fit" MLflow run."""
+"""The job after each round: fit the law, draw the frontier, pick the next cells with the law's
+forecast for each, check the forecasts made for this round's cells; write the report and next.yaml
+under ``<experiment>/fit`` and log them as the round's "fit" MLflow run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from ..store.layout import ExperimentDir, atomic_write_text
 def analyse(exp: Experiment, exp_dir: ExperimentDir):
     """The round's analysis under the spec's fit settings (None, with the reason, when the data
     cannot be fitted yet): the one analysis the run's summary, ``fit``, ``propose`` and ``report`` share."""
+    from ..plan.price import budget_flops
     from ..scaling.analysis import analyze, observations_from_rows
     from ..scaling.design import ProposalRequest
     from ..scaling.fit import FitSettings
@@ -32,38 +35,56 @@ def analyse(exp: Experiment, exp_dir: ExperimentDir):
     choice = choose(None, exp)
     try:
         settings = FitSettings(loss=f.loss, bootstrap=f.bootstrap, ci_level=f.ci_level, cross_validate=f.cross_validate)
-        proposals = ProposalRequest(candidates, exp.spec.rounds.cells_per_round or f.propose)
+        proposals = ProposalRequest(candidates, exp.spec.rounds.cells_per_round or f.propose, budget_flops(None, exp))
         return table, analyze(obs, choice.law, settings, f.text_tokens, proposals, compare=measured, at=choice.at), None
     except FitError as e:
         return table, None, str(e)
 
 
+@dataclass(frozen=True)
+class AfterRound:
+    """What a round's fit found: the analysis, the check of the forecasts made for the round's cells
+    (None for the grid's round), and the next round's cells with their forecasts."""
+
+    analysis: Any
+    check: Any
+    points: list[dict[str, Any]]
+
+    def summary(self) -> dict[str, Any]:
+        """The round's entry in rounds.json and the report's round table."""
+        from ..plan.rounds import fit_summary
+
+        return fit_summary(self.analysis, len(self.analysis.observations.e), self.check)
+
+
 def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, parent: str, echo=print,
-             round_no: int = 1, history: list[dict[str, Any]] | None = None):
-    """Fit, report, next.yaml and the fit run of round ``round_no``; returns the analysis (None when
-    the data cannot be fitted yet)."""
-    from ..plan.rounds import fit_summary
+             round_no: int = 1, history: list[dict[str, Any]] | None = None) -> AfterRound | None:
+    """Fit, forecast check, report, next.yaml and the fit run of round ``round_no`` (None when the
+    data cannot be fitted yet)."""
+    from ..plan.rounds import RoundLog, forecast_check, proposed_points
     from ..scaling.analysis import format_analysis
 
     table, analysis, why = analyse(exp, exp_dir)
     if analysis is None:
         echo(f"fit skipped: {why}")
         return None
+    check = forecast_check(RoundLog(list(history or [])), round_no, table, exp.spec.fit.metric)
+    done = AfterRound(analysis, check, proposed_points(exp, analysis))
     so_far = [r for r in history or [] if r["round"] < round_no]
-    so_far.append({"round": round_no, "fit": fit_summary(analysis, len(analysis.observations.e))})
+    so_far.append({"round": round_no, "fit": done.summary()})
     run_id = tracker.fit_run(parent, exp.name, round_no)
     tracker.mark_running(run_id)
     written, next_yaml = _write(exp, exp_dir, spec_text, table, analysis, so_far,
                                 on_figure=lambda name, fig: tracker.log_figure(run_id, fig,
                                                                                      f"figures/{name}.png"),
                                 about=_about(exp, exp_dir, tracker, run_id, round_no))
-    echo("\n" + format_analysis(analysis))
+    echo("\n" + format_analysis(analysis) + (f"\n  {check.sentence()}." if check is not None else ""))
     echo(f"report: {exp_dir.fit / 'index.html'}"
          + (f" (a copy: {exp_dir.fit_staging / 'index.html'})" if exp_dir.remote else "")
          + (f"\nnext:   vlmscale run {next_yaml}" if analysis.picks else
             "\nnext:   nothing proposed — every candidate cell is trained; name more in spec.fit.candidates"))
-    _log(tracker, run_id, parent, exp, analysis, round_no, written, next_yaml)
-    return analysis
+    _log(tracker, run_id, parent, exp, done, round_no, written, next_yaml)
+    return done
 
 
 def _about(exp: Experiment, exp_dir: ExperimentDir, tracker, run_id: str, round_no: int) -> dict[str, str]:
@@ -99,9 +120,11 @@ def _write(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, table, analy
     return written, next_yaml
 
 
-def _log(tracker, run_id: str, parent_id: str, exp: Experiment, analysis, round_no: int, written: list[Path],
-         next_yaml: Path) -> None:
-    """The fit run: the law's parameters with intervals, its errors, the settings, the files."""
+def _log(tracker, run_id: str, parent_id: str, exp: Experiment, done: AfterRound, round_no: int,
+         written: list[Path], next_yaml: Path) -> None:
+    """The fit run: the law's parameters with intervals, its errors, the check of this round's
+    forecasts, the settings, the files, and the forecasts for the next round's cells."""
+    analysis, check = done.analysis, done.check
     f, fit = exp.spec.fit, analysis.fit
     metrics = {**fit.params, "objective": fit.objective, "rmse": fit.rmse, "r2": fit.r2, "n_points": fit.n_points}
     metrics.update({f"{k}_ci_low": v[0] for k, v in fit.ci.items()})
@@ -111,15 +134,21 @@ def _log(tracker, run_id: str, parent_id: str, exp: Experiment, analysis, round_
             metrics[name] = getattr(fit, name)
     if analysis.frontier.optimal_visual_tokens is not None:
         metrics["optimal_visual_tokens"] = analysis.frontier.optimal_visual_tokens
+    if check is not None:
+        metrics.update({"forecast_median_rel_error": check.median_rel_error, "forecast_inside": check.inside,
+                        "forecast_cells": check.cells})
     tracker.log_metrics(run_id, metrics, step=fit.n_points, dedup="n_points")  # a rerun adds no duplicate point
     tracker.log_params_once(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric, "metric_kind": fit.kind,
                                      "bootstrap": f.bootstrap, "ci_level": f.ci_level, "text_tokens": f.text_tokens,
                                      "round": round_no, "cells_per_round": exp.spec.rounds.cells_per_round or f.propose})
     # the conclusion is the fit run's description (the run page's first lines) and the parent's
-    conclusion = analysis.conclusion.text()
+    conclusion = analysis.conclusion.text() + (f" {check.sentence()[0].upper()}{check.sentence()[1:]}."
+                                               if check is not None else "")
     tracker.set_tags(run_id, {"form": fit.form, "loss": fit.loss, "metric": f.metric, "metric_kind": fit.kind,
                               "mlflow.note.content": conclusion})
     tracker.set_tags(parent_id, {"mlflow.note.content": f"Round {round_no}: {conclusion}"})
+    if done.points:  # what the law predicts for the cells it proposes, before they train
+        tracker.log_dict(run_id, {"round": round_no + 1, "cells": done.points}, "forecasts.json")
     for path in written:
         tracker.log_artifact(run_id, str(path), "report")
     tracker.log_artifact(run_id, str(next_yaml))

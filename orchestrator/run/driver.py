@@ -231,7 +231,7 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, options
                 interrupt: Interrupt, superseded: list[Change]) -> RunOutcome:
     import ray
 
-    from ..plan.rounds import RoundLog, fit_summary, grid_round, round_points, should_stop
+    from ..plan.rounds import RoundLog, grid_round, round_points, should_stop
     from .after_round import finalize
 
     count = options.rounds or exp.spec.rounds.count
@@ -268,17 +268,15 @@ def _run_locked(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, options
             if number == first + count - 1:  # nothing trains after this fit: Ray stops while it runs
                 closing = threading.Thread(target=ray.shutdown, name="vlmscale-ray-shutdown")
                 closing.start()
-            analysis = finalize(exp, exp_dir, spec_text, ctx.tracker, ctx.parent, options.echo, number, log.rounds)
-            if analysis is None:
+            fitted = finalize(exp, exp_dir, spec_text, ctx.tracker, ctx.parent, options.echo, number, log.rounds)
+            if fitted is None:
                 break
-            log.record_fit(number, fit_summary(analysis, len(exp_dir.finished())))
+            log.record_fit(number, {**fitted.summary(), "cells": len(exp_dir.finished())})
             log.save(exp_dir)
             if number == first + count - 1 or should_stop(exp, log.entry(number)["fit"]):
                 break
             if not log.proposed(number + 1, first):
-                points = [{"llm": p.candidate.llm, "visual_tokens": p.candidate.visual_tokens,
-                           "compressor": p.candidate.compressor, "task": exp.spec.grid.tasks[0],
-                           "seed": exp.spec.grid.seeds[0], "reason": p.reason} for p in analysis.picks]
+                points = fitted.points  # each with the law's forecast, written before it trains
                 log.add_round(number + 1, points)
                 log.save(exp_dir)  # before anything of round number+1 trains: a restart resumes it
                 options.echo(f"round {number + 1}: {len(points)} proposed cells")

@@ -254,10 +254,19 @@ def _rounds_table(rounds: list[dict] | None) -> str:
     def ci(f):
         return "-" if not f.get("v_star_ci") else f"[{f['v_star_ci'][0]:.3g}, {f['v_star_ci'][1]:.3g}]"
 
+    def check(f):
+        c = f.get("forecast_check")
+        return ("<td>-</td><td>-</td>" if not c else
+                f"<td>{100 * c['median_rel_error']:.1f} %</td><td>{c['inside']} of {c['cells']} "
+                f"({100 * c['level']:.0f} %)</td>")
+
     body = "".join(f"<tr><td>{r['round']}</td><td>{r['fit']['cells']}</td><td>{(r['fit']['v_star'] or 0):.3g}</td>"
-                   f"<td>{ci(r['fit'])}</td><td>{(r['fit'].get('frontier_ci_width') or 0):.4f}</td></tr>" for r in done)
+                   f"<td>{ci(r['fit'])}</td><td>{(r['fit'].get('frontier_ci_width') or 0):.4f}</td>{check(r['fit'])}</tr>"
+                   for r in done)
     return ("<h2>Rounds</h2><table><tr><th>round</th><th>cells finished</th><th>V*</th><th>V* interval</th>"
-            f"<th>frontier interval (mean width of the predicted metric)</th></tr>{body}</table>")
+            "<th>frontier interval (mean width of the predicted metric)</th>"
+            "<th>the round's cells: median forecast error</th><th>inside their interval</th></tr>"
+            f"{body}</table>")
 
 
 def _lr_table(learning_rates: dict[str, float] | None) -> str:

@@ -108,6 +108,10 @@ class Fit(Strict):
     ci_level: float = Field(0.9, gt=0, lt=1, description="Coverage of the bootstrap intervals")
     cross_validate: bool = Field(True, description="Leave-one-out and largest-LLM hold-out errors")
     propose: int = Field(4, ge=0, le=10_000, description="Cells proposed after each fit (next.yaml)")
+    budget: str | None = Field(
+        None, pattern=r"^\s*(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*(gpuh)?\s*$", max_length=40,
+        description="A cap on the training cost of each fit's proposals: FLOPs (e.g. 1e21) or GPU hours on "
+                    "spec.price's accelerator at its MFU (e.g. 200gpuh); `propose --budget` overrides it")
     candidates: Candidates = Field(Candidates(), description="What proposals choose from")
     law: LawSpec | None = Field(None, description="A law written as an expression, instead of form")
     group: str | None = Field(None, description="A cell column (compressor, task, seed, ...) that splits the fit: "

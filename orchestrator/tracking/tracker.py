@@ -251,6 +251,9 @@ class Tracker:
     def log_artifacts(self, run_id: str, directory: str, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(run_id, directory, artifact_path)
 
+    def log_dict(self, run_id: str, doc: dict[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(run_id, doc, artifact_file)
+
     def log_figure(self, run_id: str, figure, artifact_file: str) -> None:
         self.client.log_figure(run_id, figure, artifact_file)
 

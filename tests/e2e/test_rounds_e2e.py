@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,6 +81,17 @@ def test_two_rounds_train_the_proposed_cells_and_a_killed_round_resumes(tmp_path
     # picks minimise the *expected* variance, and real cells may show the law was surer than it
     # should have been (60-step cells, 50 replicates)
     assert first["frontier_ci_width"] > 0 and second["frontier_ci_width"] > 0
+    # round 2's cells were forecast before they trained, and round 2's fit checked the forecasts
+    assert all({"value", "low", "high", "level"} <= set(p["forecast"]) for p in proposed)
+    assert all(p["forecast"]["low"] < p["forecast"]["value"] < p["forecast"]["high"] for p in proposed)
+    check = second["forecast_check"]
+    assert "forecast_check" not in first and check["round"] == 2 and check["cells"] == 2
+    assert 0 <= check["inside"] <= 2 and check["median_rel_error"] >= 0 and check["level"] == 0.9
+    said = (f"round 2's 2 cells: median forecast error {100 * check['median_rel_error']:.1f} %, "
+            f"{check['inside']} of 2 inside their 90 % interval")
+    assert said in r.stdout
+    status = _vlmscale("status", "rounds", "--storage", str(tmp_path / "runs"))
+    assert said in status.stdout
 
     from mlflow.tracking import MlflowClient
 
@@ -93,3 +105,10 @@ def test_two_rounds_train_the_proposed_cells_and_a_killed_round_resumes(tmp_path
     assert all(c.info.status == "FINISHED" for c in cells)
 
     assert "Rounds" in (exp_dir / "fit" / "index.html").read_text()
+    assert "median forecast error" in (exp_dir / "fit" / "index.html").read_text()
+    (fit1,) = [f for f in fits if f.data.tags["vlmscale.round"] == "1"]
+    (fit2,) = [f for f in fits if f.data.tags["vlmscale.round"] == "2"]
+    with tempfile.TemporaryDirectory() as d:  # round 1's fit run keeps the forecasts it made
+        logged = json.loads(Path(client.download_artifacts(fit1.info.run_id, "forecasts.json", d)).read_text())
+    assert logged == {"round": 2, "cells": proposed}
+    assert fit2.data.metrics["forecast_cells"] == 2 and fit2.data.metrics["forecast_inside"] == check["inside"]

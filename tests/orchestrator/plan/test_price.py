@@ -65,3 +65,43 @@ def test_validate_states_the_price_in_every_format():
                                      "--format", "json"], capture_output=True, text=True, timeout=60, cwd=ROOT).stdout)
     assert doc["price"]["mfu_assumed"] is True and len(doc["price"]["cells"]) == 33
     assert doc["price"]["flops"] == pytest.approx(sum(c["flops"] for c in doc["price"]["cells"]))
+
+
+def test_a_budget_in_gpu_hours_is_training_flops_at_the_specs_accelerator_and_mfu():
+    from orchestrator.plan.price import budget_flops
+
+    exp = load(str(PAPER))  # H100 at an assumed 25 % MFU
+    assert budget_flops("200gpuh", exp) == pytest.approx(200 * 989.4e12 * 0.25 * 3600)
+    assert budget_flops(" 1.5e21 ", exp) == 1.5e21 and budget_flops(None, exp) is None
+    doc = yaml.safe_load(PAPER.read_text())
+    doc["spec"]["fit"]["budget"] = "10gpuh"
+    doc["spec"]["price"] = {"accelerator": "A100", "mfu": 0.5}
+    assert budget_flops(None, parse(doc)) == pytest.approx(10 * 312e12 * 0.5 * 3600)  # spec.fit.budget
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(ValueError):
+            budget_flops(bad, exp)
+    doc["spec"]["fit"]["budget"] = "10 GPU hours"
+    with pytest.raises(SpecError, match="spec.fit.budget"):
+        parse(doc)
+
+
+def test_status_says_what_was_spent_and_what_is_left_and_propose_takes_gpu_hours(tmp_path):
+    from tests.support.experiments import _cli, _finished_experiment
+
+    spec = _finished_experiment(tmp_path)  # the quickstart's 9 cells, all finished
+    status = _cli("status", str(spec), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    line = next(x for x in status.stdout.splitlines() if x.startswith("compute: spent"))
+    assert "left 0 (≈ 0 GPU-seconds)" in line and "at an assumed 25% MFU (spec.price)" in line
+    doc = json.loads(_cli("status", str(spec), "--format", "json", cwd=tmp_path).stdout)["compute"]
+    exp = load(str(spec))
+    assert doc["spent_flops"] == pytest.approx(study_price(exp).flops) and doc["left_flops"] == 0
+    tight = _cli("propose", str(spec), "--budget", "1e-9gpuh", "-o", str(tmp_path / "n.yaml"), "--bootstrap", "20",
+                 cwd=tmp_path)
+    assert tight.returncode == 3 and "costs more than --budget" in tight.stderr, tight.stderr
+    assert not (tmp_path / "n.yaml").exists()
+    roomy = _cli("propose", str(spec), "--budget", "1000gpuh", "-o", str(tmp_path / "n.yaml"), "--bootstrap", "20",
+                 cwd=tmp_path)
+    assert roomy.returncode == 0 and (tmp_path / "n.yaml").is_file(), roomy.stderr
+    bad = _cli("propose", str(spec), "--budget", "a lot", cwd=tmp_path)
+    assert bad.returncode == 2 and "--budget 'a lot'" in bad.stderr and "200gpuh" in bad.stderr
