@@ -44,7 +44,8 @@ def analyse(exp: Experiment, exp_dir: ExperimentDir):
 @dataclass(frozen=True)
 class AfterRound:
     """What a round's fit found: the analysis, the check of the forecasts made for the round's cells
-    (None for the grid's round), and the next round's cells with their forecasts."""
+    (None for the grid's round), and the next round's cells with their forecasts (as first proposed,
+    when a restarted run fits a round again)."""
 
     analysis: Any
     check: Any
@@ -68,8 +69,11 @@ def finalize(exp: Experiment, exp_dir: ExperimentDir, spec_text: str, tracker, p
     if analysis is None:
         echo(f"fit skipped: {why}")
         return None
-    check = forecast_check(RoundLog(list(history or [])), round_no, table, exp.spec.fit.metric)
-    done = AfterRound(analysis, check, proposed_points(exp, analysis))
+    log = RoundLog(list(history or []))
+    check = forecast_check(log, round_no, table, exp.spec.fit.metric)
+    # a refit after a restart keeps the next round it proposed before (and the forecasts made then)
+    ahead = log.rounds[round_no]["cells"] if len(log.rounds) > round_no else []
+    done = AfterRound(analysis, check, ahead or proposed_points(exp, analysis))
     so_far = [r for r in history or [] if r["round"] < round_no]
     so_far.append({"round": round_no, "fit": done.summary()})
     run_id = tracker.fit_run(parent, exp.name, round_no)
