@@ -7,7 +7,7 @@ A record that fails its check is named with what is wrong, so storage damage is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 LEDGER_VERSION = 1
@@ -71,15 +71,8 @@ class LedgerRecord:
         """The cell's params as its MLflow run holds them (grid point and settings by name)."""
         return {**self.params, **self.settings}
 
-    def with_metrics(self, metrics: dict[str, Any]) -> LedgerRecord:
-        from dataclasses import replace
-
-        return replace(self, metrics=metrics)
-
     def imported(self, origin: str) -> LedgerRecord:
         """This record as another experiment imports it (a re-import keeps its first origin)."""
-        from dataclasses import replace
-
         return replace(self, imported_from=self.imported_from or origin)
 
     def to_dict(self) -> dict[str, Any]:

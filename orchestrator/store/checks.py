@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StateError
-from ..protocols.ledger import ledger_problem  # noqa: F401 — the ledger's check, beside the others
 
 Check = Callable[[Any], "str | None"]  # a document → what is wrong with it, or None
 
@@ -46,7 +45,16 @@ def rounds_problem(doc: Any) -> str | None:
         for c in r["cells"]:
             if not isinstance(c, dict) or not all(k in c for k in ("llm", "visual_tokens", "compressor", "task", "seed")):
                 return f"a cell of round {i + 1} lacks llm, visual_tokens, compressor, task or seed"
+            if "forecast" in c and not _numbers(c["forecast"], ("value", "low", "high", "level")):
+                return f"a cell of round {i + 1} has a forecast without numbers value, low, high and level"
+        check = (r.get("fit") or {}).get("forecast_check") if isinstance(r.get("fit"), dict) else None
+        if check is not None and not _numbers(check, ("round", "cells", "median_rel_error", "inside", "level")):
+            return f"round {i + 1}'s forecast check lacks numbers round, cells, median_rel_error, inside or level"
     return None
+
+
+def _numbers(doc: Any, keys: tuple[str, ...]) -> bool:
+    return isinstance(doc, dict) and all(_number(doc.get(k)) for k in keys)
 
 
 def calibration_problem(doc: Any) -> str | None:

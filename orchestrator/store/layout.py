@@ -40,7 +40,7 @@ from typing import Any
 from workloads.storage import is_remote, local_mirror, path_of, write_bytes_atomic, write_text_atomic
 
 from ..errors import StorageError
-from ..protocols import LedgerRecord
+from ..protocols import LedgerRecord, ledger_problem
 
 LOCK_FILE = "driver.lock"
 NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # metadata.name (spec/base.py's RFC 1123 label)
@@ -205,7 +205,7 @@ class ExperimentDir:
     def finished(self) -> dict[str, LedgerRecord]:
         """The ledger: cell key → its final record, every one checked (orchestrator/store/checks.py): a
         damaged record is a :class:`StateError` naming it, never a cell silently left out."""
-        from .checks import ledger_problem, parse, repair_fix
+        from .checks import parse, repair_fix
 
         if not self.results.exists():
             return {}
@@ -221,7 +221,7 @@ class ExperimentDir:
 
     def damaged_records(self) -> list[Path]:
         """The ledger's records that do not pass their check."""
-        from .checks import StateError, ledger_problem, parse
+        from .checks import StateError, parse
 
         out = []
         for p in sorted(self.results.glob("*.json")) if self.results.exists() else []:
@@ -233,7 +233,7 @@ class ExperimentDir:
 
     def finished_record(self, key: str) -> LedgerRecord | None:
         """One cell's ledger entry, or None."""
-        from .checks import ledger_problem, read, repair_fix
+        from .checks import read, repair_fix
 
         doc = read(self.result_path(key), ledger_problem, repair_fix(self.root.name))
         return None if doc is None else LedgerRecord.from_dict(doc, key)

@@ -80,6 +80,9 @@ def test_a_damaged_ledger_record_is_one_line_for_every_reader(tmp_path, content,
 @pytest.mark.parametrize("name,content", [
     ("experiment.json", b'{"name": "kept", "spe'), ("experiment.json", b"{}"),
     ("rounds.json", b'{"rounds": [{"cells": [{"llm": "tiny-xs"}]}]}'), ("rounds.json", b"{"),
+    ("rounds.json", b'{"rounds": [{"cells": []}, {"cells": [{"llm": "tiny-xs", "visual_tokens": 1, "compressor": '
+                    b'"avgpool", "task": "shapes", "seed": 0, "forecast": {"value": "x"}}]}]}'),
+    ("rounds.json", b'{"rounds": [{"cells": [], "fit": {"cells": 9, "forecast_check": {"round": 2}}}]}'),
     ("calibration.json", b'{"sizes": {"tiny-xs": {"lr": "high"}}}'),
 ])
 def test_a_damaged_manifest_round_log_or_calibration_names_the_file_and_repair_mends_it(tmp_path, name, content):
